@@ -1,0 +1,163 @@
+//! The C ABI: thin `extern "C"` wrappers over [`crate::Handle`].
+//!
+//! Each wrapper checks its pointer arguments, calls the safe API, and turns
+//! an [`Error`] into libnbd's convention: the error value (-1 or NULL), a
+//! thread-local message that starts with the call's name, and the errno.
+//! No logic lives here, and no panic crosses into C.
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::{Error, Handle, Result};
+
+pub mod connect;
+pub mod handle;
+pub mod info;
+pub mod io;
+pub mod types;
+pub mod unimplemented;
+
+/// The handle C programs hold: `struct nbd_handle`, opaque to them.
+pub struct nbd_handle {
+    pub(crate) inner: Handle,
+}
+
+struct LastError {
+    message: Option<CString>,
+    errno: c_int,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError { message: None, errno: 0 })
+    };
+}
+
+/// Records `err` as this thread's last error, as call `api` reports it,
+/// and sets the C `errno` to match.
+pub(crate) fn set_error(api: &str, err: &Error) {
+    let text = format!("{api}: {err}").replace('\0', " ");
+    let message = CString::new(text).ok();
+    let errno = err.errno();
+    let _ = LAST_ERROR.try_with(|last| {
+        let mut last = last.borrow_mut();
+        last.message = message;
+        last.errno = errno;
+    });
+    // SAFETY: __errno_location always returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// The error for a NULL pointer where the call needs one.
+pub(crate) fn null_error(param: &str) -> Error {
+    Error::new(libc::EFAULT, format!("{param} cannot be NULL"))
+}
+
+/// Fails with EFAULT naming `param` when `ptr` is NULL.
+pub(crate) fn check_nonnull<T>(ptr: *const T, param: &str) -> Result<()> {
+    if ptr.is_null() {
+        Err(null_error(param))
+    } else {
+        Ok(())
+    }
+}
+
+/// Borrows a C string argument, failing with EFAULT when it is NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or point to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn c_str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a CStr> {
+    check_nonnull(ptr, param)?;
+    // SAFETY: non-NULL, and the caller promises NUL termination.
+    Ok(unsafe { CStr::from_ptr(ptr) })
+}
+
+/// Copies `s` into memory from `malloc`, for a `char *` the caller `free`s.
+pub(crate) fn malloc_c_string(s: &[u8]) -> *mut c_char {
+    // SAFETY: we allocate len+1 bytes and write exactly that many.
+    unsafe {
+        let p = libc::malloc(s.len() + 1) as *mut u8;
+        if p.is_null() {
+            return std::ptr::null_mut();
+        }
+        std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+        *p.add(s.len()) = 0;
+        p as *mut c_char
+    }
+}
+
+/// Runs `f`, turning an `Err` or a panic into `err_value` with the error recorded.
+pub(crate) fn ffi_call<T>(api: &str, err_value: T, f: impl FnOnce() -> Result<T>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(err)) => {
+            set_error(api, &err);
+            err_value
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            set_error(
+                api,
+                &Error::new(libc::EIO, format!("internal error (panic): {what}")),
+            );
+            err_value
+        }
+    }
+}
+
+/// Runs `f` on the handle behind `h`: NULL `h` fails with EFAULT.
+pub(crate) fn with_handle<T>(
+    api: &str,
+    h: *const nbd_handle,
+    err_value: T,
+    f: impl FnOnce(&Handle) -> Result<T>,
+) -> T {
+    ffi_call(api, err_value, || {
+        check_nonnull(h, "h")?;
+        // SAFETY: a non-NULL h came from nbd_create and is live until nbd_close.
+        let handle = unsafe { &(*h).inner };
+        f(handle)
+    })
+}
+
+/// Runs `f` on the handle for a call that cannot fail in libnbd (a boolean
+/// state query or the like); NULL `h` gives `null_value`.
+pub(crate) fn with_handle_infallible<T>(
+    h: *const nbd_handle,
+    null_value: T,
+    f: impl FnOnce(&Handle) -> T,
+) -> T {
+    if h.is_null() {
+        return null_value;
+    }
+    // SAFETY: as in with_handle.
+    let handle = unsafe { &(*h).inner };
+    catch_unwind(AssertUnwindSafe(|| f(handle))).unwrap_or(null_value)
+}
+
+/// The message of this thread's last failed call, or NULL if none failed.
+#[no_mangle]
+pub extern "C" fn nbd_get_error() -> *const c_char {
+    LAST_ERROR
+        .try_with(|last| {
+            last.borrow()
+                .message
+                .as_ref()
+                .map_or(std::ptr::null(), |m| m.as_ptr())
+        })
+        .unwrap_or(std::ptr::null())
+}
+
+/// The errno of this thread's last failed call, or 0.
+#[no_mangle]
+pub extern "C" fn nbd_get_errno() -> c_int {
+    LAST_ERROR
+        .try_with(|last| last.borrow().errno)
+        .unwrap_or(0)
+}

@@ -1,0 +1,130 @@
+//! The constants and callback structs of `libnbd.h`, with libnbd's names and values.
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+
+pub const LIBNBD_TLS_DISABLE: c_int = 0;
+pub const LIBNBD_TLS_ALLOW: c_int = 1;
+pub const LIBNBD_TLS_REQUIRE: c_int = 2;
+
+pub const LIBNBD_SIZE_MINIMUM: c_int = 0;
+pub const LIBNBD_SIZE_PREFERRED: c_int = 1;
+pub const LIBNBD_SIZE_MAXIMUM: c_int = 2;
+
+pub const LIBNBD_CMD_FLAG_FUA: c_uint = 0x01;
+pub const LIBNBD_CMD_FLAG_NO_HOLE: c_uint = 0x02;
+pub const LIBNBD_CMD_FLAG_DF: c_uint = 0x04;
+pub const LIBNBD_CMD_FLAG_REQ_ONE: c_uint = 0x08;
+pub const LIBNBD_CMD_FLAG_FAST_ZERO: c_uint = 0x10;
+pub const LIBNBD_CMD_FLAG_MASK: c_uint = 0x1f;
+
+pub const LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE: c_uint = 0x01;
+pub const LIBNBD_HANDSHAKE_FLAG_NO_ZEROES: c_uint = 0x02;
+pub const LIBNBD_HANDSHAKE_FLAG_MASK: c_uint = 0x03;
+
+pub const LIBNBD_STRICT_COMMANDS: c_uint = 0x01;
+pub const LIBNBD_STRICT_FLAGS: c_uint = 0x02;
+pub const LIBNBD_STRICT_BOUNDS: c_uint = 0x04;
+pub const LIBNBD_STRICT_ZERO_SIZE: c_uint = 0x08;
+pub const LIBNBD_STRICT_ALIGN: c_uint = 0x10;
+pub const LIBNBD_STRICT_MASK: c_uint = 0x1f;
+
+pub const LIBNBD_ALLOW_TRANSPORT_TCP: c_uint = 0x01;
+pub const LIBNBD_ALLOW_TRANSPORT_UNIX: c_uint = 0x02;
+pub const LIBNBD_ALLOW_TRANSPORT_VSOCK: c_uint = 0x04;
+pub const LIBNBD_ALLOW_TRANSPORT_MASK: c_uint = 0x07;
+
+pub const LIBNBD_SHUTDOWN_ABANDON_PENDING: c_uint = 0x10000;
+pub const LIBNBD_SHUTDOWN_MASK: c_uint = 0x10000;
+
+pub const LIBNBD_AIO_DIRECTION_READ: c_uint = 1;
+pub const LIBNBD_AIO_DIRECTION_WRITE: c_uint = 2;
+pub const LIBNBD_AIO_DIRECTION_BOTH: c_uint = 3;
+
+pub const LIBNBD_READ_DATA: c_int = 1;
+pub const LIBNBD_READ_HOLE: c_int = 2;
+pub const LIBNBD_READ_ERROR: c_int = 3;
+
+/// Called for each chunk of a structured read.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_chunk_callback {
+    pub callback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            subbuf: *const c_void,
+            count: usize,
+            offset: u64,
+            status: c_uint,
+            error: *mut c_int,
+        ) -> c_int,
+    >,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// Called once when an asynchronous command completes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_completion_callback {
+    pub callback: Option<unsafe extern "C" fn(user_data: *mut c_void, error: *mut c_int) -> c_int>,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// Called for each debug message.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_debug_callback {
+    pub callback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            context: *const c_char,
+            msg: *const c_char,
+        ) -> c_int,
+    >,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// Called for each metadata context's extents in a block status reply.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_extent_callback {
+    pub callback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            metacontext: *const c_char,
+            offset: u64,
+            entries: *mut u32,
+            nr_entries: usize,
+            error: *mut c_int,
+        ) -> c_int,
+    >,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// Called for each export the server lists.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_list_callback {
+    pub callback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            name: *const c_char,
+            description: *const c_char,
+        ) -> c_int,
+    >,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// Called for each metadata context the server lists or sets.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_context_callback {
+    pub callback:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, name: *const c_char) -> c_int>,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}

@@ -1,0 +1,3 @@
+//! The safe API.
+/// An NBD client handle.
+pub struct Handle {}

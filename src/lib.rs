@@ -1,0 +1,19 @@
+//! rust-libnbd: a Network Block Device (NBD) client library.
+//!
+//! The safe Rust API is [`Handle`]; the C ABI of libnbd (`libnbd.h`,
+//! `libnbd.so.0`) is a thin layer over it.
+//!
+//! Layers, each calling only downwards: [`proto`] (wire format, no I/O) →
+//! `conn` (the non-blocking connection state machine) → `transport`
+//! (sockets and subprocesses) → [`Handle`] → `capi`.
+
+pub mod abi;
+pub mod capi;
+mod conn;
+mod error;
+mod handle;
+pub mod proto;
+mod transport;
+
+pub use error::{strerror, Error, Result};
+pub use handle::Handle;
