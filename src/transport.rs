@@ -1,1 +1,325 @@
-//! TODO
+//! Transports: how bytes reach the server.
+//!
+//! Every transport is a non-blocking [`Transport`]; the state machine only
+//! ever calls `recv`/`send` when poll says the fd is ready, and treats
+//! `WouldBlock` as "wait for readiness".
+
+use std::ffi::{c_char, CString};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// A connected, non-blocking byte stream to the server.
+pub(crate) trait Transport: Send {
+    /// The fd to poll for readiness.
+    fn fd(&self) -> RawFd;
+    /// Receives into `buf`; `Ok(0)` means the server closed the connection.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Sends as much of `bufs`, in order, as the socket takes now.
+    fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Tells the server no more data follows.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// A plain stream socket (unix, TCP, or one end of a socketpair).
+pub(crate) struct Socket {
+    fd: OwnedFd,
+}
+
+impl Socket {
+    /// Wraps a connected socket and makes it non-blocking.
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<Socket> {
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(Socket { fd })
+    }
+}
+
+fn cvt(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+impl Transport for Socket {
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: buf is valid for writes of buf.len() bytes.
+            let rc = unsafe { libc::recv(self.fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match cvt(rc) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: msghdr is plain data; all-zero is a valid empty message.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+        loop {
+            // SAFETY: IoSlice is ABI-compatible with iovec, and every slice
+            // outlives the call. MSG_NOSIGNAL turns SIGPIPE into EPIPE.
+            let rc = unsafe { libc::sendmsg(self.fd(), &msg, libc::MSG_NOSIGNAL) };
+            match cvt(rc) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        // SAFETY: plain syscall on an fd we own.
+        if unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A server started as our child process.
+#[derive(Debug)]
+pub(crate) struct Subprocess {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Subprocess {
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Sends `signum` to the child.
+    pub(crate) fn kill(&self, signum: i32) -> io::Result<()> {
+        if self.reaped {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: plain syscall; pid is our unreaped child.
+        if unsafe { libc::kill(self.pid, signum) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the child to exit: it should on its own once its socket is
+    /// closed; if it has not within a grace period it gets SIGTERM, then SIGKILL.
+    pub(crate) fn reap(&mut self) {
+        if self.reaped {
+            return;
+        }
+        let grace = Duration::from_secs(2);
+        if !self.wait_timeout(grace) {
+            let _ = self.kill(libc::SIGTERM);
+            if !self.wait_timeout(grace) {
+                let _ = self.kill(libc::SIGKILL);
+                self.wait_blocking();
+            }
+        }
+    }
+
+    fn try_wait(&mut self) -> bool {
+        let mut status = 0;
+        // SAFETY: plain syscall on our child.
+        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if rc == self.pid
+            || (rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+        {
+            self.reaped = true;
+        }
+        self.reaped
+    }
+
+    fn wait_blocking(&mut self) {
+        let mut status = 0;
+        loop {
+            // SAFETY: plain syscall on our child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        self.reaped = true;
+    }
+
+    /// Waits up to `timeout` for the child to exit, with a pidfd when the
+    /// kernel has them, else by blocking in waitpid as libnbd does.
+    fn wait_timeout(&mut self, timeout: Duration) -> bool {
+        if self.try_wait() {
+            return true;
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if pidfd < 0 {
+            self.wait_blocking();
+            return true;
+        }
+        // SAFETY: pidfd_open returned a new fd that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        let mut pfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // SAFETY: pfd is one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+            if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return self.try_wait();
+        }
+    }
+}
+
+impl Drop for Subprocess {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+/// Everything the child needs, built before fork so the child only makes
+/// async-signal-safe system calls (no allocation, no locks).
+struct ExecPlan {
+    /// Paths to try with execve, in order (PATH search done here).
+    paths: Vec<CString>,
+    /// NULL-terminated argv pointers into the caller's strings.
+    argv: Vec<*const c_char>,
+    /// Messages to print if every exec fails, by errno.
+    enoent_msg: Vec<u8>,
+    eacces_msg: Vec<u8>,
+    other_msg: Vec<u8>,
+}
+
+impl ExecPlan {
+    fn new(argv: &[CString]) -> ExecPlan {
+        let program = argv[0].as_bytes();
+        let mut paths = Vec::new();
+        if program.contains(&b'/') {
+            paths.push(argv[0].clone());
+        } else {
+            let path_var = std::env::var_os("PATH")
+                .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p))
+                .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
+            for dir in path_var.split(|&b| b == b':') {
+                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                let mut full = dir.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(program);
+                if let Ok(c) = CString::new(full) {
+                    paths.push(c);
+                }
+            }
+        }
+        let mut ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let msg = |errno: i32| {
+            let mut m = program.to_vec();
+            m.extend_from_slice(b": ");
+            m.extend_from_slice(crate::strerror(errno).as_bytes());
+            m.push(b'\n');
+            m
+        };
+        ExecPlan {
+            paths,
+            argv: ptrs,
+            enoent_msg: msg(libc::ENOENT),
+            eacces_msg: msg(libc::EACCES),
+            other_msg: msg(libc::ENOEXEC),
+        }
+    }
+}
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// Runs `argv` as a child whose stdin and stdout are one end of a socketpair;
+/// returns our end (non-blocking) and the child.
+pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)> {
+    if argv.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let plan = ExecPlan::new(argv);
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for the two fds socketpair returns.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair returned two new fds that we now own.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // SAFETY: after fork the child calls only async-signal-safe functions
+    // (fcntl, dup2, close, sigprocmask, signal, execve, write, _exit) on data
+    // prepared above, and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        unsafe { exec_child(theirs.as_raw_fd(), &plan) }
+    }
+    drop(theirs);
+    let socket = Socket::new(ours)?;
+    Ok((socket, Subprocess { pid, reaped: false }))
+}
+
+/// The child side of [`spawn_command`]. Never returns.
+unsafe fn exec_child(sock: RawFd, plan: &ExecPlan) -> ! {
+    // Move the socket above stdio first so dup2 onto 0 and 1 always
+    // produces fds without close-on-exec.
+    let fd = libc::fcntl(sock, libc::F_DUPFD, 3);
+    if fd < 0 || libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 {
+        libc::_exit(126);
+    }
+    libc::close(fd);
+    // Give the server default signal handling whatever the parent set.
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+
+    let mut errno = libc::ENOENT;
+    for path in &plan.paths {
+        libc::execve(path.as_ptr(), plan.argv.as_ptr(), environ);
+        let e = *libc::__errno_location();
+        // Keep the most telling error, as execvp does.
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            errno = e;
+        }
+    }
+    let msg = match errno {
+        libc::ENOENT => &plan.enoent_msg,
+        libc::EACCES => &plan.eacces_msg,
+        _ => &plan.other_msg,
+    };
+    libc::write(2, msg.as_ptr().cast(), msg.len());
+    libc::_exit(127);
+}

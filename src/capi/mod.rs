@@ -126,21 +126,6 @@ pub(crate) fn with_handle<T>(
     })
 }
 
-/// Runs `f` on the handle for a call that cannot fail in libnbd (a boolean
-/// state query or the like); NULL `h` gives `null_value`.
-pub(crate) fn with_handle_infallible<T>(
-    h: *const nbd_handle,
-    null_value: T,
-    f: impl FnOnce(&Handle) -> T,
-) -> T {
-    if h.is_null() {
-        return null_value;
-    }
-    // SAFETY: as in with_handle.
-    let handle = unsafe { &(*h).inner };
-    catch_unwind(AssertUnwindSafe(|| f(handle))).unwrap_or(null_value)
-}
-
 /// The message of this thread's last failed call, or NULL if none failed.
 #[no_mangle]
 pub extern "C" fn nbd_get_error() -> *const c_char {
@@ -157,7 +142,5 @@ pub extern "C" fn nbd_get_error() -> *const c_char {
 /// The errno of this thread's last failed call, or 0.
 #[no_mangle]
 pub extern "C" fn nbd_get_errno() -> c_int {
-    LAST_ERROR
-        .try_with(|last| last.borrow().errno)
-        .unwrap_or(0)
+    LAST_ERROR.try_with(|last| last.borrow().errno).unwrap_or(0)
 }
