@@ -15,7 +15,7 @@ pub const LIBNBD_CMD_FLAG_NO_HOLE: c_uint = 0x02;
 pub const LIBNBD_CMD_FLAG_DF: c_uint = 0x04;
 pub const LIBNBD_CMD_FLAG_REQ_ONE: c_uint = 0x08;
 pub const LIBNBD_CMD_FLAG_FAST_ZERO: c_uint = 0x10;
-pub const LIBNBD_CMD_FLAG_MASK: c_uint = 0x1f;
+pub const LIBNBD_CMD_FLAG_MASK: c_uint = 0x3f;
 
 pub const LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE: c_uint = 0x01;
 pub const LIBNBD_HANDSHAKE_FLAG_NO_ZEROES: c_uint = 0x02;
@@ -26,7 +26,7 @@ pub const LIBNBD_STRICT_FLAGS: c_uint = 0x02;
 pub const LIBNBD_STRICT_BOUNDS: c_uint = 0x04;
 pub const LIBNBD_STRICT_ZERO_SIZE: c_uint = 0x08;
 pub const LIBNBD_STRICT_ALIGN: c_uint = 0x10;
-pub const LIBNBD_STRICT_MASK: c_uint = 0x1f;
+pub const LIBNBD_STRICT_MASK: c_uint = 0x7f;
 
 pub const LIBNBD_ALLOW_TRANSPORT_TCP: c_uint = 0x01;
 pub const LIBNBD_ALLOW_TRANSPORT_UNIX: c_uint = 0x02;
@@ -125,6 +125,56 @@ pub struct nbd_list_callback {
 pub struct nbd_context_callback {
     pub callback:
         Option<unsafe extern "C" fn(user_data: *mut c_void, name: *const c_char) -> c_int>,
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+// Added after libnbd 1.14.
+
+pub const LIBNBD_SIZE_PAYLOAD: c_int = 3;
+
+pub const LIBNBD_CMD_FLAG_PAYLOAD_LEN: c_uint = 0x20;
+
+pub const LIBNBD_STRICT_PAYLOAD: c_uint = 0x20;
+pub const LIBNBD_STRICT_AUTO_FLAG: c_uint = 0x40;
+
+// Metadata namespaces and contexts, and the extent flags of each context.
+// (cbindgen skips string constants; `build.rs` writes the
+// `LIBNBD_NAMESPACE_*` and `LIBNBD_CONTEXT_*` macros itself.)
+
+pub const LIBNBD_NAMESPACE_BASE: &str = "base:";
+pub const LIBNBD_CONTEXT_BASE_ALLOCATION: &str = "base:allocation";
+pub const LIBNBD_STATE_HOLE: c_int = 1;
+pub const LIBNBD_STATE_ZERO: c_int = 2;
+
+pub const LIBNBD_NAMESPACE_QEMU: &str = "qemu:";
+pub const LIBNBD_CONTEXT_QEMU_DIRTY_BITMAP: &str = "qemu:dirty-bitmap:";
+pub const LIBNBD_CONTEXT_QEMU_ALLOCATION_DEPTH: &str = "qemu:allocation-depth";
+pub const LIBNBD_STATE_DIRTY: c_int = 1;
+
+/// One extent of a 64-bit block status reply: its length in bytes (never
+/// above `INT64_MAX`) and the context's flags for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct nbd_extent {
+    pub length: u64,
+    pub flags: u64,
+}
+
+/// Called for each metadata context's extents in a 64-bit block status reply.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct nbd_extent64_callback {
+    pub callback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            metacontext: *const c_char,
+            offset: u64,
+            entries: *mut nbd_extent,
+            nr_entries: usize,
+            error: *mut c_int,
+        ) -> c_int,
+    >,
     pub user_data: *mut c_void,
     pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
