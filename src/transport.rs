@@ -218,7 +218,7 @@ impl ExecPlan {
             paths.push(argv[0].clone());
         } else {
             let path_var = std::env::var_os("PATH")
-                .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p))
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
                 .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
             for dir in path_var.split(|&b| b == b':') {
                 let dir: &[u8] = if dir.is_empty() { b"." } else { dir };

@@ -1,0 +1,250 @@
+//! The handshake: greeting, global flags, options, export information.
+
+use super::{protocol_error, Conn, Phase, Step, MAX_SMALL_PAYLOAD};
+use crate::proto::{self, ExportInfo};
+use crate::{Error, Result};
+
+impl Conn {
+    // ---- handshake -------------------------------------------------------------
+
+    pub(super) fn read_handshake(&mut self, step: Step) -> Result<bool> {
+        match step {
+            Step::Greeting => {
+                if !self.fill(proto::GREETING_LEN)? {
+                    return Ok(false);
+                }
+                let mut g = [0u8; proto::GREETING_LEN];
+                g.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::GREETING_LEN]);
+                self.consume(proto::GREETING_LEN);
+                match proto::decode_greeting(&g) {
+                    Some(proto::Greeting::Oldstyle) => {
+                        self.negotiated.protocol = "oldstyle";
+                        self.phase = Phase::Handshake(Step::OldstyleRest);
+                    }
+                    Some(proto::Greeting::Newstyle) => {
+                        self.phase = Phase::Handshake(Step::GlobalFlags);
+                    }
+                    None => {
+                        return Err(protocol_error(
+                            "handshake: server did not send expected NBD magic",
+                        ))
+                    }
+                }
+            }
+            Step::OldstyleRest => {
+                if !self.fill(proto::OLDSTYLE_REST_LEN)? {
+                    return Ok(false);
+                }
+                let info = proto::decode_oldstyle_rest(&self.rbuf[self.rpos..self.rend]);
+                self.consume(proto::OLDSTYLE_REST_LEN);
+                self.finish_handshake(info)?;
+            }
+            Step::GlobalFlags => {
+                if !self.fill(2)? {
+                    return Ok(false);
+                }
+                let gflags = u16::from_be_bytes([self.rbuf[self.rpos], self.rbuf[self.rpos + 1]]);
+                self.consume(2);
+                let fixed = gflags & proto::NBD_FLAG_FIXED_NEWSTYLE != 0;
+                self.no_zeroes = gflags & proto::NBD_FLAG_NO_ZEROES != 0;
+                let mut cflags = 0;
+                if fixed {
+                    cflags |= proto::NBD_FLAG_C_FIXED_NEWSTYLE;
+                }
+                if self.no_zeroes {
+                    cflags |= proto::NBD_FLAG_C_NO_ZEROES;
+                }
+                self.hs_out.extend_from_slice(&cflags.to_be_bytes());
+                if fixed {
+                    self.negotiated.protocol = "newstyle-fixed";
+                    if self.settings.request_structured_replies {
+                        self.send_option(proto::NBD_OPT_STRUCTURED_REPLY, &[]);
+                    } else {
+                        self.send_go();
+                    }
+                } else {
+                    self.negotiated.protocol = "newstyle";
+                    self.send_export_name();
+                }
+            }
+            Step::OptionReply(option) => {
+                if !self.fill(proto::OPTION_REPLY_LEN)? {
+                    return Ok(false);
+                }
+                let mut h = [0u8; proto::OPTION_REPLY_LEN];
+                h.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::OPTION_REPLY_LEN]);
+                let reply = proto::decode_option_reply(&h)
+                    .ok_or_else(|| protocol_error("handshake: invalid option reply magic"))?;
+                if reply.option != option {
+                    return Err(protocol_error(format!(
+                        "handshake: reply to option {} when option {} was sent",
+                        reply.option, option
+                    )));
+                }
+                let len = reply.length as usize;
+                if len > MAX_SMALL_PAYLOAD {
+                    return Err(protocol_error("handshake: option reply payload too large"));
+                }
+                if !self.fill(proto::OPTION_REPLY_LEN + len)? {
+                    return Ok(false);
+                }
+                let start = self.rpos + proto::OPTION_REPLY_LEN;
+                let payload = self.rbuf[start..start + len].to_vec();
+                self.consume(proto::OPTION_REPLY_LEN + len);
+                self.handle_option_reply(option, reply.reply_type, &payload)?;
+            }
+            Step::ExportNameReply => {
+                let len = proto::EXPORT_NAME_REPLY_LEN + if self.no_zeroes { 0 } else { 124 };
+                if !self.fill(len)? {
+                    return Ok(false);
+                }
+                let info = proto::decode_export_name_reply(&self.rbuf[self.rpos..self.rend]);
+                self.consume(len);
+                self.finish_handshake(info)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_option(&mut self, option: u32, payload: &[u8]) {
+        proto::encode_option(&mut self.hs_out, option, payload);
+        self.phase = Phase::Handshake(Step::OptionReply(option));
+    }
+
+    pub(super) fn send_go(&mut self) {
+        let mut infos = Vec::with_capacity(3);
+        if self.settings.request_block_size {
+            infos.push(proto::NBD_INFO_BLOCK_SIZE);
+        }
+        if self.settings.full_info {
+            infos.push(proto::NBD_INFO_NAME);
+            infos.push(proto::NBD_INFO_DESCRIPTION);
+        }
+        let name = self.settings.export_name.clone();
+        proto::encode_opt_go(&mut self.hs_out, proto::NBD_OPT_GO, &name, &infos);
+        self.phase = Phase::Handshake(Step::OptionReply(proto::NBD_OPT_GO));
+        self.negotiated.export = ExportInfo::default();
+        self.got_export_info = false;
+    }
+
+    fn send_export_name(&mut self) {
+        let name = self.settings.export_name.clone();
+        proto::encode_option(&mut self.hs_out, proto::NBD_OPT_EXPORT_NAME, &name);
+        self.phase = Phase::Handshake(Step::ExportNameReply);
+    }
+
+    fn handle_option_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
+        match option {
+            proto::NBD_OPT_STRUCTURED_REPLY => {
+                match reply_type {
+                    proto::NBD_REP_ACK => self.negotiated.structured_replies = true,
+                    t if t & proto::NBD_REP_FLAG_ERROR != 0 => {
+                        self.negotiated.structured_replies = false
+                    }
+                    t => {
+                        return Err(protocol_error(format!(
+                            "handshake: unexpected reply to NBD_OPT_STRUCTURED_REPLY: 0x{t:x}"
+                        )))
+                    }
+                }
+                self.send_go();
+                Ok(())
+            }
+            proto::NBD_OPT_GO => self.handle_go_reply(reply_type, payload),
+            _ => Err(protocol_error("handshake: reply to an unknown option")),
+        }
+    }
+
+    fn handle_go_reply(&mut self, reply_type: u32, payload: &[u8]) -> Result<()> {
+        match reply_type {
+            proto::NBD_REP_INFO => {
+                match proto::decode_info(payload) {
+                    Some(proto::Info::Export(info)) => {
+                        self.negotiated.export = info;
+                        self.got_export_info = true;
+                    }
+                    Some(proto::Info::BlockSize {
+                        minimum,
+                        preferred,
+                        maximum,
+                    }) => {
+                        self.negotiated.block_minimum = minimum;
+                        self.negotiated.block_preferred = preferred;
+                        self.negotiated.block_maximum = maximum;
+                    }
+                    Some(proto::Info::Name(n)) => self.negotiated.canonical_name = Some(n),
+                    Some(proto::Info::Description(d)) => self.negotiated.description = Some(d),
+                    Some(proto::Info::Unknown(_)) => {}
+                    None => {
+                        return Err(protocol_error(
+                            "handshake: incorrect NBD_REP_INFO option reply length",
+                        ))
+                    }
+                }
+                Ok(())
+            }
+            proto::NBD_REP_ACK => {
+                if !self.got_export_info {
+                    return Err(protocol_error(
+                        "handshake: server omitted NBD_INFO_EXPORT reply to NBD_OPT_GO",
+                    ));
+                }
+                let info = self.negotiated.export;
+                self.finish_handshake(info)
+            }
+            proto::NBD_REP_ERR_UNSUP => {
+                // An old server without NBD_OPT_GO: fall back.
+                self.send_export_name();
+                Ok(())
+            }
+            t => Err(go_error(t, &self.settings.export_name, payload)),
+        }
+    }
+
+    fn finish_handshake(&mut self, info: ExportInfo) -> Result<()> {
+        if info.size > i64::MAX as u64 {
+            return Err(protocol_error(format!(
+                "handshake: server export size {} is too large",
+                info.size
+            )));
+        }
+        self.negotiated.export = info;
+        self.phase = Phase::Ready;
+        Ok(())
+    }
+}
+
+fn go_error(reply_type: u32, export_name: &[u8], payload: &[u8]) -> Error {
+    let _ = payload;
+    match reply_type {
+        proto::NBD_REP_ERR_POLICY | proto::NBD_REP_ERR_PLATFORM => {
+            Error::new(0, "handshake: server policy prevents NBD_OPT_GO")
+        }
+        proto::NBD_REP_ERR_INVALID | proto::NBD_REP_ERR_TOO_BIG => Error::new(
+            libc::EINVAL,
+            "handshake: server rejected NBD_OPT_GO as invalid",
+        ),
+        proto::NBD_REP_ERR_TLS_REQD => Error::new(
+            libc::ENOTSUP,
+            "handshake: server requires TLS encryption first",
+        ),
+        proto::NBD_REP_ERR_UNKNOWN => Error::new(
+            libc::ENOENT,
+            format!(
+                "handshake: server has no export named '{}'",
+                String::from_utf8_lossy(export_name)
+            ),
+        ),
+        proto::NBD_REP_ERR_SHUTDOWN => {
+            Error::new(libc::ESHUTDOWN, "handshake: server is shutting down")
+        }
+        proto::NBD_REP_ERR_BLOCK_SIZE_REQD => Error::new(
+            libc::EINVAL,
+            "handshake: server requires specific block sizes",
+        ),
+        t => Error::new(
+            0,
+            format!("handshake: unknown reply from NBD_OPT_GO: 0x{t:x}"),
+        ),
+    }
+}

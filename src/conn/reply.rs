@@ -1,0 +1,342 @@
+//! Reading transmission replies: simple, structured and extended.
+
+use std::io;
+
+use super::{protocol_error, CommandId, Conn, Reading, MAX_ERROR_CHUNK};
+use crate::proto::{self, ReplyHeader};
+use crate::{Error, Result};
+
+impl Conn {
+    /// Handles one step of reply reading; false if it needs more bytes.
+    pub(super) fn read_reply(&mut self) -> Result<bool> {
+        match self.reading {
+            Reading::Header => self.read_reply_header(),
+            Reading::Data {
+                id,
+                dst,
+                left,
+                done,
+            } => self.read_data(id, dst, left, done),
+            Reading::ChunkPayload {
+                id,
+                flags,
+                kind,
+                length,
+            } => self.read_chunk_payload(id, flags, kind, length),
+            Reading::Discard { id, left, done } => self.discard(id, left, done),
+        }
+    }
+
+    fn read_reply_header(&mut self) -> Result<bool> {
+        if !self.fill(4)? {
+            return Ok(false);
+        }
+        let magic = proto::reply_magic(&self.rbuf[self.rpos..self.rend]);
+        let Some(hlen) = proto::reply_header_len(magic) else {
+            return Err(protocol_error(format!("invalid reply magic 0x{magic:x}")));
+        };
+        if !self.fill(hlen)? {
+            return Ok(false);
+        }
+        let header = proto::decode_reply_header(&self.rbuf[self.rpos..self.rpos + hlen])
+            .expect("length checked");
+        self.consume(hlen);
+        match header {
+            ReplyHeader::Simple { error, cookie } => {
+                let Some(id) = self.lookup(cookie) else {
+                    // A simple reply's length depends on the command, so
+                    // one for an unknown cookie cannot be skipped.
+                    return Err(protocol_error(format!(
+                        "no matching cookie 0x{cookie:x} found for server reply, \
+                         this is probably a server bug"
+                    )));
+                };
+                let slot = &self.slots[id.index as usize];
+                if error == 0 && slot.kind == proto::NBD_CMD_READ {
+                    self.reading = Reading::Data {
+                        id,
+                        dst: slot.buf,
+                        left: slot.count as usize,
+                        done: true,
+                    };
+                } else {
+                    self.set_command_error(id, proto::errno_of_nbd_error(error));
+                    self.complete(id);
+                }
+            }
+            ReplyHeader::Chunk {
+                flags,
+                kind,
+                cookie,
+                length,
+                ..
+            } => {
+                if !self.negotiated.structured_replies {
+                    return Err(protocol_error(
+                        "server sent a structured reply without negotiating it",
+                    ));
+                }
+                self.start_chunk(flags, kind, cookie, length)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn start_chunk(&mut self, flags: u16, kind: u16, cookie: u64, length: u64) -> Result<()> {
+        let done = flags & proto::NBD_REPLY_FLAG_DONE != 0;
+        let id = self.lookup(cookie);
+        let Some(id) = id else {
+            // Framing is intact: skip the chunk, other commands go on.
+            self.reading = Reading::Discard {
+                id: None,
+                left: length,
+                done: false,
+            };
+            return Ok(());
+        };
+        let (cmd_kind, cmd_offset, cmd_count, cmd_buf) = {
+            let s = &self.slots[id.index as usize];
+            (s.kind, s.offset, s.count, s.buf)
+        };
+        match kind {
+            proto::NBD_REPLY_TYPE_NONE => {
+                if length != 0 {
+                    self.set_command_error(id, libc::EPROTO);
+                    self.reading = Reading::Discard {
+                        id: Some(id),
+                        left: length,
+                        done,
+                    };
+                } else if done {
+                    self.complete(id);
+                } else {
+                    // NONE must end the reply.
+                    self.set_command_error(id, libc::EPROTO);
+                }
+            }
+            proto::NBD_REPLY_TYPE_OFFSET_DATA if cmd_kind == proto::NBD_CMD_READ && length > 8 => {
+                if !self.fill(8)? {
+                    // Come back when the offset has arrived.
+                    self.reading = Reading::ChunkPayload {
+                        id: Some(id),
+                        flags,
+                        kind,
+                        length: length as usize,
+                    };
+                    return Ok(());
+                }
+                let offset = proto::decode_data_offset(&self.rbuf[self.rpos..self.rend]);
+                self.consume(8);
+                self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf);
+            }
+            proto::NBD_REPLY_TYPE_OFFSET_HOLE if length == 12 => {
+                self.reading = Reading::ChunkPayload {
+                    id: Some(id),
+                    flags,
+                    kind,
+                    length: length as usize,
+                };
+            }
+            proto::NBD_REPLY_TYPE_ERROR | proto::NBD_REPLY_TYPE_ERROR_OFFSET
+                if (6..=MAX_ERROR_CHUNK).contains(&length) =>
+            {
+                self.reading = Reading::ChunkPayload {
+                    id: Some(id),
+                    flags,
+                    kind,
+                    length: length as usize,
+                };
+            }
+            _ => {
+                // Unknown, unexpected for this command, or absurdly long:
+                // the command fails, the chunk is skipped.
+                let errno = if kind & proto::NBD_REPLY_TYPE_ERROR_BIT != 0 {
+                    libc::EIO
+                } else {
+                    libc::EPROTO
+                };
+                self.set_command_error(id, errno);
+                self.reading = Reading::Discard {
+                    id: Some(id),
+                    left: length,
+                    done,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_data(
+        &mut self,
+        id: CommandId,
+        offset: u64,
+        len: u64,
+        done: bool,
+        cmd_offset: u64,
+        cmd_count: u64,
+        cmd_buf: *mut u8,
+    ) {
+        let in_range =
+            offset >= cmd_offset && len <= cmd_count && offset - cmd_offset <= cmd_count - len;
+        if in_range {
+            // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
+            let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
+            self.reading = Reading::Data {
+                id,
+                dst,
+                left: len as usize,
+                done,
+            };
+        } else {
+            self.set_command_error(id, libc::EPROTO);
+            self.reading = Reading::Discard {
+                id: Some(id),
+                left: len,
+                done,
+            };
+        }
+    }
+
+    /// Moves payload into the caller's buffer: first what `rbuf` already
+    /// holds, then straight from the socket.
+    fn read_data(&mut self, id: CommandId, dst: *mut u8, left: usize, done: bool) -> Result<bool> {
+        let mut dst = dst;
+        let mut left = left;
+        let take = left.min(self.buffered());
+        if take > 0 {
+            // SAFETY: dst has `left` writable bytes (checked at start_data or
+            // the command's own count); rbuf holds `take` bytes at rpos.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.rbuf.as_ptr().add(self.rpos), dst, take);
+                dst = dst.add(take);
+            }
+            self.consume(take);
+            left -= take;
+        }
+        let mut progressed = take > 0;
+        while left > 0 {
+            let t = self.transport.as_mut().expect("reading without transport");
+            // SAFETY: as above, dst has `left` writable bytes.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst, left) };
+            match t.recv(out) {
+                Ok(0) => return Err(self.eof()),
+                Ok(got) => {
+                    // SAFETY: got <= left.
+                    dst = unsafe { dst.add(got) };
+                    left -= got;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reading = Reading::Data {
+                        id,
+                        dst,
+                        left,
+                        done,
+                    };
+                    return Ok(progressed);
+                }
+                Err(e) => return Err(Error::io("recv", &e)),
+            }
+        }
+        self.reading = Reading::Header;
+        if done {
+            self.complete(id);
+        }
+        Ok(true)
+    }
+
+    fn read_chunk_payload(
+        &mut self,
+        id: Option<CommandId>,
+        flags: u16,
+        kind: u16,
+        length: usize,
+    ) -> Result<bool> {
+        let done = flags & proto::NBD_REPLY_FLAG_DONE != 0;
+        let id = id.expect("payload kept only for known commands");
+        if kind == proto::NBD_REPLY_TYPE_OFFSET_DATA {
+            // The data offset had not arrived when the header did.
+            if !self.fill(8)? {
+                return Ok(false);
+            }
+            let offset = proto::decode_data_offset(&self.rbuf[self.rpos..self.rend]);
+            self.consume(8);
+            let s = &self.slots[id.index as usize];
+            let (o, c, b) = (s.offset, s.count, s.buf);
+            self.start_data(id, offset, length as u64 - 8, done, o, c, b);
+            return Ok(true);
+        }
+        if !self.fill(length)? {
+            return Ok(false);
+        }
+        let payload = &self.rbuf[self.rpos..self.rpos + length];
+        let (cmd_kind, cmd_offset, cmd_count, cmd_buf) = {
+            let s = &self.slots[id.index as usize];
+            (s.kind, s.offset, s.count, s.buf)
+        };
+        let decoded = if kind == proto::NBD_REPLY_TYPE_OFFSET_HOLE {
+            proto::decode_hole_chunk(payload)
+        } else {
+            proto::decode_error_chunk(kind, payload)
+        };
+        self.consume(length);
+        match decoded {
+            Some(proto::ChunkPrefix::Hole {
+                offset,
+                length: hole,
+            }) if cmd_kind == proto::NBD_CMD_READ
+                && hole > 0
+                && offset >= cmd_offset
+                && hole as u64 <= cmd_count
+                && offset - cmd_offset <= cmd_count - hole as u64 =>
+            {
+                // SAFETY: the hole lies within the command's buffer (checked).
+                unsafe {
+                    std::ptr::write_bytes(
+                        cmd_buf.add((offset - cmd_offset) as usize),
+                        0,
+                        hole as usize,
+                    )
+                };
+            }
+            Some(proto::ChunkPrefix::Error { error, .. }) => {
+                let errno = match proto::errno_of_nbd_error(error) {
+                    0 => libc::EPROTO,
+                    e => e,
+                };
+                self.set_command_error(id, errno);
+            }
+            _ => self.set_command_error(id, libc::EPROTO),
+        }
+        self.reading = Reading::Header;
+        if done {
+            self.complete(id);
+        }
+        Ok(true)
+    }
+
+    fn discard(&mut self, id: Option<CommandId>, left: u64, done: bool) -> Result<bool> {
+        let mut left = left;
+        let mut progressed = false;
+        loop {
+            let take = (self.buffered() as u64).min(left) as usize;
+            self.consume(take);
+            left -= take as u64;
+            progressed |= take > 0;
+            if left == 0 {
+                break;
+            }
+            let want = (left as usize).min(self.rbuf.len());
+            if !self.fill(want)? {
+                self.reading = Reading::Discard { id, left, done };
+                return Ok(progressed);
+            }
+        }
+        self.reading = Reading::Header;
+        if let (Some(id), true) = (id, done) {
+            self.complete(id);
+        }
+        Ok(true)
+    }
+}

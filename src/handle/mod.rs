@@ -1,0 +1,280 @@
+//! The safe Rust API: [`Handle`].
+//!
+//! Every call locks the handle, checks the handle's state as libnbd
+//! documents it, and for commands issues the request and drives the state
+//! machine until it completes. Errors carry libnbd's errno and message.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
+use crate::proto;
+use crate::{Error, Result};
+
+mod commands;
+mod connect;
+
+/// The version of the libnbd API this library implements.
+pub const VERSION: &str = "1.22.0";
+/// The name `nbd_get_package_name` reports.
+pub const PACKAGE_NAME: &str = "rust-libnbd";
+
+const CONNECTED: &[Perm] = &[Perm::Connected];
+const INFO_STATES: &[Perm] = &[Perm::Negotiating, Perm::Connected, Perm::Closed];
+
+/// An NBD client handle: one connection to one export.
+///
+/// A handle may be shared between threads; calls on it are serialized.
+pub struct Handle {
+    conn: Mutex<Conn>,
+    name: Mutex<String>,
+    debug: AtomicBool,
+    private_data: AtomicUsize,
+}
+
+static HANDLE_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+impl Handle {
+    /// Creates a handle, not yet connected. `LIBNBD_DEBUG=1` in the
+    /// environment turns debugging on.
+    pub fn new() -> Result<Handle> {
+        let n = HANDLE_NUMBER.fetch_add(1, Ordering::Relaxed);
+        let debug = std::env::var_os("LIBNBD_DEBUG").is_some_and(|v| v == "1");
+        Ok(Handle {
+            conn: Mutex::new(Conn::new()),
+            name: Mutex::new(format!("nbd{n}")),
+            debug: AtomicBool::new(debug),
+            private_data: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Conn> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ---- settings -----------------------------------------------------------
+
+    /// Sets the handle's name, used in debug messages.
+    pub fn set_handle_name(&self, name: &str) -> Result<()> {
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+        Ok(())
+    }
+
+    /// The handle's name (`nbd1`, `nbd2`, ... unless set).
+    pub fn handle_name(&self) -> String {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Turns debug messages on or off.
+    pub fn set_debug(&self, debug: bool) -> Result<()> {
+        self.debug.store(debug, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether debug messages are on.
+    pub fn debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    /// Stores a value for the caller; returns the previous one.
+    pub fn set_private_data(&self, data: usize) -> usize {
+        self.private_data.swap(data, Ordering::Relaxed)
+    }
+
+    /// The value stored with [`Handle::set_private_data`] (0 by default).
+    pub fn private_data(&self) -> usize {
+        self.private_data.load(Ordering::Relaxed)
+    }
+
+    /// Sets the export name to ask the server for (default `""`).
+    pub fn set_export_name(&self, name: &[u8]) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created, Perm::Negotiating])?;
+        if name.len() > proto::MAX_STRING_LEN {
+            return Err(Error::new(
+                libc::ENAMETOOLONG,
+                "export name too long for NBD protocol",
+            ));
+        }
+        c.settings.export_name = name.to_vec();
+        Ok(())
+    }
+
+    /// The export name that will be (or was) asked for.
+    pub fn export_name(&self) -> Result<Vec<u8>> {
+        Ok(self.lock().settings.export_name.clone())
+    }
+
+    /// Whether to ask the server for structured replies (default true).
+    pub fn set_request_structured_replies(&self, request: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        c.settings.request_structured_replies = request;
+        Ok(())
+    }
+
+    /// Whether structured replies will be asked for.
+    pub fn request_structured_replies(&self) -> bool {
+        self.lock().settings.request_structured_replies
+    }
+
+    /// Whether the server agreed to structured replies.
+    pub fn structured_replies_negotiated(&self) -> Result<bool> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        Ok(c.negotiated.structured_replies)
+    }
+
+    /// The handshake style used: `"newstyle-fixed"`, `"newstyle"` or `"oldstyle"`.
+    pub fn protocol(&self) -> Result<&'static str> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        Ok(c.negotiated.protocol)
+    }
+
+    // ---- state ----------------------------------------------------------------
+
+    /// The handle is newly created, not yet connecting.
+    pub fn aio_is_created(&self) -> bool {
+        self.lock().is_created()
+    }
+    /// The handle is connecting or doing the handshake.
+    pub fn aio_is_connecting(&self) -> bool {
+        self.lock().is_connecting()
+    }
+    /// The handle is waiting for the caller to negotiate options.
+    pub fn aio_is_negotiating(&self) -> bool {
+        self.lock().is_negotiating()
+    }
+    /// The handle is connected and idle, ready for commands.
+    pub fn aio_is_ready(&self) -> bool {
+        self.lock().is_ready()
+    }
+    /// The handle is in the middle of sending a request or receiving a reply.
+    pub fn aio_is_processing(&self) -> bool {
+        self.lock().is_processing()
+    }
+    /// The connection failed; the handle can only be closed.
+    pub fn aio_is_dead(&self) -> bool {
+        self.lock().is_dead()
+    }
+    /// The connection was shut down.
+    pub fn aio_is_closed(&self) -> bool {
+        self.lock().is_closed()
+    }
+
+    /// The state's name and description, e.g. `"READY: Connection is ready ..."`.
+    pub fn connection_state(&self) -> &'static str {
+        self.lock().state_description()
+    }
+
+    /// As [`Handle::connection_state`], NUL-terminated (for the C API).
+    pub(crate) fn connection_state_nul(&self) -> &'static str {
+        self.lock().state_description_nul()
+    }
+
+    // ---- export information -------------------------------------------------------
+
+    /// The export's size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        Ok(c.negotiated.export.size)
+    }
+
+    fn export_flag(&self, flag: u16) -> Result<bool> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        Ok(c.negotiated.export.flags & flag != 0)
+    }
+
+    /// The export is read-only.
+    pub fn is_read_only(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_READ_ONLY)
+    }
+    /// The server supports flush.
+    pub fn can_flush(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_FLUSH)
+    }
+    /// The server supports the FUA flag.
+    pub fn can_fua(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_FUA)
+    }
+    /// The server supports trim.
+    pub fn can_trim(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_TRIM)
+    }
+    /// The server supports write-zeroes.
+    pub fn can_zero(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_WRITE_ZEROES)
+    }
+    /// The server supports cache (prefetch).
+    pub fn can_cache(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_CACHE)
+    }
+    /// Several connections to this export see consistent data.
+    pub fn can_multi_conn(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_CAN_MULTI_CONN)
+    }
+
+    /// Closes the connection and reaps the subprocess, if any. Dropping the
+    /// handle does the same.
+    pub fn close(self) {}
+}
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.lock().close();
+    }
+}
+/// Alternates `progress` and `poll` until `done` holds.
+fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
+    loop {
+        c.progress()?;
+        if done(c) {
+            return Ok(());
+        }
+        poll_once(c)?;
+    }
+}
+
+/// Blocks until the connection's fd is ready in the direction the machine wants.
+fn poll_once(c: &Conn) -> Result<()> {
+    let dir = c.direction();
+    let Some(fd) = c.fd() else {
+        return Err(Error::new(
+            libc::EINVAL,
+            format!("nothing to poll for in state {}", c.state_name()),
+        ));
+    };
+    let mut events = 0;
+    if dir & DIRECTION_READ != 0 {
+        events |= libc::POLLIN;
+    }
+    if dir & DIRECTION_WRITE != 0 {
+        events |= libc::POLLOUT;
+    }
+    if events == 0 {
+        return Err(Error::new(
+            libc::EINVAL,
+            format!("nothing to poll for in state {}", c.state_name()),
+        ));
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: pfd is one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io("poll", &err));
+        }
+    }
+}
