@@ -1,6 +1,7 @@
 //! Connecting calls.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 
 use super::{run_until, Handle, CONNECTED};
 use crate::conn::Perm;
@@ -29,6 +30,18 @@ impl Handle {
         let (socket, child) =
             transport::spawn_command(&args).map_err(|e| Error::io("connect_command", &e))?;
         c.subprocess = Some(child);
+        c.start_handshake(Box::new(socket));
+        run_until(&mut c, |c| !c.is_connecting())?;
+        c.check_state(CONNECTED)?;
+        Ok(())
+    }
+
+    /// Connects over `sock`, a socket already connected to a server; the
+    /// handle owns it from now on.
+    pub fn connect_socket(&self, sock: OwnedFd) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        let socket = transport::Socket::new(sock).map_err(|e| Error::io("fcntl", &e))?;
         c.start_handshake(Box::new(socket));
         run_until(&mut c, |c| !c.is_connecting())?;
         c.check_state(CONNECTED)?;
