@@ -1,0 +1,179 @@
+# rust-libnbd: builds the C library (libnbd.so.0, libnbd.a, libnbd.h,
+# libnbd.pc), installs it and tests it.
+#
+#   make                 cargo build --release, then link build/libnbd.so.0.0.0
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR,
+#                        PKGCONFIGDIR overridable)
+#   make check           every test; ends with "N passed, N failed"
+#   make example         stage an install in build/install and run the seed example
+#   make clean
+#
+# The shared library is linked here, not by rustc: rustc gives a cdylib its
+# own version script and GNU ld takes only one, so the Rust staticlib is
+# linked whole into the .so with the version script build.rs derives from
+# src/abi.rs.
+
+SHELL := /bin/bash
+
+PREFIX       ?= /usr/local
+EXEC_PREFIX  ?= $(PREFIX)
+LIBDIR       ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+
+CARGO ?= cargo
+INSTALL ?= install
+
+# Where cargo puts the release build (honours CARGO_TARGET_DIR).
+RUST_OUT  := $(or $(CARGO_TARGET_DIR),target)/release
+STATICLIB := $(RUST_OUT)/libnbd.a
+# Written by build.rs next to the staticlib.
+SYMS      := $(RUST_OUT)/libnbd.syms
+
+# What the Rust staticlib needs from the system, as
+# `cargo rustc --release --crate-type staticlib -- --print native-static-libs`
+# reports it; -z defs below fails the link if this ever falls short.
+NATIVE_LIBS ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+SONAME := libnbd.so.0
+SHLIB  := build/libnbd.so.0.0.0
+
+# The libnbd version this library stands in for: the newest version node
+# of src/abi.rs (LIBNBD_1.22 -> 1.22.0).  Evaluated after the build.
+VERSION ?= $(shell sed -n 's/^LIBNBD_\([0-9.]*\) {.*/\1/p' $(SYMS) | tail -n 1).0
+
+STAGE := $(CURDIR)/build/install
+
+.PHONY: all cargo-build link install example check clean bench \
+        check-deps check-cargo-test check-shlib check-header check-abi \
+        check-stale-header check-c-tests check-example check-fuzz fuzz
+
+all: cargo-build
+	@$(MAKE) --no-print-directory link
+
+cargo-build:
+	$(CARGO) build --release
+
+# Relinked when cargo has produced a new staticlib or version script.
+link: $(SHLIB)
+	@ln -sfn libnbd.so.0.0.0 build/libnbd.so.0
+	@ln -sfn libnbd.so.0 build/libnbd.so
+
+$(SHLIB): $(STATICLIB) $(SYMS) Makefile
+	@mkdir -p build
+	$(CC) -shared -o $@ -Wl,-soname,$(SONAME) \
+	  -Wl,--whole-archive $(STATICLIB) -Wl,--no-whole-archive \
+	  -Wl,--version-script=$(SYMS) -Wl,--gc-sections -Wl,--as-needed \
+	  -Wl,-z,defs -Wl,-z,relro -Wl,-z,now \
+	  $(LDFLAGS) $(NATIVE_LIBS)
+
+# libnbd.pc: ${prefix}-relative where the directories allow it.
+pc_exec_prefix = $(if $(filter $(PREFIX),$(EXEC_PREFIX)),$${prefix},$(EXEC_PREFIX))
+pc_libdir      = $(if $(filter $(EXEC_PREFIX)/lib,$(LIBDIR)),$${exec_prefix}/lib,$(LIBDIR))
+pc_includedir  = $(if $(filter $(PREFIX)/include,$(INCLUDEDIR)),$${prefix}/include,$(INCLUDEDIR))
+pc_libs_private = $(filter-out -lc,$(NATIVE_LIBS))
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libnbd.so.0.0.0
+	ln -sfn libnbd.so.0.0.0 $(DESTDIR)$(LIBDIR)/libnbd.so.0
+	ln -sfn libnbd.so.0 $(DESTDIR)$(LIBDIR)/libnbd.so
+	$(INSTALL) -m 644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libnbd.a
+	$(INSTALL) -m 644 include/libnbd.h $(DESTDIR)$(INCLUDEDIR)/libnbd.h
+	sed -e 's|@prefix@|$(PREFIX)|g' \
+	    -e 's|@exec_prefix@|$(pc_exec_prefix)|g' \
+	    -e 's|@libdir@|$(pc_libdir)|g' \
+	    -e 's|@includedir@|$(pc_includedir)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(pc_libs_private)|g' \
+	    pkgconfig/libnbd.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
+
+# The seed example against a staged install.
+example: all
+	rm -rf $(STAGE)
+	$(MAKE) --no-print-directory install DESTDIR= PREFIX=$(STAGE) EXEC_PREFIX=$(STAGE) \
+	  LIBDIR=$(STAGE)/lib INCLUDEDIR=$(STAGE)/include PKGCONFIGDIR=$(STAGE)/lib/pkgconfig
+	tests/run-example.sh $(STAGE)
+
+# --- make check ---------------------------------------------------------------
+# Each step runs even if an earlier one failed; the output of each is also
+# kept in build/check-STEP.log.  A step that prints a line starting with
+# "SKIP:" and succeeds is counted as skipped.
+CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests example fuzz
+
+check:
+	@mkdir -p build; \
+	passed=0; failed=0; skipped=0; failures=; \
+	for step in $(CHECK_STEPS); do \
+	  echo "=== check: $$step"; \
+	  $(MAKE) --no-print-directory check-$$step 2>&1 | tee build/check-$$step.log; \
+	  rc=$${PIPESTATUS[0]}; \
+	  if [ $$rc -ne 0 ]; then \
+	    failed=$$((failed + 1)); failures="$$failures $$step"; echo "=== $$step: FAIL"; \
+	  elif grep -q '^SKIP:' build/check-$$step.log; then \
+	    skipped=$$((skipped + 1)); echo "=== $$step: SKIPPED"; \
+	  else \
+	    passed=$$((passed + 1)); echo "=== $$step: PASS"; \
+	  fi; \
+	done; \
+	echo; \
+	[ -z "$$failures" ] || echo "failed:$$failures"; \
+	[ $$skipped -eq 0 ] || echo "$$skipped skipped"; \
+	echo "$$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ]
+
+check-deps:
+	tests/ensure-deps.sh
+
+check-cargo-test:
+	$(CARGO) test --release
+
+check-shlib: all
+	@readelf -d $(SHLIB) | grep -E 'SONAME|NEEDED'
+
+check-header: all
+	tests/header/run.sh include build
+
+check-abi: all
+	tests/check-abi.sh build
+
+# include/libnbd.h is generated by the build and committed: after a build it
+# must not differ from what git has.
+check-stale-header: cargo-build
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  echo "SKIP: not a git checkout, cannot check include/libnbd.h is committed"; \
+	elif ! git ls-files --error-unmatch include/libnbd.h >/dev/null 2>&1; then \
+	  echo "include/libnbd.h is not in git; commit the generated header"; exit 1; \
+	elif ! git diff --exit-code --stat -- include/libnbd.h; then \
+	  echo "include/libnbd.h is stale: the build regenerated it; commit the new one"; exit 1; \
+	else \
+	  echo "include/libnbd.h is up to date"; \
+	fi
+
+check-c-tests: all
+	@if [ -e tests/run-c-tests.sh ]; then \
+	  bash tests/run-c-tests.sh $(CURDIR)/build $(CURDIR)/include; \
+	else \
+	  echo "SKIP: tests/run-c-tests.sh does not exist"; \
+	fi
+
+check-example: example
+
+# A short deterministic libFuzzer pass from the seed corpus (fuzz/run.sh).
+check-fuzz:
+	fuzz/run.sh --check
+
+# Fuzzing for FUZZ_SECONDS (default 600), growing fuzz/corpus.
+FUZZ_SECONDS ?= 600
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+# Ours against the system libnbd, side by side (bench/run.sh; PAIRS, SECS).
+bench: all
+	bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf build
