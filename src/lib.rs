@@ -8,12 +8,15 @@
 //! (sockets and subprocesses) → [`Handle`] → `capi`.
 
 pub mod abi;
+pub mod callback;
 pub mod capi;
 mod conn;
 mod error;
 mod handle;
 pub mod proto;
 mod transport;
+mod uri;
 
+pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
-pub use handle::Handle;
+pub use handle::{BlockSize, Handle};

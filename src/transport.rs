@@ -9,6 +9,12 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+mod activation;
+mod addr;
+
+pub(crate) use activation::{spawn_socket_activation, SocketDir};
+pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
+
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
     /// The fd to poll for readiness.
@@ -31,6 +37,17 @@ impl Socket {
     pub(crate) fn new(fd: OwnedFd) -> io::Result<Socket> {
         set_nonblocking(fd.as_raw_fd())?;
         Ok(Socket { fd })
+    }
+
+    /// Takes ownership of a caller's connected socket, after checking the
+    /// fd is open (a bad fd is refused, not adopted).
+    pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
+        set_nonblocking(fd)?;
+        // SAFETY: fcntl just succeeded on fd, so it is open; the caller
+        // hands it to us and never uses it again.
+        Ok(Socket {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 }
 
@@ -99,6 +116,9 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 pub(crate) struct Subprocess {
     pid: libc::pid_t,
     reaped: bool,
+    /// Send SIGTERM at once when reaping: a socket-activated server keeps
+    /// listening after our connection closes, so it would never exit.
+    term_on_close: bool,
 }
 
 impl Subprocess {
@@ -124,6 +144,9 @@ impl Subprocess {
     pub(crate) fn reap(&mut self) {
         if self.reaped {
             return;
+        }
+        if self.term_on_close {
+            let _ = self.kill(libc::SIGTERM);
         }
         let grace = Duration::from_secs(2);
         if !self.wait_timeout(grace) {
@@ -288,7 +311,14 @@ pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)
     }
     drop(theirs);
     let socket = Socket::new(ours)?;
-    Ok((socket, Subprocess { pid, reaped: false }))
+    Ok((
+        socket,
+        Subprocess {
+            pid,
+            reaped: false,
+            term_on_close: false,
+        },
+    ))
 }
 
 /// The child side of [`spawn_command`]. Never returns.
@@ -300,6 +330,12 @@ unsafe fn exec_child(sock: RawFd, plan: &ExecPlan) -> ! {
         libc::_exit(126);
     }
     libc::close(fd);
+    exec_plan(plan, environ)
+}
+
+/// Runs the plan's program with environment `envp`, in a forked child.
+/// Never returns: if every exec fails, prints why and exits 127.
+unsafe fn exec_plan(plan: &ExecPlan, envp: *const *const c_char) -> ! {
     // Give the server default signal handling whatever the parent set.
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
@@ -308,7 +344,7 @@ unsafe fn exec_child(sock: RawFd, plan: &ExecPlan) -> ! {
 
     let mut errno = libc::ENOENT;
     for path in &plan.paths {
-        libc::execve(path.as_ptr(), plan.argv.as_ptr(), environ);
+        libc::execve(path.as_ptr(), plan.argv.as_ptr(), envp);
         let e = *libc::__errno_location();
         // Keep the most telling error, as execvp does.
         if e != libc::ENOENT && e != libc::ENOTDIR {

@@ -42,7 +42,7 @@ pub extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
 /// The library's package name.
 #[no_mangle]
 pub extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_char {
-    static NAME_NUL: &str = concat!("rust-libnbd", "\0");
+    static NAME_NUL: &str = concat!("libnbd", "\0");
     debug_assert_eq!(&NAME_NUL[..NAME_NUL.len() - 1], PACKAGE_NAME);
     with_handle("nbd_get_package_name", h, std::ptr::null(), |_| {
         Ok(NAME_NUL.as_ptr().cast())

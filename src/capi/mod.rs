@@ -15,10 +15,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Error, Handle, Result};
 
+pub mod aio;
 pub mod connect;
+pub mod debug;
 pub mod handle;
 pub mod info;
 pub mod io;
+pub mod meta;
+pub mod opt;
+pub mod settings;
 pub mod types;
 pub mod unimplemented;
 
@@ -93,6 +98,8 @@ pub(crate) fn malloc_c_string(s: &[u8]) -> *mut c_char {
 
 /// Runs `f`, turning an `Err` or a panic into `err_value` with the error recorded.
 pub(crate) fn ffi_call<T>(api: &str, err_value: T, f: impl FnOnce() -> Result<T>) -> T {
+    // Debug messages emitted during the call name it as their context.
+    let _context = crate::conn::ApiContext::enter(api);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => value,
         Ok(Err(err)) => {
@@ -115,7 +122,8 @@ pub(crate) fn ffi_call<T>(api: &str, err_value: T, f: impl FnOnce() -> Result<T>
 }
 
 /// Runs `f` on the handle behind `h`: NULL `h` fails with EFAULT.
-pub(crate) fn with_handle<T>(
+/// With debugging on, the call's entry and result are logged.
+pub(crate) fn with_handle<T: 'static>(
     api: &str,
     h: *const nbd_handle,
     err_value: T,
@@ -125,7 +133,10 @@ pub(crate) fn with_handle<T>(
         check_nonnull(h, "h")?;
         // SAFETY: a non-NULL h came from nbd_create and is live until nbd_close.
         let handle = unsafe { &(*h).inner };
-        f(handle)
+        if !handle.debug() {
+            return f(handle);
+        }
+        debug::traced(api, handle, f)
     })
 }
 

@@ -1,8 +1,13 @@
 //! The handshake: greeting, global flags, options, export information.
 
-use super::{protocol_error, Conn, Phase, Step, MAX_SMALL_PAYLOAD};
+use super::{protocol_error, Conn, Phase, Step};
 use crate::proto::{self, ExportInfo};
 use crate::{Error, Result};
+
+/// Longest option reply payload accepted. The largest meaningful one is an
+/// `NBD_REP_INFO` name or description (2 + 4096 bytes); anything much
+/// longer is refused rather than buffered whole.
+const MAX_OPTION_PAYLOAD: usize = 64 * 1024;
 
 impl Conn {
     // ---- handshake -------------------------------------------------------------
@@ -36,6 +41,14 @@ impl Conn {
                     return Ok(false);
                 }
                 let info = proto::decode_oldstyle_rest(&self.rbuf[self.rpos..self.rend]);
+                // The high half of the 32 flag bits is global flags, which
+                // an oldstyle server must leave zero.
+                let gflags = &self.rbuf[self.rpos + 8..self.rpos + 10];
+                if gflags != [0, 0] {
+                    return Err(protocol_error(
+                        "handshake: oldstyle server should not set gflags",
+                    ));
+                }
                 self.consume(proto::OLDSTYLE_REST_LEN);
                 self.finish_handshake(info)?;
             }
@@ -57,11 +70,7 @@ impl Conn {
                 self.hs_out.extend_from_slice(&cflags.to_be_bytes());
                 if fixed {
                     self.negotiated.protocol = "newstyle-fixed";
-                    if self.settings.request_structured_replies {
-                        self.send_option(proto::NBD_OPT_STRUCTURED_REPLY, &[]);
-                    } else {
-                        self.send_go();
-                    }
+                    self.next_auto_option();
                 } else {
                     self.negotiated.protocol = "newstyle";
                     self.send_export_name();
@@ -82,8 +91,18 @@ impl Conn {
                     )));
                 }
                 let len = reply.length as usize;
-                if len > MAX_SMALL_PAYLOAD {
+                if len > MAX_OPTION_PAYLOAD {
                     return Err(protocol_error("handshake: option reply payload too large"));
+                }
+                // Lengths the protocol fixes (as libnbd checks them).
+                if reply.reply_type == proto::NBD_REP_ACK && len != 0 {
+                    return Err(protocol_error(
+                        "handshake: invalid NBD_REP_ACK option reply length",
+                    ));
+                }
+                if reply.reply_type & proto::NBD_REP_FLAG_ERROR != 0 && len > proto::MAX_STRING_LEN
+                {
+                    return Err(protocol_error("handshake: option error string too long"));
                 }
                 if !self.fill(proto::OPTION_REPLY_LEN + len)? {
                     return Ok(false);
@@ -106,56 +125,13 @@ impl Conn {
         Ok(true)
     }
 
-    fn send_option(&mut self, option: u32, payload: &[u8]) {
-        proto::encode_option(&mut self.hs_out, option, payload);
-        self.phase = Phase::Handshake(Step::OptionReply(option));
-    }
-
-    pub(super) fn send_go(&mut self) {
-        let mut infos = Vec::with_capacity(3);
-        if self.settings.request_block_size {
-            infos.push(proto::NBD_INFO_BLOCK_SIZE);
-        }
-        if self.settings.full_info {
-            infos.push(proto::NBD_INFO_NAME);
-            infos.push(proto::NBD_INFO_DESCRIPTION);
-        }
-        let name = self.settings.export_name.clone();
-        proto::encode_opt_go(&mut self.hs_out, proto::NBD_OPT_GO, &name, &infos);
-        self.phase = Phase::Handshake(Step::OptionReply(proto::NBD_OPT_GO));
-        self.negotiated.export = ExportInfo::default();
-        self.got_export_info = false;
-    }
-
-    fn send_export_name(&mut self) {
+    pub(super) fn send_export_name(&mut self) {
         let name = self.settings.export_name.clone();
         proto::encode_option(&mut self.hs_out, proto::NBD_OPT_EXPORT_NAME, &name);
         self.phase = Phase::Handshake(Step::ExportNameReply);
     }
 
-    fn handle_option_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
-        match option {
-            proto::NBD_OPT_STRUCTURED_REPLY => {
-                match reply_type {
-                    proto::NBD_REP_ACK => self.negotiated.structured_replies = true,
-                    t if t & proto::NBD_REP_FLAG_ERROR != 0 => {
-                        self.negotiated.structured_replies = false
-                    }
-                    t => {
-                        return Err(protocol_error(format!(
-                            "handshake: unexpected reply to NBD_OPT_STRUCTURED_REPLY: 0x{t:x}"
-                        )))
-                    }
-                }
-                self.send_go();
-                Ok(())
-            }
-            proto::NBD_OPT_GO => self.handle_go_reply(reply_type, payload),
-            _ => Err(protocol_error("handshake: reply to an unknown option")),
-        }
-    }
-
-    fn handle_go_reply(&mut self, reply_type: u32, payload: &[u8]) -> Result<()> {
+    pub(super) fn handle_go_reply(&mut self, reply_type: u32, payload: &[u8]) -> Result<()> {
         match reply_type {
             proto::NBD_REP_INFO => {
                 match proto::decode_info(payload) {
@@ -189,24 +165,41 @@ impl Conn {
                         "handshake: server omitted NBD_INFO_EXPORT reply to NBD_OPT_GO",
                     ));
                 }
+                if self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_INFO)) {
+                    // NBD_OPT_INFO: the export is known, negotiation goes on.
+                    return Ok(());
+                }
                 let info = self.negotiated.export;
                 self.finish_handshake(info)
             }
-            proto::NBD_REP_ERR_UNSUP => {
-                // An old server without NBD_OPT_GO: fall back.
-                self.send_export_name();
-                Ok(())
-            }
-            t => Err(go_error(t, &self.settings.export_name, payload)),
+            // Error replies are handled by the option engine.
+            t => Err(protocol_error(format!(
+                "handshake: unexpected option reply type {t} to NBD_OPT_GO"
+            ))),
         }
     }
 
     fn finish_handshake(&mut self, info: ExportInfo) -> Result<()> {
+        let mut info = info;
         if info.size > i64::MAX as u64 {
             return Err(protocol_error(format!(
                 "handshake: server export size {} is too large",
                 info.size
             )));
+        }
+        // libnbd's checks of the transmission flags.
+        if info.flags == 0 {
+            return Err(Error::new(
+                libc::EINVAL,
+                "handshake: invalid eflags == 0 from server",
+            ));
+        }
+        if !self.negotiated.structured_replies {
+            // DF only means something with structured replies.
+            info.flags &= !proto::NBD_FLAG_SEND_DF;
+        }
+        if info.flags & proto::NBD_FLAG_SEND_WRITE_ZEROES == 0 {
+            info.flags &= !proto::NBD_FLAG_SEND_FAST_ZERO;
         }
         self.negotiated.export = info;
         self.phase = Phase::Ready;
@@ -214,8 +207,8 @@ impl Conn {
     }
 }
 
-fn go_error(reply_type: u32, export_name: &[u8], payload: &[u8]) -> Error {
-    let _ = payload;
+/// The error libnbd reports when the server refuses `NBD_OPT_GO`/`INFO`.
+pub(super) fn go_error(reply_type: u32, export_name: &[u8]) -> Error {
     match reply_type {
         proto::NBD_REP_ERR_POLICY | proto::NBD_REP_ERR_PLATFORM => {
             Error::new(0, "handshake: server policy prevents NBD_OPT_GO")

@@ -13,17 +13,24 @@
 use std::collections::VecDeque;
 use std::io;
 
+use crate::callback::{Chunk, Completion};
 use crate::proto::{self, ExportInfo};
 use crate::transport::{Subprocess, Transport};
 use crate::{Error, Result};
 
+mod block_status;
+mod connect;
+mod debug;
 mod handshake;
+mod options;
+
+pub(crate) use block_status::ExtentCallback;
+pub(crate) use debug::{ApiContext, Debug, DebugCallback, Stats};
+pub(crate) use options::UserOption;
 mod reply;
 
 /// Largest read or write payload libnbd allows in one command.
 pub(crate) const MAX_REQUEST_SIZE: u64 = 64 * 1024 * 1024;
-/// Largest non-data payload (option replies, error chunks) accepted.
-const MAX_SMALL_PAYLOAD: usize = 64 * 1024 * 1024;
 /// Longest error chunk: error, message length, message, offset.
 const MAX_ERROR_CHUNK: u64 = 6 + proto::MAX_STRING_LEN as u64 + 8;
 /// Size of the receive buffer that small replies are read into.
@@ -74,7 +81,11 @@ enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Created,
+    /// A non-blocking connect(2) is in progress (see `connect.rs`).
+    Connecting,
     Handshake(Step),
+    /// Option mode: waiting for the caller's next option.
+    Negotiating,
     Ready,
     Closed,
     Dead,
@@ -105,9 +116,18 @@ struct Slot {
     /// Read destination or write source; valid while the command lives
     /// (the caller's promise, as in libnbd).
     buf: *mut u8,
-    header: [u8; proto::REQUEST_LEN],
+    /// The request header: compact (28 bytes) or extended (32).
+    header: [u8; proto::EXTENDED_REQUEST_LEN],
+    header_len: u8,
     /// First error seen for this command (an errno), 0 for success.
     error: i32,
+    /// Bytes of a read's range the server has covered with data or holes.
+    data_seen: u64,
+    /// Mid-command callback of a structured read.
+    chunk: Option<Chunk>,
+    /// Extent callback of a block status command.
+    extent: Option<ExtentCallback>,
+    completion: Option<Completion>,
 }
 
 impl Slot {
@@ -119,9 +139,22 @@ impl Slot {
             offset: 0,
             count: 0,
             buf: std::ptr::null_mut(),
-            header: [0; proto::REQUEST_LEN],
+            header: [0; proto::EXTENDED_REQUEST_LEN],
+            header_len: proto::REQUEST_LEN as u8,
             error: 0,
+            data_seen: 0,
+            chunk: None,
+            extent: None,
+            completion: None,
         }
+    }
+
+    /// Drops the callbacks, calling their free functions: the mid-command
+    /// one first, then the completion one, as libnbd orders them.
+    fn free_callbacks(&mut self) {
+        self.chunk = None;
+        self.extent = None;
+        self.completion = None;
     }
 
     /// Bytes of payload that follow the header on the wire.
@@ -134,8 +167,19 @@ impl Slot {
     }
 
     fn wire_len(&self) -> usize {
-        self.header.len() + self.payload_len()
+        self.header_len as usize + self.payload_len()
     }
+}
+
+/// The callbacks a command may carry.
+#[derive(Default)]
+pub(crate) struct CommandCallbacks {
+    /// Per-chunk callback of a structured read.
+    pub chunk: Option<Chunk>,
+    /// Extent callback of a block status command.
+    pub extent: Option<ExtentCallback>,
+    /// Called once when the command completes.
+    pub completion: Option<Completion>,
 }
 
 /// Identifies a command in the machine.
@@ -146,11 +190,12 @@ pub(crate) struct CommandId {
 }
 
 impl CommandId {
-    fn cookie(self) -> u64 {
+    /// The cookie: on the wire, and as the aio calls report it.
+    pub(crate) fn cookie(self) -> u64 {
         ((self.generation as u64) << 32) | self.index as u64
     }
 
-    fn from_cookie(cookie: u64) -> CommandId {
+    pub(crate) fn from_cookie(cookie: u64) -> CommandId {
         CommandId {
             index: cookie as u32,
             generation: (cookie >> 32) as u32,
@@ -166,8 +211,13 @@ enum Reading {
     /// Reading read data straight into the command's buffer.
     Data {
         id: CommandId,
+        /// Where the next byte goes.
         dst: *mut u8,
+        /// Bytes still to come.
         left: usize,
+        /// Length of the whole data chunk (for the chunk callback).
+        len: usize,
+        /// Whether the reply ends with this data.
         done: bool,
     },
     /// Waiting for a whole non-data chunk payload.
@@ -196,6 +246,12 @@ pub(crate) struct Negotiated {
     pub block_maximum: u32,
     pub canonical_name: Option<Vec<u8>>,
     pub description: Option<Vec<u8>>,
+    /// 64-bit request and reply headers are in use.
+    pub extended_headers: bool,
+    /// The meta contexts the server agreed to: id and name.
+    pub meta_contexts: Vec<(u32, std::ffi::CString)>,
+    /// `NBD_OPT_SET_META_CONTEXT` has been answered (contexts may be none).
+    pub meta_valid: bool,
 }
 
 /// Settings the user chooses before connecting.
@@ -207,6 +263,15 @@ pub(crate) struct Settings {
     pub full_info: bool,
     pub pread_initialize: bool,
     pub strict: u32,
+    /// `LIBNBD_HANDSHAKE_FLAG_*` the client is willing to use.
+    pub handshake_flags: u32,
+    /// Stop after the handshake's first options for the caller to negotiate.
+    pub opt_mode: bool,
+    /// Ask for the meta contexts in `meta_requests` before GO/INFO.
+    pub request_meta_context: bool,
+    pub request_extended_headers: bool,
+    /// Meta contexts to ask for (`nbd_add_meta_context`).
+    pub meta_requests: Vec<String>,
 }
 
 impl Default for Settings {
@@ -218,6 +283,12 @@ impl Default for Settings {
             full_info: false,
             pread_initialize: true,
             strict: crate::capi::types::LIBNBD_STRICT_MASK,
+            handshake_flags: crate::capi::types::LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
+                | crate::capi::types::LIBNBD_HANDSHAKE_FLAG_NO_ZEROES,
+            opt_mode: false,
+            request_meta_context: true,
+            request_extended_headers: true,
+            meta_requests: Vec::new(),
         }
     }
 }
@@ -227,8 +298,14 @@ pub(crate) struct Conn {
     phase: Phase,
     transport: Option<Box<dyn Transport>>,
     pub subprocess: Option<Subprocess>,
+    /// Where and how to connect, and the URI settings.
+    pub net: connect::Net,
     pub settings: Settings,
     pub negotiated: Negotiated,
+    /// Debug messages: on/off, handle name, callback.
+    pub debug: Debug,
+    /// Traffic counters (`nbd_stats_*`).
+    pub stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
     fatal: Option<Error>,
 
@@ -239,6 +316,14 @@ pub(crate) struct Conn {
     no_zeroes: bool,
     /// Whether `NBD_OPT_GO` has told us the export's size and flags.
     got_export_info: bool,
+    /// The option on the wire, if any.
+    option_run: Option<options::OptionRun>,
+    /// How the caller's last option ended, until collected.
+    option_result: Option<Result<i32>>,
+    tried_extended_headers: bool,
+    tried_structured_replies: bool,
+    /// The caller ran `NBD_OPT_SET_META_CONTEXT` itself; GO need not.
+    meta_set_by_caller: bool,
     /// Received bytes not yet consumed: `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -248,6 +333,8 @@ pub(crate) struct Conn {
     free_slots: Vec<u32>,
     /// Commands waiting to be written, oldest first.
     to_issue: VecDeque<u32>,
+    /// Finished commands not yet retired, oldest first.
+    done: VecDeque<u32>,
     /// Bytes of `to_issue.front()` already written.
     issue_pos: usize,
     /// Commands written and awaiting a reply.
@@ -256,6 +343,9 @@ pub(crate) struct Conn {
     /// `NBD_CMD_DISC` has been queued; no more commands.
     pub disconnect_requested: bool,
     iovs: Vec<libc::iovec>,
+    /// Scratch space for decoding block status extents.
+    extents64: Vec<crate::callback::Extent64>,
+    extents32: Vec<u32>,
 }
 
 // SAFETY: the raw pointers in slots and `reading` point into buffers that
@@ -273,24 +363,35 @@ impl Conn {
             phase: Phase::Created,
             transport: None,
             subprocess: None,
+            net: connect::Net::default(),
             settings: Settings::default(),
             negotiated: Negotiated::default(),
+            debug: Debug::default(),
+            stats: Stats::default(),
             fatal: None,
             hs_out: Vec::new(),
             hs_out_pos: 0,
             no_zeroes: false,
             got_export_info: false,
+            option_run: None,
+            option_result: None,
+            tried_extended_headers: false,
+            tried_structured_replies: false,
+            meta_set_by_caller: false,
             rbuf: vec![0; RBUF_SIZE],
             rpos: 0,
             rend: 0,
             slots: Vec::new(),
             free_slots: Vec::new(),
             to_issue: VecDeque::new(),
+            done: VecDeque::new(),
             issue_pos: 0,
             in_flight: 0,
             reading: Reading::Header,
             disconnect_requested: false,
             iovs: Vec::with_capacity(MAX_IOVS * 2),
+            extents64: Vec::new(),
+            extents32: Vec::new(),
         }
     }
 
@@ -300,10 +401,10 @@ impl Conn {
         self.phase == Phase::Created
     }
     pub(crate) fn is_connecting(&self) -> bool {
-        matches!(self.phase, Phase::Handshake(_))
+        matches!(self.phase, Phase::Connecting | Phase::Handshake(_))
     }
     pub(crate) fn is_negotiating(&self) -> bool {
-        false
+        self.phase == Phase::Negotiating
     }
     /// Mid-way through writing a request or reading a reply.
     pub(crate) fn is_processing(&self) -> bool {
@@ -337,6 +438,7 @@ impl Conn {
         }
         match self.phase {
             Phase::Created => st!("START", "Handle after being initially created"),
+            Phase::Connecting => self.connect_state_description_nul(),
             Phase::Handshake(Step::Greeting) => st!(
                 "MAGIC.RECV_MAGIC",
                 "Receive initial magic identification from remote"
@@ -366,6 +468,10 @@ impl Conn {
                 "Prepare to receive a reply from the remote server"
             ),
             Phase::Ready => st!("READY", "Connection is ready to process NBD commands"),
+            Phase::Negotiating => st!(
+                "NEGOTIATING",
+                "Connection is ready to negotiate an NBD option"
+            ),
             Phase::Closed => st!("CLOSED", "Connection is closed"),
             Phase::Dead => st!(
                 "DEAD",
@@ -411,13 +517,17 @@ impl Conn {
 
     /// The fd to poll, if connected.
     pub(crate) fn fd(&self) -> Option<i32> {
-        self.transport.as_ref().map(|t| t.fd())
+        self.transport
+            .as_ref()
+            .map(|t| t.fd())
+            .or_else(|| self.net.pending_fd())
     }
 
     /// What the machine is waiting for: a mask of `DIRECTION_*`.
     pub(crate) fn direction(&self) -> u32 {
         match self.phase {
-            Phase::Created | Phase::Closed | Phase::Dead => 0,
+            Phase::Created | Phase::Negotiating | Phase::Closed | Phase::Dead => 0,
+            Phase::Connecting => DIRECTION_WRITE,
             Phase::Handshake(_) => {
                 if self.hs_out_pos < self.hs_out.len() {
                     DIRECTION_WRITE
@@ -449,25 +559,31 @@ impl Conn {
             self.phase = Phase::Dead;
             self.fatal = Some(err.clone());
             self.abort_commands(libc::ENOTCONN);
+            // An option on the wire fails with the same error.
+            self.finish_option(Err(err.clone()));
             // Closing our end lets a server on the other side see EOF.
             self.transport = None;
+            self.trace_state();
         }
         err
     }
 
+    /// Fails every queued or in-flight command with `errno` (unless it
+    /// already has an error), calling completion callbacks as libnbd does.
     fn abort_commands(&mut self, errno: i32) {
-        for slot in &mut self.slots {
-            if matches!(slot.state, SlotState::Queued | SlotState::Sent) {
-                if slot.error == 0 {
-                    slot.error = errno;
-                }
-                slot.state = SlotState::Done;
-            }
-        }
         self.to_issue.clear();
         self.issue_pos = 0;
         self.in_flight = 0;
         self.reading = Reading::Header;
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            if matches!(slot.state, SlotState::Queued | SlotState::Sent) {
+                if slot.error == 0 {
+                    slot.error = errno;
+                }
+                self.finish(index as u32);
+            }
+        }
     }
 
     /// Makes as much progress as possible without blocking.
@@ -479,6 +595,11 @@ impl Conn {
                 .fatal
                 .clone()
                 .unwrap_or_else(|| Error::new(0, "connection is dead")));
+        }
+        self.trace_state();
+        if self.phase == Phase::Connecting {
+            // Handles its own failures (some leave the handle "created").
+            self.connect_progress()?;
         }
         loop {
             let wrote = match self.write_some() {
@@ -517,6 +638,7 @@ impl Conn {
         let pending = &self.hs_out[self.hs_out_pos..];
         match t.send(&[io::IoSlice::new(pending)]) {
             Ok(n) => {
+                self.stats.bytes_sent += n as u64;
                 self.hs_out_pos += n;
                 if self.hs_out_pos == self.hs_out.len() {
                     self.hs_out.clear();
@@ -542,7 +664,7 @@ impl Conn {
             for &index in self.to_issue.iter().take(MAX_IOVS) {
                 let slot = &self.slots[index as usize];
                 let parts: [(*const u8, usize); 2] = [
-                    (slot.header.as_ptr(), slot.header.len()),
+                    (slot.header.as_ptr(), slot.header_len as usize),
                     (slot.buf as *const u8, slot.payload_len()),
                 ];
                 for (ptr, len) in parts {
@@ -577,6 +699,7 @@ impl Conn {
                 Err(e) => return Err(Error::io("send", &e)),
             };
             progressed |= sent > 0;
+            self.stats.bytes_sent += sent as u64;
             while sent > 0 {
                 let index = *self.to_issue.front().unwrap();
                 let left = self.slots[index as usize].wire_len() - self.issue_pos;
@@ -587,6 +710,7 @@ impl Conn {
                 sent -= left;
                 self.issue_pos = 0;
                 self.to_issue.pop_front();
+                self.stats.chunks_sent += 1;
                 self.command_written(index)?;
             }
         }
@@ -637,7 +761,10 @@ impl Conn {
                     return Ok(false);
                 }
                 Ok(0) => return Err(self.eof()),
-                Ok(got) => self.rend += got,
+                Ok(got) => {
+                    self.rend += got;
+                    self.stats.bytes_received += got as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(Error::io("recv", &e)),
             }
@@ -648,11 +775,13 @@ impl Conn {
     /// True when the server may close now: after our disconnect, with
     /// nothing pending and no partial reply.
     fn at_clean_end(&self) -> bool {
-        self.phase == Phase::Ready
+        let after_disc = self.phase == Phase::Ready
             && self.disconnect_requested
             && self.pending() == 0
             && self.buffered() == 0
-            && matches!(self.reading, Reading::Header)
+            && matches!(self.reading, Reading::Header);
+        // A server may close instead of answering NBD_OPT_ABORT.
+        after_disc || self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_ABORT))
     }
 
     fn eof(&mut self) -> Error {
@@ -677,11 +806,25 @@ impl Conn {
                         // Let the request go out before waiting for its reply.
                         return Ok(progressed);
                     }
-                    self.read_handshake(step)?
+                    let done = self.read_handshake(step)?;
+                    // The greeting and each option reply are one chunk.
+                    if done && matches!(step, Step::Greeting | Step::OptionReply(_)) {
+                        self.stats.chunks_received += 1;
+                    }
+                    done
                 }
-                Phase::Ready => self.read_reply()?,
+                Phase::Ready => {
+                    let header = matches!(self.reading, Reading::Header);
+                    let done = self.read_reply()?;
+                    // A step from `Header` has consumed a reply (chunk) header.
+                    if done && header {
+                        self.stats.chunks_received += 1;
+                    }
+                    done
+                }
                 _ => false,
             };
+            self.trace_state();
             if !step {
                 return Ok(progressed);
             }
@@ -696,6 +839,7 @@ impl Conn {
     /// # Safety contract
     /// `buf` must be valid for `count` bytes (read for writes, written for
     /// reads) until the command is retired.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn issue(
         &mut self,
         kind: u16,
@@ -703,6 +847,7 @@ impl Conn {
         offset: u64,
         count: u64,
         buf: *mut u8,
+        callbacks: CommandCallbacks,
     ) -> Result<CommandId> {
         let index = match self.free_slots.pop() {
             Some(i) => i,
@@ -723,6 +868,10 @@ impl Conn {
         slot.count = count;
         slot.buf = buf;
         slot.error = 0;
+        slot.data_seen = 0;
+        slot.chunk = callbacks.chunk;
+        slot.extent = callbacks.extent;
+        slot.completion = callbacks.completion;
         let req = proto::Request {
             flags,
             kind,
@@ -730,19 +879,36 @@ impl Conn {
             offset,
             count,
         };
-        proto::encode_request(&req, &mut slot.header);
+        if self.negotiated.extended_headers {
+            proto::encode_extended_request(&req, &mut slot.header);
+            slot.header_len = proto::EXTENDED_REQUEST_LEN as u8;
+        } else {
+            let compact = (&mut slot.header[..proto::REQUEST_LEN]).try_into().unwrap();
+            proto::encode_request(&req, compact);
+            slot.header_len = proto::REQUEST_LEN as u8;
+        }
         self.to_issue.push_back(index);
         if kind == proto::NBD_CMD_DISC {
             self.disconnect_requested = true;
         }
+        self.debug.log(|| {
+            format!(
+                "issuing command: {} flags=0x{flags:x} offset={offset} count={count} cookie={}",
+                debug::command_name(kind),
+                id.cookie()
+            )
+        });
         // Send now if the socket takes it; if it doesn't, the poll loop will.
+        // If sending fails the handle dies and this command fails with
+        // ENOTCONN, reported when it is retired, as in libnbd.
         if let Err(e) = self.write_commands() {
-            return Err(self.die(e));
+            self.die(e);
         }
         Ok(id)
     }
 
-    /// The result of a finished command: `None` while it is still running.
+    /// The result of a finished command: `None` while it is still running
+    /// (or if `id` names no live command).
     pub(crate) fn command_result(&self, id: CommandId) -> Option<i32> {
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation != id.generation {
@@ -754,12 +920,29 @@ impl Conn {
         }
     }
 
-    /// Frees a finished command's slot for reuse.
-    pub(crate) fn retire(&mut self, id: CommandId) {
-        if let Some(slot) = self.slots.get(id.index as usize) {
-            if slot.generation == id.generation && slot.state == SlotState::Done {
-                self.free_slot(id.index);
+    /// Retires a finished command: frees its callbacks and its slot.
+    /// Returns its kind and errno, or `None` if `id` is not a finished command.
+    pub(crate) fn retire(&mut self, id: CommandId) -> Option<(u16, i32)> {
+        let error = self.command_result(id)?;
+        let kind = self.slots[id.index as usize].kind;
+        if let Some(pos) = self.done.iter().position(|&i| i == id.index) {
+            self.done.remove(pos);
+        }
+        self.free_slot(id.index);
+        Some((kind, error))
+    }
+
+    /// Fails the queued commands no byte of which has been sent yet
+    /// (`LIBNBD_SHUTDOWN_ABANDON_PENDING`).
+    pub(crate) fn abandon_unsent(&mut self) {
+        let keep = usize::from(self.issue_pos > 0);
+        while self.to_issue.len() > keep {
+            let index = self.to_issue.pop_back().expect("length checked");
+            let slot = &mut self.slots[index as usize];
+            if slot.error == 0 {
+                slot.error = libc::ENOTCONN;
             }
+            self.finish(index);
         }
     }
 
@@ -767,12 +950,22 @@ impl Conn {
         let slot = &mut self.slots[index as usize];
         slot.state = SlotState::Free;
         slot.buf = std::ptr::null_mut();
+        slot.free_callbacks();
         self.free_slots.push(index);
     }
 
     /// Commands issued and not yet finished (queued or in flight).
     pub(crate) fn pending(&self) -> usize {
         self.in_flight + self.to_issue.len()
+    }
+
+    /// The oldest finished command not yet retired.
+    pub(crate) fn first_done(&self) -> Option<CommandId> {
+        let &index = self.done.front()?;
+        Some(CommandId {
+            index,
+            generation: self.slots[index as usize].generation,
+        })
     }
 
     /// Looks up the command a reply's cookie names, if it awaits a reply.
@@ -782,10 +975,46 @@ impl Conn {
         (slot.generation == id.generation && slot.state == SlotState::Sent).then_some(id)
     }
 
+    /// The reply to a sent command is complete.
     fn complete(&mut self, id: CommandId) {
-        let slot = &mut self.slots[id.index as usize];
-        slot.state = SlotState::Done;
         self.in_flight -= 1;
+        let slot = &mut self.slots[id.index as usize];
+        if slot.kind == proto::NBD_CMD_READ && slot.error == 0 && slot.data_seen != slot.count {
+            // The server's chunks did not cover the whole range.
+            slot.error = libc::EPROTO;
+        }
+        self.finish(id.index);
+    }
+
+    /// Marks a command done: calls its completion callback, then either
+    /// retires it (callback returned 1) or keeps it for the caller.
+    fn finish(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.state = SlotState::Done;
+        let (kind, error, generation) = (slot.kind, slot.error, slot.generation);
+        self.debug.log(|| {
+            let cookie = CommandId { index, generation }.cookie();
+            format!(
+                "command completed: {} cookie={cookie} error={error}",
+                debug::command_name(kind)
+            )
+        });
+        let slot = &mut self.slots[index as usize];
+        // Nobody waits for a disconnect: it retires itself.
+        let mut retire = slot.kind == proto::NBD_CMD_DISC;
+        if let Some(cb) = slot.completion.as_mut().filter(|cb| cb.is_callable()) {
+            let mut error = slot.error;
+            match cb.call(&mut error) {
+                -1 if error != 0 => slot.error = error,
+                1 => retire = true,
+                _ => {}
+            }
+        }
+        if retire {
+            self.free_slot(index);
+        } else {
+            self.done.push_back(index);
+        }
     }
 
     fn set_command_error(&mut self, id: CommandId, errno: i32) {
@@ -795,17 +1024,41 @@ impl Conn {
         }
     }
 
+    /// Runs a read's chunk callback over `len` bytes at `ptr` (export offset
+    /// `offset`); a failure (-1) sets the command's error if it has none.
+    fn call_chunk(&mut self, id: CommandId, ptr: *const u8, len: usize, offset: u64, status: u32) {
+        let slot = &mut self.slots[id.index as usize];
+        let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) else {
+            return;
+        };
+        let mut error = slot.error;
+        // SAFETY: ptr/len lie within the command's buffer (checked by the caller).
+        if unsafe { cb.call(ptr, len, offset, status, &mut error) } == -1 && slot.error == 0 {
+            slot.error = if error != 0 { error } else { libc::EPROTO };
+        }
+    }
+
     // ---- teardown -------------------------------------------------------------
 
     /// Marks the connection closed once the server has gone after a disconnect.
     fn note_closed(&mut self) {
         self.phase = Phase::Closed;
+        // NBD_OPT_ABORT ends this way when the server just closes.
+        self.finish_option(Ok(0));
         self.abort_commands(libc::ENOTCONN);
         self.transport = None;
+        self.trace_state();
     }
 
-    /// Drops the transport and reaps the subprocess (at close).
+    /// At close: fails what is pending (completion callbacks see ENOTCONN),
+    /// frees every callback, drops the transport and reaps the subprocess.
     pub(crate) fn close(&mut self) {
+        self.abort_commands(libc::ENOTCONN);
+        self.done.clear();
+        for slot in &mut self.slots {
+            slot.state = SlotState::Free;
+            slot.free_callbacks();
+        }
         self.transport = None;
         if let Some(mut child) = self.subprocess.take() {
             child.reap();

@@ -2,7 +2,8 @@
 
 use std::io;
 
-use super::{protocol_error, CommandId, Conn, Reading, MAX_ERROR_CHUNK};
+use super::{protocol_error, CommandId, Conn, Reading, MAX_ERROR_CHUNK, MAX_REQUEST_SIZE};
+use crate::capi::types::{LIBNBD_READ_DATA, LIBNBD_READ_ERROR, LIBNBD_READ_HOLE};
 use crate::proto::{self, ReplyHeader};
 use crate::{Error, Result};
 
@@ -15,8 +16,9 @@ impl Conn {
                 id,
                 dst,
                 left,
+                len,
                 done,
-            } => self.read_data(id, dst, left, done),
+            } => self.read_data(id, dst, left, len, done),
             Reading::ChunkPayload {
                 id,
                 flags,
@@ -44,19 +46,31 @@ impl Conn {
         match header {
             ReplyHeader::Simple { error, cookie } => {
                 let Some(id) = self.lookup(cookie) else {
-                    // A simple reply's length depends on the command, so
-                    // one for an unknown cookie cannot be skipped.
+                    // An error reply, or any simple reply once structured
+                    // replies are on, has no payload: skip it (as libnbd
+                    // does). Otherwise read data might follow, whose length
+                    // only the command knows: the stream cannot be resynced.
+                    if error != 0 || self.negotiated.structured_replies {
+                        return Ok(true);
+                    }
                     return Err(protocol_error(format!(
                         "no matching cookie 0x{cookie:x} found for server reply, \
                          this is probably a server bug"
                     )));
                 };
                 let slot = &self.slots[id.index as usize];
+                if slot.kind == proto::NBD_CMD_READ && self.negotiated.structured_replies {
+                    // Reads must be answered in chunks once structured
+                    // replies are on; the data is still read, the read fails.
+                    self.set_command_error(id, libc::EPROTO);
+                }
+                let slot = &self.slots[id.index as usize];
                 if error == 0 && slot.kind == proto::NBD_CMD_READ {
                     self.reading = Reading::Data {
                         id,
                         dst: slot.buf,
                         left: slot.count as usize,
+                        len: slot.count as usize,
                         done: true,
                     };
                 } else {
@@ -71,10 +85,12 @@ impl Conn {
                 length,
                 ..
             } => {
-                if !self.negotiated.structured_replies {
-                    return Err(protocol_error(
-                        "server sent a structured reply without negotiating it",
-                    ));
+                // Beyond the largest read's data, no reply is plausible:
+                // give up at once rather than read gigabytes (as libnbd).
+                if length > MAX_REQUEST_SIZE + 8 {
+                    return Err(protocol_error(format!(
+                        "invalid server reply length {length}"
+                    )));
                 }
                 self.start_chunk(flags, kind, cookie, length)?;
             }
@@ -94,6 +110,17 @@ impl Conn {
             };
             return Ok(());
         };
+        if !self.negotiated.structured_replies {
+            // The chunk frames itself, so it can be skipped; its command
+            // fails (libnbd does the same).
+            self.set_command_error(id, libc::EPROTO);
+            self.reading = Reading::Discard {
+                id: Some(id),
+                left: length,
+                done,
+            };
+            return Ok(());
+        }
         let (cmd_kind, cmd_offset, cmd_count, cmd_buf) = {
             let s = &self.slots[id.index as usize];
             (s.kind, s.offset, s.count, s.buf)
@@ -129,16 +156,9 @@ impl Conn {
                 self.consume(8);
                 self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf);
             }
-            proto::NBD_REPLY_TYPE_OFFSET_HOLE if length == 12 => {
-                self.reading = Reading::ChunkPayload {
-                    id: Some(id),
-                    flags,
-                    kind,
-                    length: length as usize,
-                };
-            }
-            proto::NBD_REPLY_TYPE_ERROR | proto::NBD_REPLY_TYPE_ERROR_OFFSET
-                if (6..=MAX_ERROR_CHUNK).contains(&length) =>
+            proto::NBD_REPLY_TYPE_BLOCK_STATUS | proto::NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+                if cmd_kind == proto::NBD_CMD_BLOCK_STATUS
+                    && super::block_status::plausible_length(kind, length) =>
             {
                 self.reading = Reading::ChunkPayload {
                     id: Some(id),
@@ -147,15 +167,29 @@ impl Conn {
                     length: length as usize,
                 };
             }
-            _ => {
-                // Unknown, unexpected for this command, or absurdly long:
-                // the command fails, the chunk is skipped.
-                let errno = if kind & proto::NBD_REPLY_TYPE_ERROR_BIT != 0 {
-                    libc::EIO
-                } else {
-                    libc::EPROTO
+            proto::NBD_REPLY_TYPE_OFFSET_HOLE if length == 12 => {
+                self.reading = Reading::ChunkPayload {
+                    id: Some(id),
+                    flags,
+                    kind,
+                    length: length as usize,
                 };
-                self.set_command_error(id, errno);
+            }
+            // Any error chunk long enough to hold an error number reports
+            // it, even if the rest is malformed or of an unknown type
+            // (libnbd favours the wire error over EPROTO the same way).
+            k if k & proto::NBD_REPLY_TYPE_ERROR_BIT != 0 && length >= 4 => {
+                self.reading = Reading::ChunkPayload {
+                    id: Some(id),
+                    flags,
+                    kind,
+                    length: length as usize,
+                };
+            }
+            _ => {
+                // Unknown, unexpected for this command, or malformed: the
+                // command fails, the chunk is skipped.
+                self.set_command_error(id, libc::EPROTO);
                 self.reading = Reading::Discard {
                     id: Some(id),
                     left: length,
@@ -186,6 +220,7 @@ impl Conn {
                 id,
                 dst,
                 left: len as usize,
+                len: len as usize,
                 done,
             };
         } else {
@@ -200,7 +235,14 @@ impl Conn {
 
     /// Moves payload into the caller's buffer: first what `rbuf` already
     /// holds, then straight from the socket.
-    fn read_data(&mut self, id: CommandId, dst: *mut u8, left: usize, done: bool) -> Result<bool> {
+    fn read_data(
+        &mut self,
+        id: CommandId,
+        dst: *mut u8,
+        left: usize,
+        len: usize,
+        done: bool,
+    ) -> Result<bool> {
         let mut dst = dst;
         let mut left = left;
         let take = left.min(self.buffered());
@@ -225,6 +267,7 @@ impl Conn {
                     // SAFETY: got <= left.
                     dst = unsafe { dst.add(got) };
                     left -= got;
+                    self.stats.bytes_received += got as u64;
                     progressed = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -232,6 +275,7 @@ impl Conn {
                         id,
                         dst,
                         left,
+                        len,
                         done,
                     };
                     return Ok(progressed);
@@ -240,6 +284,16 @@ impl Conn {
             }
         }
         self.reading = Reading::Header;
+        // The whole chunk has arrived: count it and show it to the caller.
+        // SAFETY: dst is one past the chunk's last byte, len bytes after its start.
+        let start = unsafe { dst.sub(len) };
+        let (cmd_offset, cmd_buf) = {
+            let s = &mut self.slots[id.index as usize];
+            s.data_seen = s.data_seen.saturating_add(len as u64);
+            (s.offset, s.buf)
+        };
+        let offset = cmd_offset + (start as usize - cmd_buf as usize) as u64;
+        self.call_chunk(id, start, len, offset, LIBNBD_READ_DATA as u32);
         if done {
             self.complete(id);
         }
@@ -255,6 +309,20 @@ impl Conn {
     ) -> Result<bool> {
         let done = flags & proto::NBD_REPLY_FLAG_DONE != 0;
         let id = id.expect("payload kept only for known commands");
+        if kind == proto::NBD_REPLY_TYPE_BLOCK_STATUS
+            || kind == proto::NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+        {
+            if !self.fill(length)? {
+                return Ok(false);
+            }
+            self.block_status_chunk(id, kind, length);
+            self.consume(length);
+            self.reading = Reading::Header;
+            if done {
+                self.complete(id);
+            }
+            return Ok(true);
+        }
         if kind == proto::NBD_REPLY_TYPE_OFFSET_DATA {
             // The data offset had not arrived when the header did.
             if !self.fill(8)? {
@@ -267,10 +335,13 @@ impl Conn {
             self.start_data(id, offset, length as u64 - 8, done, o, c, b);
             return Ok(true);
         }
-        if !self.fill(length)? {
+        // Only an error chunk's first MAX_ERROR_CHUNK bytes can matter
+        // (error, message, offset); any excess is skipped below.
+        let want = length.min(MAX_ERROR_CHUNK as usize);
+        if !self.fill(want)? {
             return Ok(false);
         }
-        let payload = &self.rbuf[self.rpos..self.rpos + length];
+        let payload = &self.rbuf[self.rpos..self.rpos + want];
         let (cmd_kind, cmd_offset, cmd_count, cmd_buf) = {
             let s = &self.slots[id.index as usize];
             (s.kind, s.offset, s.count, s.buf)
@@ -278,9 +349,16 @@ impl Conn {
         let decoded = if kind == proto::NBD_REPLY_TYPE_OFFSET_HOLE {
             proto::decode_hole_chunk(payload)
         } else {
-            proto::decode_error_chunk(kind, payload)
+            // A malformed error chunk still reports its error number.
+            proto::decode_error_chunk(kind, payload).or_else(|| {
+                Some(proto::ChunkPrefix::Error {
+                    error: u32::from_be_bytes(payload[..4].try_into().ok()?),
+                    message: Vec::new(),
+                    offset: None,
+                })
+            })
         };
-        self.consume(length);
+        self.consume(want);
         match decoded {
             Some(proto::ChunkPrefix::Hole {
                 offset,
@@ -292,22 +370,47 @@ impl Conn {
                 && offset - cmd_offset <= cmd_count - hole as u64 =>
             {
                 // SAFETY: the hole lies within the command's buffer (checked).
-                unsafe {
-                    std::ptr::write_bytes(
-                        cmd_buf.add((offset - cmd_offset) as usize),
-                        0,
-                        hole as usize,
-                    )
-                };
+                let start = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(start, 0, hole as usize) };
+                let s = &mut self.slots[id.index as usize];
+                s.data_seen = s.data_seen.saturating_add(hole as u64);
+                self.call_chunk(id, start, hole as usize, offset, LIBNBD_READ_HOLE as u32);
             }
-            Some(proto::ChunkPrefix::Error { error, .. }) => {
+            Some(proto::ChunkPrefix::Error { error, offset, .. }) => {
                 let errno = match proto::errno_of_nbd_error(error) {
                     0 => libc::EPROTO,
                     e => e,
                 };
+                // An error at a known offset of a read is shown to the
+                // chunk callback, which may substitute its own errno.
+                if let Some(off) = offset.filter(|&o| {
+                    cmd_kind == proto::NBD_CMD_READ && o >= cmd_offset && o - cmd_offset <= cmd_count
+                }) {
+                    let slot = &mut self.slots[id.index as usize];
+                    if let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) {
+                        let mut scratch = errno;
+                        // SAFETY: off is within the buffer (count 0 is passed).
+                        let at = unsafe { cmd_buf.add((off - cmd_offset) as usize) };
+                        // SAFETY: zero bytes are read at `at`.
+                        if unsafe { cb.call(at, 0, off, LIBNBD_READ_ERROR as u32, &mut scratch) } == -1
+                            && slot.error == 0
+                        {
+                            slot.error = scratch;
+                        }
+                    }
+                }
                 self.set_command_error(id, errno);
             }
             _ => self.set_command_error(id, libc::EPROTO),
+        }
+        if want < length {
+            self.reading = Reading::Discard {
+                id: Some(id),
+                left: (length - want) as u64,
+                done,
+            };
+            return Ok(true);
         }
         self.reading = Reading::Header;
         if done {

@@ -1,190 +1,267 @@
-//! Synchronous commands: each issues one request and waits for its reply.
+//! Commands. Each has one checked start function; the synchronous call
+//! starts it and waits, the `aio_` call starts it and returns its cookie.
 
 use super::{run_until, Handle, CONNECTED};
+use crate::callback::{Chunk, Completion, Extent, Extent64Cb};
 use crate::capi::types::{
-    LIBNBD_CMD_FLAG_DF, LIBNBD_CMD_FLAG_FAST_ZERO, LIBNBD_CMD_FLAG_FUA, LIBNBD_CMD_FLAG_MASK,
-    LIBNBD_CMD_FLAG_NO_HOLE, LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK,
-    LIBNBD_STRICT_ALIGN, LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS,
-    LIBNBD_STRICT_ZERO_SIZE,
+    LIBNBD_CMD_FLAG_DF, LIBNBD_CMD_FLAG_FAST_ZERO, LIBNBD_CMD_FLAG_FUA, LIBNBD_CMD_FLAG_NO_HOLE,
+    LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
+    LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::conn::{CommandId, Conn, MAX_REQUEST_SIZE};
+use crate::capi::types::LIBNBD_CMD_FLAG_REQ_ONE;
+use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
 use crate::proto;
 use crate::{Error, Result};
 
 impl Handle {
-    // ---- commands -------------------------------------------------------------
-
-    /// Reads `buf.len()` bytes at `offset`. Flags: `LIBNBD_CMD_FLAG_DF`.
+    /// Reads `buf.len()` bytes at `offset`. No flags are defined (0).
     pub fn pread(&self, buf: &mut [u8], offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        if c.settings.pread_initialize {
-            buf.fill(0);
-        }
-        c.check_state(CONNECTED)?;
-        check_flags(&c, flags, LIBNBD_CMD_FLAG_DF)?;
-        if flags & LIBNBD_CMD_FLAG_DF != 0 && strict(&c, LIBNBD_STRICT_COMMANDS) {
-            let can_df = c.negotiated.export.flags & proto::NBD_FLAG_SEND_DF != 0;
-            if !can_df || !c.negotiated.structured_replies {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    "server does not support the DF flag",
-                ));
-            }
-        }
-        let len = buf.len() as u64;
-        run_command(
-            &mut c,
-            proto::NBD_CMD_READ,
-            flags,
-            offset,
-            len,
-            buf.as_mut_ptr(),
-        )
+        // SAFETY: buf outlives the command: we wait for it below.
+        let id = unsafe {
+            start_read(&mut c, buf.as_mut_ptr(), buf.len(), offset, flags, None, None)
+        }?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Reads `buf.len()` bytes at `offset`, calling `chunk` for each piece
+    /// of the server's reply. Flags: `LIBNBD_CMD_FLAG_DF`.
+    pub fn pread_structured(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        chunk: Chunk,
+        flags: u32,
+    ) -> Result<()> {
+        let mut c = self.lock();
+        // SAFETY: as in pread.
+        let id = unsafe {
+            start_read(
+                &mut c,
+                buf.as_mut_ptr(),
+                buf.len(),
+                offset,
+                flags,
+                Some(chunk),
+                None,
+            )
+        }?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts reading `count` bytes at `offset` into `buf`; returns the cookie.
+    ///
+    /// # Safety
+    /// `buf` must stay valid for writes of `count` bytes until the command
+    /// is retired (completion callback returning 1, or
+    /// [`Handle::aio_command_completed`]), or the handle is closed.
+    pub unsafe fn aio_pread(
+        &self,
+        buf: *mut u8,
+        count: usize,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let mut c = self.lock();
+        let id = start_read(&mut c, buf, count, offset, flags, None, completion)?;
+        Ok(id.cookie())
+    }
+
+    /// As [`Handle::aio_pread`], calling `chunk` for each piece of the reply.
+    ///
+    /// # Safety
+    /// As for [`Handle::aio_pread`].
+    pub unsafe fn aio_pread_structured(
+        &self,
+        buf: *mut u8,
+        count: usize,
+        offset: u64,
+        chunk: Chunk,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let mut c = self.lock();
+        let id = start_read(&mut c, buf, count, offset, flags, Some(chunk), completion)?;
+        Ok(id.cookie())
     }
 
     /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`.
     pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        c.check_state(CONNECTED)?;
-        check_flags(&c, flags, LIBNBD_CMD_FLAG_FUA)?;
-        if strict(&c, LIBNBD_STRICT_COMMANDS) {
-            check_writable(&c)?;
-            check_fua(&c, flags)?;
-        }
-        let len = buf.len() as u64;
-        // The machine only reads through this pointer for a write.
-        run_command(
-            &mut c,
-            proto::NBD_CMD_WRITE,
-            flags,
-            offset,
-            len,
-            buf.as_ptr() as *mut u8,
-        )
+        // SAFETY: buf outlives the command: we wait for it below.
+        let id = unsafe { start_write(&mut c, buf.as_ptr(), buf.len(), offset, flags, None) }?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts writing `count` bytes from `buf` at `offset`; returns the cookie.
+    ///
+    /// # Safety
+    /// `buf` must stay valid for reads of `count` bytes until the command
+    /// is retired or the handle is closed.
+    pub unsafe fn aio_pwrite(
+        &self,
+        buf: *const u8,
+        count: usize,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let mut c = self.lock();
+        Ok(start_write(&mut c, buf, count, offset, flags, completion)?.cookie())
     }
 
     /// Asks the server to make written data durable.
     pub fn flush(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        c.check_state(CONNECTED)?;
-        check_flags(&c, flags, 0)?;
-        if strict(&c, LIBNBD_STRICT_COMMANDS)
-            && c.negotiated.export.flags & proto::NBD_FLAG_SEND_FLUSH == 0
-        {
-            return Err(Error::new(
-                libc::EINVAL,
-                "server does not support flush operations",
-            ));
-        }
-        run_command(
-            &mut c,
-            proto::NBD_CMD_FLUSH,
-            flags,
-            0,
-            0,
-            std::ptr::null_mut(),
-        )
+        let id = start_flush(&mut c, flags, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a flush; returns the cookie.
+    pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<u64> {
+        Ok(start_flush(&mut self.lock(), flags, completion)?.cookie())
     }
 
     /// Tells the server `count` bytes at `offset` are no longer needed.
     /// Flags: `LIBNBD_CMD_FLAG_FUA`.
     pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        c.check_state(CONNECTED)?;
-        check_flags(&c, flags, LIBNBD_CMD_FLAG_FUA)?;
-        if strict(&c, LIBNBD_STRICT_COMMANDS) {
-            if c.negotiated.export.flags & proto::NBD_FLAG_SEND_TRIM == 0 {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    "server does not support trim operations",
-                ));
-            }
-            check_writable(&c)?;
-            check_fua(&c, flags)?;
-        }
-        run_command(
-            &mut c,
-            proto::NBD_CMD_TRIM,
-            flags,
-            offset,
-            count,
-            std::ptr::null_mut(),
-        )
+        let id = start_trim(&mut c, count, offset, flags, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a trim; returns the cookie.
+    pub fn aio_trim(
+        &self,
+        count: u64,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        Ok(start_trim(&mut self.lock(), count, offset, flags, completion)?.cookie())
     }
 
     /// Asks the server to prefetch `count` bytes at `offset`.
     pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        c.check_state(CONNECTED)?;
-        check_flags(&c, flags, 0)?;
-        if strict(&c, LIBNBD_STRICT_COMMANDS)
-            && c.negotiated.export.flags & proto::NBD_FLAG_SEND_CACHE == 0
-        {
-            return Err(Error::new(
-                libc::EINVAL,
-                "server does not support cache operations",
-            ));
-        }
-        run_command(
-            &mut c,
-            proto::NBD_CMD_CACHE,
-            flags,
-            offset,
-            count,
-            std::ptr::null_mut(),
-        )
+        let id = start_cache(&mut c, count, offset, flags, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a cache (prefetch) request; returns the cookie.
+    pub fn aio_cache(
+        &self,
+        count: u64,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        Ok(start_cache(&mut self.lock(), count, offset, flags, completion)?.cookie())
     }
 
     /// Writes `count` zero bytes at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_NO_HOLE`, `LIBNBD_CMD_FLAG_FAST_ZERO`.
     pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
+        let id = start_zero(&mut c, count, offset, flags, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a write-zeroes request; returns the cookie.
+    pub fn aio_zero(
+        &self,
+        count: u64,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        Ok(start_zero(&mut self.lock(), count, offset, flags, completion)?.cookie())
+    }
+
+    /// Asks for the status (allocation, dirtiness...) of `count` bytes at
+    /// `offset` in each negotiated meta context; `extent` gets each
+    /// context's extents as (length, flags) pairs.
+    /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`.
+    pub fn block_status(&self, count: u64, offset: u64, extent: Extent, flags: u32) -> Result<()> {
+        let mut c = self.lock();
+        let extent = ExtentCallback::Narrow(extent);
+        let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// As [`Handle::block_status`], with 64-bit extents.
+    pub fn block_status_64(
+        &self,
+        count: u64,
+        offset: u64,
+        extent: Extent64Cb,
+        flags: u32,
+    ) -> Result<()> {
+        let mut c = self.lock();
+        let extent = ExtentCallback::Wide(extent);
+        let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a block status request; returns the cookie.
+    pub fn aio_block_status(
+        &self,
+        count: u64,
+        offset: u64,
+        extent: Extent,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let extent = ExtentCallback::Narrow(extent);
+        let id = start_block_status(&mut self.lock(), count, offset, flags, extent, completion)?;
+        Ok(id.cookie())
+    }
+
+    /// Starts a 64-bit block status request; returns the cookie.
+    pub fn aio_block_status_64(
+        &self,
+        count: u64,
+        offset: u64,
+        extent: Extent64Cb,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let extent = ExtentCallback::Wide(extent);
+        let id = start_block_status(&mut self.lock(), count, offset, flags, extent, completion)?;
+        Ok(id.cookie())
+    }
+
+    /// Queues `NBD_CMD_DISC`; no further commands may be issued. The server
+    /// then closes the connection ([`Handle::aio_is_closed`]).
+    pub fn aio_disconnect(&self, flags: u32) -> Result<()> {
+        let mut c = self.lock();
         c.check_state(CONNECTED)?;
-        check_flags(
-            &c,
-            flags,
-            LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FAST_ZERO,
-        )?;
-        if strict(&c, LIBNBD_STRICT_COMMANDS) {
-            if c.negotiated.export.flags & proto::NBD_FLAG_SEND_WRITE_ZEROES == 0 {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    "server does not support zero operations",
-                ));
-            }
-            check_writable(&c)?;
-            check_fua(&c, flags)?;
-            if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0
-                && c.negotiated.export.flags & proto::NBD_FLAG_SEND_FAST_ZERO == 0
-            {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    "server does not support the fast zero flag",
-                ));
-            }
+        check_flags(&c, flags, 0)?;
+        if c.disconnect_requested {
+            return Err(Error::new(
+                libc::EINVAL,
+                "cannot request more commands after NBD_CMD_DISC",
+            ));
         }
-        run_command(
-            &mut c,
-            proto::NBD_CMD_WRITE_ZEROES,
-            flags,
-            offset,
-            count,
-            std::ptr::null_mut(),
-        )
+        c.issue(proto::NBD_CMD_DISC, 0, 0, 0, std::ptr::null_mut(), Default::default())?;
+        Ok(())
     }
 
     /// Disconnects cleanly: sends `NBD_CMD_DISC` after the commands already
-    /// issued (unless `LIBNBD_SHUTDOWN_ABANDON_PENDING`), and waits until the
-    /// server has closed the connection.
+    /// issued (or, with `LIBNBD_SHUTDOWN_ABANDON_PENDING`, failing those not
+    /// yet sent), and waits until the server has closed the connection.
     pub fn shutdown(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
         c.check_state(CONNECTED)?;
         if flags & !LIBNBD_SHUTDOWN_MASK != 0 {
             return Err(invalid_flags("flags", flags));
         }
-        let _abandon = flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0;
+        if flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0 {
+            c.abandon_unsent();
+        }
         if !c.disconnect_requested {
-            c.issue(proto::NBD_CMD_DISC, 0, 0, 0, std::ptr::null_mut())?;
+            c.issue(proto::NBD_CMD_DISC, 0, 0, 0, std::ptr::null_mut(), Default::default())?;
         }
         run_until(&mut c, |c| c.is_closed() || c.is_dead())
     }
@@ -192,6 +269,10 @@ impl Handle {
 
 fn strict(c: &Conn, bit: u32) -> bool {
     c.settings.strict & bit != 0
+}
+
+fn export_has(c: &Conn, flag: u16) -> bool {
+    c.negotiated.export.flags & flag != 0
 }
 
 fn invalid_flags(name: &str, flags: u32) -> Error {
@@ -207,12 +288,18 @@ fn check_flags(c: &Conn, flags: u32, allowed: u32) -> Result<()> {
     if flags & !allowed != 0 && (strict(c, LIBNBD_STRICT_FLAGS) || flags > u16::MAX as u32) {
         return Err(invalid_flags("flags", flags));
     }
-    debug_assert!(allowed & !LIBNBD_CMD_FLAG_MASK == 0);
     Ok(())
 }
 
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        libc::EINVAL,
+        format!("server does not support {what} operations"),
+    )
+}
+
 fn check_writable(c: &Conn) -> Result<()> {
-    if c.negotiated.export.flags & proto::NBD_FLAG_READ_ONLY != 0 {
+    if export_has(c, proto::NBD_FLAG_READ_ONLY) {
         return Err(Error::new(
             libc::EPERM,
             "server does not support write operations",
@@ -222,8 +309,7 @@ fn check_writable(c: &Conn) -> Result<()> {
 }
 
 fn check_fua(c: &Conn, flags: u32) -> Result<()> {
-    if flags & LIBNBD_CMD_FLAG_FUA != 0 && c.negotiated.export.flags & proto::NBD_FLAG_SEND_FUA == 0
-    {
+    if flags & LIBNBD_CMD_FLAG_FUA != 0 && !export_has(c, proto::NBD_FLAG_SEND_FUA) {
         return Err(Error::new(
             libc::EINVAL,
             "server does not support the FUA flag",
@@ -232,22 +318,23 @@ fn check_fua(c: &Conn, flags: u32) -> Result<()> {
     Ok(())
 }
 
-/// The checks every command gets before it is queued (libnbd's order).
-fn check_command(c: &Conn, kind: u16, offset: u64, count: u64) -> Result<()> {
+/// The checks every command gets before it is queued, in libnbd's order.
+/// `bounds_errno` is what an out-of-range request reports (ENOSPC for
+/// commands that write, EINVAL for the others).
+fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32) -> Result<()> {
     if c.disconnect_requested {
         return Err(Error::new(
             libc::EINVAL,
             "cannot request more commands after NBD_CMD_DISC",
         ));
     }
-    let ranged = kind != proto::NBD_CMD_FLUSH;
-    if ranged {
+    if kind != proto::NBD_CMD_FLUSH {
         if strict(c, LIBNBD_STRICT_ZERO_SIZE) && count == 0 {
             return Err(Error::new(libc::EINVAL, "count cannot be 0"));
         }
         let size = c.negotiated.export.size;
         if strict(c, LIBNBD_STRICT_BOUNDS) && (offset > size || count > size - offset) {
-            return Err(Error::new(libc::EINVAL, "request out of bounds"));
+            return Err(Error::new(bounds_errno, "request out of bounds"));
         }
         let min = c.negotiated.block_minimum as u64;
         if min > 1 && strict(c, LIBNBD_STRICT_ALIGN) && (offset | count) & (min - 1) != 0 {
@@ -267,7 +354,210 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64) -> Result<()> {
     }
 }
 
-fn command_name(kind: u16) -> &'static str {
+/// Checks and issues a read. With `pread_initialize` the buffer is zeroed
+/// first, before any error is possible, as libnbd does.
+///
+/// # Safety
+/// `buf` must be valid for writes of `count` bytes until the command retires.
+unsafe fn start_read(
+    c: &mut Conn,
+    buf: *mut u8,
+    count: usize,
+    offset: u64,
+    flags: u32,
+    chunk: Option<Chunk>,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    if c.settings.pread_initialize && count > 0 {
+        std::ptr::write_bytes(buf, 0, count);
+    }
+    c.check_state(CONNECTED)?;
+    // Only the structured read may ask for a single data chunk.
+    let allowed = if chunk.is_some() {
+        LIBNBD_CMD_FLAG_DF
+    } else {
+        0
+    };
+    check_flags(c, flags, allowed)?;
+    if flags & LIBNBD_CMD_FLAG_DF != 0
+        && strict(c, LIBNBD_STRICT_COMMANDS)
+        && (!export_has(c, proto::NBD_FLAG_SEND_DF) || !c.negotiated.structured_replies)
+    {
+        return Err(Error::new(
+            libc::EINVAL,
+            "server does not support the DF flag",
+        ));
+    }
+    let count = count as u64;
+    check_command(c, proto::NBD_CMD_READ, offset, count, libc::EINVAL)?;
+    let callbacks = CommandCallbacks {
+        chunk,
+        completion,
+        ..Default::default()
+    };
+    c.issue(proto::NBD_CMD_READ, flags as u16, offset, count, buf, callbacks)
+}
+
+/// Checks and issues a write.
+///
+/// # Safety
+/// `buf` must be valid for reads of `count` bytes until the command retires.
+unsafe fn start_write(
+    c: &mut Conn,
+    buf: *const u8,
+    count: usize,
+    offset: u64,
+    flags: u32,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, LIBNBD_CMD_FLAG_FUA)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) {
+        check_writable(c)?;
+        check_fua(c, flags)?;
+    }
+    let count = count as u64;
+    check_command(c, proto::NBD_CMD_WRITE, offset, count, libc::ENOSPC)?;
+    // The machine only ever reads through this pointer for a write.
+    c.issue(
+        proto::NBD_CMD_WRITE,
+        flags as u16,
+        offset,
+        count,
+        buf as *mut u8,
+        with_completion(completion),
+    )
+}
+
+fn start_flush(c: &mut Conn, flags: u32, completion: Option<Completion>) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, 0)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_SEND_FLUSH) {
+        return Err(unsupported("flush"));
+    }
+    check_command(c, proto::NBD_CMD_FLUSH, 0, 0, libc::EINVAL)?;
+    let null = std::ptr::null_mut();
+    c.issue(proto::NBD_CMD_FLUSH, flags as u16, 0, 0, null, with_completion(completion))
+}
+
+fn start_trim(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, LIBNBD_CMD_FLAG_FUA)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) {
+        if !export_has(c, proto::NBD_FLAG_SEND_TRIM) {
+            return Err(unsupported("trim"));
+        }
+        check_writable(c)?;
+        check_fua(c, flags)?;
+    }
+    check_command(c, proto::NBD_CMD_TRIM, offset, count, libc::ENOSPC)?;
+    let null = std::ptr::null_mut();
+    c.issue(proto::NBD_CMD_TRIM, flags as u16, offset, count, null, with_completion(completion))
+}
+
+fn start_cache(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, 0)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_SEND_CACHE) {
+        return Err(unsupported("cache"));
+    }
+    check_command(c, proto::NBD_CMD_CACHE, offset, count, libc::EINVAL)?;
+    let null = std::ptr::null_mut();
+    c.issue(proto::NBD_CMD_CACHE, flags as u16, offset, count, null, with_completion(completion))
+}
+
+fn start_zero(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    let allowed = LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FAST_ZERO;
+    check_flags(c, flags, allowed)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) {
+        if !export_has(c, proto::NBD_FLAG_SEND_WRITE_ZEROES) {
+            return Err(unsupported("zero"));
+        }
+        check_writable(c)?;
+        check_fua(c, flags)?;
+        if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0 && !export_has(c, proto::NBD_FLAG_SEND_FAST_ZERO)
+        {
+            return Err(Error::new(
+                libc::EINVAL,
+                "server does not support the fast zero flag",
+            ));
+        }
+    }
+    check_command(c, proto::NBD_CMD_WRITE_ZEROES, offset, count, libc::ENOSPC)?;
+    let null = std::ptr::null_mut();
+    c.issue(
+        proto::NBD_CMD_WRITE_ZEROES,
+        flags as u16,
+        offset,
+        count,
+        null,
+        with_completion(completion),
+    )
+}
+
+fn start_block_status(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    extent: ExtentCallback,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, LIBNBD_CMD_FLAG_REQ_ONE)?;
+    if strict(c, LIBNBD_STRICT_COMMANDS) {
+        if !c.negotiated.structured_replies {
+            return Err(Error::new(
+                libc::ENOTSUP,
+                "server does not support structured replies",
+            ));
+        }
+        if !c.negotiated.meta_valid || c.negotiated.meta_contexts.is_empty() {
+            return Err(Error::new(
+                libc::ENOTSUP,
+                "did not negotiate any metadata contexts, either you did not call \
+                 nbd_add_meta_context before connecting or the server does not support it",
+            ));
+        }
+    }
+    check_command(c, proto::NBD_CMD_BLOCK_STATUS, offset, count, libc::EINVAL)?;
+    let callbacks = CommandCallbacks {
+        extent: Some(extent),
+        completion,
+        ..Default::default()
+    };
+    let null = std::ptr::null_mut();
+    c.issue(proto::NBD_CMD_BLOCK_STATUS, flags as u16, offset, count, null, callbacks)
+}
+
+fn with_completion(completion: Option<Completion>) -> CommandCallbacks {
+    CommandCallbacks {
+        completion,
+        ..Default::default()
+    }
+}
+
+/// libnbd's name for a command in error messages.
+pub(super) fn command_name(kind: u16) -> &'static str {
     match kind {
         proto::NBD_CMD_READ => "read",
         proto::NBD_CMD_WRITE => "write",
@@ -281,32 +571,24 @@ fn command_name(kind: u16) -> &'static str {
     }
 }
 
-/// Issues one command and drives the machine until it completes.
-fn run_command(
-    c: &mut Conn,
-    kind: u16,
-    flags: u32,
-    offset: u64,
-    count: u64,
-    buf: *mut u8,
-) -> Result<()> {
-    check_command(c, kind, offset, count)?;
-    let id = c.issue(kind, flags as u16, offset, count, buf)?;
-    wait_for_command(c, id, kind)
+/// The error a finished command reports.
+pub(super) fn command_result(kind: u16, errno: i32) -> Result<()> {
+    match errno {
+        0 => Ok(()),
+        e => Err(Error::new(
+            e,
+            format!("{}: command failed", command_name(kind)),
+        )),
+    }
 }
 
 /// Drives the machine until command `id` is done, then retires it.
-fn wait_for_command(c: &mut Conn, id: CommandId, kind: u16) -> Result<()> {
+fn wait_for_command(c: &mut Conn, id: CommandId) -> Result<()> {
     let driven = run_until(c, |c| c.command_result(id).is_some());
-    let result = c.command_result(id);
-    c.retire(id);
+    let retired = c.retire(id);
     driven?;
-    match result {
-        Some(0) => Ok(()),
-        Some(errno) => Err(Error::new(
-            errno,
-            format!("{}: command failed", command_name(kind)),
-        )),
+    match retired {
+        Some((kind, errno)) => command_result(kind, errno),
         None => Err(Error::new(libc::EIO, "command did not complete")),
     }
 }

@@ -1,39 +1,146 @@
-//! Connecting calls.
+//! Connecting calls: every transport, NBD URIs, and the subprocess.
+//!
+//! Each `aio_connect_*` call starts connecting and makes what progress it
+//! can without blocking; the matching `connect_*` call is the same start
+//! followed by [`run_until`] the handle is no longer connecting, so both
+//! styles share one code path.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use super::{run_until, Handle, CONNECTED};
-use crate::conn::Perm;
-use crate::transport;
-use crate::{Error, Result};
+use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
+use crate::conn::{Conn, Perm};
+use crate::transport::{self, SockAddr};
+use crate::uri::{self, Target};
+use crate::{proto, Error, Result};
+
+/// States in which `get_uri` can answer.
+const URI_STATES: &[Perm] = &[
+    Perm::Connecting,
+    Perm::Negotiating,
+    Perm::Connected,
+    Perm::Closed,
+    Perm::Dead,
+];
+
+/// Longest socket activation name libnbd accepts.
+const MAX_SOCKET_ACTIVATION_NAME: usize = 32;
+
+fn c_strings<S: AsRef<[u8]>>(argv: &[S]) -> Result<Vec<CString>> {
+    if argv.is_empty() {
+        return Err(Error::new(
+            libc::EINVAL,
+            "missing command name in argv list",
+        ));
+    }
+    argv.iter()
+        .map(|a| CString::new(a.as_ref()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::new(libc::EINVAL, "argv contains a NUL byte"))
+}
+
+fn unix_addr(path: &[u8]) -> Result<SockAddr> {
+    SockAddr::unix(path).map_err(|_| {
+        Error::new(
+            libc::ENAMETOOLONG,
+            format!(
+                "socket path too long for a Unix domain socket: {}",
+                String::from_utf8_lossy(path)
+            ),
+        )
+    })
+}
 
 impl Handle {
-    // ---- connecting ---------------------------------------------------------
+    // ---- the common path ------------------------------------------------------
 
-    /// Runs `argv` as a subprocess serving NBD on its stdin/stdout, and
-    /// connects to it (through the handshake, to transmission).
-    pub fn connect_command<S: AsRef<[u8]>>(&self, argv: &[S]) -> Result<()> {
-        let mut c = self.lock();
+    /// Checks the handle is newly created, runs `start` and makes what
+    /// progress can be made without blocking.
+    fn aio_start(c: &mut Conn, start: impl FnOnce(&mut Conn) -> Result<()>) -> Result<()> {
         c.check_state(&[Perm::Created])?;
-        if argv.is_empty() {
-            return Err(Error::new(
-                libc::EINVAL,
-                "argv parameter must have at least 1 element",
-            ));
+        start(c)?;
+        c.progress()
+    }
+
+    /// Starts connecting with `start`, then drives the handle until the
+    /// connection is made (or fails).
+    fn connect_with(&self, start: impl FnOnce(&mut Conn) -> Result<()>) -> Result<()> {
+        let mut c = self.lock();
+        Self::aio_start(&mut c, start)?;
+        Self::wait_connected(&mut c)
+    }
+
+    fn wait_connected(c: &mut Conn) -> Result<()> {
+        run_until(c, |c| !c.is_connecting())?;
+        // Opt mode stops in negotiation, which counts as success.
+        if c.is_negotiating() {
+            return Ok(());
         }
-        let args = argv
-            .iter()
-            .map(|a| CString::new(a.as_ref()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| Error::new(libc::EINVAL, "argv contains a NUL byte"))?;
-        let (socket, child) =
-            transport::spawn_command(&args).map_err(|e| Error::io("connect_command", &e))?;
-        c.subprocess = Some(child);
-        c.start_handshake(Box::new(socket));
-        run_until(&mut c, |c| !c.is_connecting())?;
-        c.check_state(CONNECTED)?;
-        Ok(())
+        c.check_state(CONNECTED)
+    }
+
+    // ---- transports -------------------------------------------------------------
+
+    /// Connects to a server listening on the Unix domain socket `path`.
+    pub fn connect_unix<P: AsRef<Path>>(&self, path: P) -> Result<()> {
+        let addr = unix_addr(path.as_ref().as_os_str().as_bytes())?;
+        self.connect_with(|c| {
+            c.start_connect(addr);
+            Ok(())
+        })
+    }
+
+    /// Starts connecting to the Unix domain socket `path`.
+    pub fn aio_connect_unix<P: AsRef<Path>>(&self, path: P) -> Result<()> {
+        let addr = unix_addr(path.as_ref().as_os_str().as_bytes())?;
+        Self::aio_start(&mut self.lock(), |c| {
+            c.start_connect(addr);
+            Ok(())
+        })
+    }
+
+    /// Connects over TCP to `host` at `port` (a number or a service name),
+    /// trying each address the name resolves to in turn.
+    pub fn connect_tcp(&self, host: &str, port: &str) -> Result<()> {
+        self.connect_with(|c| c.start_connect_tcp(host, port))
+    }
+
+    /// Starts connecting over TCP; see [`Handle::connect_tcp`].
+    pub fn aio_connect_tcp(&self, host: &str, port: &str) -> Result<()> {
+        Self::aio_start(&mut self.lock(), |c| c.start_connect_tcp(host, port))
+    }
+
+    /// Connects over `AF_VSOCK` to `port` on the machine `cid`.
+    pub fn connect_vsock(&self, cid: u32, port: u32) -> Result<()> {
+        self.connect_with(|c| {
+            c.start_connect(SockAddr::vsock(cid, port));
+            Ok(())
+        })
+    }
+
+    /// Starts connecting over `AF_VSOCK`.
+    pub fn aio_connect_vsock(&self, cid: u32, port: u32) -> Result<()> {
+        Self::aio_start(&mut self.lock(), |c| {
+            c.start_connect(SockAddr::vsock(cid, port));
+            Ok(())
+        })
+    }
+
+    /// Starts connecting to a socket address.
+    pub fn aio_connect(&self, addr: SocketAddr) -> Result<()> {
+        self.aio_connect_sockaddr(SockAddr::inet(addr))
+    }
+
+    /// Starts connecting to any socket address (for `nbd_aio_connect`).
+    pub(crate) fn aio_connect_sockaddr(&self, addr: SockAddr) -> Result<()> {
+        Self::aio_start(&mut self.lock(), |c| {
+            c.start_connect(addr);
+            Ok(())
+        })
     }
 
     /// Connects over `sock`, a socket already connected to a server; the
@@ -41,14 +148,232 @@ impl Handle {
     pub fn connect_socket(&self, sock: OwnedFd) -> Result<()> {
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
-        let socket = transport::Socket::new(sock).map_err(|e| Error::io("fcntl", &e))?;
-        c.start_handshake(Box::new(socket));
-        run_until(&mut c, |c| !c.is_connecting())?;
-        c.check_state(CONNECTED)?;
+        Self::aio_start(&mut c, |c| Self::adopt_socket(c, sock.into_raw_fd()))?;
+        Self::wait_connected(&mut c)
+    }
+
+    /// Starts the handshake over `sock`, an already connected socket.
+    pub fn aio_connect_socket(&self, sock: OwnedFd) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        Self::aio_start(&mut c, |c| Self::adopt_socket(c, sock.into_raw_fd()))
+    }
+
+    /// As [`Handle::connect_socket`] for a C caller's fd, which is only
+    /// taken over once it is known to be open.
+    pub(crate) fn connect_socket_fd(&self, fd: RawFd, wait: bool) -> Result<()> {
+        let mut c = self.lock();
+        Self::aio_start(&mut c, |c| Self::adopt_socket(c, fd))?;
+        if wait {
+            Self::wait_connected(&mut c)?;
+        }
         Ok(())
     }
 
-    /// The process id of the server started by [`Handle::connect_command`].
+    fn adopt_socket(c: &mut Conn, fd: RawFd) -> Result<()> {
+        let socket =
+            transport::Socket::from_raw(fd).map_err(|e| Error::io("fcntl: set O_NONBLOCK", &e))?;
+        c.start_handshake(Box::new(socket));
+        Ok(())
+    }
+
+    /// Runs `argv` as a subprocess serving NBD on its stdin/stdout, and
+    /// connects to it (through the handshake, to transmission).
+    pub fn connect_command<S: AsRef<[u8]>>(&self, argv: &[S]) -> Result<()> {
+        let args = c_strings(argv);
+        self.connect_with(|c| Self::start_command(c, args?))
+    }
+
+    /// Starts a subprocess serving NBD on its stdin/stdout, and starts the
+    /// handshake with it.
+    pub fn aio_connect_command<S: AsRef<[u8]>>(&self, argv: &[S]) -> Result<()> {
+        let args = c_strings(argv);
+        Self::aio_start(&mut self.lock(), |c| Self::start_command(c, args?))
+    }
+
+    fn start_command(c: &mut Conn, args: Vec<CString>) -> Result<()> {
+        let (socket, child) =
+            transport::spawn_command(&args).map_err(|e| Error::io("connect_command", &e))?;
+        c.subprocess = Some(child);
+        c.start_handshake(Box::new(socket));
+        Ok(())
+    }
+
+    /// Runs `argv` as a server under systemd socket activation (a listening
+    /// socket as fd 3, `LISTEN_PID`, `LISTEN_FDS` and, if named,
+    /// `LISTEN_FDNAMES`) and connects to it. Closing the handle stops it.
+    pub fn connect_systemd_socket_activation<S: AsRef<[u8]>>(&self, argv: &[S]) -> Result<()> {
+        let args = c_strings(argv);
+        self.connect_with(|c| c.start_socket_activation(&args?))
+    }
+
+    /// Starts a server under socket activation and starts connecting to it.
+    pub fn aio_connect_systemd_socket_activation<S: AsRef<[u8]>>(&self, argv: &[S]) -> Result<()> {
+        let args = c_strings(argv);
+        Self::aio_start(&mut self.lock(), |c| c.start_socket_activation(&args?))
+    }
+
+    /// Names the socket passed under socket activation (`LISTEN_FDNAMES`):
+    /// a short alphanumeric string, or `""` for none.
+    pub fn set_socket_activation_name<N: AsRef<[u8]>>(&self, name: N) -> Result<()> {
+        let name = name.as_ref();
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        if name.len() > MAX_SOCKET_ACTIVATION_NAME {
+            return Err(Error::new(
+                libc::ENAMETOOLONG,
+                format!(
+                    "socket activation name must be at most \
+                     {MAX_SOCKET_ACTIVATION_NAME} characters"
+                ),
+            ));
+        }
+        if !name.iter().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::new(
+                libc::EINVAL,
+                "socket activation name must contain only ASCII letters and digits",
+            ));
+        }
+        // Only ASCII letters and digits got here.
+        c.net.socket_activation_name = String::from_utf8_lossy(name).into_owned();
+        Ok(())
+    }
+
+    /// The socket activation name (`""` by default).
+    pub fn socket_activation_name(&self) -> String {
+        self.lock().net.socket_activation_name.clone()
+    }
+
+    // ---- URIs ----------------------------------------------------------------------
+
+    /// Connects to the server and export an NBD URI names
+    /// (`nbd://host:port/export`, `nbd+unix:///export?socket=PATH`,
+    /// `nbd+vsock://cid:port/export`).
+    pub fn connect_uri<U: AsRef<[u8]>>(&self, uri: U) -> Result<()> {
+        self.connect_with(|c| Self::start_uri(c, uri.as_ref()))
+    }
+
+    /// Starts connecting to the server an NBD URI names.
+    pub fn aio_connect_uri<U: AsRef<[u8]>>(&self, uri: U) -> Result<()> {
+        Self::aio_start(&mut self.lock(), |c| Self::start_uri(c, uri.as_ref()))
+    }
+
+    fn start_uri(c: &mut Conn, raw: &[u8]) -> Result<()> {
+        let policy = uri::Policy {
+            allow_transports: c.net.uri_allow_transports,
+            allow_tls: c.net.uri_allow_tls,
+            allow_local_file: c.net.uri_allow_local_file,
+        };
+        let parsed = uri::parse(raw, &policy)?;
+        if parsed.export_name.len() > proto::MAX_STRING_LEN {
+            return Err(Error::new(
+                libc::ENAMETOOLONG,
+                "export name too long for NBD protocol",
+            ));
+        }
+        let addr = match &parsed.target {
+            Target::Unix { path } => Some(unix_addr(path)?),
+            Target::Vsock { cid, port } => Some(SockAddr::vsock(*cid, *port)),
+            Target::Tcp { .. } => None,
+        };
+        c.net.uri_username = parsed.username;
+        c.settings.export_name = parsed.export_name;
+        match (&parsed.target, addr) {
+            (Target::Tcp { host, port }, _) => c.start_connect_tcp(host, port),
+            (_, Some(addr)) => {
+                c.start_connect(addr);
+                Ok(())
+            }
+            (_, None) => unreachable!("every non-TCP target has an address"),
+        }
+    }
+
+    /// A URI that would connect to the same server and export, where the
+    /// handle knows enough to make one.
+    pub fn get_uri(&self) -> Result<String> {
+        let c = self.lock();
+        c.check_state(URI_STATES)?;
+        uri::build(&uri::Connection {
+            hostname: c.net.hostname.as_deref(),
+            port: c.net.port.as_deref(),
+            connaddr: c.net.connaddr.as_ref(),
+            export_name: &c.settings.export_name,
+            username: c.net.uri_username.as_deref(),
+        })
+    }
+
+    /// Whether `s` looks like an NBD URI (a quick test of its scheme; it
+    /// does not promise that [`Handle::connect_uri`] will accept it).
+    pub fn is_uri<U: AsRef<[u8]>>(&self, s: U) -> bool {
+        uri::is_uri(s.as_ref())
+    }
+
+    /// Whether this library supports NBD URIs: always.
+    pub fn supports_uri(&self) -> bool {
+        true
+    }
+
+    /// Whether this library supports `AF_VSOCK`: always on Linux (the
+    /// kernel may still lack it, which connecting reports).
+    pub fn supports_vsock(&self) -> bool {
+        true
+    }
+
+    /// Which transports (`LIBNBD_ALLOW_TRANSPORT_*`) URIs may use.
+    pub fn set_uri_allow_transports(&self, mask: u32) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        if mask & !LIBNBD_ALLOW_TRANSPORT_MASK != 0 {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("mask: invalid value for flag: 0x{mask:x}"),
+            ));
+        }
+        c.net.uri_allow_transports = mask;
+        Ok(())
+    }
+
+    /// The transports URIs may use (all by default).
+    pub fn uri_allow_transports(&self) -> u32 {
+        self.lock().net.uri_allow_transports
+    }
+
+    /// Whether URIs may, must, or must not ask for TLS (`LIBNBD_TLS_*`).
+    pub fn set_uri_allow_tls(&self, tls: i32) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        if !(LIBNBD_TLS_DISABLE..=LIBNBD_TLS_REQUIRE).contains(&tls) {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            ));
+        }
+        c.net.uri_allow_tls = tls;
+        Ok(())
+    }
+
+    /// The URI TLS setting (`LIBNBD_TLS_ALLOW` by default).
+    pub fn uri_allow_tls(&self) -> i32 {
+        self.lock().net.uri_allow_tls
+    }
+
+    /// Whether URIs may name local files (off by default).
+    pub fn set_uri_allow_local_file(&self, allow: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        c.net.uri_allow_local_file = allow;
+        Ok(())
+    }
+
+    /// Whether URIs may name local files.
+    pub fn uri_allow_local_file(&self) -> bool {
+        self.lock().net.uri_allow_local_file
+    }
+
+    // ---- the subprocess ---------------------------------------------------------------
+
+    /// The process id of the server started by [`Handle::connect_command`]
+    /// or [`Handle::connect_systemd_socket_activation`].
     pub fn subprocess_pid(&self) -> Result<i32> {
         let c = self.lock();
         match &c.subprocess {

@@ -11,13 +11,19 @@ use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
 use crate::{Error, Result};
 
+mod aio;
 mod commands;
 mod connect;
+mod opt;
+mod settings;
+
+pub use settings::BlockSize;
 
 /// The version of the libnbd API this library implements.
 pub const VERSION: &str = "1.22.0";
-/// The name `nbd_get_package_name` reports.
-pub const PACKAGE_NAME: &str = "rust-libnbd";
+/// The name `nbd_get_package_name` reports: libnbd's, since programs
+/// print or compare it and this library stands in for libnbd.
+pub const PACKAGE_NAME: &str = "libnbd";
 
 const CONNECTED: &[Perm] = &[Perm::Connected];
 const INFO_STATES: &[Perm] = &[Perm::Negotiating, Perm::Connected, Perm::Closed];
@@ -27,7 +33,7 @@ const INFO_STATES: &[Perm] = &[Perm::Negotiating, Perm::Connected, Perm::Closed]
 /// A handle may be shared between threads; calls on it are serialized.
 pub struct Handle {
     conn: Mutex<Conn>,
-    name: Mutex<String>,
+    /// A copy of `conn.debug.on`, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
 }
@@ -40,9 +46,12 @@ impl Handle {
     pub fn new() -> Result<Handle> {
         let n = HANDLE_NUMBER.fetch_add(1, Ordering::Relaxed);
         let debug = std::env::var_os("LIBNBD_DEBUG").is_some_and(|v| v == "1");
+        let mut conn = Conn::new();
+        conn.debug.on = debug;
+        conn.debug.name = format!("nbd{n}");
+        conn.debug.log(|| "opening handle".into());
         Ok(Handle {
-            conn: Mutex::new(Conn::new()),
-            name: Mutex::new(format!("nbd{n}")),
+            conn: Mutex::new(conn),
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
         })
@@ -58,17 +67,19 @@ impl Handle {
 
     /// Sets the handle's name, used in debug messages.
     pub fn set_handle_name(&self, name: &str) -> Result<()> {
-        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+        self.lock().debug.name = name.to_string();
         Ok(())
     }
 
     /// The handle's name (`nbd1`, `nbd2`, ... unless set).
     pub fn handle_name(&self) -> String {
-        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock().debug.name.clone()
     }
 
     /// Turns debug messages on or off.
     pub fn set_debug(&self, debug: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.debug.on = debug;
         self.debug.store(debug, Ordering::Relaxed);
         Ok(())
     }
@@ -187,6 +198,7 @@ impl Handle {
     fn export_flag(&self, flag: u16) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
+        settings::check_export_known(&c)?;
         Ok(c.negotiated.export.flags & flag != 0)
     }
 
@@ -225,29 +237,34 @@ impl Handle {
 }
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.lock().close();
+        let mut c = self.lock();
+        c.debug.log(|| "closing handle".into());
+        c.close();
     }
 }
 /// Alternates `progress` and `poll` until `done` holds.
 fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
     loop {
+        if done(c) {
+            return Ok(());
+        }
         c.progress()?;
         if done(c) {
             return Ok(());
         }
-        poll_once(c)?;
+        poll_once(c, -1)?;
     }
 }
 
-/// Blocks until the connection's fd is ready in the direction the machine wants.
-fn poll_once(c: &Conn) -> Result<()> {
+/// Waits until the connection's fd is ready in the direction the machine
+/// wants (or `extra` is readable), or `timeout_ms` passes (-1: no limit).
+/// Returns false on timeout.
+fn poll_once(c: &Conn, timeout_ms: i32) -> Result<bool> {
+    poll_with(c, None, timeout_ms)
+}
+
+fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
     let dir = c.direction();
-    let Some(fd) = c.fd() else {
-        return Err(Error::new(
-            libc::EINVAL,
-            format!("nothing to poll for in state {}", c.state_name()),
-        ));
-    };
     let mut events = 0;
     if dir & DIRECTION_READ != 0 {
         events |= libc::POLLIN;
@@ -255,22 +272,33 @@ fn poll_once(c: &Conn) -> Result<()> {
     if dir & DIRECTION_WRITE != 0 {
         events |= libc::POLLOUT;
     }
-    if events == 0 {
+    let (Some(fd), true) = (c.fd(), events != 0) else {
         return Err(Error::new(
             libc::EINVAL,
             format!("nothing to poll for in state {}", c.state_name()),
         ));
-    }
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     };
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: extra.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let nfds = if extra.is_some() { 2 } else { 1 };
+    c.debug.log(|| format!("poll start: events={events}"));
     loop {
-        // SAFETY: pfd is one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        // SAFETY: fds holds nfds valid pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
         if rc >= 0 {
-            return Ok(());
+            let revents = fds[0].revents;
+            c.debug.log(|| format!("poll end: r={rc} revents={revents}"));
+            return Ok(rc > 0);
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {

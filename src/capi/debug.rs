@@ -1,0 +1,83 @@
+//! Debug callbacks, and the entry/exit trace of each call when debugging
+//! is on.
+
+use std::any::Any;
+use std::ffi::{c_char, c_int, CStr};
+
+use super::{nbd_handle, with_handle};
+use crate::capi::types::nbd_debug_callback;
+use crate::conn::DebugCallback;
+use crate::{Handle, Result};
+
+/// Runs `f` on `h`, logging `enter:` before and the result after, as
+/// libnbd does for every call while debugging is on. Whether debugging is
+/// on is decided once, before the call (so `nbd_set_debug (h, false)`
+/// still logs its result, as in libnbd).
+pub(crate) fn traced<T: 'static>(
+    api: &str,
+    h: &Handle,
+    f: impl FnOnce(&Handle) -> Result<T>,
+) -> Result<T> {
+    h.debug_emit("enter:");
+    let r = f(h);
+    let msg = match &r {
+        Ok(v) => format!("leave: ret={}", describe(v)),
+        Err(e) => format!("leave: error=\"{api}: {e}\""),
+    };
+    h.debug_emit(&msg);
+    r
+}
+
+/// A call's return value as the debug trace shows it.
+fn describe<T: 'static>(v: &T) -> String {
+    let v = v as &dyn Any;
+    macro_rules! plain {
+        ($($t:ty),*) => {
+            $(if let Some(x) = v.downcast_ref::<$t>() {
+                return x.to_string();
+            })*
+        };
+    }
+    plain!(i32, i64, u32, u64, usize, isize, bool);
+    let s = v
+        .downcast_ref::<*mut c_char>()
+        .map(|p| *p as *const c_char)
+        .or_else(|| v.downcast_ref::<*const c_char>().copied());
+    match s {
+        Some(p) if p.is_null() => "NULL".to_string(),
+        // SAFETY: every char pointer a call returns on success is a
+        // NUL-terminated string it just made or a static one.
+        Some(p) => format!("\"{}\"", unsafe { CStr::from_ptr(p) }.to_string_lossy()),
+        None => "<ptr>".to_string(),
+    }
+}
+
+/// Sends debug messages to `debug_callback` instead of stderr. The
+/// previous callback, if any, is freed. The callback's free function runs
+/// when it is replaced or cleared, or at `nbd_close`.
+#[no_mangle]
+pub extern "C" fn nbd_set_debug_callback(
+    h: *mut nbd_handle,
+    debug_callback: nbd_debug_callback,
+) -> c_int {
+    // SAFETY: the caller promises the function and free function may be
+    // called with user_data. If the call fails, dropping `cb` frees it.
+    let cb = unsafe {
+        DebugCallback::from_c(
+            debug_callback.callback,
+            debug_callback.user_data,
+            debug_callback.free,
+        )
+    };
+    with_handle("nbd_set_debug_callback", h, -1, move |h| {
+        h.set_debug_callback_raw(cb).map(|()| 0)
+    })
+}
+
+/// Removes (and frees) the debug callback, if any.
+#[no_mangle]
+pub extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
+    with_handle("nbd_clear_debug_callback", h, -1, |h| {
+        h.clear_debug_callback().map(|()| 0)
+    })
+}

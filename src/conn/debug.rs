@@ -1,0 +1,273 @@
+//! Debug messages and traffic statistics.
+//!
+//! Debug messages go to the handle's debug callback if one is set, else to
+//! stderr as `libnbd: debug: NAME: CONTEXT: message`. NAME is the handle's
+//! name; CONTEXT is the C call being run on this thread (see
+//! [`ApiContext`]), or `unknown` outside one. Nothing is formatted while
+//! debugging is off: [`Debug::log`] takes a closure and checks a bool first.
+//!
+//! The statistics are plain counters the I/O paths bump as they go.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::Write;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{Conn, Phase, Step};
+use crate::callback::FreeFn;
+use crate::proto;
+
+/// A C debug callback function.
+pub type DebugFnPtr =
+    unsafe extern "C" fn(user_data: *mut c_void, context: *const c_char, msg: *const c_char) -> c_int;
+
+enum DebugKind {
+    Extern {
+        callback: Option<DebugFnPtr>,
+        user_data: *mut c_void,
+        free: Option<FreeFn>,
+    },
+    Rust(Box<dyn Fn(&str, &str) + Send>),
+}
+
+/// Receives a handle's debug messages: the context (the libnbd call that
+/// emitted it) and the message. A C callback's free function runs exactly
+/// once, when the value is dropped: when the callback is replaced or
+/// cleared, or when the handle is closed.
+pub struct DebugCallback(DebugKind);
+
+// SAFETY: C callers promise their callback and user data may be used from
+// whichever thread runs the handle, as libnbd requires.
+unsafe impl Send for DebugCallback {}
+
+impl DebugCallback {
+    /// A debug callback from a Rust closure taking `(context, message)`.
+    pub fn new(f: impl Fn(&str, &str) + Send + 'static) -> DebugCallback {
+        DebugCallback(DebugKind::Rust(Box::new(f)))
+    }
+
+    /// A debug callback from C's function, user data and free function.
+    ///
+    /// # Safety
+    /// `callback` and `free` must be safe to call with `user_data`.
+    pub unsafe fn from_c(
+        callback: Option<DebugFnPtr>,
+        user_data: *mut c_void,
+        free: Option<FreeFn>,
+    ) -> DebugCallback {
+        DebugCallback(DebugKind::Extern {
+            callback,
+            user_data,
+            free,
+        })
+    }
+
+    fn call(&self, context: &str, msg: &str) {
+        match &self.0 {
+            DebugKind::Extern {
+                callback: Some(f),
+                user_data,
+                ..
+            } => {
+                let context = c_text(context);
+                let msg = c_text(msg);
+                // SAFETY: the C caller's contract (from_c); both strings
+                // live until the call returns. The return value means nothing.
+                unsafe { f(*user_data, context.as_ptr(), msg.as_ptr()) };
+            }
+            DebugKind::Extern { callback: None, .. } => {}
+            DebugKind::Rust(f) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| f(context, msg)));
+            }
+        }
+    }
+}
+
+impl Drop for DebugCallback {
+    fn drop(&mut self) {
+        if let DebugKind::Extern {
+            free: Some(free),
+            user_data,
+            ..
+        } = self.0
+        {
+            // SAFETY: the C caller gave this function for this data, to be
+            // called once when the callback is no longer needed.
+            unsafe { free(user_data) };
+        }
+    }
+}
+
+/// `s` as a C string, any NUL replaced so nothing is cut short.
+fn c_text(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).expect("no NUL left"))
+}
+
+/// A handle's debug settings, kept where the state machine can reach them.
+pub(crate) struct Debug {
+    /// Whether messages are emitted at all.
+    pub on: bool,
+    /// The handle's name, shown in each message.
+    pub name: String,
+    callback: Option<DebugCallback>,
+    /// The state last reported by [`Conn::trace_state`], and its name.
+    traced: Phase,
+    traced_name: &'static str,
+}
+
+impl Default for Debug {
+    fn default() -> Debug {
+        Debug {
+            on: false,
+            name: String::new(),
+            callback: None,
+            traced: Phase::Created,
+            traced_name: "START",
+        }
+    }
+}
+
+impl Debug {
+    /// Emits the message `f` builds, if debugging is on.
+    #[inline]
+    pub(crate) fn log(&self, f: impl FnOnce() -> String) {
+        if self.on {
+            self.emit(&f());
+        }
+    }
+
+    /// Emits `msg` whether or not debugging is on.
+    #[cold]
+    pub(crate) fn emit(&self, msg: &str) {
+        // Like libnbd, leave errno as it was: callers may be about to
+        // report it.
+        // SAFETY: __errno_location always returns this thread's errno slot.
+        let saved = unsafe { *libc::__errno_location() };
+        ApiContext::with(|context| match &self.callback {
+            Some(cb) => cb.call(context.unwrap_or("unknown"), msg),
+            None => {
+                let line = format!(
+                    "libnbd: debug: {}: {}: {}\n",
+                    self.name,
+                    context.unwrap_or("unknown"),
+                    msg
+                );
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        });
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = saved };
+    }
+
+    /// Installs (or, with `None`, removes) the debug callback. The old
+    /// one, if any, is freed.
+    pub(crate) fn set_callback(&mut self, callback: Option<DebugCallback>) {
+        // Swap first so the old callback is freed after the new one is in.
+        let old = std::mem::replace(&mut self.callback, callback);
+        drop(old);
+    }
+}
+
+/// Bytes and chunks sent and received (`nbd_stats_*`). A chunk is a unit
+/// the protocol frames with a magic number: the greeting, each option and
+/// request sent, each option reply and reply (or reply chunk) received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stats {
+    pub bytes_sent: u64,
+    pub chunks_sent: u64,
+    pub bytes_received: u64,
+    pub chunks_received: u64,
+}
+
+impl Conn {
+    /// Notices a change of state since the last call: counts an option
+    /// sent and reports the transition. Cheap when nothing changed.
+    #[inline]
+    pub(super) fn trace_state(&mut self) {
+        if self.phase != self.debug.traced {
+            self.state_changed();
+        }
+    }
+
+    #[cold]
+    fn state_changed(&mut self) {
+        if matches!(
+            self.phase,
+            Phase::Handshake(Step::OptionReply(_) | Step::ExportNameReply)
+        ) {
+            // Each option goes out on its own and moves the machine to
+            // wait for its reply.
+            self.stats.chunks_sent += 1;
+        }
+        let now = self.state_name();
+        let before = self.debug.traced_name;
+        self.debug
+            .log(|| format!("transition: {before} -> {now}"));
+        self.debug.traced = self.phase;
+        self.debug.traced_name = now;
+    }
+}
+
+thread_local! {
+    /// The C call being run on this thread: pointer and length of its name.
+    static CONTEXT: Cell<(*const u8, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+}
+
+/// Marks the C call being run on this thread, for debug messages, until
+/// dropped; then the previous one (if calls nest) is current again.
+pub(crate) struct ApiContext<'a> {
+    prev: (*const u8, usize),
+    _name: PhantomData<&'a str>,
+}
+
+impl<'a> ApiContext<'a> {
+    /// Makes `name` the current context. Keep the guard in a local: guards
+    /// must be dropped in the reverse order of creation.
+    pub(crate) fn enter(name: &'a str) -> ApiContext<'a> {
+        let prev = CONTEXT
+            .try_with(|c| c.replace((name.as_ptr(), name.len())))
+            .unwrap_or((std::ptr::null(), 0));
+        ApiContext {
+            prev,
+            _name: PhantomData,
+        }
+    }
+
+    /// Runs `f` with the current context, if any.
+    pub(crate) fn with<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+        let (ptr, len) = CONTEXT
+            .try_with(|c| c.get())
+            .unwrap_or((std::ptr::null(), 0));
+        if ptr.is_null() {
+            return f(None);
+        }
+        // SAFETY: a non-null pointer was stored by a live guard on this
+        // thread whose borrow of the name outlives it (guards restore the
+        // previous value when dropped, innermost first), and it came from
+        // a &str, so it is valid UTF-8 of this length.
+        let name = unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) };
+        f(Some(name))
+    }
+}
+
+impl Drop for ApiContext<'_> {
+    fn drop(&mut self) {
+        let _ = CONTEXT.try_with(|c| c.set(self.prev));
+    }
+}
+
+/// The protocol's name for a command, for debug messages.
+pub(super) fn command_name(kind: u16) -> &'static str {
+    match kind {
+        proto::NBD_CMD_READ => "NBD_CMD_READ",
+        proto::NBD_CMD_WRITE => "NBD_CMD_WRITE",
+        proto::NBD_CMD_DISC => "NBD_CMD_DISC",
+        proto::NBD_CMD_FLUSH => "NBD_CMD_FLUSH",
+        proto::NBD_CMD_TRIM => "NBD_CMD_TRIM",
+        proto::NBD_CMD_CACHE => "NBD_CMD_CACHE",
+        proto::NBD_CMD_WRITE_ZEROES => "NBD_CMD_WRITE_ZEROES",
+        proto::NBD_CMD_BLOCK_STATUS => "NBD_CMD_BLOCK_STATUS",
+        _ => "NBD_CMD_UNKNOWN",
+    }
+}

@@ -1,0 +1,428 @@
+//! Option haggling in the fixed-newstyle handshake: the options a plain
+//! connect sends by itself (extended headers, structured replies, meta
+//! contexts, GO), and the ones a caller runs one at a time in option mode.
+//!
+//! One option is on the wire at a time; its replies are handled here as
+//! they arrive, and a caller's option ends by calling its completion
+//! callback and going back to the negotiating state.
+
+use std::ffi::CString;
+
+use super::{protocol_error, Conn, Phase, Step};
+use crate::callback::{Completion, Context, List};
+use crate::proto;
+use crate::{Error, Result};
+
+/// An option a caller can run in option mode.
+pub(crate) enum UserOption {
+    Go,
+    Info,
+    List,
+    /// Query strings; `None` means the handle's requested contexts.
+    ListMetaContext(Option<Vec<String>>),
+    SetMetaContext(Option<Vec<String>>),
+    StructuredReply,
+    ExtendedHeaders,
+    Abort,
+}
+
+/// The option being run now.
+#[derive(Default)]
+pub(super) struct OptionRun {
+    /// Started by the caller (option mode), not by the handshake itself.
+    user: bool,
+    /// `NBD_OPT_GO` or `NBD_OPT_INFO` to send once meta contexts are set.
+    then: Option<u32>,
+    /// Entries reported (exports, contexts).
+    count: i32,
+    /// The first error the option's replies brought.
+    error: Option<Error>,
+    /// Contexts agreed in this `NBD_OPT_SET_META_CONTEXT`.
+    contexts: Vec<(u32, CString)>,
+    completion: Option<Completion>,
+    list: Option<List>,
+    context: Option<Context>,
+}
+
+/// The errno a refused option reports, for options other than GO/INFO.
+fn refused(reply_type: u32) -> i32 {
+    match reply_type {
+        proto::NBD_REP_ERR_POLICY => libc::EPERM,
+        proto::NBD_REP_ERR_INVALID => libc::EINVAL,
+        proto::NBD_REP_ERR_UNKNOWN => libc::ENOENT,
+        proto::NBD_REP_ERR_SHUTDOWN => libc::ESHUTDOWN,
+        proto::NBD_REP_ERR_TOO_BIG => libc::ERANGE,
+        _ => libc::ENOTSUP,
+    }
+}
+
+fn option_name(option: u32) -> &'static str {
+    match option {
+        proto::NBD_OPT_GO => "opt_go",
+        proto::NBD_OPT_INFO => "opt_info",
+        proto::NBD_OPT_LIST => "list",
+        proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => "meta context",
+        proto::NBD_OPT_STRUCTURED_REPLY => "opt_structured_reply",
+        proto::NBD_OPT_EXTENDED_HEADERS => "opt_extended_headers",
+        _ => "option",
+    }
+}
+
+/// Appends the payload of a meta-context option: export name and queries.
+fn meta_payload(export: &[u8], queries: &[String]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&(export.len() as u32).to_be_bytes());
+    p.extend_from_slice(export);
+    p.extend_from_slice(&(queries.len() as u32).to_be_bytes());
+    for q in queries {
+        p.extend_from_slice(&(q.len() as u32).to_be_bytes());
+        p.extend_from_slice(q.as_bytes());
+    }
+    p
+}
+
+impl Conn {
+    /// Sends the next option of a plain connect, or stops to let the
+    /// caller negotiate (option mode), or asks for the export.
+    pub(super) fn next_auto_option(&mut self) {
+        if self.settings.request_extended_headers && !self.tried_extended_headers {
+            self.tried_extended_headers = true;
+            self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], OptionRun::default());
+        } else if self.settings.request_structured_replies
+            && !self.negotiated.structured_replies
+            && !self.tried_structured_replies
+        {
+            self.tried_structured_replies = true;
+            self.send_option_run(proto::NBD_OPT_STRUCTURED_REPLY, &[], OptionRun::default());
+        } else if self.settings.opt_mode {
+            self.phase = Phase::Negotiating;
+        } else {
+            self.start_go(proto::NBD_OPT_GO, OptionRun::default());
+        }
+    }
+
+    fn send_option_run(&mut self, option: u32, payload: &[u8], run: OptionRun) {
+        proto::encode_option(&mut self.hs_out, option, payload);
+        self.option_run = Some(run);
+        self.phase = Phase::Handshake(Step::OptionReply(option));
+    }
+
+    /// GO or INFO, preceded by `NBD_OPT_SET_META_CONTEXT` when contexts
+    /// were requested and not already set by the caller.
+    fn start_go(&mut self, option: u32, mut run: OptionRun) {
+        let want_meta = self.settings.request_meta_context
+            && !self.settings.meta_requests.is_empty()
+            && self.negotiated.structured_replies
+            && !self.meta_set_by_caller;
+        if want_meta {
+            run.then = Some(option);
+            let payload = meta_payload(&self.settings.export_name, &self.settings.meta_requests);
+            self.send_option_run(proto::NBD_OPT_SET_META_CONTEXT, &payload, run);
+        } else {
+            self.send_go_or_info(option, run);
+        }
+    }
+
+    fn send_go_or_info(&mut self, option: u32, run: OptionRun) {
+        let mut infos = Vec::with_capacity(3);
+        if self.settings.request_block_size {
+            infos.push(proto::NBD_INFO_BLOCK_SIZE);
+        }
+        if self.settings.full_info {
+            infos.push(proto::NBD_INFO_NAME);
+            infos.push(proto::NBD_INFO_DESCRIPTION);
+        }
+        let name = self.settings.export_name.clone();
+        proto::encode_opt_go(&mut self.hs_out, option, &name, &infos);
+        self.option_run = Some(run);
+        self.phase = Phase::Handshake(Step::OptionReply(option));
+        self.negotiated.export = Default::default();
+        self.got_export_info = false;
+    }
+
+    /// Starts an option the caller asked for; the handle must be negotiating.
+    pub(crate) fn start_user_option(
+        &mut self,
+        option: UserOption,
+        completion: Option<Completion>,
+        list: Option<List>,
+        context: Option<Context>,
+    ) -> Result<()> {
+        if self.negotiated.protocol != "newstyle-fixed" {
+            return Err(Error::new(
+                libc::ENOTSUP,
+                "server is not using fixed newstyle protocol",
+            ));
+        }
+        self.option_result = None;
+        let run = OptionRun {
+            user: true,
+            completion,
+            list,
+            context,
+            ..OptionRun::default()
+        };
+        let name = self.settings.export_name.clone();
+        match option {
+            UserOption::Go => self.start_go(proto::NBD_OPT_GO, run),
+            UserOption::Info => self.start_go(proto::NBD_OPT_INFO, run),
+            UserOption::List => self.send_option_run(proto::NBD_OPT_LIST, &[], run),
+            UserOption::ListMetaContext(queries) => {
+                let q = queries.unwrap_or_else(|| self.settings.meta_requests.clone());
+                let payload = meta_payload(&name, &q);
+                self.send_option_run(proto::NBD_OPT_LIST_META_CONTEXT, &payload, run);
+            }
+            UserOption::SetMetaContext(queries) => {
+                let q = queries.unwrap_or_else(|| self.settings.meta_requests.clone());
+                let payload = meta_payload(&name, &q);
+                self.send_option_run(proto::NBD_OPT_SET_META_CONTEXT, &payload, run);
+            }
+            UserOption::StructuredReply => {
+                self.send_option_run(proto::NBD_OPT_STRUCTURED_REPLY, &[], run)
+            }
+            UserOption::ExtendedHeaders => {
+                self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], run)
+            }
+            UserOption::Abort => {
+                self.send_option_run(proto::NBD_OPT_ABORT, &[], run);
+            }
+        }
+        // Send at once if the socket takes it.
+        if let Err(e) = self.progress() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The result of the caller's last option, once it has finished.
+    pub(crate) fn take_option_result(&mut self) -> Option<Result<i32>> {
+        self.option_result.take()
+    }
+
+    /// Ends the current option: a caller's option reports `result` (its
+    /// completion callback sees the errno) and the handle goes back to
+    /// negotiating unless the option moved it on.
+    pub(super) fn finish_option(&mut self, result: Result<i32>) {
+        let Some(mut run) = self.option_run.take() else {
+            return;
+        };
+        if matches!(self.phase, Phase::Handshake(_)) {
+            self.phase = Phase::Negotiating;
+        }
+        let mut errno = match &result {
+            Ok(_) => 0,
+            Err(e) if e.errno() != 0 => e.errno(),
+            Err(_) => libc::ENOTSUP,
+        };
+        let mut result = result;
+        if let Some(cb) = run.completion.as_mut().filter(|cb| cb.is_callable()) {
+            if cb.call(&mut errno) == -1 && errno != 0 && result.is_ok() {
+                result = Err(Error::new(errno, "option failed in completion callback"));
+            }
+        }
+        // Free the callbacks now: mid-option ones, then completion.
+        run.list = None;
+        run.context = None;
+        run.completion = None;
+        self.option_result = Some(result);
+    }
+
+    /// Handles one option reply. Errors returned here kill the handle.
+    pub(super) fn handle_option_reply(
+        &mut self,
+        option: u32,
+        reply_type: u32,
+        payload: &[u8],
+    ) -> Result<()> {
+        if option == proto::NBD_OPT_ABORT {
+            // Whatever the server says, the connection is over.
+            self.note_closed();
+            self.finish_option(Ok(0));
+            return Ok(());
+        }
+        let user = self.option_run.as_ref().is_some_and(|r| r.user);
+        if reply_type & proto::NBD_REP_FLAG_ERROR != 0 {
+            return self.option_refused(option, reply_type, user);
+        }
+        match option {
+            proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
+                if reply_type != proto::NBD_REP_ACK {
+                    return Err(protocol_error(format!(
+                        "handshake: unexpected reply to NBD_OPT_{}: 0x{reply_type:x}",
+                        if option == proto::NBD_OPT_EXTENDED_HEADERS {
+                            "EXTENDED_HEADERS"
+                        } else {
+                            "STRUCTURED_REPLY"
+                        }
+                    )));
+                }
+                if option == proto::NBD_OPT_EXTENDED_HEADERS {
+                    self.negotiated.extended_headers = true;
+                }
+                self.negotiated.structured_replies = true;
+                if user {
+                    self.finish_option(Ok(1));
+                } else {
+                    self.option_run = None;
+                    self.next_auto_option();
+                }
+                Ok(())
+            }
+            proto::NBD_OPT_LIST => match reply_type {
+                proto::NBD_REP_SERVER => {
+                    if payload.len() < 4 {
+                        return Err(protocol_error("handshake: invalid NBD_REP_SERVER length"));
+                    }
+                    let n = u32::from_be_bytes(payload[..4].try_into().unwrap()) as usize;
+                    if n > payload.len() - 4 || n > proto::MAX_STRING_LEN {
+                        return Err(protocol_error("invalid export length"));
+                    }
+                    let name = String::from_utf8_lossy(&payload[4..4 + n]).into_owned();
+                    let desc = String::from_utf8_lossy(&payload[4 + n..]).into_owned();
+                    if let Some(run) = self.option_run.as_mut() {
+                        run.count += 1;
+                        if let Some(cb) = run.list.as_mut().filter(|cb| cb.is_callable()) {
+                            cb.call(&name, &desc);
+                        }
+                    }
+                    Ok(())
+                }
+                proto::NBD_REP_ACK => {
+                    let count = self.option_run.as_ref().map_or(0, |r| r.count);
+                    self.finish_option(Ok(count));
+                    Ok(())
+                }
+                t => Err(protocol_error(format!(
+                    "handshake: unexpected option reply type {t} to NBD_OPT_LIST"
+                ))),
+            },
+            proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => {
+                self.meta_context_reply(option, reply_type, payload)
+            }
+            proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
+                self.handle_go_reply(reply_type, payload)?;
+                if reply_type == proto::NBD_REP_ACK {
+                    if option == proto::NBD_OPT_INFO {
+                        self.finish_option(Ok(0));
+                    } else if user {
+                        self.finish_option(Ok(0));
+                    } else {
+                        self.option_run = None;
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(protocol_error("handshake: reply to an unknown option")),
+        }
+    }
+
+    fn meta_context_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
+        match reply_type {
+            proto::NBD_REP_META_CONTEXT => {
+                if payload.len() < 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
+                    return Err(protocol_error(
+                        "handshake: invalid NBD_REP_META_CONTEXT length",
+                    ));
+                }
+                let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                let name = String::from_utf8_lossy(&payload[4..]).into_owned();
+                if let Some(run) = self.option_run.as_mut() {
+                    run.count += 1;
+                    if option == proto::NBD_OPT_SET_META_CONTEXT {
+                        let c = CString::new(name.replace('\0', "")).unwrap_or_default();
+                        run.contexts.push((id, c));
+                    }
+                    if let Some(cb) = run.context.as_mut().filter(|cb| cb.is_callable()) {
+                        cb.call(&name);
+                    }
+                }
+                Ok(())
+            }
+            proto::NBD_REP_ACK => {
+                let (count, then, contexts) = match self.option_run.as_mut() {
+                    Some(run) => (run.count, run.then.take(), std::mem::take(&mut run.contexts)),
+                    None => (0, None, Vec::new()),
+                };
+                if option == proto::NBD_OPT_SET_META_CONTEXT {
+                    self.negotiated.meta_contexts = contexts;
+                    self.negotiated.meta_valid = true;
+                    if then.is_none() {
+                        self.meta_set_by_caller = true;
+                    }
+                }
+                match then {
+                    Some(next) => {
+                        let run = self.option_run.take().unwrap_or_default();
+                        self.send_go_or_info(next, run);
+                    }
+                    None => self.finish_option(Ok(count)),
+                }
+                Ok(())
+            }
+            t => Err(protocol_error(format!(
+                "handshake: unexpected option reply type {t} to a meta context request"
+            ))),
+        }
+    }
+
+    /// The server refused `option` with error reply `reply_type`.
+    fn option_refused(&mut self, option: u32, reply_type: u32, user: bool) -> Result<()> {
+        match option {
+            proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
+                if option == proto::NBD_OPT_GO
+                    && reply_type == proto::NBD_REP_ERR_UNSUP
+                    && !user
+                {
+                    // An old server without NBD_OPT_GO: fall back.
+                    self.option_run = None;
+                    self.send_export_name();
+                    return Ok(());
+                }
+                let err = super::handshake::go_error(reply_type, &self.settings.export_name);
+                if !user {
+                    return Err(err);
+                }
+                let errno = if err.errno() != 0 {
+                    err.errno()
+                } else {
+                    libc::ENOTSUP
+                };
+                self.finish_option(Err(Error::new(
+                    errno,
+                    format!("server replied with error to {} request", option_name(option)),
+                )));
+                Ok(())
+            }
+            proto::NBD_OPT_SET_META_CONTEXT if !user => {
+                // No contexts: carry on with GO/INFO without them.
+                self.negotiated.meta_contexts.clear();
+                self.negotiated.meta_valid = true;
+                let mut run = self.option_run.take().unwrap_or_default();
+                let next = run.then.take().unwrap_or(proto::NBD_OPT_GO);
+                self.send_go_or_info(next, run);
+                Ok(())
+            }
+            proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
+                if user {
+                    self.finish_option(Ok(0));
+                } else {
+                    self.option_run = None;
+                    self.next_auto_option();
+                }
+                Ok(())
+            }
+            _ => {
+                if let Some(run) = self.option_run.as_mut() {
+                    run.error.get_or_insert_with(|| {
+                        Error::new(refused(reply_type), "refused")
+                    });
+                }
+                self.finish_option(Err(Error::new(
+                    refused(reply_type),
+                    format!("server replied with error to {} request", option_name(option)),
+                )));
+                Ok(())
+            }
+        }
+    }
+}

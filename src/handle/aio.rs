@@ -1,0 +1,91 @@
+//! Driving the state machine from the caller's own event loop, and
+//! collecting finished asynchronous commands.
+
+use std::os::fd::RawFd;
+
+use super::commands::command_result;
+use super::{poll_with, Handle};
+use crate::conn::{CommandId, Perm};
+use crate::{Error, Result};
+
+impl Handle {
+    /// The socket to poll, for callers with their own event loop.
+    pub fn aio_get_fd(&self) -> Result<RawFd> {
+        self.lock().fd().ok_or_else(|| {
+            Error::new(libc::EINVAL, "connection is not in a connected state")
+        })
+    }
+
+    /// What the machine waits for: a mask of `LIBNBD_AIO_DIRECTION_READ`
+    /// and `LIBNBD_AIO_DIRECTION_WRITE`.
+    pub fn aio_get_direction(&self) -> u32 {
+        self.lock().direction()
+    }
+
+    /// Tells the machine the socket is readable; it does what it can.
+    pub fn aio_notify_read(&self) -> Result<()> {
+        self.lock().progress()
+    }
+
+    /// Tells the machine the socket is writable; it does what it can.
+    pub fn aio_notify_write(&self) -> Result<()> {
+        self.lock().progress()
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
+    /// machine. Returns 1 if it ran, 0 on timeout.
+    pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
+        self.poll_inner(None, timeout_ms)
+    }
+
+    /// As [`Handle::poll`], also waking when `fd` becomes readable.
+    pub fn poll2(&self, fd: RawFd, timeout_ms: i32) -> Result<i32> {
+        self.poll_inner(Some(fd), timeout_ms)
+    }
+
+    fn poll_inner(&self, extra: Option<RawFd>, timeout_ms: i32) -> Result<i32> {
+        let mut c = self.lock();
+        if !poll_with(&c, extra, timeout_ms)? {
+            return Ok(0);
+        }
+        c.progress()?;
+        Ok(1)
+    }
+
+    /// Retires command `cookie` if it has finished: `Ok(true)` if it
+    /// succeeded, its error if it failed, `Ok(false)` if it is still running.
+    pub fn aio_command_completed(&self, cookie: i64) -> Result<bool> {
+        if cookie < 1 {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("invalid aio cookie {cookie}"),
+            ));
+        }
+        let mut c = self.lock();
+        let id = CommandId::from_cookie(cookie as u64);
+        match c.retire(id) {
+            None => Ok(false),
+            Some((kind, errno)) => command_result(kind, errno).map(|()| true),
+        }
+    }
+
+    /// The cookie of a finished command not yet retired; 0 if commands are
+    /// still running but none has finished.
+    pub fn aio_peek_command_completed(&self) -> Result<i64> {
+        let c = self.lock();
+        if let Some(id) = c.first_done() {
+            return Ok(id.cookie() as i64);
+        }
+        if c.pending() > 0 {
+            return Ok(0);
+        }
+        Err(Error::new(libc::EINVAL, "no commands are in flight"))
+    }
+
+    /// How many commands are queued or awaiting replies.
+    pub fn aio_in_flight(&self) -> Result<i32> {
+        let c = self.lock();
+        c.check_state(&[Perm::Connected, Perm::Closed, Perm::Dead])?;
+        Ok(c.pending() as i32)
+    }
+}

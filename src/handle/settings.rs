@@ -1,0 +1,282 @@
+//! Handshake and strictness settings, export introspection, debug
+//! callbacks and traffic statistics.
+
+use super::{Handle, INFO_STATES};
+use crate::capi::types::{
+    LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
+    LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
+};
+use crate::conn::{Conn, DebugCallback, Perm, MAX_REQUEST_SIZE};
+use crate::proto;
+use crate::{Error, Result};
+
+/// States in which the handshake settings may still change.
+const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
+
+/// A block size constraint ([`Handle::block_size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockSize {
+    /// The smallest block the server handles without read-modify-write;
+    /// requests should be aligned to it (`LIBNBD_SIZE_MINIMUM`).
+    Minimum,
+    /// The size the server prefers for efficient I/O (`LIBNBD_SIZE_PREFERRED`).
+    Preferred,
+    /// The largest read or write the server accepts (`LIBNBD_SIZE_MAXIMUM`).
+    Maximum,
+    /// The largest payload this client will send (`LIBNBD_SIZE_PAYLOAD`).
+    Payload,
+}
+
+impl BlockSize {
+    /// The `LIBNBD_SIZE_*` value.
+    pub fn to_c(self) -> i32 {
+        match self {
+            BlockSize::Minimum => LIBNBD_SIZE_MINIMUM,
+            BlockSize::Preferred => LIBNBD_SIZE_PREFERRED,
+            BlockSize::Maximum => LIBNBD_SIZE_MAXIMUM,
+            BlockSize::Payload => LIBNBD_SIZE_PAYLOAD,
+        }
+    }
+
+    /// The constraint a `LIBNBD_SIZE_*` value names, if any.
+    pub fn from_c(size_type: i32) -> Option<BlockSize> {
+        match size_type {
+            LIBNBD_SIZE_MINIMUM => Some(BlockSize::Minimum),
+            LIBNBD_SIZE_PREFERRED => Some(BlockSize::Preferred),
+            LIBNBD_SIZE_MAXIMUM => Some(BlockSize::Maximum),
+            LIBNBD_SIZE_PAYLOAD => Some(BlockSize::Payload),
+            _ => None,
+        }
+    }
+}
+
+/// libnbd's error for bits outside a flags parameter's mask.
+fn invalid_flags(param: &str, value: u32) -> Error {
+    Error::new(
+        libc::EINVAL,
+        format!("{param}: invalid value for flag: 0x{value:x}"),
+    )
+}
+
+/// Fails when the server has not told us the export's flags yet (in option
+/// mode before `nbd_opt_info`, or after a failed `nbd_opt_go`).
+pub(super) fn check_export_known(c: &Conn) -> Result<()> {
+    if c.negotiated.export.flags == 0 {
+        return Err(Error::new(
+            libc::EINVAL,
+            "server has not returned export flags, you need to connect to the server first",
+        ));
+    }
+    Ok(())
+}
+
+impl Handle {
+    // ---- handshake settings ---------------------------------------------------
+
+    /// Limits the handshake flags the client will use
+    /// (`LIBNBD_HANDSHAKE_FLAG_*`; default both). Only before connecting.
+    pub fn set_handshake_flags(&self, flags: u32) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        if flags & !LIBNBD_HANDSHAKE_FLAG_MASK != 0 {
+            return Err(invalid_flags("flags", flags));
+        }
+        c.settings.handshake_flags = flags;
+        Ok(())
+    }
+
+    /// The handshake flags: those the client will offer before connecting,
+    /// those agreed with the server after.
+    pub fn handshake_flags(&self) -> u32 {
+        self.lock().settings.handshake_flags
+    }
+
+    /// Chooses which `LIBNBD_STRICT_*` checks are done client-side
+    /// (default all).
+    pub fn set_strict_mode(&self, flags: u32) -> Result<()> {
+        let mut c = self.lock();
+        if flags & !LIBNBD_STRICT_MASK != 0 {
+            return Err(invalid_flags("flags", flags));
+        }
+        c.settings.strict = flags;
+        Ok(())
+    }
+
+    /// The `LIBNBD_STRICT_*` checks in force.
+    pub fn strict_mode(&self) -> u32 {
+        self.lock().settings.strict
+    }
+
+    /// Whether read buffers are zeroed before each read (default true).
+    pub fn set_pread_initialize(&self, request: bool) -> Result<()> {
+        self.lock().settings.pread_initialize = request;
+        Ok(())
+    }
+
+    /// Whether read buffers are zeroed before each read.
+    pub fn pread_initialize(&self) -> bool {
+        self.lock().settings.pread_initialize
+    }
+
+    /// Whether `NBD_OPT_GO` asks the server for its block sizes (default true).
+    pub fn set_request_block_size(&self, request: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(BEFORE_GO)?;
+        c.settings.request_block_size = request;
+        Ok(())
+    }
+
+    /// Whether block sizes will be asked for.
+    pub fn request_block_size(&self) -> bool {
+        self.lock().settings.request_block_size
+    }
+
+    /// Whether `NBD_OPT_GO` also asks for the export's canonical name and
+    /// description (default false).
+    pub fn set_full_info(&self, request: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(BEFORE_GO)?;
+        c.settings.full_info = request;
+        Ok(())
+    }
+
+    /// Whether the canonical name and description will be asked for.
+    pub fn full_info(&self) -> bool {
+        self.lock().settings.full_info
+    }
+
+    // ---- export introspection -------------------------------------------------
+
+    /// A block size constraint; 0 when the server gave none.
+    /// [`BlockSize::Payload`] is never 0: the largest payload this client
+    /// sends, between 1M and 64M, the server's maximum when possible.
+    pub fn block_size(&self, which: BlockSize) -> Result<u64> {
+        self.block_size_c(which.to_c()).map(|v| v as u64)
+    }
+
+    /// [`Handle::block_size`] with a `LIBNBD_SIZE_*` value, checked after
+    /// the handle's state as libnbd does.
+    pub(crate) fn block_size_c(&self, size_type: i32) -> Result<i64> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        let Some(which) = BlockSize::from_c(size_type) else {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("size_type: invalid value for parameter: {size_type}"),
+            ));
+        };
+        check_export_known(&c)?;
+        let n = &c.negotiated;
+        Ok(match which {
+            BlockSize::Minimum => n.block_minimum as i64,
+            BlockSize::Preferred => n.block_preferred as i64,
+            BlockSize::Maximum => n.block_maximum as i64,
+            BlockSize::Payload => payload_maximum(n.block_maximum) as i64,
+        })
+    }
+
+    /// The export's canonical name, if the server sent one (ENOTSUP if not).
+    pub fn canonical_export_name(&self) -> Result<Vec<u8>> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        check_export_known(&c)?;
+        c.negotiated.canonical_name.clone().ok_or_else(|| {
+            Error::new(libc::ENOTSUP, "server did not advertise a canonical name")
+        })
+    }
+
+    /// The export's description, if the server sent one (ENOTSUP if not).
+    pub fn export_description(&self) -> Result<Vec<u8>> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        check_export_known(&c)?;
+        c.negotiated
+            .description
+            .clone()
+            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a description"))
+    }
+
+    /// The export is on a rotational medium (seeks are costly).
+    pub fn is_rotational(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_ROTATIONAL)
+    }
+
+    /// The server supports `LIBNBD_CMD_FLAG_DF` on structured reads.
+    pub fn can_df(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_DF)
+    }
+
+    /// The server supports `LIBNBD_CMD_FLAG_FAST_ZERO` on zero requests.
+    pub fn can_fast_zero(&self) -> Result<bool> {
+        self.export_flag(proto::NBD_FLAG_SEND_FAST_ZERO)
+    }
+
+    /// The server supports `LIBNBD_CMD_FLAG_PAYLOAD_LEN` on block status
+    /// (never without extended headers).
+    pub fn can_block_status_payload(&self) -> Result<bool> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        check_export_known(&c)?;
+        Ok(c.negotiated.extended_headers
+            && c.negotiated.export.flags & proto::NBD_FLAG_BLOCK_STAT_PAYLOAD != 0)
+    }
+
+    // ---- debug ------------------------------------------------------------------
+
+    /// Sends debug messages to `f(context, message)` instead of stderr.
+    /// Replaces (and frees) any previous callback. `f` runs with the handle
+    /// locked: it must not call methods on this handle.
+    pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
+        self.set_debug_callback_raw(DebugCallback::new(f))
+    }
+
+    pub(crate) fn set_debug_callback_raw(&self, callback: DebugCallback) -> Result<()> {
+        self.lock().debug.set_callback(Some(callback));
+        Ok(())
+    }
+
+    /// Removes (and frees) the debug callback, if any; messages go to stderr.
+    pub fn clear_debug_callback(&self) -> Result<()> {
+        self.lock().debug.set_callback(None);
+        Ok(())
+    }
+
+    /// Emits a debug message even if debugging has just been turned off.
+    pub(crate) fn debug_emit(&self, msg: &str) {
+        self.lock().debug.emit(msg);
+    }
+
+    // ---- statistics ---------------------------------------------------------------
+
+    /// Bytes sent to the server so far.
+    pub fn stats_bytes_sent(&self) -> u64 {
+        self.lock().stats.bytes_sent
+    }
+
+    /// Protocol chunks (options, requests) sent to the server so far.
+    pub fn stats_chunks_sent(&self) -> u64 {
+        self.lock().stats.chunks_sent
+    }
+
+    /// Bytes received from the server so far.
+    pub fn stats_bytes_received(&self) -> u64 {
+        self.lock().stats.bytes_received
+    }
+
+    /// Protocol chunks (greeting, option replies, replies and reply
+    /// chunks) received from the server so far.
+    pub fn stats_chunks_received(&self) -> u64 {
+        self.lock().stats.chunks_received
+    }
+}
+
+/// The largest payload sent: the server's maximum, but at least 1M (the
+/// protocol allows that much whatever it says) and at most 64M (what this
+/// client allocates); 32M when the server says nothing.
+fn payload_maximum(block_maximum: u32) -> u64 {
+    if block_maximum == 0 {
+        32 * 1024 * 1024
+    } else {
+        (block_maximum as u64).clamp(1024 * 1024, MAX_REQUEST_SIZE)
+    }
+}

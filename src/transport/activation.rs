@@ -1,0 +1,206 @@
+//! systemd socket activation: the server is our child, handed a listening
+//! Unix socket as fd 3 with `LISTEN_PID`, `LISTEN_FDS` (and, when named,
+//! `LISTEN_FDNAMES`) set, and we connect to that socket.
+
+use std::ffi::{c_char, CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::addr::SockAddr;
+use super::{environ, exec_plan, ExecPlan, Subprocess};
+use crate::{Error, Result};
+
+/// The fd the systemd protocol passes the first socket on.
+const FIRST_FD: RawFd = 3;
+const PID_PREFIX: &[u8] = b"LISTEN_PID=";
+
+/// The private directory holding the listening socket; removed on drop.
+#[derive(Debug)]
+pub(crate) struct SocketDir {
+    dir: PathBuf,
+    sock: PathBuf,
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sock);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Makes a fresh private directory under `/tmp` (short, so the socket
+/// path fits in `sun_path`).
+fn make_temp_dir() -> io::Result<PathBuf> {
+    let mut template = b"/tmp/libnbdXXXXXX\0".to_vec();
+    // SAFETY: template is a writable NUL-terminated buffer ending in XXXXXX.
+    let p = unsafe { libc::mkdtemp(template.as_mut_ptr() as *mut c_char) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    template.pop();
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&template)))
+}
+
+/// The child's environment: ours without any `LISTEN_*` variables, plus
+/// the three the protocol needs. The first entry is `LISTEN_PID=` with
+/// room for the digits, which the child writes after fork.
+struct ActivationEnv {
+    _vars: Vec<Vec<u8>>,
+    pid_var: Vec<u8>,
+    ptrs: Vec<*const c_char>,
+}
+
+impl ActivationEnv {
+    fn new(socket_name: &str) -> ActivationEnv {
+        let mut pid_var = PID_PREFIX.to_vec();
+        // Enough room for any pid's digits and the NUL.
+        pid_var.resize(PID_PREFIX.len() + 24, 0);
+        let mut vars: Vec<Vec<u8>> = vec![b"LISTEN_FDS=1\0".to_vec()];
+        if !socket_name.is_empty() {
+            let mut v = b"LISTEN_FDNAMES=".to_vec();
+            v.extend_from_slice(socket_name.as_bytes());
+            v.push(0);
+            vars.push(v);
+        }
+        // SAFETY: environ is the NULL-terminated array of NUL-terminated
+        // strings the C library keeps; we only read it, before fork.
+        unsafe {
+            let mut p = environ;
+            while !p.is_null() && !(*p).is_null() {
+                let entry = CStr::from_ptr(*p).to_bytes_with_nul();
+                let skip = [
+                    &b"LISTEN_PID="[..],
+                    &b"LISTEN_FDS="[..],
+                    &b"LISTEN_FDNAMES="[..],
+                ]
+                .iter()
+                .any(|prefix| entry.starts_with(prefix));
+                if !skip {
+                    vars.push(entry.to_vec());
+                }
+                p = p.add(1);
+            }
+        }
+        let mut ptrs: Vec<*const c_char> = Vec::with_capacity(vars.len() + 2);
+        ptrs.push(pid_var.as_ptr() as *const c_char);
+        ptrs.extend(vars.iter().map(|v| v.as_ptr() as *const c_char));
+        ptrs.push(std::ptr::null());
+        ActivationEnv {
+            _vars: vars,
+            pid_var,
+            ptrs,
+        }
+    }
+}
+
+/// Creates the listening socket, starts `argv` with it as fd 3, and
+/// returns the child, the directory to clean up, and the address to
+/// connect to.
+pub(crate) fn spawn_socket_activation(
+    argv: &[CString],
+    socket_name: &str,
+) -> Result<(Subprocess, SocketDir, SockAddr)> {
+    if argv.is_empty() {
+        return Err(Error::new(libc::EINVAL, "argv is empty"));
+    }
+    let dir = make_temp_dir().map_err(|e| Error::io("mkdtemp", &e))?;
+    let sock_path = dir.join("sock");
+    let guard = SocketDir {
+        dir,
+        sock: sock_path.clone(),
+    };
+    let path_bytes = sock_path.as_os_str().as_bytes();
+    let addr = SockAddr::unix(path_bytes).map_err(|e| Error::io("socket path", &e))?;
+
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::io("socket", &io::Error::last_os_error()));
+    }
+    // SAFETY: socket returned a new fd that we now own.
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    if addr.bind(listener.as_raw_fd()) < 0 {
+        let err = io::Error::last_os_error();
+        return Err(Error::io(
+            &format!("bind: {}", String::from_utf8_lossy(path_bytes)),
+            &err,
+        ));
+    }
+    // SAFETY: plain syscall on our socket.
+    if unsafe { libc::listen(listener.as_raw_fd(), libc::SOMAXCONN) } < 0 {
+        return Err(Error::io("listen", &io::Error::last_os_error()));
+    }
+
+    let plan = ExecPlan::new(argv);
+    let mut env = ActivationEnv::new(socket_name);
+    let pid_digits = env.pid_var[PID_PREFIX.len()..].as_mut_ptr();
+    let pid_room = env.pid_var.len() - PID_PREFIX.len();
+    let envp = env.ptrs.as_ptr();
+
+    // SAFETY: after fork the child only makes async-signal-safe calls on
+    // memory prepared above (its own copy), and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork", &io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        unsafe { activation_child(listener.as_raw_fd(), pid_digits, pid_room, envp, &plan) }
+    }
+    drop(listener);
+    drop(env);
+    let child = Subprocess {
+        pid,
+        reaped: false,
+        term_on_close: true,
+    };
+    Ok((child, guard, addr))
+}
+
+/// Writes `n` in decimal, NUL-terminated, into `buf` (room `len`),
+/// without allocating.
+unsafe fn write_decimal(mut n: u64, buf: *mut u8, len: usize) {
+    let mut digits = [0u8; 20];
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if count + 1 > len {
+        libc::_exit(126);
+    }
+    for i in 0..count {
+        *buf.add(i) = digits[count - 1 - i];
+    }
+    *buf.add(count) = 0;
+}
+
+/// The child side of [`spawn_socket_activation`]. Never returns.
+unsafe fn activation_child(
+    listener: RawFd,
+    pid_digits: *mut u8,
+    pid_room: usize,
+    envp: *const *const c_char,
+    plan: &ExecPlan,
+) -> ! {
+    if listener == FIRST_FD {
+        // Already in place: only close-on-exec must go.
+        let flags = libc::fcntl(listener, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(listener, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            libc::_exit(126);
+        }
+    } else {
+        // dup2 leaves the new fd without close-on-exec.
+        if libc::dup2(listener, FIRST_FD) < 0 {
+            libc::_exit(126);
+        }
+        libc::close(listener);
+    }
+    write_decimal(libc::getpid() as u64, pid_digits, pid_room);
+    exec_plan(plan, envp)
+}

@@ -1,0 +1,525 @@
+//! NBD URIs: parsing for `nbd_connect_uri` and building for `nbd_get_uri`.
+//!
+//! The syntax (authority, IPv6 literals, ports, user info) is parsed by the
+//! `url` crate; this module applies the NBD URI rules on top: the schemes,
+//! the query parameters, the percent-decoding of each part, and libnbd's
+//! policy settings and error messages.
+
+use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::capi::types::{
+    LIBNBD_ALLOW_TRANSPORT_TCP, LIBNBD_ALLOW_TRANSPORT_UNIX, LIBNBD_ALLOW_TRANSPORT_VSOCK,
+    LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE,
+};
+use crate::transport::SockAddr;
+use crate::{Error, Result};
+
+/// The port an NBD URI means when it names none.
+pub(crate) const DEFAULT_PORT: u16 = 10809;
+/// The vsock CID of the host, used when a vsock URI names none.
+const VSOCK_HOST_CID: u32 = 2;
+
+/// Where a URI says to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Tcp { host: String, port: String },
+    Unix { path: Vec<u8> },
+    Vsock { cid: u32, port: u32 },
+}
+
+/// A URI checked against the handle's URI policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NbdUri {
+    pub target: Target,
+    pub export_name: Vec<u8>,
+    pub username: Option<Vec<u8>>,
+}
+
+/// The URI policy settings of a handle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    pub allow_transports: u32,
+    pub allow_tls: i32,
+    pub allow_local_file: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Unix,
+    Vsock,
+}
+
+/// The schemes libnbd knows: name, transport, TLS.
+const SCHEMES: &[(&str, Kind, bool)] = &[
+    ("nbd", Kind::Tcp, false),
+    ("nbds", Kind::Tcp, true),
+    ("nbd+unix", Kind::Unix, false),
+    ("nbds+unix", Kind::Unix, true),
+    ("nbd+vsock", Kind::Vsock, false),
+    ("nbds+vsock", Kind::Vsock, true),
+];
+
+fn einval(message: String) -> Error {
+    Error::new(libc::EINVAL, message)
+}
+
+/// The scheme at the start of `raw` (RFC 3986: a letter, then letters,
+/// digits, `+`, `-` or `.`, then `:`), exactly as written.
+fn raw_scheme(raw: &str) -> Option<&str> {
+    let colon = raw.find(':')?;
+    let scheme = &raw[..colon];
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    if !first.is_ascii_alphabetic() {
+        return None;
+    }
+    chars
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .then_some(scheme)
+}
+
+/// Percent-decodes `s`, refusing a `%` not followed by two hex digits.
+fn decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let ok =
+                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return None;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Some(percent_decode(b).collect())
+}
+
+/// Splits a raw query into decoded `(name, value)` pairs the way libnbd
+/// does: sections end at the next `&` (or, when there is none, the next
+/// `;`); an empty section or one starting with `=` is skipped; `name`
+/// alone has the value `""`.
+fn parse_query(query: &str) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    while !rest.is_empty() {
+        let end = rest
+            .find('&')
+            .or_else(|| rest.find(';'))
+            .unwrap_or(rest.len());
+        let section = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        if section.is_empty() || section.starts_with('=') {
+            continue;
+        }
+        let (name, value) = section.split_once('=').unwrap_or((section, ""));
+        out.push((decode(name)?, decode(value)?));
+    }
+    Some(out)
+}
+
+/// The error for a string that has no scheme, with a hint when it looks
+/// like a socket path or a host name.
+fn no_scheme_error(raw: &str, policy: &Policy) -> Error {
+    let hint = if raw.starts_with('/') && policy.allow_transports & LIBNBD_ALLOW_TRANSPORT_UNIX != 0
+    {
+        ": to open a local socket use \"nbd+unix://?socket=PATH\""
+    } else if raw.len() >= 9
+        && raw.as_bytes()[..9].eq_ignore_ascii_case(b"localhost")
+        && policy.allow_transports & LIBNBD_ALLOW_TRANSPORT_TCP != 0
+    {
+        ": to open a local port use \"nbd://localhost\" or \"nbd://localhost:PORT\""
+    } else {
+        ""
+    };
+    einval(format!(
+        "NBD URI does not have a scheme: valid NBD URIs should start with a scheme \
+         like nbd://, nbds:// or nbd+unix://{hint}"
+    ))
+}
+
+/// The error for a URI that asks for TLS, which this library cannot do yet.
+fn tls_not_supported(what: &str) -> Error {
+    Error::new(
+        libc::ENOTSUP,
+        format!("TLS is not supported yet, so {what} cannot be used"),
+    )
+}
+
+/// Parses `raw` as an NBD URI and checks it against `policy`.
+pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
+    let lossy = String::from_utf8_lossy(raw);
+    let Ok(raw) = std::str::from_utf8(raw) else {
+        return Err(einval(format!("unable to parse URI: {lossy}")));
+    };
+    let unparsable = || einval(format!("unable to parse URI: {raw}"));
+
+    let Some(scheme) = raw_scheme(raw) else {
+        return Err(no_scheme_error(raw, policy));
+    };
+    let url = url::Url::parse(raw).map_err(|_| unparsable())?;
+
+    let Some(&(_, kind, tls)) = SCHEMES.iter().find(|(name, _, _)| *name == scheme) else {
+        return Err(einval(format!("unknown NBD URI scheme: {scheme}")));
+    };
+    if !raw[scheme.len()..].starts_with("://") {
+        return Err(einval(format!("URI must begin with '{scheme}://'")));
+    }
+
+    let allowed = match kind {
+        Kind::Tcp => LIBNBD_ALLOW_TRANSPORT_TCP,
+        Kind::Unix => LIBNBD_ALLOW_TRANSPORT_UNIX,
+        Kind::Vsock => LIBNBD_ALLOW_TRANSPORT_VSOCK,
+    };
+    if policy.allow_transports & allowed == 0 {
+        return Err(Error::new(
+            libc::EPERM,
+            format!("URI transport {scheme} is not permitted"),
+        ));
+    }
+    if (tls && policy.allow_tls == LIBNBD_TLS_DISABLE)
+        || (!tls && policy.allow_tls == LIBNBD_TLS_REQUIRE)
+    {
+        return Err(Error::new(
+            libc::EPERM,
+            format!("URI TLS setting {scheme} is not permitted"),
+        ));
+    }
+
+    let queries = match url.query() {
+        Some(q) => parse_query(q).ok_or_else(unparsable)?,
+        None => Vec::new(),
+    };
+    let socket = queries
+        .iter()
+        .rev()
+        .find(|(name, _)| name == b"socket")
+        .map(|(_, value)| value.clone());
+    let socket_required = kind == Kind::Unix;
+    if socket_required && socket.is_none() {
+        return Err(einval(format!(
+            "cannot parse socket parameter from NBD URI \
+             (did you mean to use \"{scheme}:///?socket=...\"?)"
+        )));
+    }
+    if !socket_required && socket.is_some() {
+        let base = if tls { "nbds" } else { "nbd" };
+        return Err(einval(format!(
+            "socket parameter is incompatible with \"{scheme}:\" \
+             (did you mean to use \"{base}+unix:///?socket=...\"?)"
+        )));
+    }
+
+    if tls {
+        return Err(tls_not_supported(&format!("a {scheme}:// URI")));
+    }
+    for (name, _) in &queries {
+        let name = String::from_utf8_lossy(name);
+        if name == "tls-certificates" || name == "tls-psk-file" {
+            if !policy.allow_local_file {
+                return Err(Error::new(
+                    libc::EPERM,
+                    format!(
+                        "local file access ({name}) is not allowed, \
+                         call nbd_set_uri_allow_local_file to enable this"
+                    ),
+                ));
+            }
+            return Err(tls_not_supported(&format!("the URI parameter {name}")));
+        }
+        if name.starts_with("tls-") {
+            return Err(tls_not_supported(&format!("the URI parameter {name}")));
+        }
+    }
+
+    let username = match url.username() {
+        "" => None,
+        user => Some(decode(user).ok_or_else(unparsable)?),
+    };
+    let path = decode(url.path()).ok_or_else(unparsable)?;
+    let export_name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
+    if export_name.contains(&0) {
+        return Err(unparsable());
+    }
+
+    let host = match url.host_str() {
+        None => String::new(),
+        Some(h) => {
+            let h = h
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h);
+            String::from_utf8(decode(h).ok_or_else(unparsable)?).map_err(|_| unparsable())?
+        }
+    };
+    let target = match kind {
+        Kind::Tcp => Target::Tcp {
+            host: if host.is_empty() {
+                "localhost".to_string()
+            } else {
+                host
+            },
+            port: url.port().unwrap_or(DEFAULT_PORT).to_string(),
+        },
+        Kind::Unix => Target::Unix {
+            path: socket.unwrap_or_default(),
+        },
+        Kind::Vsock => {
+            let cid = if host.is_empty() {
+                VSOCK_HOST_CID
+            } else {
+                // Leading decimal digits, as sscanf("%u") reads them.
+                let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
+                digits
+                    .parse::<u32>()
+                    .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))?
+            };
+            Target::Vsock {
+                cid,
+                port: url.port().map_or(u32::from(DEFAULT_PORT), u32::from),
+            }
+        }
+    };
+    Ok(NbdUri {
+        target,
+        export_name,
+        username,
+    })
+}
+
+/// Whether `s` could be an NBD URI: it starts with an NBD scheme and `:`.
+pub(crate) fn is_uri(s: &[u8]) -> bool {
+    let schemes = SCHEMES.iter().map(|(name, _, _)| *name);
+    // libnbd 1.22 also knows the ssh transports.
+    schemes
+        .chain(["nbd+ssh", "nbds+ssh"])
+        .any(|name| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&b':'))
+}
+
+/// Characters escaped in a URI path (everything but RFC 3986 unreserved
+/// characters, sub-delimiters, `:`, `@` and `/`).
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+/// Characters escaped in user info: as a path, plus `/`, `:` and `@`.
+const USERINFO: &AsciiSet = &PATH.add(b'/').add(b':').add(b'@');
+/// Characters escaped in a query value: as a path, plus the separators.
+const QUERY_VALUE: &AsciiSet = &PATH.add(b'&').add(b';').add(b'=').add(b'+');
+
+fn encode(bytes: &[u8], set: &'static AsciiSet) -> String {
+    // Non-UTF-8 bytes are escaped byte by byte.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => utf8_percent_encode(s, set).to_string(),
+        Err(_) => percent_encoding::percent_encode(bytes, set).to_string(),
+    }
+}
+
+/// What a handle knows about its connection, for [`build`].
+pub(crate) struct Connection<'a> {
+    pub hostname: Option<&'a str>,
+    pub port: Option<&'a str>,
+    pub connaddr: Option<&'a SockAddr>,
+    pub export_name: &'a [u8],
+    pub username: Option<&'a [u8]>,
+}
+
+/// Builds the URI that would connect back to the same server and export.
+pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
+    let (scheme, server, socket) = if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{}:{port}", encode(host.as_bytes(), PATH))
+        };
+        ("nbd", server, None)
+    } else if let Some(addr) = conn.connaddr {
+        if let Some(ip) = addr.inet_addr() {
+            ("nbd", ip.to_string(), None)
+        } else if let Some(path) = addr.unix_path() {
+            let path = path.map_err(|()| {
+                Error::new(
+                    libc::EPROTONOSUPPORT,
+                    "Unix domain sockets in the abstract namespace are not yet supported",
+                )
+            })?;
+            ("nbd+unix", String::new(), Some(path))
+        } else if let Some((cid, port)) = addr.vsock_addr() {
+            ("nbd+vsock", format!("{cid}:{port}"), None)
+        } else {
+            return Err(Error::new(
+                libc::EAFNOSUPPORT,
+                format!("address family {} not supported", addr.family()),
+            ));
+        }
+    } else {
+        return Err(einval(
+            "cannot construct a URI for this connection type".to_string(),
+        ));
+    };
+    let mut uri = format!("{scheme}://");
+    if let Some(user) = conn.username {
+        uri.push_str(&encode(user, USERINFO));
+        uri.push('@');
+    }
+    uri.push_str(&server);
+    uri.push('/');
+    uri.push_str(&encode(conn.export_name, PATH));
+    if let Some(path) = socket {
+        uri.push_str("?socket=");
+        uri.push_str(&encode(path, QUERY_VALUE));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
+
+    const ANY: Policy = Policy {
+        allow_transports: LIBNBD_ALLOW_TRANSPORT_MASK,
+        allow_tls: LIBNBD_TLS_ALLOW,
+        allow_local_file: false,
+    };
+
+    fn ok(s: &str) -> NbdUri {
+        parse(s.as_bytes(), &ANY).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn err(s: &str) -> Error {
+        parse(s.as_bytes(), &ANY).expect_err(s)
+    }
+
+    #[test]
+    fn schemes_and_parts() {
+        let u = ok("nbd+unix:///exp%20ort?socket=/tmp/a%20b");
+        assert_eq!(
+            u.target,
+            Target::Unix {
+                path: b"/tmp/a b".to_vec()
+            }
+        );
+        assert_eq!(u.export_name, b"exp ort");
+        let u = ok("nbd://[::1]:1234/x");
+        assert_eq!(
+            u.target,
+            Target::Tcp {
+                host: "::1".into(),
+                port: "1234".into()
+            }
+        );
+        let u = ok("nbd://");
+        assert_eq!(
+            u.target,
+            Target::Tcp {
+                host: "localhost".into(),
+                port: "10809".into()
+            }
+        );
+        assert_eq!(u.export_name, b"");
+        let u = ok("nbd+vsock://3:99/e");
+        assert_eq!(u.target, Target::Vsock { cid: 3, port: 99 });
+        let u = ok("nbd+vsock:///");
+        assert_eq!(
+            u.target,
+            Target::Vsock {
+                cid: 2,
+                port: 10809
+            }
+        );
+        let u = ok("nbd://us%40er@h//double");
+        assert_eq!(u.username.as_deref(), Some(&b"us@er"[..]));
+        assert_eq!(u.export_name, b"/double");
+    }
+
+    #[test]
+    fn bad_input() {
+        assert!(err("foo://x")
+            .message()
+            .starts_with("unknown NBD URI scheme: foo"));
+        assert!(err("NBD://x")
+            .message()
+            .starts_with("unknown NBD URI scheme: NBD"));
+        assert_eq!(err("nbd:x").message(), "URI must begin with 'nbd://'");
+        assert!(err("/tmp/s").message().contains("nbd+unix://?socket=PATH"));
+        assert!(err("nbd://[::1")
+            .message()
+            .starts_with("unable to parse URI"));
+        assert!(err("nbd:///%zz")
+            .message()
+            .starts_with("unable to parse URI"));
+        assert!(err("nbd:///?a=%zz")
+            .message()
+            .starts_with("unable to parse URI: "));
+        assert_eq!(err("nbds://h/").errno(), libc::ENOTSUP);
+        assert_eq!(err("nbd://h/?tls-certificates=/x").errno(), libc::EPERM);
+        assert_eq!(err("nbd://h/?tls-username=u").errno(), libc::ENOTSUP);
+    }
+
+    #[test]
+    fn query_sections() {
+        let q = parse_query("a=1&&=x&b&c=%41").unwrap();
+        assert_eq!(
+            q,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"".to_vec()),
+                (b"c".to_vec(), b"A".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn is_uri_heuristic() {
+        assert!(is_uri(b"nbd://x"));
+        assert!(is_uri(b"nbds+unix:"));
+        assert!(!is_uri(b"/tmp/file"));
+        assert!(!is_uri(b"nbdfoo://"));
+    }
+
+    #[test]
+    fn build_round_trip() {
+        let addr = SockAddr::unix(b"/tmp/s o").unwrap();
+        let c = Connection {
+            hostname: None,
+            port: None,
+            connaddr: Some(&addr),
+            export_name: b"a b/c",
+            username: None,
+        };
+        let s = build(&c).unwrap();
+        assert_eq!(s, "nbd+unix:///a%20b/c?socket=/tmp/s%20o");
+        let back = ok(&s);
+        assert_eq!(back.export_name, b"a b/c");
+        assert_eq!(
+            back.target,
+            Target::Unix {
+                path: b"/tmp/s o".to_vec()
+            }
+        );
+        let c = Connection {
+            hostname: Some("::1"),
+            port: Some("10809"),
+            connaddr: None,
+            export_name: b"",
+            username: None,
+        };
+        assert_eq!(build(&c).unwrap(), "nbd://[::1]:10809/");
+    }
+}

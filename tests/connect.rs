@@ -1,0 +1,769 @@
+//! Every way to connect, against real servers: nbdkit over a Unix socket,
+//! TCP on IPv4 and IPv6, and under socket activation; qemu-nbd under socket
+//! activation; nbd-server with several named exports; a socket the test
+//! connected itself; NBD URIs and their round trip through `get_uri`; and
+//! each kind of bad input with the errno and message libnbd gives.
+//!
+//! A test whose server program is not installed prints why and passes.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nbd::Handle;
+
+// ---- helpers ---------------------------------------------------------------
+
+/// Whether `program` is on PATH; if not, says which test is skipped.
+fn have(program: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found {
+        eprintln!("SKIP {test}: {program} is not installed");
+    }
+    found
+}
+
+/// A fresh private directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rust-libnbd-connect-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server process, killed and reaped on drop.
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A daemon known by its pid file, sent SIGTERM on drop.
+struct Daemon(PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+/// Waits until `ready` holds, failing the test after 20 seconds.
+fn wait_for(what: &str, server: &mut Server, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("{what}: server exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what}: server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts nbdkit in the foreground with `args`, and waits for its pid
+/// file, which it writes once it is listening.
+fn nbdkit(dir: &TempDir, args: &[&str]) -> Server {
+    let pidfile = dir.path("nbdkit.pid");
+    let child = Command::new("nbdkit")
+        .args(["-f", "--exit-with-parent", "-P"])
+        .arg(&pidfile)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start nbdkit");
+    let mut server = Server { child };
+    wait_for("nbdkit", &mut server, || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    server
+}
+
+/// A TCP port that was free a moment ago on `ip`.
+fn free_port(ip: std::net::IpAddr) -> Option<u16> {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+}
+
+/// Writes a pattern through the handle and reads it back.
+fn round_trip(h: &Handle, offset: u64) {
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    h.pwrite(&data, offset, 0).expect("pwrite");
+    let mut back = vec![0u8; data.len()];
+    h.pread(&mut back, offset, 0).expect("pread");
+    assert_eq!(back, data, "data read back differs");
+}
+
+fn socket_uri(sock: &Path) -> String {
+    format!("nbd+unix:///?socket={}", sock.display())
+}
+
+/// Asserts `r` failed with `errno` and exactly `message`.
+#[track_caller]
+fn assert_err<T: std::fmt::Debug>(r: nbd::Result<T>, errno: i32, message: &str) {
+    let e = r.expect_err(message);
+    assert_eq!(e.message(), message);
+    assert_eq!(e.errno(), errno, "errno of {message:?}");
+}
+
+fn is_gone(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks whether the process exists.
+    unsafe { libc::kill(pid, 0) != 0 }
+}
+
+// ---- Unix sockets -------------------------------------------------------------
+
+#[test]
+fn unix_socket_nbdkit() {
+    if !have("nbdkit", "unix_socket_nbdkit") {
+        return;
+    }
+    let dir = TempDir::new("unix");
+    let sock = dir.path("sock");
+    let _server = nbdkit(&dir, &["-U", sock.to_str().unwrap(), "memory", "1M"]);
+
+    let h = Handle::new().unwrap();
+    h.connect_unix(&sock).expect("connect_unix");
+    assert!(h.aio_is_ready());
+    assert_eq!(h.size().unwrap(), 1 << 20);
+    round_trip(&h, 8192);
+    assert_eq!(h.get_uri().unwrap(), socket_uri(&sock));
+    drop(h);
+
+    // The same server through a URI, with an export name to round-trip.
+    let h = Handle::new().unwrap();
+    let uri = format!("nbd+unix:///my%20export?socket={}", sock.display());
+    h.connect_uri(&uri).expect("connect_uri");
+    assert_eq!(h.export_name().unwrap(), b"my export");
+    assert_eq!(h.get_uri().unwrap(), uri);
+    round_trip(&h, 0);
+}
+
+#[test]
+fn aio_connect_uri_and_poll() {
+    if !have("nbdkit", "aio_connect_uri_and_poll") {
+        return;
+    }
+    let dir = TempDir::new("aio");
+    let sock = dir.path("sock");
+    let _server = nbdkit(&dir, &["-U", sock.to_str().unwrap(), "memory", "1M"]);
+
+    let h = Handle::new().unwrap();
+    h.aio_connect_uri(socket_uri(&sock))
+        .expect("aio_connect_uri");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.aio_is_connecting() {
+        assert!(Instant::now() < deadline, "handshake did not finish");
+        h.poll(1000).expect("poll");
+    }
+    assert!(h.aio_is_ready(), "state: {}", h.connection_state());
+    round_trip(&h, 0);
+}
+
+#[test]
+fn connect_socket_connected_by_the_test() {
+    if !have("nbdkit", "connect_socket_connected_by_the_test") {
+        return;
+    }
+    let dir = TempDir::new("socket");
+    let sock = dir.path("sock");
+    let _server = nbdkit(&dir, &["-U", sock.to_str().unwrap(), "memory", "1M"]);
+
+    let stream = UnixStream::connect(&sock).expect("connect to nbdkit");
+    let h = Handle::new().unwrap();
+    h.connect_socket(OwnedFd::from(stream))
+        .expect("connect_socket");
+    round_trip(&h, 4096);
+    // A socket we were handed says nothing about where it leads.
+    assert_err(
+        h.get_uri(),
+        libc::EINVAL,
+        "cannot construct a URI for this connection type",
+    );
+}
+
+// ---- TCP ------------------------------------------------------------------------
+
+#[test]
+fn tcp_ipv4_nbdkit() {
+    if !have("nbdkit", "tcp_ipv4_nbdkit") {
+        return;
+    }
+    let dir = TempDir::new("tcp4");
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).expect("a free IPv4 port");
+    let port_s = port.to_string();
+    let _server = nbdkit(&dir, &["-p", &port_s, "-i", "127.0.0.1", "memory", "1M"]);
+
+    let h = Handle::new().unwrap();
+    h.connect_tcp("127.0.0.1", &port_s).expect("connect_tcp");
+    round_trip(&h, 0);
+    assert_eq!(h.get_uri().unwrap(), format!("nbd://127.0.0.1:{port}/"));
+    drop(h);
+
+    let h = Handle::new().unwrap();
+    let uri = format!("nbd://127.0.0.1:{port}/some/export");
+    h.connect_uri(&uri).expect("connect_uri");
+    assert_eq!(h.export_name().unwrap(), b"some/export");
+    assert_eq!(h.get_uri().unwrap(), uri);
+    drop(h);
+
+    // aio_connect with a socket address, driven by polling.
+    let h = Handle::new().unwrap();
+    h.aio_connect(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+        .expect("aio_connect");
+    while h.aio_is_connecting() {
+        h.poll(1000).expect("poll");
+    }
+    assert!(h.aio_is_ready());
+    assert_eq!(h.get_uri().unwrap(), format!("nbd://127.0.0.1:{port}/"));
+}
+
+#[test]
+fn tcp_ipv6_nbdkit() {
+    if !have("nbdkit", "tcp_ipv6_nbdkit") {
+        return;
+    }
+    let Some(port) = free_port(Ipv6Addr::LOCALHOST.into()) else {
+        eprintln!("SKIP tcp_ipv6_nbdkit: this machine has no IPv6 loopback (cannot bind [::1])");
+        return;
+    };
+    let dir = TempDir::new("tcp6");
+    let port_s = port.to_string();
+    let _server = nbdkit(&dir, &["-p", &port_s, "-i", "::1", "memory", "1M"]);
+
+    let h = Handle::new().unwrap();
+    h.connect_tcp("::1", &port_s).expect("connect_tcp ::1");
+    round_trip(&h, 0);
+    assert_eq!(h.get_uri().unwrap(), format!("nbd://[::1]:{port}/"));
+    drop(h);
+
+    let h = Handle::new().unwrap();
+    let uri = format!("nbd://[::1]:{port}/x");
+    h.connect_uri(&uri).expect("connect_uri [::1]");
+    assert_eq!(h.get_uri().unwrap(), uri);
+    round_trip(&h, 512);
+}
+
+/// `localhost` usually resolves to both ::1 and 127.0.0.1: with the server
+/// on only the last address, connect_tcp must get there past the refusal.
+/// (Where localhost has one address, the crate's own unit test in
+/// `conn/connect.rs` covers trying several.)
+#[test]
+fn tcp_tries_every_address() {
+    if !have("nbdkit", "tcp_tries_every_address") {
+        return;
+    }
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).expect("a free port");
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", port))
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    let Some(last) = addrs.last().copied() else {
+        panic!("localhost does not resolve");
+    };
+    if addrs.len() < 2 {
+        eprintln!(
+            "note tcp_tries_every_address: localhost has one address here ({last}); \
+             connecting to it alone"
+        );
+    }
+    let dir = TempDir::new("multi");
+    let port_s = port.to_string();
+    let ip = last.ip().to_string();
+    let _server = nbdkit(&dir, &["-p", &port_s, "-i", &ip, "memory", "1M"]);
+    let h = Handle::new().unwrap();
+    h.connect_tcp("localhost", &port_s)
+        .expect("connect_tcp localhost");
+    round_trip(&h, 0);
+    assert_eq!(h.get_uri().unwrap(), format!("nbd://localhost:{port}/"));
+}
+
+// ---- socket activation ----------------------------------------------------------
+
+#[test]
+fn socket_activation_nbdkit() {
+    if !have("nbdkit", "socket_activation_nbdkit") {
+        return;
+    }
+    let dir = TempDir::new("sa-nbdkit");
+    let envfile = dir.path("env");
+    // The shell records its environment and execs nbdkit in the same
+    // process, so LISTEN_PID must equal that pid.
+    let script = format!("env > '{}' && exec nbdkit memory 1M", envfile.display());
+
+    let h = Handle::new().unwrap();
+    assert_eq!(h.socket_activation_name(), "");
+    h.set_socket_activation_name("myname").unwrap();
+    assert_eq!(h.socket_activation_name(), "myname");
+    h.connect_systemd_socket_activation(&["sh", "-c", &script])
+        .expect("socket activation");
+    round_trip(&h, 0);
+    let pid = h.subprocess_pid().expect("subprocess pid");
+    let env = std::fs::read_to_string(&envfile).expect("child environment");
+    let lines: Vec<&str> = env.lines().collect();
+    assert!(
+        lines.contains(&format!("LISTEN_PID={pid}").as_str()),
+        "{env}"
+    );
+    assert!(lines.contains(&"LISTEN_FDS=1"), "{env}");
+    assert!(lines.contains(&"LISTEN_FDNAMES=myname"), "{env}");
+
+    let uri = h.get_uri().unwrap();
+    let sock = uri
+        .strip_prefix("nbd+unix:///?socket=")
+        .unwrap_or_else(|| panic!("unexpected URI {uri}"))
+        .to_string();
+    assert!(Path::new(&sock).exists());
+    drop(h);
+    // Closing the handle stops the server and removes its socket.
+    assert!(is_gone(pid), "server {pid} still running after close");
+    assert!(!Path::new(&sock).exists(), "{sock} left behind");
+    assert!(!Path::new(&sock).parent().unwrap().exists());
+}
+
+#[test]
+fn socket_activation_unnamed() {
+    if !have("nbdkit", "socket_activation_unnamed") {
+        return;
+    }
+    let dir = TempDir::new("sa-unnamed");
+    let envfile = dir.path("env");
+    let script = format!("env > '{}' && exec nbdkit memory 1M", envfile.display());
+    let h = Handle::new().unwrap();
+    h.aio_connect_systemd_socket_activation(&["sh", "-c", &script])
+        .expect("aio socket activation");
+    while h.aio_is_connecting() {
+        h.poll(1000).expect("poll");
+    }
+    assert!(h.aio_is_ready());
+    let env = std::fs::read_to_string(&envfile).unwrap();
+    assert!(!env.contains("LISTEN_FDNAMES="), "{env}");
+}
+
+#[test]
+fn socket_activation_qemu_nbd() {
+    if !have("qemu-nbd", "socket_activation_qemu_nbd") {
+        return;
+    }
+    let dir = TempDir::new("sa-qemu");
+    let disk = dir.path("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(1 << 20))
+        .expect("disk image");
+    let disk_s = disk.to_str().unwrap();
+
+    let h = Handle::new().unwrap();
+    h.connect_systemd_socket_activation(&["qemu-nbd", "-f", "raw", disk_s])
+        .expect("socket activation with qemu-nbd");
+    assert_eq!(h.size().unwrap(), 1 << 20);
+    round_trip(&h, 65536);
+    h.flush(0).unwrap();
+    let pid = h.subprocess_pid().unwrap();
+    drop(h);
+    assert!(is_gone(pid), "qemu-nbd {pid} still running after close");
+    let on_disk = std::fs::read(&disk).unwrap();
+    let expect: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    assert_eq!(&on_disk[65536..65536 + 4096], &expect[..]);
+}
+
+// ---- nbd-server -------------------------------------------------------------------
+
+#[test]
+fn nbd_server_named_exports() {
+    if !have("nbd-server", "nbd_server_named_exports") {
+        return;
+    }
+    let dir = TempDir::new("nbd-server");
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).expect("a free port");
+    let one = dir.path("one.img");
+    let two = dir.path("two.img");
+    std::fs::write(&one, vec![b'A'; 65536]).unwrap();
+    std::fs::write(&two, vec![b'B'; 131072]).unwrap();
+    let conf = dir.path("config");
+    let mut f = std::fs::File::create(&conf).unwrap();
+    write!(
+        f,
+        "[generic]\nport = {port}\nlistenaddr = 127.0.0.1\nallowlist = true\n\
+         [one]\nexportname = {}\n\
+         [two]\nexportname = {}\nreadonly = true\n",
+        one.display(),
+        two.display()
+    )
+    .unwrap();
+    drop(f);
+    // nbd-server daemonizes (forking a process per client, so any number
+    // of connections work); it writes its pid to the file named by -p.
+    let pidfile = dir.path("nbd-server.pid");
+    let status = Command::new("nbd-server")
+        .arg("-C")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("start nbd-server");
+    assert!(status.success(), "nbd-server failed: {status}");
+    let _daemon = Daemon(pidfile.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&pidfile).map_or(true, |s| s.trim().is_empty())
+        || std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err()
+    {
+        assert!(Instant::now() < deadline, "nbd-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let h = Handle::new().unwrap();
+    h.connect_uri(format!("nbd://127.0.0.1:{port}/one"))
+        .expect("connect to export one");
+    assert_eq!(h.size().unwrap(), 65536);
+    let mut buf = [0u8; 512];
+    h.pread(&mut buf, 0, 0).unwrap();
+    assert!(buf.iter().all(|&b| b == b'A'));
+    assert!(!h.is_read_only().unwrap());
+    round_trip(&h, 4096);
+    assert_eq!(h.get_uri().unwrap(), format!("nbd://127.0.0.1:{port}/one"));
+    drop(h);
+
+    let h = Handle::new().unwrap();
+    h.set_export_name(b"two").unwrap();
+    h.connect_tcp("127.0.0.1", &port.to_string())
+        .expect("connect to export two");
+    assert_eq!(h.size().unwrap(), 131072);
+    h.pread(&mut buf, 1000, 0).unwrap();
+    assert!(buf.iter().all(|&b| b == b'B'));
+    assert!(h.is_read_only().unwrap());
+    drop(h);
+
+    // An export the server does not have.
+    let h = Handle::new().unwrap();
+    let r = h.connect_uri(format!("nbd://127.0.0.1:{port}/three"));
+    assert!(r.is_err(), "connecting to a missing export succeeded");
+}
+
+// ---- vsock ------------------------------------------------------------------------
+
+#[test]
+fn vsock_without_a_server() {
+    let h = Handle::new().unwrap();
+    assert!(h.supports_vsock());
+    // Nothing listens on this port of the local CID: the kernel refuses,
+    // times out, or (without AF_VSOCK) cannot make the socket.
+    let e = h.connect_vsock(1, 10809).expect_err("vsock connect");
+    assert!(
+        e.message() == "connect" || e.message() == "socket",
+        "unexpected message {e}"
+    );
+    assert_ne!(e.errno(), 0);
+    assert!(h.aio_is_dead());
+    assert_eq!(h.get_uri().unwrap(), "nbd+vsock://1:10809/");
+}
+
+// ---- bad input ----------------------------------------------------------------------
+
+#[test]
+fn bad_uris() {
+    let cases: &[(&str, i32, &str)] = &[
+        (
+            "nbd://[::1",
+            libc::EINVAL,
+            "unable to parse URI: nbd://[::1",
+        ),
+        (
+            "nbd://host:abc/",
+            libc::EINVAL,
+            "unable to parse URI: nbd://host:abc/",
+        ),
+        (
+            "nbd:///%zz",
+            libc::EINVAL,
+            "unable to parse URI: nbd:///%zz",
+        ),
+        (
+            "nbd://local host/",
+            libc::EINVAL,
+            "unable to parse URI: nbd://local host/",
+        ),
+        ("foo://x", libc::EINVAL, "unknown NBD URI scheme: foo"),
+        (
+            "NBD://localhost/",
+            libc::EINVAL,
+            "unknown NBD URI scheme: NBD",
+        ),
+        (
+            "localhost:10809",
+            libc::EINVAL,
+            "unknown NBD URI scheme: localhost",
+        ),
+        ("nbd:x", libc::EINVAL, "URI must begin with 'nbd://'"),
+        (
+            "/tmp/sock",
+            libc::EINVAL,
+            "NBD URI does not have a scheme: valid NBD URIs should start with a scheme \
+             like nbd://, nbds:// or nbd+unix://: to open a local socket use \
+             \"nbd+unix://?socket=PATH\"",
+        ),
+        (
+            "",
+            libc::EINVAL,
+            "NBD URI does not have a scheme: valid NBD URIs should start with a scheme \
+             like nbd://, nbds:// or nbd+unix://",
+        ),
+        (
+            "nbd+unix:///",
+            libc::EINVAL,
+            "cannot parse socket parameter from NBD URI \
+             (did you mean to use \"nbd+unix:///?socket=...\"?)",
+        ),
+        (
+            "nbd://x/?socket=/y",
+            libc::EINVAL,
+            "socket parameter is incompatible with \"nbd:\" \
+             (did you mean to use \"nbd+unix:///?socket=...\"?)",
+        ),
+        (
+            "nbd+vsock://abc",
+            libc::EINVAL,
+            "cannot parse vsock CID from NBD URI: abc",
+        ),
+        // TLS is not supported yet: a clear ENOTSUP.
+        (
+            "nbds://localhost/",
+            libc::ENOTSUP,
+            "TLS is not supported yet, so a nbds:// URI cannot be used",
+        ),
+        (
+            "nbds+unix:///?socket=/x",
+            libc::ENOTSUP,
+            "TLS is not supported yet, so a nbds+unix:// URI cannot be used",
+        ),
+        (
+            "nbd://localhost/?tls-certificates=/x",
+            libc::EPERM,
+            "local file access (tls-certificates) is not allowed, \
+             call nbd_set_uri_allow_local_file to enable this",
+        ),
+        (
+            "nbd://localhost/?tls-username=me",
+            libc::ENOTSUP,
+            "TLS is not supported yet, so the URI parameter tls-username cannot be used",
+        ),
+    ];
+    for &(uri, errno, message) in cases {
+        let h = Handle::new().unwrap();
+        assert_err(h.connect_uri(uri), errno, message);
+        // A URI that is refused leaves the handle as it was.
+        assert!(h.aio_is_created(), "{uri}: state {}", h.connection_state());
+        let h = Handle::new().unwrap();
+        assert_err(h.aio_connect_uri(uri), errno, message);
+    }
+
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    assert!(h.uri_allow_local_file());
+    assert_err(
+        h.connect_uri("nbd://localhost/?tls-psk-file=/x"),
+        libc::ENOTSUP,
+        "TLS is not supported yet, so the URI parameter tls-psk-file cannot be used",
+    );
+}
+
+#[test]
+fn forbidden_transports_and_tls() {
+    const TCP: u32 = 1;
+    const UNIX: u32 = 2;
+    let h = Handle::new().unwrap();
+    assert_eq!(h.uri_allow_transports(), 7);
+    h.set_uri_allow_transports(TCP).unwrap();
+    assert_err(
+        h.connect_uri("nbd+unix:///?socket=/x"),
+        libc::EPERM,
+        "URI transport nbd+unix is not permitted",
+    );
+    assert_err(
+        h.connect_uri("nbd+vsock:///"),
+        libc::EPERM,
+        "URI transport nbd+vsock is not permitted",
+    );
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_transports(UNIX).unwrap();
+    assert_err(
+        h.connect_uri("nbd://localhost/"),
+        libc::EPERM,
+        "URI transport nbd is not permitted",
+    );
+    assert_err(
+        h.set_uri_allow_transports(0x100),
+        libc::EINVAL,
+        "mask: invalid value for flag: 0x100",
+    );
+
+    let h = Handle::new().unwrap();
+    assert_eq!(h.uri_allow_tls(), 1);
+    h.set_uri_allow_tls(0).unwrap();
+    assert_err(
+        h.connect_uri("nbds://localhost/"),
+        libc::EPERM,
+        "URI TLS setting nbds is not permitted",
+    );
+    h.set_uri_allow_tls(2).unwrap();
+    assert_err(
+        h.connect_uri("nbd://localhost/"),
+        libc::EPERM,
+        "URI TLS setting nbd is not permitted",
+    );
+    assert_err(
+        h.set_uri_allow_tls(5),
+        libc::EINVAL,
+        "tls: invalid value for parameter: 5",
+    );
+    assert!(h.aio_is_created());
+}
+
+#[test]
+fn unreachable_host_and_refused_port() {
+    // A name that cannot resolve, decided locally (no DNS query leaves).
+    let h = Handle::new().unwrap();
+    let e = h.connect_tcp("no such host", "10809").unwrap_err();
+    assert_eq!(e.errno(), 0);
+    assert!(
+        e.message()
+            .starts_with("getaddrinfo: hostname \"no such host\" port \"10809\": "),
+        "{e}"
+    );
+    assert!(
+        h.aio_is_created(),
+        "a failed lookup leaves the handle created"
+    );
+    let e = h.connect_tcp("127.0.0.1", "no-such-service").unwrap_err();
+    assert_eq!(e.errno(), 0);
+    assert!(e
+        .message()
+        .starts_with("getaddrinfo: hostname \"127.0.0.1\" port \"no-such-service\": "));
+
+    let e = h.connect_uri("nbd://bad..host/").unwrap_err();
+    assert_eq!(e.errno(), 0);
+    assert!(
+        e.message()
+            .starts_with("getaddrinfo: hostname \"bad..host\" port \"10809\": "),
+        "{e}"
+    );
+
+    // A port nothing listens on: refused, and the handle is still usable.
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).unwrap();
+    assert_err(
+        h.connect_tcp("127.0.0.1", &port.to_string()),
+        libc::ECONNREFUSED,
+        &format!("connect: 127.0.0.1:{port}: could not connect to remote host"),
+    );
+    assert!(h.aio_is_created());
+    assert_err(
+        h.aio_connect_uri(format!("nbd://127.0.0.1:{port}/")),
+        libc::ECONNREFUSED,
+        &format!("connect: 127.0.0.1:{port}: could not connect to remote host"),
+    );
+    assert!(h.aio_is_created());
+
+    // A Unix socket that does not exist kills the handle, as in libnbd.
+    let h = Handle::new().unwrap();
+    assert_err(
+        h.connect_unix("/nonexistent/rust-libnbd/sock"),
+        libc::ENOENT,
+        "connect",
+    );
+    assert!(h.aio_is_dead());
+    assert_eq!(
+        h.get_uri().unwrap(),
+        "nbd+unix:///?socket=/nonexistent/rust-libnbd/sock"
+    );
+    let h = Handle::new().unwrap();
+    assert_err(
+        h.connect_uri("nbd+unix:///e?socket=/nonexistent/rust-libnbd/sock"),
+        libc::ENOENT,
+        "connect",
+    );
+}
+
+#[test]
+fn states_and_settings() {
+    let h = Handle::new().unwrap();
+    assert!(h.supports_uri());
+    assert_err(
+        h.get_uri(),
+        libc::ENOTCONN,
+        "invalid state: START: the handle must be connecting, or negotiating, \
+         or connected with the server, or shut down, or dead",
+    );
+    assert!(h.is_uri("nbd://localhost"));
+    assert!(h.is_uri("nbd+unix:///?socket=/x"));
+    assert!(h.is_uri("nbds+vsock://2"));
+    assert!(!h.is_uri("/tmp/disk.img"));
+    assert!(!h.is_uri("disk.img"));
+    assert!(!h.is_uri("http://example.com/"));
+
+    assert_err(
+        h.set_socket_activation_name("not valid!"),
+        libc::EINVAL,
+        "socket activation name must contain only ASCII letters and digits",
+    );
+    assert_err(
+        h.set_socket_activation_name("x".repeat(33)),
+        libc::ENAMETOOLONG,
+        "socket activation name must be at most 32 characters",
+    );
+    h.set_socket_activation_name("").unwrap();
+
+    // A program that cannot be run: the handle dies, nothing is left running.
+    let h = Handle::new().unwrap();
+    assert!(h
+        .connect_systemd_socket_activation(&["/nonexistent/rust-libnbd-server"])
+        .is_err());
+    assert!(h.aio_is_dead());
+    assert_err(
+        h.connect_systemd_socket_activation(&["true"]),
+        libc::EINVAL,
+        "invalid state: DEAD: the handle must be newly created",
+    );
+    let empty: &[&str] = &[];
+    let h = Handle::new().unwrap();
+    assert_err(
+        h.connect_systemd_socket_activation(empty),
+        libc::EINVAL,
+        "missing command name in argv list",
+    );
+}
