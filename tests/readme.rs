@@ -1,0 +1,48 @@
+//! The README's table of calls stays true: one row per exported call, at
+//! its version node, marked "not implemented yet" exactly for the calls
+//! that are still stubs in src/capi/unimplemented.rs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+fn read(path: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn readme_call_table_matches_the_library() {
+    let readme = read("README.md");
+    let begin = readme.find("<!-- calls:begin -->").expect("table start marker");
+    let end = readme.find("<!-- calls:end -->").expect("table end marker");
+    let mut rows = BTreeMap::new();
+    for line in readme[begin..end].lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() == 5 && cells[1].starts_with("`nbd_") {
+            let name = cells[1].trim_matches('`').to_string();
+            let dup = rows.insert(name.clone(), (cells[2].to_string(), cells[3].to_string()));
+            assert!(dup.is_none(), "{name} is listed twice");
+        }
+    }
+
+    let stubs: BTreeSet<String> = read("src/capi/unimplemented.rs")
+        .split("pub extern \"C\" fn ")
+        .skip(1)
+        .map(|rest| rest.split('(').next().unwrap().to_string())
+        .collect();
+
+    let mut expected = BTreeMap::new();
+    for s in nbd::abi::SYMBOLS {
+        let status = if stubs.contains(s.name) {
+            "not implemented yet"
+        } else {
+            "works"
+        };
+        expected.insert(s.name.to_string(), (s.node.to_string(), status.to_string()));
+    }
+    for (name, row) in &expected {
+        assert_eq!(rows.get(name), Some(row), "README row for {name}");
+    }
+    for name in rows.keys() {
+        assert!(expected.contains_key(name), "README lists {name}, which is not exported");
+    }
+}
