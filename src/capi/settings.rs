@@ -89,7 +89,9 @@ pub extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) -> c_int 
 /// 1 if NBD_OPT_GO will ask for the canonical name and description.
 #[no_mangle]
 pub extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_full_info", h, -1, |h| Ok(c_int::from(h.full_info())))
+    with_handle("nbd_get_full_info", h, -1, |h| {
+        Ok(c_int::from(h.full_info()))
+    })
 }
 
 /// A block size constraint (LIBNBD_SIZE_*); 0 if the server gave none.
@@ -112,12 +114,9 @@ pub extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_ch
 /// The export's description, in memory the caller frees.
 #[no_mangle]
 pub extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char {
-    with_handle(
-        "nbd_get_export_description",
-        h,
-        std::ptr::null_mut(),
-        |h| string_result(h.export_description()),
-    )
+    with_handle("nbd_get_export_description", h, std::ptr::null_mut(), |h| {
+        string_result(h.export_description())
+    })
 }
 
 /// 1 if the export is on a rotational medium.

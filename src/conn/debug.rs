@@ -19,8 +19,14 @@ use crate::callback::FreeFn;
 use crate::proto;
 
 /// A C debug callback function.
-pub type DebugFnPtr =
-    unsafe extern "C" fn(user_data: *mut c_void, context: *const c_char, msg: *const c_char) -> c_int;
+pub type DebugFnPtr = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    context: *const c_char,
+    msg: *const c_char,
+) -> c_int;
+
+/// A Rust debug callback: `(context, message)`.
+type RustDebugFn = Box<dyn Fn(&str, &str) + Send>;
 
 enum DebugKind {
     Extern {
@@ -28,7 +34,7 @@ enum DebugKind {
         user_data: *mut c_void,
         free: Option<FreeFn>,
     },
-    Rust(Box<dyn Fn(&str, &str) + Send>),
+    Rust(RustDebugFn),
 }
 
 /// Receives a handle's debug messages: the context (the libnbd call that
@@ -61,6 +67,11 @@ impl DebugCallback {
             user_data,
             free,
         })
+    }
+
+    /// Whether there is a function to call (C may pass only a free function).
+    fn is_callable(&self) -> bool {
+        !matches!(self.0, DebugKind::Extern { callback: None, .. })
     }
 
     fn call(&self, context: &str, msg: &str) {
@@ -145,8 +156,8 @@ impl Debug {
         // SAFETY: __errno_location always returns this thread's errno slot.
         let saved = unsafe { *libc::__errno_location() };
         ApiContext::with(|context| match &self.callback {
-            Some(cb) => cb.call(context.unwrap_or("unknown"), msg),
-            None => {
+            Some(cb) if cb.is_callable() => cb.call(context.unwrap_or("unknown"), msg),
+            _ => {
                 let line = format!(
                     "libnbd: debug: {}: {}: {}\n",
                     self.name,
@@ -202,8 +213,7 @@ impl Conn {
         }
         let now = self.state_name();
         let before = self.debug.traced_name;
-        self.debug
-            .log(|| format!("transition: {before} -> {now}"));
+        self.debug.log(|| format!("transition: {before} -> {now}"));
         self.debug.traced = self.phase;
         self.debug.traced_name = now;
     }

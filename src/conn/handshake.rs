@@ -50,6 +50,7 @@ impl Conn {
                     ));
                 }
                 self.consume(proto::OLDSTYLE_REST_LEN);
+                self.settings.handshake_flags = 0;
                 self.finish_handshake(info)?;
             }
             Step::GlobalFlags => {
@@ -58,16 +59,14 @@ impl Conn {
                 }
                 let gflags = u16::from_be_bytes([self.rbuf[self.rpos], self.rbuf[self.rpos + 1]]);
                 self.consume(2);
-                let fixed = gflags & proto::NBD_FLAG_FIXED_NEWSTYLE != 0;
-                self.no_zeroes = gflags & proto::NBD_FLAG_NO_ZEROES != 0;
-                let mut cflags = 0;
-                if fixed {
-                    cflags |= proto::NBD_FLAG_C_FIXED_NEWSTYLE;
-                }
-                if self.no_zeroes {
-                    cflags |= proto::NBD_FLAG_C_NO_ZEROES;
-                }
-                self.hs_out.extend_from_slice(&cflags.to_be_bytes());
+                // Use only what both sides want (the caller may mask bits
+                // with nbd_set_handshake_flags); the setting then reads
+                // back as what was used, as in libnbd.
+                let used = self.settings.handshake_flags & u32::from(gflags);
+                self.settings.handshake_flags = used;
+                let fixed = used & proto::NBD_FLAG_C_FIXED_NEWSTYLE != 0;
+                self.no_zeroes = used & proto::NBD_FLAG_C_NO_ZEROES != 0;
+                self.hs_out.extend_from_slice(&used.to_be_bytes());
                 if fixed {
                     self.negotiated.protocol = "newstyle-fixed";
                     self.next_auto_option();

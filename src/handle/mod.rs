@@ -297,7 +297,8 @@ fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
         if rc >= 0 {
             let revents = fds[0].revents;
-            c.debug.log(|| format!("poll end: r={rc} revents={revents}"));
+            c.debug
+                .log(|| format!("poll end: r={rc} revents={revents}"));
             return Ok(rc > 0);
         }
         let err = std::io::Error::last_os_error();

@@ -180,9 +180,10 @@ impl Handle {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
         check_export_known(&c)?;
-        c.negotiated.canonical_name.clone().ok_or_else(|| {
-            Error::new(libc::ENOTSUP, "server did not advertise a canonical name")
-        })
+        c.negotiated
+            .canonical_name
+            .clone()
+            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a canonical name"))
     }
 
     /// The export's description, if the server sent one (ENOTSUP if not).
