@@ -135,6 +135,29 @@ fn qemu_nbd_extended_headers_block_status() {
     assert!(!h.can_meta_context("qemu:dirty-bitmap:nope").unwrap());
     check_qcow2_extents(&extents64(&h, 8 * MIB));
     check_qcow2_extents(&extents32(&h, 8 * MIB));
+
+    // Filtered block status: only the contexts asked for come back.
+    assert!(h.can_block_status_payload().unwrap());
+    let seen = Arc::new(Mutex::new(Extents::new()));
+    let s = seen.clone();
+    let cb = Extent64Cb::new(move |ctx, _, entries, _| {
+        let mut s = s.lock().unwrap();
+        let v = s.entry(ctx.to_string()).or_default();
+        v.extend(entries.iter().map(|e| (e.length, e.flags)));
+        0
+    });
+    h.block_status_filter(8 * MIB, 0, &["qemu:dirty-bitmap:b0"], cb, 0)
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["qemu:dirty-bitmap:b0"]);
+    assert_eq!(seen["qemu:dirty-bitmap:b0"][1], (64 * 1024, 1));
+    let cb = Extent64Cb::new(|_, _, _, _| panic!("not sent"));
+    let err = h
+        .block_status_filter(MIB, 0, &["qemu:dirty-bitmap:nope"], cb, 0)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(err.message(), "context qemu:dirty-bitmap:nope not negotiated");
+
     let mut buf = vec![0u8; 256 * 1024];
     h.pread(&mut buf, MIB, 0).unwrap();
     assert!(buf[..128 * 1024].iter().all(|&b| b == 0x11));
@@ -148,6 +171,12 @@ fn qemu_nbd_extended_headers_block_status() {
     assert!(h.structured_replies_negotiated().unwrap());
     check_qcow2_extents(&extents64(&h, 8 * MIB));
     check_qcow2_extents(&extents32(&h, 8 * MIB));
+    let cb = Extent64Cb::new(|_, _, _, _| panic!("not sent"));
+    let err = h
+        .block_status_filter(MIB, 0, &["base:allocation"], cb, 0)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ENOTSUP);
+    assert_eq!(err.message(), "server does not support extended headers");
     // qemu-nbd serves one client at a time: let this one go.
     drop(h);
 

@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::aio::completion;
+use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
 use super::{c_str_arg, malloc_c_string, nbd_handle, null_error, with_handle};
 use crate::callback::{Extent, Extent64, Extent64Cb};
@@ -166,4 +167,49 @@ pub extern "C" fn nbd_aio_block_status_64(
         h.aio_block_status_64(count, offset, extent?, completion, flags)
             .map(|c| c as i64)
     })
+}
+
+/// Reads block status for only the named contexts, waiting for the reply.
+#[no_mangle]
+pub extern "C" fn nbd_block_status_filter(
+    h: *mut nbd_handle,
+    count: u64,
+    offset: u64,
+    contexts: *mut *mut c_char,
+    extent64_callback: nbd_extent64_callback,
+    flags: u32,
+) -> c_int {
+    let extent = extent64(extent64_callback);
+    with_handle("nbd_block_status_filter", h, -1, |h| {
+        let extent = extent?;
+        let names = context_list(contexts)?;
+        h.block_status_filter(count, offset, &as_strs(&names), extent, flags)
+            .map(|()| 0)
+    })
+}
+
+/// Starts a block status request for only the named contexts.
+#[no_mangle]
+pub extern "C" fn nbd_aio_block_status_filter(
+    h: *mut nbd_handle,
+    count: u64,
+    offset: u64,
+    contexts: *mut *mut c_char,
+    extent64_callback: nbd_extent64_callback,
+    completion_callback: nbd_completion_callback,
+    flags: u32,
+) -> i64 {
+    let completion = completion(completion_callback);
+    let extent = extent64(extent64_callback);
+    with_handle("nbd_aio_block_status_filter", h, -1, |h| {
+        let extent = extent?;
+        let names = context_list(contexts)?;
+        h.aio_block_status_filter(count, offset, &as_strs(&names), extent, completion, flags)
+            .map(|c| c as i64)
+    })
+}
+
+fn context_list(contexts: *mut *mut c_char) -> Result<Vec<String>> {
+    super::check_nonnull(contexts, "contexts")?;
+    queries(contexts)
 }

@@ -29,7 +29,7 @@ fn context(cb: nbd_context_callback) -> Result<Context> {
 }
 
 /// Reads a NULL-terminated `char **` list of query strings.
-fn queries(list: *mut *mut c_char) -> Result<Vec<String>> {
+pub(super) fn queries(list: *mut *mut c_char) -> Result<Vec<String>> {
     check_nonnull(list, "queries")?;
     let mut out = Vec::new();
     let mut p = list as *const *mut c_char;
@@ -43,7 +43,7 @@ fn queries(list: *mut *mut c_char) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn as_strs(v: &[String]) -> Vec<&str> {
+pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 

@@ -140,36 +140,6 @@ pub extern "C" fn nbd_aio_opt_starttls(
     not_implemented("nbd_aio_opt_starttls", -1)
 }
 
-/// Like `nbd_block_status_64`, limited to the metadata contexts in `contexts`.
-#[no_mangle]
-pub extern "C" fn nbd_block_status_filter(
-    h: *mut nbd_handle,
-    count: u64,
-    offset: u64,
-    contexts: *mut *mut c_char,
-    extent64_callback: nbd_extent64_callback,
-    flags: u32,
-) -> c_int {
-    release(extent64_callback);
-    not_implemented("nbd_block_status_filter", -1)
-}
-
-/// Starts a block status request limited to `contexts`; returns the cookie.
-#[no_mangle]
-pub extern "C" fn nbd_aio_block_status_filter(
-    h: *mut nbd_handle,
-    count: u64,
-    offset: u64,
-    contexts: *mut *mut c_char,
-    extent64_callback: nbd_extent64_callback,
-    completion_callback: nbd_completion_callback,
-    flags: u32,
-) -> i64 {
-    release(extent64_callback);
-    release(completion_callback);
-    not_implemented("nbd_aio_block_status_filter", -1)
-}
-
 /// Sets the host name the server's TLS certificate is checked against.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_char) -> c_int {

@@ -23,6 +23,7 @@ mod connect;
 mod debug;
 mod handshake;
 mod options;
+mod tls;
 
 pub(crate) use block_status::ExtentCallback;
 pub(crate) use debug::{ApiContext, Debug, DebugCallback, Stats};
@@ -76,6 +77,8 @@ enum Step {
     OptionReply(u32),
     /// The reply to `NBD_OPT_EXPORT_NAME`.
     ExportNameReply,
+    /// The TLS handshake after `NBD_OPT_STARTTLS` (either direction).
+    TlsHandshake,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +131,9 @@ struct Slot {
     /// Extent callback of a block status command.
     extent: Option<ExtentCallback>,
     completion: Option<Completion>,
+    /// A request payload the command owns (a filtered block status's
+    /// context list); its capacity is kept for the slot's next use.
+    payload: Vec<u8>,
 }
 
 impl Slot {
@@ -146,6 +152,7 @@ impl Slot {
             chunk: None,
             extent: None,
             completion: None,
+            payload: Vec::new(),
         }
     }
 
@@ -162,7 +169,7 @@ impl Slot {
         if self.kind == proto::NBD_CMD_WRITE {
             self.count as usize
         } else {
-            0
+            self.payload.len()
         }
     }
 
@@ -180,6 +187,9 @@ pub(crate) struct CommandCallbacks {
     pub extent: Option<ExtentCallback>,
     /// Called once when the command completes.
     pub completion: Option<Completion>,
+    /// Payload to send after the header (other than a write's data); the
+    /// header's length then gives its size.
+    pub payload: Vec<u8>,
 }
 
 /// Identifies a command in the machine.
@@ -301,6 +311,8 @@ pub(crate) struct Conn {
     /// Where and how to connect, and the URI settings.
     pub net: connect::Net,
     pub settings: Settings,
+    /// TLS settings, and whether TLS was negotiated.
+    pub tls: tls::Tls,
     pub negotiated: Negotiated,
     /// Debug messages: on/off, handle name, callback.
     pub debug: Debug,
@@ -365,6 +377,7 @@ impl Conn {
             subprocess: None,
             net: connect::Net::default(),
             settings: Settings::default(),
+            tls: tls::Tls::default(),
             negotiated: Negotiated::default(),
             debug: Debug::default(),
             stats: Stats::default(),
@@ -455,6 +468,18 @@ impl Conn {
                 "NEWSTYLE.OPT_STRUCTURED_REPLY.RECV_REPLY",
                 "Receive newstyle NBD_OPT_STRUCTURED_REPLY option reply"
             ),
+            Phase::Handshake(Step::OptionReply(proto::NBD_OPT_STARTTLS)) => st!(
+                "NEWSTYLE.OPT_STARTTLS.RECV_REPLY",
+                "Receive newstyle NBD_OPT_STARTTLS reply"
+            ),
+            Phase::Handshake(Step::TlsHandshake) if self.transport_wants_write() => st!(
+                "NEWSTYLE.OPT_STARTTLS.TLS_HANDSHAKE_WRITE",
+                "TLS handshake (writing)"
+            ),
+            Phase::Handshake(Step::TlsHandshake) => st!(
+                "NEWSTYLE.OPT_STARTTLS.TLS_HANDSHAKE_READ",
+                "TLS handshake (reading)"
+            ),
             Phase::Handshake(Step::OptionReply(_)) => st!(
                 "NEWSTYLE.OPT_GO.RECV_REPLY",
                 "Receive newstyle NBD_OPT_GO reply"
@@ -529,7 +554,8 @@ impl Conn {
             Phase::Created | Phase::Negotiating | Phase::Closed | Phase::Dead => 0,
             Phase::Connecting => DIRECTION_WRITE,
             Phase::Handshake(_) => {
-                if self.hs_out_pos < self.hs_out.len() {
+                // The TLS handshake waits the way OpenSSL asks.
+                if self.hs_out_pos < self.hs_out.len() || self.transport_wants_write() {
                     DIRECTION_WRITE
                 } else {
                     DIRECTION_READ
@@ -537,7 +563,7 @@ impl Conn {
             }
             Phase::Ready => {
                 let mut d = DIRECTION_READ;
-                if !self.to_issue.is_empty() {
+                if !self.to_issue.is_empty() || self.transport_wants_write() {
                     d |= DIRECTION_WRITE;
                 }
                 d
@@ -620,11 +646,14 @@ impl Conn {
 
     /// Writes what is pending; true if anything was written.
     fn write_some(&mut self) -> Result<bool> {
-        match self.phase {
-            Phase::Handshake(_) => self.write_handshake(),
-            Phase::Ready => self.write_commands(),
-            _ => Ok(false),
-        }
+        // Bytes a TLS transport accepted earlier go out first.
+        let flushed = self.flush_transport()?;
+        let wrote = match self.phase {
+            Phase::Handshake(_) => self.write_handshake()?,
+            Phase::Ready => self.write_commands()?,
+            _ => false,
+        };
+        Ok(flushed || wrote)
     }
 
     fn write_handshake(&mut self) -> Result<bool> {
@@ -872,12 +901,20 @@ impl Conn {
         slot.chunk = callbacks.chunk;
         slot.extent = callbacks.extent;
         slot.completion = callbacks.completion;
+        slot.payload.clear();
+        slot.payload.extend_from_slice(&callbacks.payload);
+        let wire_count = if slot.payload.is_empty() {
+            count
+        } else {
+            slot.buf = slot.payload.as_mut_ptr();
+            slot.payload.len() as u64
+        };
         let req = proto::Request {
             flags,
             kind,
             cookie: id.cookie(),
             offset,
-            count,
+            count: wire_count,
         };
         if self.negotiated.extended_headers {
             proto::encode_extended_request(&req, &mut slot.header);

@@ -8,7 +8,7 @@ use crate::capi::types::{
     LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
     LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::capi::types::LIBNBD_CMD_FLAG_REQ_ONE;
+use crate::capi::types::{LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE};
 use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
 use crate::proto;
 use crate::{Error, Result};
@@ -232,6 +232,39 @@ impl Handle {
         Ok(id.cookie())
     }
 
+    /// As [`Handle::block_status_64`], asking only about the negotiated
+    /// meta contexts named in `contexts` (needs extended headers and a
+    /// server that accepts a block status payload).
+    /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`, `LIBNBD_CMD_FLAG_PAYLOAD_LEN`.
+    pub fn block_status_filter(
+        &self,
+        count: u64,
+        offset: u64,
+        contexts: &[&str],
+        extent: Extent64Cb,
+        flags: u32,
+    ) -> Result<()> {
+        let mut c = self.lock();
+        let id = start_block_status_filter(&mut c, count, offset, contexts, extent, None, flags)?;
+        wait_for_command(&mut c, id)
+    }
+
+    /// Starts a filtered block status request; returns the cookie.
+    pub fn aio_block_status_filter(
+        &self,
+        count: u64,
+        offset: u64,
+        contexts: &[&str],
+        extent: Extent64Cb,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<u64> {
+        let mut c = self.lock();
+        let id =
+            start_block_status_filter(&mut c, count, offset, contexts, extent, completion, flags)?;
+        Ok(id.cookie())
+    }
+
     /// Queues `NBD_CMD_DISC`; no further commands may be issued. The server
     /// then closes the connection ([`Handle::aio_is_closed`]).
     pub fn aio_disconnect(&self, flags: u32) -> Result<()> {
@@ -346,7 +379,9 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32
             libc::ERANGE,
             format!("request too large: maximum request size is {MAX_REQUEST_SIZE}"),
         )),
-        _ if count > u32::MAX as u64 => Err(Error::new(
+        // Other commands fit the 32-bit length field, unless the
+        // headers are extended.
+        _ if count > u32::MAX as u64 && !c.negotiated.extended_headers => Err(Error::new(
             libc::ERANGE,
             format!("request too large: maximum request size is {}", u32::MAX),
         )),
@@ -514,6 +549,48 @@ fn start_zero(
     )
 }
 
+/// Checks and issues a block status request limited to `contexts`: the
+/// payload is the effect length then the contexts' ids.
+fn start_block_status_filter(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    contexts: &[&str],
+    extent: Extent64Cb,
+    completion: Option<Completion>,
+    flags: u32,
+) -> Result<CommandId> {
+    c.check_state(CONNECTED)?;
+    check_flags(c, flags, LIBNBD_CMD_FLAG_REQ_ONE | LIBNBD_CMD_FLAG_PAYLOAD_LEN)?;
+    if !c.negotiated.extended_headers {
+        return Err(Error::new(
+            libc::ENOTSUP,
+            "server does not support extended headers",
+        ));
+    }
+    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_BLOCK_STAT_PAYLOAD) {
+        return Err(Error::new(
+            libc::EINVAL,
+            "server does not support the block status payload flag",
+        ));
+    }
+    let mut payload = Vec::with_capacity(8 + 4 * contexts.len());
+    payload.extend_from_slice(&count.to_be_bytes());
+    for name in contexts {
+        let id = c
+            .negotiated
+            .meta_contexts
+            .iter()
+            .find(|(_, n)| n.as_bytes() == name.as_bytes())
+            .map(|(id, _)| *id)
+            .filter(|_| c.negotiated.meta_valid)
+            .ok_or_else(|| Error::new(libc::EINVAL, format!("context {name} not negotiated")))?;
+        payload.extend_from_slice(&id.to_be_bytes());
+    }
+    let flags = flags | LIBNBD_CMD_FLAG_PAYLOAD_LEN;
+    start_block_status_with(c, count, offset, flags, ExtentCallback::Wide(extent), completion, payload)
+}
+
 fn start_block_status(
     c: &mut Conn,
     count: u64,
@@ -524,6 +601,18 @@ fn start_block_status(
 ) -> Result<CommandId> {
     c.check_state(CONNECTED)?;
     check_flags(c, flags, LIBNBD_CMD_FLAG_REQ_ONE)?;
+    start_block_status_with(c, count, offset, flags, extent, completion, Vec::new())
+}
+
+fn start_block_status_with(
+    c: &mut Conn,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    extent: ExtentCallback,
+    completion: Option<Completion>,
+    payload: Vec<u8>,
+) -> Result<CommandId> {
     if strict(c, LIBNBD_STRICT_COMMANDS) {
         if !c.negotiated.structured_replies {
             return Err(Error::new(
@@ -543,6 +632,7 @@ fn start_block_status(
     let callbacks = CommandCallbacks {
         extent: Some(extent),
         completion,
+        payload,
         ..Default::default()
     };
     let null = std::ptr::null_mut();
