@@ -618,7 +618,7 @@ int nbd_kill_subprocess(struct nbd_handle *h, int signum);
 #define LIBNBD_HAVE_NBD_KILL_SUBPROCESS          1
 
 /**
- * Whether this library was built with TLS support.
+ * Whether this library was built with TLS support: it always is.
  */
 int nbd_supports_tls(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_SUPPORTS_TLS             1
@@ -948,7 +948,8 @@ int nbd_get_request_meta_context(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT 1
 
 /**
- * Asks the server to switch the connection to TLS.
+ * Asks the server to switch the connection to TLS: 1 if it did, 0 if
+ * the server refused.
  */
 int nbd_opt_starttls(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_OPT_STARTTLS             1
@@ -1068,7 +1069,7 @@ int nbd_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, n
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_64          1
 
 /**
- * Like `nbd_block_status_64`, limited to the metadata contexts in `contexts`.
+ * Reads block status for only the named contexts, waiting for the reply.
  */
 int nbd_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, uint32_t flags);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_FILTER      1
@@ -1086,7 +1087,7 @@ int64_t nbd_aio_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t o
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64      1
 
 /**
- * Starts a block status request limited to `contexts`; returns the cookie.
+ * Starts a block status request for only the named contexts.
  */
 int64_t nbd_aio_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER  1
@@ -1098,7 +1099,7 @@ int nbd_set_tls_hostname(struct nbd_handle *h, const char *hostname);
 #define LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME         1
 
 /**
- * The host name used for TLS checks; the caller frees it.
+ * The host name used for TLS checks (`""` if none); the caller frees it.
  */
 char *nbd_get_tls_hostname(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME         1

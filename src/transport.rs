@@ -11,9 +11,11 @@ use std::time::Duration;
 
 mod activation;
 mod addr;
+mod tls;
 
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
+pub(crate) use tls::{TlsConfig, TlsTransport};
 
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
@@ -25,6 +27,30 @@ pub(crate) trait Transport: Send {
     fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Tells the server no more data follows.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Drives a TLS handshake in progress; true once it is complete.
+    /// Transports without one are always complete.
+    fn handshake(&mut self) -> crate::Result<bool> {
+        Ok(true)
+    }
+    /// Whether the transport needs the fd to become writable: it holds
+    /// accepted bytes not yet on the wire, or its protocol must write.
+    fn wants_write(&self) -> bool {
+        false
+    }
+    /// Pushes out what `wants_write` reported; true if any bytes moved.
+    fn flush(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// Received bytes wait inside the transport, so `recv` returns data
+    /// even though the fd may not poll readable.
+    fn pending(&self) -> bool {
+        false
+    }
+    /// The TLS session in use, for debug messages; `None` for plain sockets.
+    fn tls_description(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A plain stream socket (unix, TCP, or one end of a socketpair).

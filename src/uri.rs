@@ -33,6 +33,32 @@ pub(crate) struct NbdUri {
     pub target: Target,
     pub export_name: Vec<u8>,
     pub username: Option<Vec<u8>>,
+    /// The TLS settings the URI asks for.
+    pub tls: UriTls,
+}
+
+/// What a URI says about TLS: the scheme and the `tls-*` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UriTls {
+    /// An `nbds` scheme: TLS is required.
+    pub require: bool,
+    pub certificates: Option<Vec<u8>>,
+    pub psk_file: Option<Vec<u8>>,
+    pub username: Option<Vec<u8>>,
+    pub hostname: Option<Vec<u8>>,
+    pub verify_peer: Option<bool>,
+}
+
+/// A URI boolean: libnbd's spellings of true and false.
+fn parse_bool(name: &str, value: &[u8]) -> Result<bool> {
+    match value.to_ascii_lowercase().as_slice() {
+        b"1" | b"true" | b"yes" | b"on" => Ok(true),
+        b"0" | b"false" | b"no" | b"off" => Ok(false),
+        _ => Err(einval(format!(
+            "{name}: could not parse boolean: {}",
+            String::from_utf8_lossy(value)
+        ))),
+    }
 }
 
 /// The URI policy settings of a handle.
@@ -141,12 +167,18 @@ fn no_scheme_error(raw: &str, policy: &Policy) -> Error {
     ))
 }
 
-/// The error for a URI that asks for TLS, which this library cannot do yet.
-fn tls_not_supported(what: &str) -> Error {
-    Error::new(
-        libc::ENOTSUP,
-        format!("TLS is not supported yet, so {what} cannot be used"),
-    )
+/// For `scheme://user[:password]@` followed by no host: the user name
+/// (still percent-encoded) and the URI without the user info.
+fn hostless_userinfo<'a>(raw: &'a str, scheme: &str) -> Option<(&'a str, String)> {
+    let start = scheme.len() + 3;
+    let rest = raw.get(start..)?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, host) = rest[..end].rsplit_once('@')?;
+    if !host.is_empty() {
+        return None;
+    }
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    Some((user, format!("{}{}", &raw[..start], &rest[end..])))
 }
 
 /// Parses `raw` as an NBD URI and checks it against `policy`.
@@ -160,7 +192,14 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     let Some(scheme) = raw_scheme(raw) else {
         return Err(no_scheme_error(raw, policy));
     };
-    let url = url::Url::parse(raw).map_err(|_| unparsable())?;
+    // `user@` with no host (`nbds+unix://alice@/?socket=...`, libnbd's own
+    // example) is valid RFC 3986 that the url crate refuses: parse it
+    // without the user info.
+    let (url, hostless_user) = match hostless_userinfo(raw, scheme) {
+        Some((user, rest)) => (url::Url::parse(&rest), Some(user)),
+        None => (url::Url::parse(raw), None),
+    };
+    let url = url.map_err(|_| unparsable())?;
 
     let Some(&(_, kind, tls)) = SCHEMES.iter().find(|(name, _, _)| *name == scheme) else {
         return Err(einval(format!("unknown NBD URI scheme: {scheme}")));
@@ -213,29 +252,33 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         )));
     }
 
-    if tls {
-        return Err(tls_not_supported(&format!("a {scheme}:// URI")));
-    }
-    for (name, _) in &queries {
+    let mut uri_tls = UriTls {
+        require: tls,
+        ..UriTls::default()
+    };
+    for (name, value) in &queries {
         let name = String::from_utf8_lossy(name);
-        if name == "tls-certificates" || name == "tls-psk-file" {
-            if !policy.allow_local_file {
-                return Err(Error::new(
-                    libc::EPERM,
-                    format!(
-                        "local file access ({name}) is not allowed, \
-                         call nbd_set_uri_allow_local_file to enable this"
-                    ),
-                ));
-            }
-            return Err(tls_not_supported(&format!("the URI parameter {name}")));
+        if (name == "tls-certificates" || name == "tls-psk-file") && !policy.allow_local_file {
+            return Err(Error::new(
+                libc::EPERM,
+                format!(
+                    "local file access ({name}) is not allowed, \
+                     call nbd_set_uri_allow_local_file to enable this"
+                ),
+            ));
         }
-        if name.starts_with("tls-") {
-            return Err(tls_not_supported(&format!("the URI parameter {name}")));
+        // Other parameters are ignored, as libnbd ignores them.
+        match &*name {
+            "tls-certificates" => uri_tls.certificates = Some(value.clone()),
+            "tls-psk-file" => uri_tls.psk_file = Some(value.clone()),
+            "tls-username" => uri_tls.username = Some(value.clone()),
+            "tls-hostname" => uri_tls.hostname = Some(value.clone()),
+            "tls-verify-peer" => uri_tls.verify_peer = Some(parse_bool(&name, value)?),
+            _ => {}
         }
     }
 
-    let username = match url.username() {
+    let username = match hostless_user.unwrap_or(url.username()) {
         "" => None,
         user => Some(decode(user).ok_or_else(unparsable)?),
     };
@@ -287,6 +330,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         target,
         export_name,
         username,
+        tls: uri_tls,
     })
 }
 
@@ -337,6 +381,10 @@ pub(crate) struct Connection<'a> {
     pub connaddr: Option<&'a SockAddr>,
     pub export_name: &'a [u8],
     pub username: Option<&'a [u8]>,
+    /// TLS is required or was negotiated: an `nbds` scheme.
+    pub tls: bool,
+    pub tls_certificates: Option<&'a [u8]>,
+    pub tls_psk_file: Option<&'a [u8]>,
 }
 
 /// Builds the URI that would connect back to the same server and export.
@@ -372,7 +420,10 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
             "cannot construct a URI for this connection type".to_string(),
         ));
     };
-    let mut uri = format!("{scheme}://");
+    let mut uri = match (conn.tls, scheme.strip_prefix("nbd")) {
+        (true, Some(rest)) => format!("nbds{rest}://"),
+        _ => format!("{scheme}://"),
+    };
     if let Some(user) = conn.username {
         uri.push_str(&encode(user, USERINFO));
         uri.push('@');
@@ -380,9 +431,20 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
     uri.push_str(&server);
     uri.push('/');
     uri.push_str(&encode(conn.export_name, PATH));
-    if let Some(path) = socket {
-        uri.push_str("?socket=");
-        uri.push_str(&encode(path, QUERY_VALUE));
+    let params = [
+        ("socket", socket),
+        ("tls-certificates", conn.tls_certificates),
+        ("tls-psk-file", conn.tls_psk_file),
+    ];
+    let mut sep = '?';
+    for (name, value) in params {
+        if let Some(value) = value {
+            uri.push(sep);
+            uri.push_str(name);
+            uri.push('=');
+            uri.push_str(&encode(value, QUERY_VALUE));
+            sep = '&';
+        }
     }
     Ok(uri)
 }
@@ -467,9 +529,30 @@ mod tests {
         assert!(err("nbd:///?a=%zz")
             .message()
             .starts_with("unable to parse URI: "));
-        assert_eq!(err("nbds://h/").errno(), libc::ENOTSUP);
         assert_eq!(err("nbd://h/?tls-certificates=/x").errno(), libc::EPERM);
-        assert_eq!(err("nbd://h/?tls-username=u").errno(), libc::ENOTSUP);
+        assert_eq!(err("nbds://h/?tls-psk-file=/x").errno(), libc::EPERM);
+        assert_eq!(err("nbds://h/?tls-verify-peer=maybe").errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn tls_parameters() {
+        let u = ok(concat!(
+            "nbds+unix://alice@/e?socket=/s&tls-username=bob&tls-hostname=h.example",
+            "&tls-verify-peer=false&tls-other=1"
+        ));
+        assert!(u.tls.require);
+        assert_eq!(u.username.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(u.tls.username.as_deref(), Some(&b"bob"[..]));
+        assert_eq!(u.tls.hostname.as_deref(), Some(&b"h.example"[..]));
+        assert_eq!(u.tls.verify_peer, Some(false));
+        assert!(!ok("nbd://h/").tls.require);
+        let local = Policy {
+            allow_local_file: true,
+            ..ANY
+        };
+        let u = parse(b"nbds://h/?tls-certificates=/c&tls-psk-file=/k", &local).unwrap();
+        assert_eq!(u.tls.certificates.as_deref(), Some(&b"/c"[..]));
+        assert_eq!(u.tls.psk_file.as_deref(), Some(&b"/k"[..]));
     }
 
     #[test]
@@ -502,6 +585,9 @@ mod tests {
             connaddr: Some(&addr),
             export_name: b"a b/c",
             username: None,
+            tls: false,
+            tls_certificates: None,
+            tls_psk_file: None,
         };
         let s = build(&c).unwrap();
         assert_eq!(s, "nbd+unix:///a%20b/c?socket=/tmp/s%20o");
@@ -519,7 +605,33 @@ mod tests {
             connaddr: None,
             export_name: b"",
             username: None,
+            tls: false,
+            tls_certificates: None,
+            tls_psk_file: None,
         };
         assert_eq!(build(&c).unwrap(), "nbd://[::1]:10809/");
+        let c = Connection {
+            hostname: None,
+            port: None,
+            connaddr: Some(&addr),
+            export_name: b"e",
+            username: Some(b"alice"),
+            tls: true,
+            tls_certificates: None,
+            tls_psk_file: Some(b"/k.psk"),
+        };
+        let s = build(&c).unwrap();
+        assert_eq!(
+            s,
+            "nbds+unix://alice@/e?socket=/tmp/s%20o&tls-psk-file=/k.psk"
+        );
+        let local = Policy {
+            allow_local_file: true,
+            ..ANY
+        };
+        let back = parse(s.as_bytes(), &local).unwrap();
+        assert!(back.tls.require);
+        assert_eq!(back.tls.psk_file.as_deref(), Some(&b"/k.psk"[..]));
+        assert_eq!(back.username.as_deref(), Some(&b"alice"[..]));
     }
 }

@@ -6,82 +6,20 @@
 //!
 //! A test whose server program is not installed prints why and passes.
 
+mod common;
+
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{have, Daemon, Server, TempDir};
 use nbd::Handle;
 
 // ---- helpers ---------------------------------------------------------------
-
-/// Whether `program` is on PATH; if not, says which test is skipped.
-fn have(program: &str, test: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    if !found {
-        eprintln!("SKIP {test}: {program} is not installed");
-    }
-    found
-}
-
-/// A fresh private directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rust-libnbd-connect-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process, killed and reaped on drop.
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A daemon known by its pid file, sent SIGTERM on drop.
-struct Daemon(PathBuf);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.0)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-    }
-}
 
 /// Waits until `ready` holds, failing the test after 20 seconds.
 fn wait_for(what: &str, server: &mut Server, ready: impl Fn() -> bool) {
@@ -561,17 +499,7 @@ fn bad_uris() {
             libc::EINVAL,
             "cannot parse vsock CID from NBD URI: abc",
         ),
-        // TLS is not supported yet: a clear ENOTSUP.
-        (
-            "nbds://localhost/",
-            libc::ENOTSUP,
-            "TLS is not supported yet, so a nbds:// URI cannot be used",
-        ),
-        (
-            "nbds+unix:///?socket=/x",
-            libc::ENOTSUP,
-            "TLS is not supported yet, so a nbds+unix:// URI cannot be used",
-        ),
+        // TLS parameters: local files need permission; booleans must parse.
         (
             "nbd://localhost/?tls-certificates=/x",
             libc::EPERM,
@@ -579,9 +507,9 @@ fn bad_uris() {
              call nbd_set_uri_allow_local_file to enable this",
         ),
         (
-            "nbd://localhost/?tls-username=me",
-            libc::ENOTSUP,
-            "TLS is not supported yet, so the URI parameter tls-username cannot be used",
+            "nbds://localhost/?tls-verify-peer=perhaps",
+            libc::EINVAL,
+            "tls-verify-peer: could not parse boolean: perhaps",
         ),
     ];
     for &(uri, errno, message) in cases {
@@ -596,10 +524,11 @@ fn bad_uris() {
     let h = Handle::new().unwrap();
     h.set_uri_allow_local_file(true).unwrap();
     assert!(h.uri_allow_local_file());
+    // Allowed, the parameter is taken (it is used once TLS starts).
     assert_err(
-        h.connect_uri("nbd://localhost/?tls-psk-file=/x"),
-        libc::ENOTSUP,
-        "TLS is not supported yet, so the URI parameter tls-psk-file cannot be used",
+        h.connect_uri("nbd+unix:///?socket=/nonexistent/s&tls-psk-file=/x"),
+        libc::ENOENT,
+        "connect",
     );
 }
 

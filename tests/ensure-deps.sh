@@ -8,15 +8,17 @@
 
 set -u
 
-packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind"
+packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind libssl-dev gnutls-bin"
 install_cmd="apt-get update && apt-get install -y $packages"
 
 missing=()
-for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind; do
+for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind certtool; do
     command -v "$prog" >/dev/null 2>&1 || missing+=("program $prog")
 done
 # The oracle packages, checked by what they install.
 [ -e /usr/include/libnbd.h ] || missing+=("libnbd-dev (/usr/include/libnbd.h)")
+# The build links the system OpenSSL (the openssl crate).
+[ -e /usr/include/openssl/ssl.h ] || missing+=("libssl-dev (/usr/include/openssl/ssl.h)")
 [ -e /usr/lib/x86_64-linux-gnu/libnbd.so.0 ] || missing+=("libnbd0 (libnbd.so.0)")
 if command -v dpkg-query >/dev/null 2>&1; then
     for pkg in libnbd-bin libnbd-dev python3-libnbd; do

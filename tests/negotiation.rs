@@ -53,9 +53,15 @@ fn extents32(h: &Handle, count: u64) -> Extents {
 fn qcow2_with_holes_and_bitmap(dir: &TempDir) -> String {
     let img = dir.path("disk.qcow2").display().to_string();
     run("qemu-img", &["create", "-q", "-f", "qcow2", &img, "8M"]);
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 0x11 1M 128k", &img]);
+    run(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x11 1M 128k", &img],
+    );
     run("qemu-img", &["bitmap", "--add", "-f", "qcow2", &img, "b0"]);
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 0x22 4M 64k", &img]);
+    run(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x22 4M 64k", &img],
+    );
     img
 }
 
@@ -156,7 +162,10 @@ fn qemu_nbd_extended_headers_block_status() {
         .block_status_filter(MIB, 0, &["qemu:dirty-bitmap:nope"], cb, 0)
         .unwrap_err();
     assert_eq!(err.errno(), libc::EINVAL);
-    assert_eq!(err.message(), "context qemu:dirty-bitmap:nope not negotiated");
+    assert_eq!(
+        err.message(),
+        "context qemu:dirty-bitmap:nope not negotiated"
+    );
 
     let mut buf = vec![0u8; 256 * 1024];
     h.pread(&mut buf, MIB, 0).unwrap();
@@ -264,7 +273,12 @@ fn nbd_server_lists_several_exports() {
     let pidfile = dir.path("pid");
     run(
         "nbd-server",
-        &["-C", &conf_path.display().to_string(), "-p", &pidfile.display().to_string()],
+        &[
+            "-C",
+            &conf_path.display().to_string(),
+            "-p",
+            &pidfile.display().to_string(),
+        ],
     );
     let _daemon = common::Daemon(pidfile.clone());
     common::wait_until("nbd-server", || {
@@ -342,11 +356,23 @@ fn nbdkit_filters_change_advertised_flags() {
     h.flush(0).unwrap();
     h.shutdown(0).unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains(" Flush id="), "the log filter works: {logged}");
+    assert!(
+        logged.contains(" Flush id="),
+        "the log filter works: {logged}"
+    );
     // The log filter names each request: " Read id=", " Write id=" ...
-    assert!(!logged.contains(" Zero id="), "a refused zero was sent: {logged}");
-    assert!(!logged.contains(" Write id="), "a refused write was sent: {logged}");
-    assert!(!logged.contains(" Read id="), "a refused read was sent: {logged}");
+    assert!(
+        !logged.contains(" Zero id="),
+        "a refused zero was sent: {logged}"
+    );
+    assert!(
+        !logged.contains(" Write id="),
+        "a refused write was sent: {logged}"
+    );
+    assert!(
+        !logged.contains(" Read id="),
+        "a refused read was sent: {logged}"
+    );
 }
 
 mod nbd_flags {

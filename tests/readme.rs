@@ -12,7 +12,9 @@ fn read(path: &str) -> String {
 #[test]
 fn readme_call_table_matches_the_library() {
     let readme = read("README.md");
-    let begin = readme.find("<!-- calls:begin -->").expect("table start marker");
+    let begin = readme
+        .find("<!-- calls:begin -->")
+        .expect("table start marker");
     let end = readme.find("<!-- calls:end -->").expect("table end marker");
     let mut rows = BTreeMap::new();
     for line in readme[begin..end].lines() {
@@ -43,6 +45,9 @@ fn readme_call_table_matches_the_library() {
         assert_eq!(rows.get(name), Some(row), "README row for {name}");
     }
     for name in rows.keys() {
-        assert!(expected.contains_key(name), "README lists {name}, which is not exported");
+        assert!(
+            expected.contains_key(name),
+            "README lists {name}, which is not exported"
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod io;
 pub mod meta;
 pub mod opt;
 pub mod settings;
+pub mod tls;
 pub mod types;
 pub mod unimplemented;
 

@@ -50,7 +50,9 @@ pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
 /// Turns option mode on or off (before connecting).
 #[no_mangle]
 pub extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
-    with_handle("nbd_set_opt_mode", h, -1, |h| h.set_opt_mode(enable).map(|()| 0))
+    with_handle("nbd_set_opt_mode", h, -1, |h| {
+        h.set_opt_mode(enable).map(|()| 0)
+    })
 }
 
 /// Whether option mode is on.
@@ -161,7 +163,9 @@ pub extern "C" fn nbd_aio_opt_go(
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_go", h, -1, |h| h.aio_opt_go(completion).map(|()| 0))
+    with_handle("nbd_aio_opt_go", h, -1, |h| {
+        h.aio_opt_go(completion).map(|()| 0)
+    })
 }
 
 /// Starts NBD_OPT_INFO.
@@ -171,13 +175,17 @@ pub extern "C" fn nbd_aio_opt_info(
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_info", h, -1, |h| h.aio_opt_info(completion).map(|()| 0))
+    with_handle("nbd_aio_opt_info", h, -1, |h| {
+        h.aio_opt_info(completion).map(|()| 0)
+    })
 }
 
 /// Starts NBD_OPT_ABORT.
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_opt_abort", h, -1, |h| h.aio_opt_abort().map(|()| 0))
+    with_handle("nbd_aio_opt_abort", h, -1, |h| {
+        h.aio_opt_abort().map(|()| 0)
+    })
 }
 
 /// Starts NBD_OPT_LIST.
@@ -204,7 +212,8 @@ pub extern "C" fn nbd_aio_opt_list_meta_context(
     let completion = completion(completion_callback);
     let context = context(context_callback);
     with_handle("nbd_aio_opt_list_meta_context", h, -1, |h| {
-        h.aio_opt_list_meta_context(None, context?, completion).map(|()| 0)
+        h.aio_opt_list_meta_context(None, context?, completion)
+            .map(|()| 0)
     })
 }
 
@@ -236,7 +245,8 @@ pub extern "C" fn nbd_aio_opt_set_meta_context(
     let completion = completion(completion_callback);
     let context = context(context_callback);
     with_handle("nbd_aio_opt_set_meta_context", h, -1, |h| {
-        h.aio_opt_set_meta_context(None, context?, completion).map(|()| 0)
+        h.aio_opt_set_meta_context(None, context?, completion)
+            .map(|()| 0)
     })
 }
 

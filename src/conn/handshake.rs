@@ -40,6 +40,8 @@ impl Conn {
                 if !self.fill(proto::OLDSTYLE_REST_LEN)? {
                     return Ok(false);
                 }
+                // An oldstyle server cannot do TLS.
+                self.check_tls_not_required("is oldstyle")?;
                 let info = proto::decode_oldstyle_rest(&self.rbuf[self.rpos..self.rend]);
                 // The high half of the 32 flag bits is global flags, which
                 // an oldstyle server must leave zero.
@@ -65,6 +67,9 @@ impl Conn {
                 let used = self.settings.handshake_flags & u32::from(gflags);
                 self.settings.handshake_flags = used;
                 let fixed = used & proto::NBD_FLAG_C_FIXED_NEWSTYLE != 0;
+                if !fixed {
+                    self.check_tls_not_required("is not using fixed newstyle")?;
+                }
                 self.no_zeroes = used & proto::NBD_FLAG_C_NO_ZEROES != 0;
                 self.hs_out.extend_from_slice(&used.to_be_bytes());
                 if fixed {
@@ -111,6 +116,7 @@ impl Conn {
                 self.consume(proto::OPTION_REPLY_LEN + len);
                 self.handle_option_reply(option, reply.reply_type, &payload)?;
             }
+            Step::TlsHandshake => return self.tls_handshake_step(),
             Step::ExportNameReply => {
                 let len = proto::EXPORT_NAME_REPLY_LEN + if self.no_zeroes { 0 } else { 124 };
                 if !self.fill(len)? {
@@ -201,6 +207,10 @@ impl Conn {
             info.flags &= !proto::NBD_FLAG_SEND_FAST_ZERO;
         }
         self.negotiated.export = info;
+        // Entering transmission without a meta context request (none was
+        // wanted, or no structured replies): the agreed set is known to be
+        // empty, so can_meta_context answers 0 rather than failing.
+        self.negotiated.meta_valid = true;
         self.phase = Phase::Ready;
         Ok(())
     }

@@ -34,6 +34,9 @@ mod reply;
 pub(crate) const MAX_REQUEST_SIZE: u64 = 64 * 1024 * 1024;
 /// Longest error chunk: error, message length, message, offset.
 const MAX_ERROR_CHUNK: u64 = 6 + proto::MAX_STRING_LEN as u64 + 8;
+/// Most bytes asked of the socket when a reply header is wanted: a 4 KiB
+/// read reply with its chunk header and offset, or many small replies.
+const RECV_CHUNK: usize = 4096 + 64;
 /// Size of the receive buffer that small replies are read into.
 const RBUF_SIZE: usize = 16 * 1024;
 /// Most requests gathered into one `sendmsg`.
@@ -122,6 +125,8 @@ struct Slot {
     /// The request header: compact (28 bytes) or extended (32).
     header: [u8; proto::EXTENDED_REQUEST_LEN],
     header_len: u8,
+    /// The cookie the caller knows this command by.
+    cookie: u64,
     /// First error seen for this command (an errno), 0 for success.
     error: i32,
     /// Bytes of a read's range the server has covered with data or holes.
@@ -147,6 +152,7 @@ impl Slot {
             buf: std::ptr::null_mut(),
             header: [0; proto::EXTENDED_REQUEST_LEN],
             header_len: proto::REQUEST_LEN as u8,
+            cookie: 0,
             error: 0,
             data_seen: 0,
             chunk: None,
@@ -200,12 +206,14 @@ pub(crate) struct CommandId {
 }
 
 impl CommandId {
-    /// The cookie: on the wire, and as the aio calls report it.
-    pub(crate) fn cookie(self) -> u64 {
+    /// The cookie on the wire: slot index and generation, so a reply finds
+    /// its command at once. Callers see libnbd's numbering instead
+    /// ([`Conn::cookie`]).
+    pub(crate) fn wire_cookie(self) -> u64 {
         ((self.generation as u64) << 32) | self.index as u64
     }
 
-    pub(crate) fn from_cookie(cookie: u64) -> CommandId {
+    fn from_wire_cookie(cookie: u64) -> CommandId {
         CommandId {
             index: cookie as u32,
             generation: (cookie >> 32) as u32,
@@ -336,6 +344,9 @@ pub(crate) struct Conn {
     tried_structured_replies: bool,
     /// The caller ran `NBD_OPT_SET_META_CONTEXT` itself; GO need not.
     meta_set_by_caller: bool,
+    /// The last receive found the socket empty; reading waits for the next
+    /// readiness (the next `progress`).
+    drained: bool,
     /// Received bytes not yet consumed: `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -345,6 +356,8 @@ pub(crate) struct Conn {
     free_slots: Vec<u32>,
     /// Commands waiting to be written, oldest first.
     to_issue: VecDeque<u32>,
+    /// The cookie the next command gets (libnbd starts at 1).
+    next_cookie: u64,
     /// Finished commands not yet retired, oldest first.
     done: VecDeque<u32>,
     /// Bytes of `to_issue.front()` already written.
@@ -386,6 +399,7 @@ impl Conn {
             hs_out_pos: 0,
             no_zeroes: false,
             got_export_info: false,
+            drained: false,
             option_run: None,
             option_result: None,
             tried_extended_headers: false,
@@ -398,6 +412,7 @@ impl Conn {
             free_slots: Vec::new(),
             to_issue: VecDeque::new(),
             done: VecDeque::new(),
+            next_cookie: 1,
             issue_pos: 0,
             in_flight: 0,
             reading: Reading::Header,
@@ -540,6 +555,11 @@ impl Conn {
         ))
     }
 
+    /// Received bytes are waiting to be handled (in our buffer or inside TLS).
+    pub(crate) fn input_buffered(&self) -> bool {
+        self.buffered() > 0 || self.transport.as_ref().is_some_and(|t| t.pending())
+    }
+
     /// The fd to poll, if connected.
     pub(crate) fn fd(&self) -> Option<i32> {
         self.transport
@@ -623,11 +643,14 @@ impl Conn {
                 .unwrap_or_else(|| Error::new(0, "connection is dead")));
         }
         self.trace_state();
+        // Called because the socket may be readable: try it again.
+        self.drained = false;
         if self.phase == Phase::Connecting {
             // Handles its own failures (some leave the handle "created").
             self.connect_progress()?;
         }
         loop {
+            let connecting = self.is_connecting();
             let wrote = match self.write_some() {
                 Ok(w) => w,
                 Err(e) => return Err(self.die(e)),
@@ -636,7 +659,10 @@ impl Conn {
                 Ok(r) => r,
                 Err(e) => return Err(self.die(e)),
             };
-            if !wrote && !read {
+            // Stop where the handshake (or a caller's option) ends, as
+            // libnbd returns at READY/NEGOTIATING: whatever the server does
+            // next belongs to the next call.
+            if !wrote && !read || connecting && !self.is_connecting() {
                 return Ok(());
             }
         }
@@ -783,8 +809,25 @@ impl Conn {
             self.rpos = 0;
         }
         while self.buffered() < n {
+            if self.drained {
+                return Ok(false);
+            }
             let t = self.transport.as_mut().expect("reading without transport");
-            match t.recv(&mut self.rbuf[self.rend..]) {
+            // Ask for what is needed, or a small read's worth: enough for
+            // several small replies or one 4 KiB read reply in one call,
+            // while most of a large payload is left for `read_data` to
+            // receive straight into the caller's buffer.
+            let want = (n - (self.rend - self.rpos))
+                .max(RECV_CHUNK)
+                .min(self.rbuf.len() - self.rend);
+            let got = t.recv(&mut self.rbuf[self.rend..self.rend + want]);
+            // Fewer bytes than asked for (and none held inside TLS): the
+            // socket is empty, so the next read waits for poll.
+            self.drained = match &got {
+                Ok(g) => *g < want && !t.pending(),
+                Err(_) => true,
+            };
+            match got {
                 Ok(0) if self.at_clean_end() => {
                     self.note_closed();
                     return Ok(false);
@@ -840,6 +883,9 @@ impl Conn {
                     if done && matches!(step, Step::Greeting | Step::OptionReply(_)) {
                         self.stats.chunks_received += 1;
                     }
+                    if done && !matches!(self.phase, Phase::Handshake(_)) {
+                        return Ok(true);
+                    }
                     done
                 }
                 Phase::Ready => {
@@ -892,6 +938,8 @@ impl Conn {
             generation: slot.generation,
         };
         slot.state = SlotState::Queued;
+        slot.cookie = self.next_cookie;
+        self.next_cookie += 1;
         slot.kind = kind;
         slot.offset = offset;
         slot.count = count;
@@ -912,7 +960,7 @@ impl Conn {
         let req = proto::Request {
             flags,
             kind,
-            cookie: id.cookie(),
+            cookie: id.wire_cookie(),
             offset,
             count: wire_count,
         };
@@ -932,7 +980,7 @@ impl Conn {
             format!(
                 "issuing command: {} flags=0x{flags:x} offset={offset} count={count} cookie={}",
                 debug::command_name(kind),
-                id.cookie()
+                self.next_cookie - 1
             )
         });
         // Send now if the socket takes it; if it doesn't, the poll loop will.
@@ -996,6 +1044,24 @@ impl Conn {
         self.in_flight + self.to_issue.len()
     }
 
+    /// The cookie callers know command `id` by: libnbd numbers each
+    /// handle's commands 1, 2, 3, ...
+    pub(crate) fn cookie(&self, id: CommandId) -> u64 {
+        self.slots[id.index as usize].cookie
+    }
+
+    /// The live command a caller's cookie names.
+    pub(crate) fn command_of_cookie(&self, cookie: u64) -> Option<CommandId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.cookie == cookie && s.state != SlotState::Free)
+            .map(|(i, s)| CommandId {
+                index: i as u32,
+                generation: s.generation,
+            })
+    }
+
     /// The oldest finished command not yet retired.
     pub(crate) fn first_done(&self) -> Option<CommandId> {
         let &index = self.done.front()?;
@@ -1007,7 +1073,7 @@ impl Conn {
 
     /// Looks up the command a reply's cookie names, if it awaits a reply.
     fn lookup(&self, cookie: u64) -> Option<CommandId> {
-        let id = CommandId::from_cookie(cookie);
+        let id = CommandId::from_wire_cookie(cookie);
         let slot = self.slots.get(id.index as usize)?;
         (slot.generation == id.generation && slot.state == SlotState::Sent).then_some(id)
     }
@@ -1028,9 +1094,8 @@ impl Conn {
     fn finish(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         slot.state = SlotState::Done;
-        let (kind, error, generation) = (slot.kind, slot.error, slot.generation);
+        let (kind, error, cookie) = (slot.kind, slot.error, slot.cookie);
         self.debug.log(|| {
-            let cookie = CommandId { index, generation }.cookie();
             format!(
                 "command completed: {} cookie={cookie} error={error}",
                 debug::command_name(kind)

@@ -23,6 +23,7 @@ pub(crate) enum UserOption {
     SetMetaContext(Option<Vec<String>>),
     StructuredReply,
     ExtendedHeaders,
+    StartTls,
     Abort,
 }
 
@@ -42,6 +43,13 @@ pub(super) struct OptionRun {
     completion: Option<Completion>,
     list: Option<List>,
     context: Option<Context>,
+}
+
+impl OptionRun {
+    /// Started by the caller rather than by the handshake.
+    pub(super) fn is_user(&self) -> bool {
+        self.user
+    }
 }
 
 /// The errno a refused option reports, for options other than GO/INFO.
@@ -64,6 +72,7 @@ fn option_name(option: u32) -> &'static str {
         proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => "meta context",
         proto::NBD_OPT_STRUCTURED_REPLY => "opt_structured_reply",
         proto::NBD_OPT_EXTENDED_HEADERS => "opt_extended_headers",
+        proto::NBD_OPT_STARTTLS => "opt_starttls",
         _ => "option",
     }
 }
@@ -85,7 +94,10 @@ impl Conn {
     /// Sends the next option of a plain connect, or stops to let the
     /// caller negotiate (option mode), or asks for the export.
     pub(super) fn next_auto_option(&mut self) {
-        if self.settings.request_extended_headers && !self.tried_extended_headers {
+        if self.take_auto_starttls() {
+            // TLS first: everything after it is negotiated encrypted.
+            self.send_option_run(proto::NBD_OPT_STARTTLS, &[], OptionRun::default());
+        } else if self.settings.request_extended_headers && !self.tried_extended_headers {
             self.tried_extended_headers = true;
             self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], OptionRun::default());
         } else if self.settings.request_structured_replies
@@ -183,15 +195,13 @@ impl Conn {
             UserOption::ExtendedHeaders => {
                 self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], run)
             }
+            UserOption::StartTls => self.send_option_run(proto::NBD_OPT_STARTTLS, &[], run),
             UserOption::Abort => {
                 self.send_option_run(proto::NBD_OPT_ABORT, &[], run);
             }
         }
         // Send at once if the socket takes it.
-        if let Err(e) = self.progress() {
-            return Err(e);
-        }
-        Ok(())
+        self.progress()
     }
 
     /// The result of the caller's last option, once it has finished.
@@ -203,17 +213,24 @@ impl Conn {
     /// completion callback sees the errno) and the handle goes back to
     /// negotiating unless the option moved it on.
     pub(super) fn finish_option(&mut self, result: Result<i32>) {
+        let errno = match &result {
+            Ok(_) => 0,
+            Err(e) if e.errno() != 0 => e.errno(),
+            Err(_) => libc::ENOTSUP,
+        };
+        self.finish_option_errno(result, errno);
+    }
+
+    /// As [`Conn::finish_option`], with the errno the completion callback
+    /// sees given separately (a refusal the call itself reports as false).
+    pub(super) fn finish_option_errno(&mut self, result: Result<i32>, errno: i32) {
         let Some(mut run) = self.option_run.take() else {
             return;
         };
         if matches!(self.phase, Phase::Handshake(_)) {
             self.phase = Phase::Negotiating;
         }
-        let mut errno = match &result {
-            Ok(_) => 0,
-            Err(e) if e.errno() != 0 => e.errno(),
-            Err(_) => libc::ENOTSUP,
-        };
+        let mut errno = errno;
         let mut result = result;
         if let Some(cb) = run.completion.as_mut().filter(|cb| cb.is_callable()) {
             if cb.call(&mut errno) == -1 && errno != 0 && result.is_ok() {
@@ -268,6 +285,14 @@ impl Conn {
                 }
                 Ok(())
             }
+            proto::NBD_OPT_STARTTLS => {
+                if reply_type != proto::NBD_REP_ACK {
+                    return Err(protocol_error(format!(
+                        "handshake: unexpected reply to NBD_OPT_STARTTLS: 0x{reply_type:x}"
+                    )));
+                }
+                self.start_tls_session()
+            }
             proto::NBD_OPT_LIST => match reply_type {
                 proto::NBD_REP_SERVER => {
                     if payload.len() < 4 {
@@ -302,9 +327,9 @@ impl Conn {
             proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
                 self.handle_go_reply(reply_type, payload)?;
                 if reply_type == proto::NBD_REP_ACK {
-                    if option == proto::NBD_OPT_INFO {
-                        self.finish_option(Ok(0));
-                    } else if user {
+                    // INFO, or a caller's GO, reports back; the handshake's
+                    // own GO just ends.
+                    if option == proto::NBD_OPT_INFO || user {
                         self.finish_option(Ok(0));
                     } else {
                         self.option_run = None;
@@ -340,7 +365,11 @@ impl Conn {
             }
             proto::NBD_REP_ACK => {
                 let (count, then, contexts) = match self.option_run.as_mut() {
-                    Some(run) => (run.count, run.then.take(), std::mem::take(&mut run.contexts)),
+                    Some(run) => (
+                        run.count,
+                        run.then.take(),
+                        std::mem::take(&mut run.contexts),
+                    ),
                     None => (0, None, Vec::new()),
                 };
                 if option == proto::NBD_OPT_SET_META_CONTEXT {
@@ -369,10 +398,7 @@ impl Conn {
     fn option_refused(&mut self, option: u32, reply_type: u32, user: bool) -> Result<()> {
         match option {
             proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
-                if option == proto::NBD_OPT_GO
-                    && reply_type == proto::NBD_REP_ERR_UNSUP
-                    && !user
-                {
+                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP && !user {
                     // An old server without NBD_OPT_GO: fall back.
                     self.option_run = None;
                     self.send_export_name();
@@ -389,7 +415,10 @@ impl Conn {
                 };
                 self.finish_option(Err(Error::new(
                     errno,
-                    format!("server replied with error to {} request", option_name(option)),
+                    format!(
+                        "server replied with error to {} request",
+                        option_name(option)
+                    ),
                 )));
                 Ok(())
             }
@@ -400,6 +429,33 @@ impl Conn {
                 let mut run = self.option_run.take().unwrap_or_default();
                 let next = run.then.take().unwrap_or(proto::NBD_OPT_GO);
                 self.send_go_or_info(next, run);
+                Ok(())
+            }
+            proto::NBD_OPT_STARTTLS => {
+                if !user {
+                    if let Some(err) = self.starttls_refused_error() {
+                        return Err(err);
+                    }
+                }
+                let why = match reply_type {
+                    proto::NBD_REP_ERR_POLICY => "policy",
+                    proto::NBD_REP_ERR_INVALID => "invalid request",
+                    _ => "not supported",
+                };
+                self.debug.log(|| format!("server refused TLS ({why})"));
+                let errno = if reply_type == proto::NBD_REP_ERR_INVALID {
+                    libc::EINVAL
+                } else {
+                    libc::ENOTSUP
+                };
+                if user {
+                    self.finish_option_errno(Ok(0), errno);
+                } else {
+                    self.debug
+                        .log(|| "continuing with unencrypted connection".into());
+                    self.option_run = None;
+                    self.next_auto_option();
+                }
                 Ok(())
             }
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
@@ -413,13 +469,15 @@ impl Conn {
             }
             _ => {
                 if let Some(run) = self.option_run.as_mut() {
-                    run.error.get_or_insert_with(|| {
-                        Error::new(refused(reply_type), "refused")
-                    });
+                    run.error
+                        .get_or_insert_with(|| Error::new(refused(reply_type), "refused"));
                 }
                 self.finish_option(Err(Error::new(
                     refused(reply_type),
-                    format!("server replied with error to {} request", option_name(option)),
+                    format!(
+                        "server replied with error to {} request",
+                        option_name(option)
+                    ),
                 )));
                 Ok(())
             }

@@ -261,7 +261,12 @@ impl Conn {
             let t = self.transport.as_mut().expect("reading without transport");
             // SAFETY: as above, dst has `left` writable bytes.
             let out = unsafe { std::slice::from_raw_parts_mut(dst, left) };
-            match t.recv(out) {
+            let got = if self.drained {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                t.recv(out)
+            };
+            match got {
                 Ok(0) => return Err(self.eof()),
                 Ok(got) => {
                     // SAFETY: got <= left.
@@ -269,8 +274,11 @@ impl Conn {
                     left -= got;
                     self.stats.bytes_received += got as u64;
                     progressed = true;
+                    // A short read has emptied the socket: wait for poll.
+                    self.drained = got < out.len() && !t.pending();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
                     self.reading = Reading::Data {
                         id,
                         dst,
@@ -385,7 +393,9 @@ impl Conn {
                 // An error at a known offset of a read is shown to the
                 // chunk callback, which may substitute its own errno.
                 if let Some(off) = offset.filter(|&o| {
-                    cmd_kind == proto::NBD_CMD_READ && o >= cmd_offset && o - cmd_offset <= cmd_count
+                    cmd_kind == proto::NBD_CMD_READ
+                        && o >= cmd_offset
+                        && o - cmd_offset <= cmd_count
                 }) {
                     let slot = &mut self.slots[id.index as usize];
                     if let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) {
@@ -393,7 +403,8 @@ impl Conn {
                         // SAFETY: off is within the buffer (count 0 is passed).
                         let at = unsafe { cmd_buf.add((off - cmd_offset) as usize) };
                         // SAFETY: zero bytes are read at `at`.
-                        if unsafe { cb.call(at, 0, off, LIBNBD_READ_ERROR as u32, &mut scratch) } == -1
+                        if unsafe { cb.call(at, 0, off, LIBNBD_READ_ERROR as u32, &mut scratch) }
+                            == -1
                             && slot.error == 0
                         {
                             slot.error = scratch;

@@ -5,15 +5,15 @@ use std::os::fd::RawFd;
 
 use super::commands::command_result;
 use super::{poll_with, Handle};
-use crate::conn::{CommandId, Perm};
+use crate::conn::Perm;
 use crate::{Error, Result};
 
 impl Handle {
     /// The socket to poll, for callers with their own event loop.
     pub fn aio_get_fd(&self) -> Result<RawFd> {
-        self.lock().fd().ok_or_else(|| {
-            Error::new(libc::EINVAL, "connection is not in a connected state")
-        })
+        self.lock()
+            .fd()
+            .ok_or_else(|| Error::new(libc::EINVAL, "connection is not in a connected state"))
     }
 
     /// What the machine waits for: a mask of `LIBNBD_AIO_DIRECTION_READ`
@@ -62,7 +62,9 @@ impl Handle {
             ));
         }
         let mut c = self.lock();
-        let id = CommandId::from_cookie(cookie as u64);
+        let Some(id) = c.command_of_cookie(cookie as u64) else {
+            return Ok(false);
+        };
         match c.retire(id) {
             None => Ok(false),
             Some((kind, errno)) => command_result(kind, errno).map(|()| true),
@@ -74,7 +76,7 @@ impl Handle {
     pub fn aio_peek_command_completed(&self) -> Result<i64> {
         let c = self.lock();
         if let Some(id) = c.first_done() {
-            return Ok(id.cookie() as i64);
+            return Ok(c.cookie(id) as i64);
         }
         if c.pending() > 0 {
             return Ok(0);

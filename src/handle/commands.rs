@@ -19,7 +19,15 @@ impl Handle {
         let mut c = self.lock();
         // SAFETY: buf outlives the command: we wait for it below.
         let id = unsafe {
-            start_read(&mut c, buf.as_mut_ptr(), buf.len(), offset, flags, None, None)
+            start_read(
+                &mut c,
+                buf.as_mut_ptr(),
+                buf.len(),
+                offset,
+                flags,
+                None,
+                None,
+            )
         }?;
         wait_for_command(&mut c, id)
     }
@@ -65,7 +73,7 @@ impl Handle {
     ) -> Result<u64> {
         let mut c = self.lock();
         let id = start_read(&mut c, buf, count, offset, flags, None, completion)?;
-        Ok(id.cookie())
+        Ok(c.cookie(id))
     }
 
     /// As [`Handle::aio_pread`], calling `chunk` for each piece of the reply.
@@ -83,14 +91,15 @@ impl Handle {
     ) -> Result<u64> {
         let mut c = self.lock();
         let id = start_read(&mut c, buf, count, offset, flags, Some(chunk), completion)?;
-        Ok(id.cookie())
+        Ok(c.cookie(id))
     }
 
     /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`.
     pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
+        let len = buf.len() as u64;
         // SAFETY: buf outlives the command: we wait for it below.
-        let id = unsafe { start_write(&mut c, buf.as_ptr(), buf.len(), offset, flags, None) }?;
+        let id = unsafe { start(&mut c, &WRITE, len, offset, flags, buf.as_ptr(), None) }?;
         wait_for_command(&mut c, id)
     }
 
@@ -108,26 +117,29 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let mut c = self.lock();
-        Ok(start_write(&mut c, buf, count, offset, flags, completion)?.cookie())
+        let id = start(&mut c, &WRITE, count as u64, offset, flags, buf, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Asks the server to make written data durable.
     pub fn flush(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        let id = start_flush(&mut c, flags, None)?;
+        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags, None)?;
         wait_for_command(&mut c, id)
     }
 
     /// Starts a flush; returns the cookie.
     pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<u64> {
-        Ok(start_flush(&mut self.lock(), flags, completion)?.cookie())
+        let mut c = self.lock();
+        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Tells the server `count` bytes at `offset` are no longer needed.
     /// Flags: `LIBNBD_CMD_FLAG_FUA`.
     pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        let id = start_trim(&mut c, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &TRIM, count, offset, flags, None)?;
         wait_for_command(&mut c, id)
     }
 
@@ -139,13 +151,15 @@ impl Handle {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<u64> {
-        Ok(start_trim(&mut self.lock(), count, offset, flags, completion)?.cookie())
+        let mut c = self.lock();
+        let id = start_no_data(&mut c, &TRIM, count, offset, flags, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Asks the server to prefetch `count` bytes at `offset`.
     pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        let id = start_cache(&mut c, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &CACHE, count, offset, flags, None)?;
         wait_for_command(&mut c, id)
     }
 
@@ -157,14 +171,16 @@ impl Handle {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<u64> {
-        Ok(start_cache(&mut self.lock(), count, offset, flags, completion)?.cookie())
+        let mut c = self.lock();
+        let id = start_no_data(&mut c, &CACHE, count, offset, flags, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Writes `count` zero bytes at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_NO_HOLE`, `LIBNBD_CMD_FLAG_FAST_ZERO`.
     pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        let id = start_zero(&mut c, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &ZERO, count, offset, flags, None)?;
         wait_for_command(&mut c, id)
     }
 
@@ -176,7 +192,9 @@ impl Handle {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<u64> {
-        Ok(start_zero(&mut self.lock(), count, offset, flags, completion)?.cookie())
+        let mut c = self.lock();
+        let id = start_no_data(&mut c, &ZERO, count, offset, flags, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Asks for the status (allocation, dirtiness...) of `count` bytes at
@@ -214,8 +232,9 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let extent = ExtentCallback::Narrow(extent);
-        let id = start_block_status(&mut self.lock(), count, offset, flags, extent, completion)?;
-        Ok(id.cookie())
+        let mut c = self.lock();
+        let id = start_block_status(&mut c, count, offset, flags, extent, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// Starts a 64-bit block status request; returns the cookie.
@@ -228,8 +247,9 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let extent = ExtentCallback::Wide(extent);
-        let id = start_block_status(&mut self.lock(), count, offset, flags, extent, completion)?;
-        Ok(id.cookie())
+        let mut c = self.lock();
+        let id = start_block_status(&mut c, count, offset, flags, extent, completion)?;
+        Ok(c.cookie(id))
     }
 
     /// As [`Handle::block_status_64`], asking only about the negotiated
@@ -262,7 +282,7 @@ impl Handle {
         let mut c = self.lock();
         let id =
             start_block_status_filter(&mut c, count, offset, contexts, extent, completion, flags)?;
-        Ok(id.cookie())
+        Ok(c.cookie(id))
     }
 
     /// Queues `NBD_CMD_DISC`; no further commands may be issued. The server
@@ -277,7 +297,14 @@ impl Handle {
                 "cannot request more commands after NBD_CMD_DISC",
             ));
         }
-        c.issue(proto::NBD_CMD_DISC, 0, 0, 0, std::ptr::null_mut(), Default::default())?;
+        c.issue(
+            proto::NBD_CMD_DISC,
+            0,
+            0,
+            0,
+            std::ptr::null_mut(),
+            Default::default(),
+        )?;
         Ok(())
     }
 
@@ -294,7 +321,14 @@ impl Handle {
             c.abandon_unsent();
         }
         if !c.disconnect_requested {
-            c.issue(proto::NBD_CMD_DISC, 0, 0, 0, std::ptr::null_mut(), Default::default())?;
+            c.issue(
+                proto::NBD_CMD_DISC,
+                0,
+                0,
+                0,
+                std::ptr::null_mut(),
+                Default::default(),
+            )?;
         }
         run_until(&mut c, |c| c.is_closed() || c.is_dead())
     }
@@ -430,105 +464,87 @@ unsafe fn start_read(
         completion,
         ..Default::default()
     };
-    c.issue(proto::NBD_CMD_READ, flags as u16, offset, count, buf, callbacks)
-}
-
-/// Checks and issues a write.
-///
-/// # Safety
-/// `buf` must be valid for reads of `count` bytes until the command retires.
-unsafe fn start_write(
-    c: &mut Conn,
-    buf: *const u8,
-    count: usize,
-    offset: u64,
-    flags: u32,
-    completion: Option<Completion>,
-) -> Result<CommandId> {
-    c.check_state(CONNECTED)?;
-    check_flags(c, flags, LIBNBD_CMD_FLAG_FUA)?;
-    if strict(c, LIBNBD_STRICT_COMMANDS) {
-        check_writable(c)?;
-        check_fua(c, flags)?;
-    }
-    let count = count as u64;
-    check_command(c, proto::NBD_CMD_WRITE, offset, count, libc::ENOSPC)?;
-    // The machine only ever reads through this pointer for a write.
     c.issue(
-        proto::NBD_CMD_WRITE,
+        proto::NBD_CMD_READ,
         flags as u16,
         offset,
         count,
-        buf as *mut u8,
-        with_completion(completion),
+        buf,
+        callbacks,
     )
 }
 
-fn start_flush(c: &mut Conn, flags: u32, completion: Option<Completion>) -> Result<CommandId> {
-    c.check_state(CONNECTED)?;
-    check_flags(c, flags, 0)?;
-    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_SEND_FLUSH) {
-        return Err(unsupported("flush"));
-    }
-    check_command(c, proto::NBD_CMD_FLUSH, 0, 0, libc::EINVAL)?;
-    let null = std::ptr::null_mut();
-    c.issue(proto::NBD_CMD_FLUSH, flags as u16, 0, 0, null, with_completion(completion))
+/// How a command without read data is checked before it is sent.
+struct Spec {
+    kind: u16,
+    /// Flags the call accepts.
+    allowed: u32,
+    /// The export flag the server must advertise, and the word for it in
+    /// "server does not support ... operations".
+    needs: Option<(u16, &'static str)>,
+    /// It changes the disk: refused on a read-only export, FUA checked,
+    /// and out-of-range requests report ENOSPC.
+    writes: bool,
 }
 
-fn start_trim(
+const WRITE: Spec = Spec {
+    kind: proto::NBD_CMD_WRITE,
+    allowed: LIBNBD_CMD_FLAG_FUA,
+    needs: None,
+    writes: true,
+};
+const FLUSH: Spec = Spec {
+    kind: proto::NBD_CMD_FLUSH,
+    allowed: 0,
+    needs: Some((proto::NBD_FLAG_SEND_FLUSH, "flush")),
+    writes: false,
+};
+const TRIM: Spec = Spec {
+    kind: proto::NBD_CMD_TRIM,
+    allowed: LIBNBD_CMD_FLAG_FUA,
+    needs: Some((proto::NBD_FLAG_SEND_TRIM, "trim")),
+    writes: true,
+};
+const CACHE: Spec = Spec {
+    kind: proto::NBD_CMD_CACHE,
+    allowed: 0,
+    needs: Some((proto::NBD_FLAG_SEND_CACHE, "cache")),
+    writes: false,
+};
+const ZERO: Spec = Spec {
+    kind: proto::NBD_CMD_WRITE_ZEROES,
+    allowed: LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FAST_ZERO,
+    needs: Some((proto::NBD_FLAG_SEND_WRITE_ZEROES, "zero")),
+    writes: true,
+};
+
+/// Checks a command as libnbd does (state, flags, what the server
+/// supports, then range) and issues it. `buf` is a write's data, else NULL.
+///
+/// # Safety
+/// A non-NULL `buf` must be valid for reads of `count` bytes until the
+/// command retires.
+unsafe fn start(
     c: &mut Conn,
+    spec: &Spec,
     count: u64,
     offset: u64,
     flags: u32,
+    buf: *const u8,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
     c.check_state(CONNECTED)?;
-    check_flags(c, flags, LIBNBD_CMD_FLAG_FUA)?;
+    check_flags(c, flags, spec.allowed)?;
     if strict(c, LIBNBD_STRICT_COMMANDS) {
-        if !export_has(c, proto::NBD_FLAG_SEND_TRIM) {
-            return Err(unsupported("trim"));
+        if let Some((flag, what)) = spec.needs {
+            if !export_has(c, flag) {
+                return Err(unsupported(what));
+            }
         }
-        check_writable(c)?;
-        check_fua(c, flags)?;
-    }
-    check_command(c, proto::NBD_CMD_TRIM, offset, count, libc::ENOSPC)?;
-    let null = std::ptr::null_mut();
-    c.issue(proto::NBD_CMD_TRIM, flags as u16, offset, count, null, with_completion(completion))
-}
-
-fn start_cache(
-    c: &mut Conn,
-    count: u64,
-    offset: u64,
-    flags: u32,
-    completion: Option<Completion>,
-) -> Result<CommandId> {
-    c.check_state(CONNECTED)?;
-    check_flags(c, flags, 0)?;
-    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_SEND_CACHE) {
-        return Err(unsupported("cache"));
-    }
-    check_command(c, proto::NBD_CMD_CACHE, offset, count, libc::EINVAL)?;
-    let null = std::ptr::null_mut();
-    c.issue(proto::NBD_CMD_CACHE, flags as u16, offset, count, null, with_completion(completion))
-}
-
-fn start_zero(
-    c: &mut Conn,
-    count: u64,
-    offset: u64,
-    flags: u32,
-    completion: Option<Completion>,
-) -> Result<CommandId> {
-    c.check_state(CONNECTED)?;
-    let allowed = LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FAST_ZERO;
-    check_flags(c, flags, allowed)?;
-    if strict(c, LIBNBD_STRICT_COMMANDS) {
-        if !export_has(c, proto::NBD_FLAG_SEND_WRITE_ZEROES) {
-            return Err(unsupported("zero"));
+        if spec.writes {
+            check_writable(c)?;
+            check_fua(c, flags)?;
         }
-        check_writable(c)?;
-        check_fua(c, flags)?;
         if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0 && !export_has(c, proto::NBD_FLAG_SEND_FAST_ZERO)
         {
             return Err(Error::new(
@@ -537,16 +553,35 @@ fn start_zero(
             ));
         }
     }
-    check_command(c, proto::NBD_CMD_WRITE_ZEROES, offset, count, libc::ENOSPC)?;
-    let null = std::ptr::null_mut();
+    let bounds_errno = if spec.writes {
+        libc::ENOSPC
+    } else {
+        libc::EINVAL
+    };
+    check_command(c, spec.kind, offset, count, bounds_errno)?;
+    // The machine only ever reads through `buf`, and only for a write.
+    let buf = buf as *mut u8;
     c.issue(
-        proto::NBD_CMD_WRITE_ZEROES,
+        spec.kind,
         flags as u16,
         offset,
         count,
-        null,
+        buf,
         with_completion(completion),
     )
+}
+
+/// Checks and issues a command that carries no data.
+fn start_no_data(
+    c: &mut Conn,
+    spec: &Spec,
+    count: u64,
+    offset: u64,
+    flags: u32,
+    completion: Option<Completion>,
+) -> Result<CommandId> {
+    // SAFETY: no buffer is passed.
+    unsafe { start(c, spec, count, offset, flags, std::ptr::null(), completion) }
 }
 
 /// Checks and issues a block status request limited to `contexts`: the
@@ -561,7 +596,11 @@ fn start_block_status_filter(
     flags: u32,
 ) -> Result<CommandId> {
     c.check_state(CONNECTED)?;
-    check_flags(c, flags, LIBNBD_CMD_FLAG_REQ_ONE | LIBNBD_CMD_FLAG_PAYLOAD_LEN)?;
+    check_flags(
+        c,
+        flags,
+        LIBNBD_CMD_FLAG_REQ_ONE | LIBNBD_CMD_FLAG_PAYLOAD_LEN,
+    )?;
     if !c.negotiated.extended_headers {
         return Err(Error::new(
             libc::ENOTSUP,
@@ -588,7 +627,15 @@ fn start_block_status_filter(
         payload.extend_from_slice(&id.to_be_bytes());
     }
     let flags = flags | LIBNBD_CMD_FLAG_PAYLOAD_LEN;
-    start_block_status_with(c, count, offset, flags, ExtentCallback::Wide(extent), completion, payload)
+    start_block_status_with(
+        c,
+        count,
+        offset,
+        flags,
+        ExtentCallback::Wide(extent),
+        completion,
+        payload,
+    )
 }
 
 fn start_block_status(
@@ -636,7 +683,14 @@ fn start_block_status_with(
         ..Default::default()
     };
     let null = std::ptr::null_mut();
-    c.issue(proto::NBD_CMD_BLOCK_STATUS, flags as u16, offset, count, null, callbacks)
+    c.issue(
+        proto::NBD_CMD_BLOCK_STATUS,
+        flags as u16,
+        offset,
+        count,
+        null,
+        callbacks,
+    )
 }
 
 fn with_completion(completion: Option<Completion>) -> CommandCallbacks {

@@ -43,6 +43,10 @@ fn c_strings<S: AsRef<[u8]>>(argv: &[S]) -> Result<Vec<CString>> {
         .map_err(|_| Error::new(libc::EINVAL, "argv contains a NUL byte"))
 }
 
+fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
 fn unix_addr(path: &[u8]) -> Result<SockAddr> {
     SockAddr::unix(path).map_err(|_| {
         Error::new(
@@ -276,6 +280,7 @@ impl Handle {
             Target::Vsock { cid, port } => Some(SockAddr::vsock(*cid, *port)),
             Target::Tcp { .. } => None,
         };
+        super::tls::apply_uri_tls(c, &parsed.tls, parsed.username.as_deref());
         c.net.uri_username = parsed.username;
         c.settings.export_name = parsed.export_name;
         match (&parsed.target, addr) {
@@ -298,7 +303,11 @@ impl Handle {
             port: c.net.port.as_deref(),
             connaddr: c.net.connaddr.as_ref(),
             export_name: &c.settings.export_name,
-            username: c.net.uri_username.as_deref(),
+            // libnbd writes the TLS user name (which a URI's sets).
+            username: c.tls.username.as_deref().map(str::as_bytes),
+            tls: c.tls.mode == LIBNBD_TLS_REQUIRE || c.tls_negotiated(),
+            tls_certificates: c.tls.certificates.as_deref().map(path_bytes),
+            tls_psk_file: c.tls.psk_file.as_deref().map(path_bytes),
         })
     }
 

@@ -16,6 +16,7 @@ mod commands;
 mod connect;
 mod opt;
 mod settings;
+mod tls;
 
 pub use settings::BlockSize;
 
@@ -244,15 +245,19 @@ impl Drop for Handle {
 }
 /// Alternates `progress` and `poll` until `done` holds.
 fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
+    // Whatever could be done without waiting has been done (a request is
+    // written as it is issued), so wait for the socket first, unless input
+    // is already buffered or the machine has an error to report.
+    let mut wait = !c.input_buffered() && !c.is_dead();
     loop {
         if done(c) {
             return Ok(());
         }
-        c.progress()?;
-        if done(c) {
-            return Ok(());
+        if wait {
+            poll_once(c, -1)?;
         }
-        poll_once(c, -1)?;
+        c.progress()?;
+        wait = true;
     }
 }
 
@@ -278,6 +283,10 @@ fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
             format!("nothing to poll for in state {}", c.state_name()),
         ));
     };
+    // Data already decrypted inside TLS will not make the fd readable.
+    if dir & DIRECTION_READ != 0 && c.transport_pending() {
+        return Ok(true);
+    }
     let mut fds = [
         libc::pollfd {
             fd,

@@ -10,7 +10,7 @@ const NEGOTIATING: &[Perm] = &[Perm::Negotiating];
 const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
 
 /// Runs a caller's option to its end and returns how it ended.
-fn run_option(
+pub(super) fn run_option(
     c: &mut Conn,
     option: UserOption,
     list: Option<List>,
@@ -24,7 +24,7 @@ fn run_option(
 }
 
 /// Starts a caller's option; its completion callback reports the end.
-fn start_option(
+pub(super) fn start_option(
     c: &mut Conn,
     option: UserOption,
     completion: Option<Completion>,
@@ -125,7 +125,13 @@ impl Handle {
 
     /// Starts `NBD_OPT_LIST`.
     pub fn aio_opt_list(&self, list: List, completion: Option<Completion>) -> Result<()> {
-        start_option(&mut self.lock(), UserOption::List, completion, Some(list), None)
+        start_option(
+            &mut self.lock(),
+            UserOption::List,
+            completion,
+            Some(list),
+            None,
+        )
     }
 
     /// Starts `NBD_OPT_LIST_META_CONTEXT` (with `queries`, or the requested contexts).
@@ -207,8 +213,7 @@ impl Handle {
                 "need a successful server meta context request first",
             ));
         }
-        Ok(c
-            .negotiated
+        Ok(c.negotiated
             .meta_contexts
             .iter()
             .any(|(_, n)| n.as_bytes() == name.as_bytes()))

@@ -1,0 +1,166 @@
+//! TLS settings and `NBD_OPT_STARTTLS`.
+//!
+//! The settings only take effect when the handle connects: with TLS
+//! allowed or required, the handshake asks for TLS before any other
+//! option (see `conn/tls.rs`).
+
+use std::path::{Path, PathBuf};
+
+use super::opt::{run_option, start_option};
+use super::{Handle, INFO_STATES};
+use crate::callback::Completion;
+use crate::capi::types::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
+use crate::conn::{Conn, Perm, UserOption};
+use crate::uri::UriTls;
+use crate::{Error, Result};
+
+const CREATED: &[Perm] = &[Perm::Created];
+
+impl Handle {
+    /// Disables, allows or requires TLS (`LIBNBD_TLS_DISABLE`, `_ALLOW`,
+    /// `_REQUIRE`; default disabled).
+    pub fn set_tls(&self, tls: i32) -> Result<()> {
+        if !(LIBNBD_TLS_DISABLE..=LIBNBD_TLS_REQUIRE).contains(&tls) {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            ));
+        }
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.mode = tls;
+        Ok(())
+    }
+
+    /// The TLS setting (`LIBNBD_TLS_*`).
+    pub fn tls(&self) -> i32 {
+        self.lock().tls.mode
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn tls_negotiated(&self) -> Result<bool> {
+        let c = self.lock();
+        c.check_state(INFO_STATES)?;
+        Ok(c.tls_negotiated())
+    }
+
+    /// The directory of `ca-cert.pem`, `client-cert.pem`,
+    /// `client-key.pem` and `ca-crl.pem`. Unset, `$HOME/.pki/libnbd` and
+    /// `$HOME/.config/pki/libnbd` (or `/etc/pki/libnbd` for root) are
+    /// searched, then the system's trusted CAs are used.
+    pub fn set_tls_certificates<P: AsRef<Path>>(&self, dir: P) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.certificates = Some(dir.as_ref().to_path_buf());
+        Ok(())
+    }
+
+    /// Whether to check the server's certificate and host name (default
+    /// true). The check needs a host name: the one from
+    /// [`Handle::set_tls_hostname`], else the one connected to over TCP.
+    pub fn set_tls_verify_peer(&self, verify: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.verify_peer = verify;
+        Ok(())
+    }
+
+    /// See [`Handle::set_tls_verify_peer`].
+    pub fn tls_verify_peer(&self) -> bool {
+        self.lock().tls.verify_peer
+    }
+
+    /// The user name for pre-shared keys (default: the login name).
+    pub fn set_tls_username(&self, username: &str) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.username = Some(username.to_string());
+        Ok(())
+    }
+
+    /// The user name for pre-shared keys: the one set, else `$LOGNAME`,
+    /// else the login name of the controlling terminal.
+    pub fn tls_username(&self) -> Result<String> {
+        self.lock().tls.effective_username()
+    }
+
+    /// The file of pre-shared keys, `username:hexkey` per line. Setting it
+    /// makes the handle authenticate with a key instead of certificates.
+    pub fn set_tls_psk_file<P: AsRef<Path>>(&self, file: P) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.psk_file = Some(PathBuf::from(file.as_ref()));
+        Ok(())
+    }
+
+    /// The name the server's certificate is checked against, instead of
+    /// the host connected to (or when connecting by Unix socket).
+    pub fn set_tls_hostname(&self, hostname: &str) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.hostname = Some(hostname.to_string());
+        Ok(())
+    }
+
+    /// The TLS host name in effect; `""` when there is none.
+    pub fn tls_hostname(&self) -> String {
+        let c = self.lock();
+        c.tls
+            .effective_hostname(c.net.hostname.as_deref())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Whether this library supports TLS: always.
+    pub fn supports_tls(&self) -> bool {
+        true
+    }
+
+    /// Asks the server for TLS (`NBD_OPT_STARTTLS`) in option mode: true
+    /// if the handshake succeeded, false if the server refused.
+    pub fn opt_starttls(&self) -> Result<bool> {
+        run_option(&mut self.lock(), UserOption::StartTls, None, None).map(|r| r == 1)
+    }
+
+    /// Starts `NBD_OPT_STARTTLS`; `completion` reports its end (errno
+    /// `ENOTSUP` or `EINVAL` if the server refused).
+    pub fn aio_opt_starttls(&self, completion: Option<Completion>) -> Result<()> {
+        start_option(
+            &mut self.lock(),
+            UserOption::StartTls,
+            completion,
+            None,
+            None,
+        )
+    }
+}
+
+/// Applies what a URI says about TLS: `nbds` requires it; the `tls-*`
+/// parameters and the user name (`nbds://user@host/`) set the rest.
+pub(super) fn apply_uri_tls(c: &mut Conn, t: &UriTls, user: Option<&[u8]>) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if t.require {
+        c.tls.mode = LIBNBD_TLS_REQUIRE;
+    }
+    if let Some(dir) = &t.certificates {
+        c.tls.certificates = Some(PathBuf::from(OsStr::from_bytes(dir)));
+    }
+    if let Some(file) = &t.psk_file {
+        c.tls.psk_file = Some(PathBuf::from(OsStr::from_bytes(file)));
+    }
+    if let Some(u) = &t.username {
+        c.tls.username = Some(text(u));
+    }
+    if let Some(h) = &t.hostname {
+        c.tls.hostname = Some(text(h));
+    }
+    if let Some(v) = t.verify_peer {
+        c.tls.verify_peer = v;
+    }
+    // The user name of the authority, as libnbd, is the TLS user name.
+    if let Some(u) = user {
+        c.tls.username = Some(text(u));
+    }
+}

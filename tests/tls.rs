@@ -1,0 +1,692 @@
+//! TLS against real servers: nbdkit and qemu-nbd, with X.509 certificates
+//! and with pre-shared keys, through the Rust API; the failures each
+//! report libnbd's errno and a message naming the reason.
+//!
+//! Each test makes a throwaway CA, server and client certificates with
+//! certtool (gnutls-bin, installed by `make check`) and a PSK file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use common::{have, Server, TempDir};
+use nbd::{Completion, Handle};
+
+const TLS_DISABLE: i32 = 0;
+const TLS_ALLOW: i32 = 1;
+const TLS_REQUIRE: i32 = 2;
+
+/// A CA, a server and a client certificate, a PSK file, and a CA nobody
+/// trusts, in one temporary directory.
+struct Pki {
+    dir: TempDir,
+}
+
+fn certtool(args: &[&str]) {
+    common::run("certtool", args);
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = TempDir::new(tag);
+        let pki = Pki { dir };
+        let certs = pki.certs();
+        std::fs::create_dir_all(&certs).unwrap();
+        let p = |name: &str| certs.join(name).to_str().unwrap().to_string();
+        let t = |name: &str, text: &str| {
+            let path = pki.dir.path(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        for key in ["ca-key.pem", "server-key.pem", "client-key.pem"] {
+            // RSA: qemu-nbd insists on the key encipherment usage.
+            certtool(&["--generate-privkey", "--bits=2048", "--outfile", &p(key)]);
+        }
+        let ca = t(
+            "ca.info",
+            "cn = Test CA\nca\ncert_signing_key\nexpiration_days = 2\n",
+        );
+        certtool(&[
+            "--generate-self-signed",
+            "--load-privkey",
+            &p("ca-key.pem"),
+            "--template",
+            &ca,
+            "--outfile",
+            &p("ca-cert.pem"),
+        ]);
+        let server = t(
+            "server.info",
+            "organization = Test\ncn = localhost\ndns_name = localhost\n\
+             ip_address = 127.0.0.1\ntls_www_server\nsigning_key\nencryption_key\n\
+             expiration_days = 2\n",
+        );
+        let client = t(
+            "client.info",
+            "organization = Test\ncn = client\ntls_www_client\nsigning_key\n\
+             encryption_key\nexpiration_days = 2\n",
+        );
+        for (who, info) in [("server", &server), ("client", &client)] {
+            certtool(&[
+                "--generate-certificate",
+                "--load-ca-certificate",
+                &p("ca-cert.pem"),
+                "--load-ca-privkey",
+                &p("ca-key.pem"),
+                "--load-privkey",
+                &p(&format!("{who}-key.pem")),
+                "--template",
+                info,
+                "--outfile",
+                &p(&format!("{who}-cert.pem")),
+            ]);
+        }
+        // A CA that signed nothing the server has.
+        let other = pki.other_ca();
+        std::fs::create_dir_all(&other).unwrap();
+        let o = |name: &str| other.join(name).to_str().unwrap().to_string();
+        certtool(&[
+            "--generate-privkey",
+            "--key-type=ecdsa",
+            "--outfile",
+            &o("ca-key.pem"),
+        ]);
+        certtool(&[
+            "--generate-self-signed",
+            "--load-privkey",
+            &o("ca-key.pem"),
+            "--template",
+            &ca,
+            "--outfile",
+            &o("ca-cert.pem"),
+        ]);
+        // PSK: the file nbdkit reads, and the same as qemu's keys.psk.
+        let psk = "alice:8e1f6b1b0a9d2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80910\n";
+        std::fs::create_dir_all(pki.psk_dir()).unwrap();
+        std::fs::write(pki.psk_file(), psk).unwrap();
+        std::fs::write(
+            pki.dir.path("wrong.psk"),
+            "alice:00112233445566778899aabbccddeeff\n",
+        )
+        .unwrap();
+        pki
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path("certs")
+    }
+    fn other_ca(&self) -> PathBuf {
+        self.dir.path("other-ca")
+    }
+    fn psk_dir(&self) -> PathBuf {
+        self.dir.path("psk")
+    }
+    fn psk_file(&self) -> PathBuf {
+        self.psk_dir().join("keys.psk")
+    }
+    fn wrong_psk(&self) -> PathBuf {
+        self.dir.path("wrong.psk")
+    }
+    fn sock(&self, name: &str) -> PathBuf {
+        self.dir.path(name)
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Everything the tests need, or a reason to skip.
+fn tools(test: &str, qemu: bool) -> bool {
+    have("certtool", test) && have("nbdkit", test) && (!qemu || have("qemu-nbd", test))
+}
+
+/// Whether a server accepts connections on `sock` (the socket file exists
+/// from bind, before listen).
+fn listening(sock: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(sock).is_ok()
+}
+
+/// `nbdkit ARGS memory 64M` on a Unix socket, in the foreground.
+fn nbdkit_unix(sock: &Path, args: &[&str]) -> Server {
+    let mut argv = vec!["-f", "-U", s(sock)];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["memory", "64M"]);
+    let sock = sock.to_path_buf();
+    Server::start("nbdkit", &argv, move || listening(&sock))
+}
+
+fn qemu_nbd(sock: &Path, pki: &Pki, object: &str) -> Server {
+    let image = pki.dir.path("disk.img");
+    std::fs::write(&image, vec![0u8; 4 << 20]).unwrap();
+    let sock_arg = sock.to_path_buf();
+    Server::start(
+        "qemu-nbd",
+        &[
+            "--object",
+            object,
+            "--tls-creds",
+            "tls0",
+            "-f",
+            "raw",
+            // Persistent: the readiness probe is a client too.
+            "-t",
+            "-k",
+            s(sock),
+            s(&image),
+        ],
+        move || listening(&sock_arg),
+    )
+}
+
+/// Writes a pattern and reads it back, small and large.
+fn check_io(h: &Handle) {
+    let size = h.size().unwrap();
+    assert!(size >= 4 << 20);
+    let big: Vec<u8> = (0..(2 << 20)).map(|i| (i * 7 + i / 4096) as u8).collect();
+    h.pwrite(&big, 4096, 0).unwrap();
+    let mut back = vec![0u8; big.len()];
+    h.pread(&mut back, 4096, 0).unwrap();
+    assert!(back == big, "data read back differs");
+    h.pwrite(b"hello, tls", 0, 0).unwrap();
+    let mut small = [0u8; 10];
+    h.pread(&mut small, 0, 0).unwrap();
+    assert_eq!(&small, b"hello, tls");
+}
+
+fn expect_err(r: nbd::Result<()>, errno: i32, needle: &str) {
+    let e = r.expect_err("connect should fail");
+    assert_eq!(e.errno(), errno, "errno of {e}");
+    assert!(e.message().contains(needle), "{needle:?} not in {e}");
+}
+
+#[test]
+fn nbdkit_x509_read_write() {
+    if !tools("nbdkit_x509_read_write", false) {
+        return;
+    }
+    let pki = Pki::new("tls-x509");
+    let sock = pki.sock("x.sock");
+    let certs = pki.certs();
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    let h = Handle::new().unwrap();
+    assert!(h.supports_tls());
+    assert_eq!(h.tls(), TLS_DISABLE);
+    assert!(h.tls_verify_peer());
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    // Negotiation went on over TLS.
+    assert!(h.structured_replies_negotiated().unwrap());
+    check_io(&h);
+    // Settings are fixed once connected.
+    assert_eq!(h.set_tls(TLS_ALLOW).unwrap_err().errno(), libc::EINVAL);
+    h.shutdown(0).unwrap();
+}
+
+#[test]
+fn nbdkit_x509_tcp_verifies_host() {
+    if !tools("nbdkit_x509_tcp_verifies_host", false) {
+        return;
+    }
+    let pki = Pki::new("tls-tcp");
+    let certs = pki.certs();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let port2 = port.clone();
+    let _srv = Server::start(
+        "nbdkit",
+        &[
+            "-f",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+            "memory",
+            "64M",
+        ],
+        move || std::net::TcpStream::connect(format!("127.0.0.1:{port2}")).is_ok(),
+    );
+    // By name and by address: both are in the certificate.
+    for host in ["localhost", "127.0.0.1"] {
+        let h = Handle::new().unwrap();
+        h.set_tls(TLS_REQUIRE).unwrap();
+        h.set_tls_certificates(&certs).unwrap();
+        h.connect_tcp(host, &port).unwrap();
+        assert!(h.tls_negotiated().unwrap());
+        assert_eq!(h.tls_hostname(), host);
+        check_io(&h);
+    }
+    // An untrusted CA.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(pki.other_ca()).unwrap();
+    expect_err(
+        h.connect_tcp("localhost", &port),
+        0,
+        "certificate verify failed",
+    );
+    assert!(h.aio_is_dead());
+    // ... which is fine when the peer is not verified.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(pki.other_ca()).unwrap();
+    h.set_tls_verify_peer(false).unwrap();
+    h.connect_tcp("localhost", &port).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    // The name checked can be set instead of the one connected to.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.set_tls_hostname("wrong.example.com").unwrap();
+    expect_err(h.connect_tcp("localhost", &port), 0, "hostname mismatch");
+}
+
+#[test]
+fn nbdkit_x509_unix_hostname_rules() {
+    if !tools("nbdkit_x509_unix_hostname_rules", false) {
+        return;
+    }
+    let pki = Pki::new("tls-unix-host");
+    let sock = pki.sock("x.sock");
+    let certs = pki.certs();
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    // No host name over a Unix socket: nothing to check, as in libnbd.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(pki.other_ca()).unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    assert_eq!(h.tls_hostname(), "");
+    // With a TLS host name the certificate is checked.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(pki.other_ca()).unwrap();
+    h.set_tls_hostname("localhost").unwrap();
+    assert_eq!(h.tls_hostname(), "localhost");
+    expect_err(h.connect_unix(&sock), 0, "certificate verify failed");
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.set_tls_hostname("other.example").unwrap();
+    expect_err(h.connect_unix(&sock), 0, "hostname mismatch");
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.set_tls_hostname("localhost").unwrap();
+    h.connect_unix(&sock).unwrap();
+    check_io(&h);
+}
+
+#[test]
+fn nbdkit_psk_read_write_and_failures() {
+    if !tools("nbdkit_psk_read_write_and_failures", false) {
+        return;
+    }
+    let pki = Pki::new("tls-psk");
+    let sock = pki.sock("p.sock");
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-psk={}", s(&pki.psk_file())),
+        ],
+    );
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk_file(pki.psk_file()).unwrap();
+    h.set_tls_username("alice").unwrap();
+    assert_eq!(h.tls_username().unwrap(), "alice");
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+    drop(h);
+
+    // Wrong key: the server drops the handshake.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk_file(pki.wrong_psk()).unwrap();
+    h.set_tls_username("alice").unwrap();
+    expect_err(h.connect_unix(&sock), 0, "TLS handshake failed");
+    assert!(h.aio_is_dead());
+
+    // A user the file does not have.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk_file(pki.psk_file()).unwrap();
+    h.set_tls_username("bob").unwrap();
+    expect_err(
+        h.connect_unix(&sock),
+        libc::EINVAL,
+        "username bob was not found in PSK file",
+    );
+
+    // No such file.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk_file(pki.dir.path("missing.psk")).unwrap();
+    h.set_tls_username("alice").unwrap();
+    expect_err(h.connect_unix(&sock), libc::ENOENT, "open: ");
+
+    // The server requires TLS but the handle does not do it.
+    let h = Handle::new().unwrap();
+    expect_err(
+        h.connect_unix(&sock),
+        libc::ENOTSUP,
+        "handshake: server requires TLS encryption first",
+    );
+}
+
+#[test]
+fn uris() {
+    if !tools("uris", false) {
+        return;
+    }
+    let pki = Pki::new("tls-uri");
+    let xsock = pki.sock("x.sock");
+    let psock = pki.sock("p.sock");
+    let certs = pki.certs();
+    let _x = nbdkit_unix(
+        &xsock,
+        &[
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    let _p = nbdkit_unix(
+        &psock,
+        &[
+            "--tls=require",
+            &format!("--tls-psk={}", s(&pki.psk_file())),
+        ],
+    );
+    let uri = format!(
+        "nbds+unix:///?socket={}&tls-certificates={}",
+        s(&xsock),
+        s(&certs)
+    );
+    // Local files need permission.
+    let h = Handle::new().unwrap();
+    let e = h.connect_uri(&uri).unwrap_err();
+    assert_eq!(e.errno(), libc::EPERM);
+    assert!(e
+        .message()
+        .contains("local file access (tls-certificates) is not allowed"));
+
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    h.connect_uri(&uri).unwrap();
+    assert_eq!(h.tls(), TLS_REQUIRE);
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+
+    // PSK, the user name from the authority.
+    let uri = format!(
+        "nbds+unix://alice@/?socket={}&tls-psk-file={}",
+        s(&psock),
+        s(&pki.psk_file())
+    );
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    h.connect_uri(&uri).unwrap();
+    assert_eq!(h.tls_username().unwrap(), "alice");
+    assert!(h.tls_negotiated().unwrap());
+    // The URI round-trips, as libnbd writes it.
+    assert_eq!(h.get_uri().unwrap(), uri);
+    check_io(&h);
+
+    // tls-username and tls-hostname / tls-verify-peer parameters.
+    let uri = format!(
+        "nbds+unix:///?socket={}&tls-psk-file={}&tls-username=alice",
+        s(&psock),
+        s(&pki.psk_file())
+    );
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    h.connect_uri(&uri).unwrap();
+    assert_eq!(h.tls_username().unwrap(), "alice");
+    let uri = format!(
+        "nbds+unix:///?socket={}&tls-certificates={}&tls-hostname=wrong.example",
+        s(&xsock),
+        s(&certs)
+    );
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    expect_err(h.connect_uri(&uri), 0, "hostname mismatch");
+    let h = Handle::new().unwrap();
+    h.set_uri_allow_local_file(true).unwrap();
+    h.connect_uri(format!("{uri}&tls-verify-peer=false"))
+        .unwrap();
+    assert!(h.tls_negotiated().unwrap());
+
+    // nbds: over a server without TLS fails.
+    let plain = pki.sock("plain.sock");
+    let _plain = nbdkit_unix(&plain, &[]);
+    let h = Handle::new().unwrap();
+    expect_err(
+        h.connect_uri(format!("nbds+unix:///?socket={}", s(&plain))),
+        libc::ENOTSUP,
+        "handshake: server refused TLS, but handle TLS setting is 'require' (2)",
+    );
+}
+
+#[test]
+fn allow_falls_back_and_require_refused() {
+    if !tools("allow_falls_back_and_require_refused", false) {
+        return;
+    }
+    let pki = Pki::new("tls-fallback");
+    let plain = pki.sock("plain.sock");
+    let _plain = nbdkit_unix(&plain, &[]);
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_ALLOW).unwrap();
+    h.connect_unix(&plain).unwrap();
+    assert!(!h.tls_negotiated().unwrap());
+    check_io(&h);
+
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    expect_err(
+        h.connect_unix(&plain),
+        libc::ENOTSUP,
+        "handshake: server refused TLS, but handle TLS setting is 'require' (2)",
+    );
+    assert!(h.aio_is_dead());
+
+    // An oldstyle server cannot do TLS at all.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    let e = h
+        .connect_command(&["nbdkit", "-s", "-o", "--exit-with-parent", "memory", "1M"])
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::ENOTSUP);
+    assert!(e
+        .message()
+        .contains("handshake: server is oldstyle, but handle TLS setting is 'require' (2)"));
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_ALLOW).unwrap();
+    h.connect_command(&["nbdkit", "-s", "-o", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    assert!(!h.tls_negotiated().unwrap());
+
+    // Invalid settings.
+    let h = Handle::new().unwrap();
+    let e = h.set_tls(3).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert_eq!(e.message(), "tls: invalid value for parameter: 3");
+}
+
+#[test]
+fn opt_mode_starttls() {
+    if !tools("opt_mode_starttls", false) {
+        return;
+    }
+    let pki = Pki::new("tls-opt");
+    let sock = pki.sock("on.sock");
+    let certs = pki.certs();
+    // --tls=on: TLS optional, so plaintext options work too.
+    let _srv = nbdkit_unix(
+        &sock,
+        &["--tls=on", &format!("--tls-certificates={}", s(&certs))],
+    );
+
+    // TLS disabled: nothing automatic; the caller asks.
+    let h = Handle::new().unwrap();
+    h.set_opt_mode(true).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.aio_is_negotiating());
+    assert!(!h.tls_negotiated().unwrap());
+    assert!(h.opt_starttls().unwrap());
+    assert!(h.tls_negotiated().unwrap());
+    // Asking twice is refused by the server; TLS stays.
+    assert!(!h.opt_starttls().unwrap());
+    assert!(h.tls_negotiated().unwrap());
+    h.opt_go().unwrap();
+    check_io(&h);
+
+    // TLS allowed or required: STARTTLS happens before negotiation.
+    let h = Handle::new().unwrap();
+    h.set_opt_mode(true).unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.aio_is_negotiating());
+    assert!(h.tls_negotiated().unwrap());
+    h.opt_go().unwrap();
+    check_io(&h);
+
+    // The aio form, with its completion callback; and a server without TLS.
+    let plain = pki.sock("plain.sock");
+    let _plain = nbdkit_unix(&plain, &[]);
+    let h = Handle::new().unwrap();
+    h.set_opt_mode(true).unwrap();
+    h.connect_unix(&plain).unwrap();
+    assert!(!h.opt_starttls().unwrap());
+    let seen = Arc::new(AtomicI32::new(-1));
+    let seen2 = seen.clone();
+    h.aio_opt_starttls(Some(Completion::new(move |err| {
+        seen2.store(*err, Ordering::SeqCst);
+        1
+    })))
+    .unwrap();
+    while h.aio_is_connecting() {
+        h.poll(-1).unwrap();
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), libc::ENOTSUP);
+    assert!(!h.tls_negotiated().unwrap());
+    h.opt_go().unwrap();
+}
+
+#[test]
+fn aio_many_in_flight() {
+    if !tools("aio_many_in_flight", false) {
+        return;
+    }
+    let pki = Pki::new("tls-aio");
+    let sock = pki.sock("x.sock");
+    let certs = pki.certs();
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.aio_connect_unix(&sock).unwrap();
+    while h.aio_is_connecting() {
+        h.poll(-1).unwrap();
+    }
+    assert!(h.tls_negotiated().unwrap());
+    // Many small writes then reads at once: replies arrive several to a
+    // TLS record, so the machine must drain what OpenSSL buffers.
+    const N: usize = 256;
+    const LEN: usize = 512;
+    let data: Vec<u8> = (0..N * LEN).map(|i| (i % 251) as u8).collect();
+    let mut cookies = Vec::new();
+    for i in 0..N {
+        // SAFETY: data outlives the commands, which complete below.
+        let c = unsafe { h.aio_pwrite(data[i * LEN..].as_ptr(), LEN, (i * LEN) as u64, None, 0) };
+        cookies.push(c.unwrap());
+    }
+    let mut back = vec![0u8; N * LEN];
+    for i in 0..N {
+        // SAFETY: back outlives the commands, which complete below.
+        let c =
+            unsafe { h.aio_pread(back[i * LEN..].as_mut_ptr(), LEN, (i * LEN) as u64, None, 0) };
+        cookies.push(c.unwrap());
+    }
+    for c in cookies {
+        while !h.aio_command_completed(c as i64).unwrap() {
+            h.poll(-1).unwrap();
+        }
+    }
+    assert!(back == data);
+}
+
+#[test]
+fn qemu_nbd_x509() {
+    if !tools("qemu_nbd_x509", true) {
+        return;
+    }
+    let pki = Pki::new("tls-qemu-x509");
+    let sock = pki.sock("q.sock");
+    let certs = pki.certs();
+    let object = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=on",
+        s(&certs)
+    );
+    let _srv = qemu_nbd(&sock, &pki, &object);
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.set_tls_hostname("localhost").unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+    h.shutdown(0).unwrap();
+}
+
+#[test]
+fn qemu_nbd_psk() {
+    if !tools("qemu_nbd_psk", true) {
+        return;
+    }
+    let pki = Pki::new("tls-qemu-psk");
+    let sock = pki.sock("q.sock");
+    let object = format!(
+        "tls-creds-psk,id=tls0,dir={},endpoint=server",
+        s(&pki.psk_dir())
+    );
+    let _srv = qemu_nbd(&sock, &pki, &object);
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk_file(pki.psk_file()).unwrap();
+    h.set_tls_username("alice").unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+    h.shutdown(0).unwrap();
+}
