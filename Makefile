@@ -34,7 +34,7 @@ SYMS      := $(RUST_OUT)/libnbd.syms
 # What the Rust staticlib needs from the system, as
 # `cargo rustc --release --crate-type staticlib -- --print native-static-libs`
 # reports it; -z defs below fails the link if this ever falls short.
-NATIVE_LIBS ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+NATIVE_LIBS ?= -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 SONAME := libnbd.so.0
 SHLIB  := build/libnbd.so.0.0.0
@@ -47,12 +47,16 @@ STAGE := $(CURDIR)/build/install
 
 .PHONY: all cargo-build link install example check clean bench \
         check-deps check-cargo-test check-shlib check-header check-abi \
-        check-stale-header check-c-tests check-example check-fuzz fuzz
+        check-stale-header check-c-tests check-valgrind check-example check-fuzz fuzz \
+        check-real-programs
 
 all: cargo-build
 	@$(MAKE) --no-print-directory link
 
+# The build needs libssl-dev: install what is missing first when root
+# (without root, ensure-deps only says what to install).
 cargo-build:
+	-@tests/ensure-deps.sh
 	$(CARGO) build --release
 
 # Relinked when cargo has produced a new staticlib or version script.
@@ -101,7 +105,7 @@ example: all
 # Each step runs even if an earlier one failed; the output of each is also
 # kept in build/check-STEP.log.  A step that prints a line starting with
 # "SKIP:" and succeeds is counted as skipped.
-CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests example fuzz
+CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests valgrind example fuzz real-programs
 
 check:
 	@mkdir -p build; \
@@ -159,7 +163,26 @@ check-c-tests: all
 	  echo "SKIP: tests/run-c-tests.sh does not exist"; \
 	fi
 
+# The C tests again, each program under valgrind memcheck (not the servers
+# it starts: valgrind does not follow exec by default). Any memory error or
+# definite leak makes the program exit 99, a failure. No suppressions are
+# needed.
+VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
+  --errors-for-leak-kinds=definite --track-fds=no --trace-children=no
+check-valgrind: all
+	@if ! command -v valgrind >/dev/null; then \
+	  echo "SKIP: valgrind is not installed"; \
+	else \
+	  TEST_WRAPPER="$(VALGRIND)" TEST_TIMEOUT=120 \
+	    bash tests/run-c-tests.sh $(CURDIR)/build $(CURDIR)/include; \
+	fi
+
 check-example: example
+
+# Debian's libnbd programs (nbdinfo, nbdcopy, nbddump, nbdsh, nbdfuse, nbdkit's
+# nbd plugin) on our library, compared with the system libnbd.
+check-real-programs: all
+	tests/real-programs.sh build
 
 # A short deterministic libFuzzer pass from the seed corpus (fuzz/run.sh).
 check-fuzz:

@@ -13,6 +13,10 @@
 # Programs named *-ours.c test behaviour that only our library has
 # (the C libnbd crashes there); they are skipped with --oracle and run
 # with NBD_TEST_OURS=1 otherwise.  A program exiting 77 is a SKIP.
+#
+# TEST_WRAPPER="valgrind --error-exitcode=99 ..." runs each program
+# under that command (not the servers it starts); TEST_TIMEOUT (60 s)
+# limits each program.
 
 set -u
 
@@ -107,7 +111,10 @@ run () {
     local log=$1; shift
     # The subshell keeps bash's "Segmentation fault" notices out of
     # our output (they land in the log instead).
-    ( env "${runenv[@]}" timeout "${TEST_TIMEOUT:-60}" "$@" >"$log.out" 2>"$log.err"
+    # TEST_WRAPPER (split on spaces) runs the program itself under e.g.
+    # valgrind; the servers the program starts are not wrapped.
+    # shellcheck disable=SC2086
+    ( env "${runenv[@]}" timeout "${TEST_TIMEOUT:-60}" ${TEST_WRAPPER:-} "$@" >"$log.out" 2>"$log.err"
       exit $? ) 2>>"$log.err"
     local r=$?
     cat "$log.out" "$log.err" >"$log"
