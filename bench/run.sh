@@ -1,0 +1,253 @@
+#!/bin/bash
+# bench/run.sh: our libnbd.so.0 against the system's, side by side.
+#
+# Builds bench/nbdbench.c once (against include/libnbd.h), starts nbdkit
+# servers on Unix sockets, then for each metric runs the benchmark on our
+# library (build/) and on the system library in interleaved pairs (the
+# order alternates: ours-first, theirs-first, ...).  For each metric it
+# prints the medians of the absolute numbers and the median of the per-pair
+# ratios ours/theirs, plus the same ratio for the system library against
+# itself (the noise of this machine).  Debian's nbdcopy, copying a 1 GiB
+# pattern disk to null:, is measured the same way.
+#
+# Environment:
+#   PAIRS=5        pairs per metric (and as many system-vs-system pairs)
+#   SECS=2         seconds per timed nbdbench run
+#   OURS=build     directory holding our libnbd.so.0
+#   THEIRS=/usr/lib/x86_64-linux-gnu   the reference library's directory
+#   METRICS="pread4k pwrite4k read1m aio-loop aio-poll connect nbdcopy"
+#   RESULTS=build/bench/results.txt    where the table is also written
+#
+# Exit status: 0 once the table is printed (a metric our library fails is
+# a row saying FAIL with the error), 2 if the setup itself fails.
+
+set -u
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PAIRS=${PAIRS:-5}
+SECS=${SECS:-2}
+OURS=$(cd "${OURS:-$ROOT/build}" && pwd -P) || exit 2
+THEIRS=$(cd "${THEIRS:-/usr/lib/x86_64-linux-gnu}" && pwd -P) || exit 2
+METRICS=${METRICS:-pread4k pwrite4k read1m aio-loop aio-poll connect nbdcopy}
+RESULTS=${RESULTS:-$ROOT/build/bench/results.txt}
+
+for tool in gcc nbdkit nbdcopy; do
+    command -v $tool >/dev/null || { echo "bench: $tool is needed" >&2; exit 2; }
+done
+[ -e "$OURS/libnbd.so.0" ] || { echo "bench: no $OURS/libnbd.so.0 (run make)" >&2; exit 2; }
+[ -e "$THEIRS/libnbd.so.0" ] || { echo "bench: no $THEIRS/libnbd.so.0" >&2; exit 2; }
+# The real files, as /proc/self/maps names them.
+OURS_SO=$(readlink -f "$OURS/libnbd.so.0")
+THEIRS_SO=$(readlink -f "$THEIRS/libnbd.so.0")
+if [ "$OURS_SO" = "$THEIRS_SO" ]; then
+    echo "bench: $OURS and $THEIRS hold the same library" >&2; exit 2
+fi
+
+WORK=$(mktemp -d /tmp/nbdbench.XXXXXX)
+SERVER_PIDS=()
+cleanup() {
+    for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM
+
+BENCH=$WORK/nbdbench
+# Compiled once; the library is chosen at run time by LD_LIBRARY_PATH.
+gcc -O2 -Wall -Wextra -I"$ROOT/include" -o "$BENCH" "$ROOT/bench/nbdbench.c" \
+    -L"$OURS" -lnbd || { echo "bench: cannot build nbdbench" >&2; exit 2; }
+
+start_server() { # SOCKET PLUGIN ARGS...
+    local sock=$1; shift
+    nbdkit -U "$sock" -f --exit-with-parent "$@" >"$WORK/nbdkit-$1.log" 2>&1 &
+    SERVER_PIDS+=($!)
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && return 0
+        sleep 0.1
+    done
+    echo "bench: nbdkit $* did not start:" >&2
+    cat "$WORK/nbdkit-$1.log" >&2
+    exit 2
+}
+PATTERN_SOCK=$WORK/pattern.sock   # reads, connect, nbdcopy source
+MEMORY_SOCK=$WORK/memory.sock     # writes
+start_server "$PATTERN_SOCK" pattern 1G
+start_server "$MEMORY_SOCK" memory 1G
+
+# run_one LIBDIR METRIC: one measurement.  Prints "VALUE CPU_PER_GIB" on
+# success, or "FAIL error text" on failure.
+run_one() {
+    local dir=$1 metric=$2 expect out line
+    if [ "$dir" = "$OURS" ]; then expect=$OURS_SO; else expect=$THEIRS_SO; fi
+    if [ "$metric" = nbdcopy ]; then
+        out=$(LD_LIBRARY_PATH=$dir timeout 120 "$BENCH" exec \
+              nbdcopy "nbd+unix:///?socket=$PATTERN_SOCK" null: 2>&1)
+    else
+        local sock=$PATTERN_SOCK
+        [ "$metric" = pwrite4k ] && sock=$MEMORY_SOCK
+        out=$(LD_LIBRARY_PATH=$dir timeout $((SECS * 10 + 30)) \
+              "$BENCH" "$metric" "$sock" "$SECS" 2>&1)
+    fi
+    echo "$dir $metric: $out" >>"$WORK/raw.log"
+    line=$(grep '^RESULT ' <<<"$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL $(grep -v '^RESULT ' <<<"$out" | head -n 2 | paste -sd ';' | sed 's/;/; /g')"
+        return
+    fi
+    local lib value cpu pergib
+    lib=$(sed -n 's/.* lib=\([^ ]*\).*/\1/p' <<<"$line")
+    value=$(sed -n 's/.* value=\([^ ]*\).*/\1/p' <<<"$line")
+    cpu=$(sed -n 's/.* cpu=\([^ ]*\).*/\1/p' <<<"$line")
+    pergib=$(sed -n 's/.* cpu_per_gib=\([^ ]*\).*/\1/p' <<<"$line")
+    if [ "$metric" = connect ]; then
+        # No bytes moved: CPU microseconds per connection instead.
+        local ops
+        ops=$(sed -n 's/.* ops=\([^ ]*\).*/\1/p' <<<"$line")
+        pergib=$(awk -v c="$cpu" -v n="$ops" 'BEGIN { printf "%.3f", c * 1e6 / n }')
+    fi
+    if [ "$metric" = nbdcopy ]; then
+        # 1 GiB moved: value is seconds; turn it into MiB/s.
+        value=$(awk -v s="$value" 'BEGIN { printf "%.3f", 1024 / s }')
+        pergib=$cpu
+    elif [ "$lib" != "$expect" ]; then
+        echo "FAIL loaded $lib instead of $expect"
+        return
+    fi
+    echo "$value $pergib"
+}
+
+# The library nbdcopy really loads, checked once per side.
+check_nbdcopy_lib() { # LIBDIR EXPECTED_SO
+    local found
+    found=$(LD_LIBRARY_PATH=$1 LD_TRACE_LOADED_OBJECTS=1 nbdcopy 2>/dev/null |
+            awk '/libnbd\.so\.0/ { print $3 }')
+    found=$(readlink -f "$found")
+    if [ "$found" != "$2" ]; then
+        echo "bench: nbdcopy with LD_LIBRARY_PATH=$1 loads $found, not $2" >&2
+        exit 2
+    fi
+}
+check_nbdcopy_lib "$OURS" "$OURS_SO"
+check_nbdcopy_lib "$THEIRS" "$THEIRS_SO"
+
+# stats FILE: FILE holds "a b" per pair; prints
+#   median(a) median(b) median(a/b) min(a/b) max(a/b)
+stats() {
+    awk '
+        function median(arr, n,   i, j, t) {
+            for (i = 2; i <= n; i++)
+                for (j = i; j > 1 && arr[j-1] > arr[j]; j--) {
+                    t = arr[j]; arr[j] = arr[j-1]; arr[j-1] = t
+                }
+            return n % 2 ? arr[(n+1)/2] : (arr[n/2] + arr[n/2+1]) / 2
+        }
+        $2 > 0 { n++; a[n] = $1; b[n] = $2; r[n] = $1 / $2 }
+        END {
+            if (n == 0) { print "- - - - -"; exit }
+            lo = hi = r[1]
+            for (i = 2; i <= n; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
+            printf "%g %g %.3f %.3f %.3f\n", median(a, n), median(b, n), median(r, n), lo, hi
+        }' "$1"
+}
+
+# pairs A_DIR B_DIR METRIC TAG: PAIRS interleaved pairs; writes
+# $WORK/TAG.val and $WORK/TAG.cpu ("a b" lines), $WORK/TAG.fail on a
+# failure of A (then stops early).
+pairs() {
+    local a=$1 b=$2 metric=$3 tag=$4 i ra rb
+    : >"$WORK/$tag.val"; : >"$WORK/$tag.cpu"; rm -f "$WORK/$tag.fail"
+    for ((i = 1; i <= PAIRS; i++)); do
+        if ((i % 2)); then
+            ra=$(run_one "$a" "$metric"); rb=$(run_one "$b" "$metric")
+        else
+            rb=$(run_one "$b" "$metric"); ra=$(run_one "$a" "$metric")
+        fi
+        if [[ $ra == FAIL* ]]; then echo "${ra#FAIL }" >"$WORK/$tag.fail"; return; fi
+        if [[ $rb == FAIL* ]]; then echo "reference: ${rb#FAIL }" >"$WORK/$tag.fail"; return; fi
+        echo "${ra%% *} ${rb%% *}" >>"$WORK/$tag.val"
+        echo "${ra##* } ${rb##* }" >>"$WORK/$tag.cpu"
+        printf '  %-9s pair %d: A %s  B %s\n' "$metric" "$i" "$ra" "$rb" >&2
+    done
+}
+
+unit_of() {
+    case $1 in
+        pread4k|pwrite4k) echo ops/s ;;
+        connect) echo conn/s ;;
+        *) echo MiB/s ;;
+    esac
+}
+target_of() {
+    case $1 in
+        pread4k|pwrite4k) echo 1.2 ;;
+        read1m) echo 1.1 ;;
+        aio-loop|aio-poll) echo 1.3 ;;
+        connect) echo 1.2 ;;
+        nbdcopy) echo 1.1 ;;
+    esac
+}
+
+mkdir -p "$(dirname "$RESULTS")"
+TABLE=$WORK/table
+{
+    printf '%-20s %12s %12s %8s %13s %7s %13s %7s %s\n' \
+        metric ours theirs ratio "ratio range" noise "noise range" target met
+} >"$TABLE"
+CPUTABLE=$WORK/cputable
+: >"$CPUTABLE"
+
+start=$(date +%s)
+echo "bench: ours   = $OURS_SO" >&2
+echo "bench: theirs = $THEIRS_SO" >&2
+echo "bench: $PAIRS pairs x ${SECS}s per metric; A = ours then B = theirs, then system vs system" >&2
+for metric in $METRICS; do
+    echo "bench: $metric" >&2
+    pairs "$OURS" "$THEIRS" "$metric" cmp
+    pairs "$THEIRS" "$THEIRS" "$metric" noise
+    unit=$(unit_of "$metric")
+    target=$(target_of "$metric")
+    read -r _ _ nv nlo nhi < <(stats "$WORK/noise.val")
+    read -r _ _ cn cnlo cnhi < <(stats "$WORK/noise.cpu")
+    echo "$nv $cn" >>"$WORK/noise.all"
+    if [ -e "$WORK/noise.fail" ]; then nv="n/a"; nlo=; nhi=; cn="n/a"; cnlo=; cnhi=; fi
+    if [ -e "$WORK/cmp.fail" ]; then
+        printf '%-20s %12s %12s %8s %13s %7s %13s %7s %s\n' "$metric ($unit)" FAIL - - - \
+            "$nv" "$nlo..$nhi" ">=$target" "no: $(cat "$WORK/cmp.fail")" >>"$TABLE"
+        continue
+    fi
+    read -r ma mb r lo hi < <(stats "$WORK/cmp.val")
+    met=$(awk -v r="$r" -v t="$target" 'BEGIN { print (r >= t ? "yes" : "no") }')
+    printf '%-20s %12s %12s %8s %13s %7s %13s %7s %s\n' "$metric ($unit)" "$ma" "$mb" "$r" \
+        "$lo..$hi" "$nv" "$nlo..$nhi" ">=$target" "$met" >>"$TABLE"
+    read -r ca cb cr clo chi < <(stats "$WORK/cmp.cpu")
+    if [ "$metric" = connect ]; then
+        name="cpu us/conn"; ctarget="-"; cmet="-"
+    else
+        name="cpu s/GiB $metric"; ctarget="<=0.7"
+        cmet=$(awk -v r="$cr" 'BEGIN { print (r <= 0.7 ? "yes" : "no") }')
+    fi
+    printf '%-20s %12s %12s %8s %13s %7s %13s %7s %s\n' "$name" "$ca" "$cb" "$cr" \
+        "$clo..$chi" "$cn" "$cnlo..$cnhi" "$ctarget" "$cmet" >>"$CPUTABLE"
+done
+cat "$CPUTABLE" >>"$TABLE"
+{
+    echo
+    echo "ours   = $OURS_SO"
+    echo "theirs = $THEIRS_SO"
+    echo "$PAIRS interleaved pairs per metric, ${SECS}s per nbdbench run; nbdcopy copies 1 GiB"
+    echo "ratio = median of per-pair ours/theirs (range = min..max over pairs);"
+    echo "noise = the same median ratio for the system library against itself;"
+    echo "cpu/GiB = client CPU seconds (user+sys, all threads) per GiB moved (lower is better)."
+    awk '$1 != "n/a" && $1 != "-" { v[++n] = $1 } $2 != "n/a" && $2 != "-" { v[++n] = $2 }
+         END { if (n) { lo = hi = v[1]; for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
+                        printf "noise: system-vs-system median ratios over all rows span %.3f..%.3f\n", lo, hi } }' \
+        "$WORK/noise.all" 2>/dev/null
+    echo "elapsed $(( $(date +%s) - start ))s"
+} >>"$TABLE"
+echo >&2
+cat "$TABLE"
+cp "$TABLE" "$RESULTS"
+cp "$WORK/raw.log" "${RESULTS%.txt}.raw.log"
+exit 0
