@@ -166,9 +166,11 @@ check-c-tests: all
 # The C tests again, each program under valgrind memcheck (not the servers
 # it starts: valgrind does not follow exec by default). Any memory error or
 # definite leak makes the program exit 99, a failure. No suppressions are
-# needed.
+# needed. --fair-sched=yes: valgrind's default thread lock lets a busy
+# thread starve the others (fork-safety's hammer thread did).
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
-  --errors-for-leak-kinds=definite --track-fds=no --trace-children=no
+  --errors-for-leak-kinds=definite --track-fds=no --trace-children=no \
+  --fair-sched=yes
 check-valgrind: all
 	@if ! command -v valgrind >/dev/null; then \
 	  echo "SKIP: valgrind is not installed"; \

@@ -114,7 +114,9 @@ run () {
     # TEST_WRAPPER (split on spaces) runs the program itself under e.g.
     # valgrind; the servers the program starts are not wrapped.
     # shellcheck disable=SC2086
-    ( env "${runenv[@]}" timeout "${TEST_TIMEOUT:-60}" ${TEST_WRAPPER:-} "$@" >"$log.out" 2>"$log.err"
+    local slow=()
+    [ -n "${TEST_WRAPPER:-}" ] && slow=(NBD_TEST_SLOW=1)
+    ( env "${runenv[@]}" "${slow[@]}" timeout "${TEST_TIMEOUT:-60}" ${TEST_WRAPPER:-} "$@" >"$log.out" 2>"$log.err"
       exit $? ) 2>>"$log.err"
     local r=$?
     cat "$log.out" "$log.err" >"$log"
