@@ -1152,10 +1152,14 @@ impl Conn {
         self.trace_state();
     }
 
-    /// At close: fails what is pending (completion callbacks see ENOTCONN),
-    /// frees every callback, drops the transport and reaps the subprocess.
+    /// At close: the final status of unretired commands is lost (as
+    /// libnbd documents), so their completion callbacks are not called;
+    /// every callback's free function runs, the transport is dropped and
+    /// the subprocess reaped.
     pub(crate) fn close(&mut self) {
-        self.abort_commands(libc::ENOTCONN);
+        self.to_issue.clear();
+        self.issue_pos = 0;
+        self.in_flight = 0;
         self.done.clear();
         for slot in &mut self.slots {
             slot.state = SlotState::Free;

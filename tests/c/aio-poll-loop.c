@@ -197,8 +197,8 @@ test_memory (void)
     if (memcmp (rbuf[i], wbuf[i], BLOCK) != 0)
       FAIL ("block %d read back differs", i);
 
-  /* Close with commands pending: every callback is reached once and
-   * every free function runs once.
+  /* Close with commands pending: their final status is lost (libnbd(3)),
+   * so no completion callback runs, and every free function runs once.
    */
   reset_counters ();
   for (int i = 0; i < NR; ++i) {
@@ -208,7 +208,7 @@ test_memory (void)
   }
   nbd_close (nbd);
   for (int i = 0; i < NR; ++i)
-    if (counters[i].frees != 1 || counters[i].calls > 1)
+    if (counters[i].frees != 1 || counters[i].calls != 0)
       FAIL ("close: command %d: called %d times, freed %d times",
             i, counters[i].calls, counters[i].frees);
 }
