@@ -143,6 +143,14 @@ open_handle (void)
 
   if (!h)
     die_nbd ("nbd_create");
+  /* NBDBENCH_TLS_PSK=FILE: TLS with the pre-shared key of user "bench". */
+  const char *psk = getenv ("NBDBENCH_TLS_PSK");
+  if (psk) {
+    if (nbd_set_tls (h, LIBNBD_TLS_REQUIRE) == -1 ||
+        nbd_set_tls_username (h, "bench") == -1 ||
+        nbd_set_tls_psk_file (h, psk) == -1)
+      die_nbd ("TLS setup");
+  }
   if (nbd_connect_unix (h, sock_path) == -1)
     die_nbd ("nbd_connect_unix");
   return h;
