@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::path::Path;
 
-use super::{c_str_arg, check_nonnull, malloc_c_string, nbd_handle, with_handle};
+use super::{c_str_arg, c_str_list_arg, check_nonnull, malloc_c_string, nbd_handle, with_handle};
 use crate::transport::SockAddr;
 use crate::{Error, Result};
 
@@ -28,27 +28,13 @@ unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
     ))
 }
 
-/// Borrows a NULL-terminated C `argv` as byte strings.
-///
-/// # Safety
-/// `argv` must point to a NULL-terminated array of NUL-terminated strings.
-unsafe fn argv_from_c<'a>(argv: *const *mut c_char) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut p = argv;
-    while !(*p).is_null() {
-        out.push(CStr::from_ptr(*p).to_bytes());
-        p = p.add(1);
-    }
-    out
-}
-
-/// Checks and borrows a C `argv`.
+/// Checks and borrows a C `argv` as byte strings.
 ///
 /// # Safety
 /// `argv` must be NULL or a NULL-terminated array of C strings.
 unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
-    check_nonnull(argv, "argv")?;
-    Ok(argv_from_c(argv))
+    let args = c_str_list_arg(argv, "argv")?;
+    Ok(args.into_iter().map(CStr::to_bytes).collect())
 }
 
 // ---- URIs ---------------------------------------------------------------------
@@ -77,7 +63,7 @@ pub extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) ->
 #[no_mangle]
 pub extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_uri", h, std::ptr::null_mut(), |h| {
-        h.get_uri().map(|s| malloc_c_string(s.as_bytes()))
+        h.get_uri().and_then(|s| malloc_c_string(s.as_bytes()))
     })
 }
 
@@ -297,7 +283,7 @@ pub extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_c
         "nbd_get_socket_activation_name",
         h,
         std::ptr::null_mut(),
-        |h| Ok(malloc_c_string(h.socket_activation_name().as_bytes())),
+        |h| malloc_c_string(h.socket_activation_name().as_bytes()),
     )
 }
 

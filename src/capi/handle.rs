@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 
 use super::{c_str_arg, ffi_call, malloc_c_string, nbd_handle, with_handle};
 use crate::handle::{PACKAGE_NAME, VERSION};
-use crate::{Error, Handle};
+use crate::Handle;
 
 /// Creates a handle; NULL on failure.
 #[no_mangle]
@@ -64,16 +64,8 @@ pub extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: *const c_
 #[no_mangle]
 pub extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_handle_name", h, std::ptr::null_mut(), |h| {
-        alloc_string(&h.handle_name().into_bytes())
+        malloc_c_string(h.handle_name().as_bytes())
     })
-}
-
-fn alloc_string(s: &[u8]) -> crate::Result<*mut c_char> {
-    let p = malloc_c_string(s);
-    if p.is_null() {
-        return Err(Error::new(libc::ENOMEM, "malloc"));
-    }
-    Ok(p)
 }
 
 /// Stores a value for the caller; returns the previous one.
@@ -116,7 +108,7 @@ pub extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: *const c_
 #[no_mangle]
 pub extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_export_name", h, std::ptr::null_mut(), |h| {
-        alloc_string(&h.export_name()?)
+        malloc_c_string(&h.export_name()?)
     })
 }
 

@@ -7,7 +7,7 @@ use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
 use super::{c_str_arg, malloc_c_string, nbd_handle, null_error, with_handle};
 use crate::callback::{Extent, Extent64, Extent64Cb};
-use crate::{Error, Result};
+use crate::Result;
 
 fn extent(cb: nbd_extent_callback) -> Result<Extent> {
     // SAFETY: the C caller's callback and free are valid for user_data;
@@ -61,11 +61,7 @@ pub extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::ssize_t 
 pub extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *mut c_char {
     with_handle("nbd_get_meta_context", h, std::ptr::null_mut(), |h| {
         let name = h.meta_context(i)?;
-        let p = malloc_c_string(name.as_bytes());
-        if p.is_null() {
-            return Err(Error::new(libc::ENOMEM, "strdup"));
-        }
-        Ok(p)
+        malloc_c_string(name.as_bytes())
     })
 }
 
@@ -210,6 +206,5 @@ pub extern "C" fn nbd_aio_block_status_filter(
 }
 
 fn context_list(contexts: *mut *mut c_char) -> Result<Vec<String>> {
-    super::check_nonnull(contexts, "contexts")?;
-    queries(contexts)
+    queries(contexts, "contexts")
 }

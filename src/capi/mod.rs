@@ -83,18 +83,42 @@ pub(crate) unsafe fn c_str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'
     Ok(unsafe { CStr::from_ptr(ptr) })
 }
 
-/// Copies `s` into memory from `malloc`, for a `char *` the caller `free`s.
-pub(crate) fn malloc_c_string(s: &[u8]) -> *mut c_char {
+/// Copies `s` into memory from `malloc`, for a `char *` the caller
+/// `free`s; fails with ENOMEM.
+pub(crate) fn malloc_c_string(s: &[u8]) -> Result<*mut c_char> {
     // SAFETY: we allocate len+1 bytes and write exactly that many.
     unsafe {
         let p = libc::malloc(s.len() + 1) as *mut u8;
         if p.is_null() {
-            return std::ptr::null_mut();
+            return Err(Error::new(libc::ENOMEM, "malloc"));
         }
         std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
         *p.add(s.len()) = 0;
-        p as *mut c_char
+        Ok(p as *mut c_char)
     }
+}
+
+/// Borrows a NULL-terminated array of C strings (an `argv`, a list of
+/// queries or contexts), failing with EFAULT naming `param` when NULL.
+///
+/// # Safety
+/// `list` must be NULL or a NULL-terminated array of C strings that
+/// outlive `'a`.
+pub(crate) unsafe fn c_str_list_arg<'a>(
+    list: *const *mut c_char,
+    param: &str,
+) -> Result<Vec<&'a CStr>> {
+    check_nonnull(list, param)?;
+    let mut out = Vec::new();
+    let mut p = list;
+    // SAFETY: the caller's promise: entries up to the NULL are C strings.
+    unsafe {
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p));
+            p = p.add(1);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `f`, turning an `Err` or a panic into `err_value` with the error recorded.

@@ -1,10 +1,10 @@
 //! Option mode: negotiating by hand before transmission.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 
 use super::aio::completion;
 use super::types::{nbd_completion_callback, nbd_context_callback, nbd_list_callback};
-use super::{check_nonnull, nbd_handle, null_error, with_handle};
+use super::{c_str_list_arg, nbd_handle, null_error, with_handle};
 use crate::{Context, List, Result};
 
 /// Takes ownership of a required list callback.
@@ -28,19 +28,14 @@ fn context(cb: nbd_context_callback) -> Result<Context> {
     Ok(context)
 }
 
-/// Reads a NULL-terminated `char **` list of query strings.
-pub(super) fn queries(list: *mut *mut c_char) -> Result<Vec<String>> {
-    check_nonnull(list, "queries")?;
-    let mut out = Vec::new();
-    let mut p = list as *const *mut c_char;
-    // SAFETY: the caller passes a NULL-terminated array of C strings.
-    unsafe {
-        while !(*p).is_null() {
-            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
-            p = p.add(1);
-        }
-    }
-    Ok(out)
+/// Reads a NULL-terminated `char **` list of strings (queries, contexts).
+pub(super) fn queries(list: *mut *mut c_char, param: &str) -> Result<Vec<String>> {
+    // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
+    let list = unsafe { c_str_list_arg(list, param) }?;
+    Ok(list
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect())
 }
 
 pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
@@ -108,7 +103,7 @@ pub extern "C" fn nbd_opt_list_meta_context_queries(
     let context = context(context_callback);
     with_handle("nbd_opt_list_meta_context_queries", h, -1, |h| {
         let context = context?;
-        let q = self::queries(queries)?;
+        let q = self::queries(queries, "queries")?;
         h.opt_list_meta_context_queries(&as_strs(&q), context)
     })
 }
@@ -135,7 +130,7 @@ pub extern "C" fn nbd_opt_set_meta_context_queries(
     let context = context(context_callback);
     with_handle("nbd_opt_set_meta_context_queries", h, -1, |h| {
         let context = context?;
-        let q = self::queries(queries)?;
+        let q = self::queries(queries, "queries")?;
         h.opt_set_meta_context_queries(&as_strs(&q), context)
     })
 }
@@ -229,7 +224,7 @@ pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
     let context = context(context_callback);
     with_handle("nbd_aio_opt_list_meta_context_queries", h, -1, |h| {
         let context = context?;
-        let q = self::queries(queries)?;
+        let q = self::queries(queries, "queries")?;
         h.aio_opt_list_meta_context(Some(&as_strs(&q)), context, completion)
             .map(|()| 0)
     })
@@ -262,7 +257,7 @@ pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
     let context = context(context_callback);
     with_handle("nbd_aio_opt_set_meta_context_queries", h, -1, |h| {
         let context = context?;
-        let q = self::queries(queries)?;
+        let q = self::queries(queries, "queries")?;
         h.aio_opt_set_meta_context(Some(&as_strs(&q)), context, completion)
             .map(|()| 0)
     })

@@ -4,18 +4,14 @@
 use std::ffi::{c_char, c_int};
 
 use super::{malloc_c_string, nbd_handle, with_handle};
-use crate::{Error, Handle, Result};
+use crate::{Handle, Result};
 
 fn bool_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c_int {
     with_handle(api, h, -1, |h| f(h).map(c_int::from))
 }
 
 fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
-    let p = malloc_c_string(&s?);
-    if p.is_null() {
-        return Err(Error::new(libc::ENOMEM, "malloc"));
-    }
-    Ok(p)
+    malloc_c_string(&s?)
 }
 
 /// Limits the handshake flags the client will use.

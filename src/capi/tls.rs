@@ -9,14 +9,6 @@ use super::types::nbd_completion_callback;
 use super::{c_str_arg, malloc_c_string, nbd_handle, with_handle};
 use crate::{Error, Result};
 
-fn alloc_string(s: &str) -> Result<*mut c_char> {
-    let p = malloc_c_string(s.as_bytes());
-    if p.is_null() {
-        return Err(Error::new(libc::ENOMEM, "malloc"));
-    }
-    Ok(p)
-}
-
 /// Borrows a C string argument as text.
 ///
 /// # Safety
@@ -89,7 +81,7 @@ pub extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: *const c_ch
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_tls_username", h, ptr::null_mut(), |h| {
-        alloc_string(&h.tls_username()?)
+        malloc_c_string(h.tls_username()?.as_bytes())
     })
 }
 
@@ -118,7 +110,7 @@ pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_ch
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_tls_hostname", h, ptr::null_mut(), |h| {
-        alloc_string(&h.tls_hostname())
+        malloc_c_string(h.tls_hostname().as_bytes())
     })
 }
 

@@ -13,6 +13,19 @@ static void *volatile null_ptr = NULL;
 #define NULLH ((struct nbd_handle *) null_ptr)
 #define NULLP ((void *) null_ptr)
 
+static int
+count_context (void *user_data, const char *name)
+{
+  return 0;
+}
+
+static int
+count_extents (void *user_data, const char *metacontext, uint64_t offset,
+               nbd_extent *entries, size_t nr_entries, int *error)
+{
+  return 0;
+}
+
 #define NULL_MSG(fn, param) fn ": " param " cannot be NULL: Bad address"
 
 #define CHECK_NULL_H(call, fn) \
@@ -92,6 +105,17 @@ main (void)
   CHECK_STR_FREE (nbd_get_handle_name (h), "nbd1");
   CHECK_ERR (nbd_connect_command (h, NULLP), EFAULT,
              NULL_MSG ("nbd_connect_command", "argv"));
+  CHECK_ERR (nbd_connect_systemd_socket_activation (h, NULLP), EFAULT,
+             NULL_MSG ("nbd_connect_systemd_socket_activation", "argv"));
+#ifdef LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT_QUERIES
+  {
+    nbd_context_callback ctx = { .callback = count_context };
+    CHECK_ERR (nbd_opt_list_meta_context_queries (h, NULLP, ctx), EFAULT,
+               NULL_MSG ("nbd_opt_list_meta_context_queries", "queries"));
+    CHECK_ERR (nbd_opt_set_meta_context_queries (h, NULLP, ctx), EFAULT,
+               NULL_MSG ("nbd_opt_set_meta_context_queries", "queries"));
+  }
+#endif
   /* The failed calls did not change the handle's state. */
   CHECK_INT (nbd_aio_is_created (h), 1);
   CHECK_OK (nbd_connect_command (h, memory));
@@ -101,6 +125,13 @@ main (void)
              NULL_MSG ("nbd_pread", "buf"));
   CHECK_ERR (nbd_pwrite (h, NULLP, sizeof buf, 0, 0), EFAULT,
              NULL_MSG ("nbd_pwrite", "buf"));
+#ifdef LIBNBD_HAVE_NBD_BLOCK_STATUS_FILTER
+  {
+    nbd_extent64_callback ext = { .callback = count_extents };
+    CHECK_ERR (nbd_block_status_filter (h, sizeof buf, 0, NULLP, ext, 0),
+               EFAULT, NULL_MSG ("nbd_block_status_filter", "contexts"));
+  }
+#endif
   CHECK_INT (nbd_aio_is_ready (h), 1);
   CHECK_OK (nbd_pwrite (h, buf, sizeof buf, 0, 0));
   CHECK_OK (nbd_pread (h, buf, sizeof buf, 0, 0));
