@@ -1487,3 +1487,207 @@ fn close_while_idle() {
         },
     );
 }
+
+// ---- pread_initialize: no stale byte survives a read -------------------------------
+//
+// With `pread_initialize` on (the default), libnbd zeroes the buffer before
+// the request goes out, so whatever the server fails to send reads as zero.
+// This library zeroes only what is left unfilled when the command ends; these
+// cases check the caller sees the same thing. Buffers start out as STALE.
+
+/// What a caller's buffer holds before a read.
+const STALE: u8 = 0xa5;
+/// Size of the reads below; HALF splits them.
+const LEN: u64 = 8192;
+const HALF: u64 = LEN / 2;
+
+/// Reads LEN bytes at 0 from a server that answers with `reply` and then
+/// serves correctly; returns the result and the buffer.
+fn read_stale_buffer(
+    initialize: bool,
+    reply: impl FnOnce(&mut Fake, &Request) -> io::Result<()> + Send + 'static,
+) -> (Result<(), Error>, Vec<u8>) {
+    run(
+        Style::Structured,
+        move |f| {
+            f.handshake()?;
+            let (req, _) = f.recv_request()?;
+            reply(f, &req)?;
+            f.serve()
+        },
+        move |fd| {
+            let h = connect(fd);
+            h.set_pread_initialize(initialize).unwrap();
+            let mut buf = vec![STALE; LEN as usize];
+            let r = h.pread(&mut buf, 0, 0);
+            (r, buf)
+        },
+    )
+}
+
+/// The disk's bytes over `range`, zeros elsewhere in [0, LEN).
+fn disk_over(range: std::ops::Range<u64>) -> Vec<u8> {
+    (0..LEN)
+        .map(|i| if range.contains(&i) { pattern(i) } else { 0 })
+        .collect()
+}
+
+#[test]
+fn initialize_chunks_out_of_order() {
+    let (r, buf) = read_stale_buffer(true, |f, req| {
+        let d = f.read_disk(HALF, HALF);
+        f.data_chunk(0, req.cookie, HALF, &d)?;
+        let d = f.read_disk(0, HALF);
+        f.data_chunk(proto::NBD_REPLY_FLAG_DONE, req.cookie, 0, &d)
+    });
+    r.unwrap();
+    assert_eq!(buf, disk_over(0..LEN));
+}
+
+#[test]
+fn initialize_hole_then_data() {
+    let (r, buf) = read_stale_buffer(true, |f, req| {
+        let mut hole = 0u64.to_be_bytes().to_vec();
+        hole.extend_from_slice(&(HALF as u32).to_be_bytes());
+        f.chunk(0, proto::NBD_REPLY_TYPE_OFFSET_HOLE, req.cookie, &hole)?;
+        let d = f.read_disk(HALF, HALF);
+        f.data_chunk(proto::NBD_REPLY_FLAG_DONE, req.cookie, HALF, &d)
+    });
+    r.unwrap();
+    assert_eq!(buf, disk_over(HALF..LEN));
+}
+
+/// The first half arrives in order, then the reply ends: EPROTO, and the
+/// second half is zero, not the caller's old bytes.
+#[test]
+fn initialize_reply_short_in_order() {
+    let (r, buf) = read_stale_buffer(true, |f, req| {
+        let d = f.read_disk(0, HALF);
+        f.data_chunk(0, req.cookie, 0, &d)?;
+        f.chunk(
+            proto::NBD_REPLY_FLAG_DONE,
+            proto::NBD_REPLY_TYPE_NONE,
+            req.cookie,
+            &[],
+        )
+    });
+    assert_eq!(errno(r), libc::EPROTO);
+    assert_eq!(buf, disk_over(0..HALF));
+}
+
+/// Only a piece in the middle arrives: both sides of it read as zero.
+#[test]
+fn initialize_reply_short_out_of_order() {
+    let (r, buf) = read_stale_buffer(true, |f, req| {
+        let d = f.read_disk(1000, 3000);
+        f.data_chunk(0, req.cookie, 1000, &d)?;
+        f.chunk(
+            proto::NBD_REPLY_FLAG_DONE,
+            proto::NBD_REPLY_TYPE_NONE,
+            req.cookie,
+            &[],
+        )
+    });
+    assert_eq!(errno(r), libc::EPROTO);
+    assert_eq!(buf, disk_over(1000..4000));
+}
+
+#[test]
+fn initialize_error_reply() {
+    let (r, buf) = read_stale_buffer(true, |f, req| {
+        let mut e = proto::NBD_EIO.to_be_bytes().to_vec();
+        e.extend_from_slice(&0u16.to_be_bytes());
+        f.chunk(
+            proto::NBD_REPLY_FLAG_DONE,
+            proto::NBD_REPLY_TYPE_ERROR,
+            req.cookie,
+            &e,
+        )
+    });
+    assert_eq!(errno(r), libc::EIO);
+    assert_eq!(buf, vec![0; LEN as usize]);
+}
+
+/// Turned off, the unfilled half keeps the caller's bytes: the check above
+/// would see a missing zeroing.
+#[test]
+fn initialize_off_leaves_buffer() {
+    let (r, buf) = read_stale_buffer(false, |f, req| {
+        let d = f.read_disk(0, HALF);
+        f.data_chunk(0, req.cookie, 0, &d)?;
+        f.chunk(
+            proto::NBD_REPLY_FLAG_DONE,
+            proto::NBD_REPLY_TYPE_NONE,
+            req.cookie,
+            &[],
+        )
+    });
+    assert_eq!(errno(r), libc::EPROTO);
+    assert_eq!(&buf[..HALF as usize], &disk_over(0..HALF)[..HALF as usize]);
+    assert!(buf[HALF as usize..].iter().all(|&b| b == STALE));
+}
+
+/// The server dies in the middle of the data: what arrived stays where it
+/// landed, the rest is zero, none of the caller's old bytes remain.
+#[test]
+fn initialize_server_dies_mid_data() {
+    let buf = run(
+        Style::Structured,
+        |f| {
+            f.handshake()?;
+            let (req, _) = f.recv_request()?;
+            let mut p = proto::encode_chunk_header(
+                proto::NBD_REPLY_FLAG_DONE,
+                proto::NBD_REPLY_TYPE_OFFSET_DATA,
+                req.cookie,
+                (8 + LEN) as u32,
+            )
+            .to_vec();
+            p.extend_from_slice(&0u64.to_be_bytes());
+            p.extend_from_slice(&f.read_disk(0, HALF + 100));
+            f.send(&p)
+        },
+        |fd| {
+            let h = connect(fd);
+            let mut buf = vec![STALE; LEN as usize];
+            // libnbd reports no errno here ("server disconnected unexpectedly").
+            assert_eq!(errno(h.pread(&mut buf, 0, 0)), 0);
+            assert!(h.aio_is_dead());
+            buf
+        },
+    );
+    // What arrived stays, as after libnbd's zeroing up front.
+    assert_eq!(buf, disk_over(0..HALF + 100));
+}
+
+/// A read still in flight when the handle closes: the buffer outlives the
+/// handle and holds no stale byte.
+#[test]
+fn initialize_pending_read_at_close() {
+    let buf = run(
+        Style::Structured,
+        |f| {
+            f.handshake()?;
+            let (req, _) = f.recv_request()?;
+            let d = f.read_disk(0, HALF);
+            f.data_chunk(0, req.cookie, 0, &d)?;
+            f.wait_for_close();
+            Ok(())
+        },
+        |fd| {
+            let h = connect(fd);
+            let before = h.stats_bytes_received();
+            let mut buf = vec![STALE; LEN as usize];
+            // SAFETY: buf outlives the handle, which is dropped below.
+            unsafe { h.aio_pread(buf.as_mut_ptr(), buf.len(), 0, None, 0) }.unwrap();
+            // Let the first chunk (header, offset, data) arrive.
+            let deadline = Instant::now() + DEADLINE;
+            while h.stats_bytes_received() < before + 20 + 8 + HALF && Instant::now() < deadline {
+                h.poll(100).unwrap();
+            }
+            drop(h);
+            buf
+        },
+    );
+    assert_eq!(buf, disk_over(0..HALF));
+}

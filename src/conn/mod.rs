@@ -131,6 +131,13 @@ struct Slot {
     error: i32,
     /// Bytes of a read's range the server has covered with data or holes.
     data_seen: u64,
+    /// `pread_initialize` done lazily: bytes from `unzeroed_from` to the
+    /// end of a read's buffer may still hold the caller's old contents and
+    /// are zeroed when the command finishes. Everything before it is
+    /// server data, in order; the first chunk out of order zeroes the rest
+    /// at once. The caller sees what an eager memset would have left.
+    zero_unfilled: bool,
+    unzeroed_from: u64,
     /// Mid-command callback of a structured read.
     chunk: Option<Chunk>,
     /// Extent callback of a block status command.
@@ -155,6 +162,8 @@ impl Slot {
             cookie: 0,
             error: 0,
             data_seen: 0,
+            zero_unfilled: false,
+            unzeroed_from: 0,
             chunk: None,
             extent: None,
             completion: None,
@@ -168,6 +177,41 @@ impl Slot {
         self.chunk = None;
         self.extent = None;
         self.completion = None;
+    }
+
+    /// Zeroes what the server has not filled of a lazily initialized read.
+    fn zero_rest(&mut self) {
+        if self.zero_unfilled {
+            self.zero_unfilled = false;
+            if self.unzeroed_from < self.count {
+                // SAFETY: a read's buffer holds `count` writable bytes while
+                // the command lives; unzeroed_from < count.
+                unsafe {
+                    std::ptr::write_bytes(
+                        self.buf.add(self.unzeroed_from as usize),
+                        0,
+                        (self.count - self.unzeroed_from) as usize,
+                    )
+                };
+            }
+        }
+    }
+
+    /// The server is about to write from `start` of a read's buffer. In
+    /// order, zeroing can wait; out of order, the rest is zeroed now.
+    fn claim(&mut self, start: u64) {
+        if self.zero_unfilled && start != self.unzeroed_from {
+            self.zero_rest();
+        }
+    }
+
+    /// `[start, start + len)` of a read's buffer now holds server data (or
+    /// a hole's zeros). Until this point a partly received chunk lies in
+    /// the range `zero_rest` would clear.
+    fn filled(&mut self, start: u64, len: u64) {
+        if self.zero_unfilled && start == self.unzeroed_from {
+            self.unzeroed_from = start + len;
+        }
     }
 
     /// Bytes of payload that follow the header on the wire.
@@ -196,6 +240,9 @@ pub(crate) struct CommandCallbacks {
     /// Payload to send after the header (other than a write's data); the
     /// header's length then gives its size.
     pub payload: Vec<u8>,
+    /// For a read: bytes the server does not fill are zeroed by the time
+    /// the command finishes (`pread_initialize`, without a memset up front).
+    pub zero_unfilled: bool,
 }
 
 /// Identifies a command in the machine.
@@ -614,12 +661,27 @@ impl Conn {
         err
     }
 
+    /// A data chunk cut short stays where it landed: the bytes received
+    /// count as filled, so only the rest of the buffer is zeroed.
+    fn keep_partial_data(&mut self) {
+        if let Reading::Data {
+            id, dst, left, len, ..
+        } = self.reading
+        {
+            let slot = &mut self.slots[id.index as usize];
+            let received = len - left;
+            let start = dst as usize - slot.buf as usize - received;
+            slot.filled(start as u64, received as u64);
+        }
+    }
+
     /// Fails every queued or in-flight command with `errno` (unless it
     /// already has an error), calling completion callbacks as libnbd does.
     fn abort_commands(&mut self, errno: i32) {
         self.to_issue.clear();
         self.issue_pos = 0;
         self.in_flight = 0;
+        self.keep_partial_data();
         self.reading = Reading::Header;
         for index in 0..self.slots.len() {
             let slot = &mut self.slots[index];
@@ -946,6 +1008,8 @@ impl Conn {
         slot.buf = buf;
         slot.error = 0;
         slot.data_seen = 0;
+        slot.zero_unfilled = callbacks.zero_unfilled && kind == proto::NBD_CMD_READ;
+        slot.unzeroed_from = 0;
         slot.chunk = callbacks.chunk;
         slot.extent = callbacks.extent;
         slot.completion = callbacks.completion;
@@ -1093,6 +1157,7 @@ impl Conn {
     /// retires it (callback returned 1) or keeps it for the caller.
     fn finish(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
+        slot.zero_rest();
         slot.state = SlotState::Done;
         let (kind, error, cookie) = (slot.kind, slot.error, slot.cookie);
         self.debug.log(|| {
@@ -1157,11 +1222,16 @@ impl Conn {
     /// every callback's free function runs, the transport is dropped and
     /// the subprocess reaped.
     pub(crate) fn close(&mut self) {
+        self.keep_partial_data();
         self.to_issue.clear();
         self.issue_pos = 0;
         self.in_flight = 0;
         self.done.clear();
         for slot in &mut self.slots {
+            if matches!(slot.state, SlotState::Queued | SlotState::Sent) {
+                // The caller's buffer outlives the handle.
+                slot.zero_rest();
+            }
             slot.state = SlotState::Free;
             slot.free_callbacks();
         }

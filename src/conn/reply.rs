@@ -64,8 +64,9 @@ impl Conn {
                     // replies are on; the data is still read, the read fails.
                     self.set_command_error(id, libc::EPROTO);
                 }
-                let slot = &self.slots[id.index as usize];
+                let slot = &mut self.slots[id.index as usize];
                 if error == 0 && slot.kind == proto::NBD_CMD_READ {
+                    slot.claim(0);
                     self.reading = Reading::Data {
                         id,
                         dst: slot.buf,
@@ -214,6 +215,7 @@ impl Conn {
         let in_range =
             offset >= cmd_offset && len <= cmd_count && offset - cmd_offset <= cmd_count - len;
         if in_range {
+            self.slots[id.index as usize].claim(offset - cmd_offset);
             // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
             let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
             self.reading = Reading::Data {
@@ -298,6 +300,7 @@ impl Conn {
         let (cmd_offset, cmd_buf) = {
             let s = &mut self.slots[id.index as usize];
             s.data_seen = s.data_seen.saturating_add(len as u64);
+            s.filled((start as usize - s.buf as usize) as u64, len as u64);
             (s.offset, s.buf)
         };
         let offset = cmd_offset + (start as usize - cmd_buf as usize) as u64;
@@ -377,11 +380,14 @@ impl Conn {
                 && hole as u64 <= cmd_count
                 && offset - cmd_offset <= cmd_count - hole as u64 =>
             {
+                let at = offset - cmd_offset;
+                let s = &mut self.slots[id.index as usize];
+                s.claim(at);
                 // SAFETY: the hole lies within the command's buffer (checked).
-                let start = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
+                let start = unsafe { cmd_buf.add(at as usize) };
                 // SAFETY: as above.
                 unsafe { std::ptr::write_bytes(start, 0, hole as usize) };
-                let s = &mut self.slots[id.index as usize];
+                s.filled(at, hole as u64);
                 s.data_seen = s.data_seen.saturating_add(hole as u64);
                 self.call_chunk(id, start, hole as usize, offset, LIBNBD_READ_HOLE as u32);
             }

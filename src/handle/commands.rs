@@ -423,8 +423,11 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32
     }
 }
 
-/// Checks and issues a read. With `pread_initialize` the buffer is zeroed
-/// first, before any error is possible, as libnbd does.
+/// Checks and issues a read. With `pread_initialize`, a structured read
+/// (whose chunk callback may look at the whole buffer) or a read that
+/// fails its checks has its buffer zeroed at once, as libnbd does; any
+/// other read has what the server leaves unfilled zeroed by the time it
+/// finishes, which saves writing every byte twice.
 ///
 /// # Safety
 /// `buf` must be valid for writes of `count` bytes until the command retires.
@@ -437,9 +440,43 @@ unsafe fn start_read(
     chunk: Option<Chunk>,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
-    if c.settings.pread_initialize && count > 0 {
+    // A chunk callback may look at the whole buffer: zero it up front then.
+    let eager = c.settings.pread_initialize && chunk.is_some();
+    if eager && count > 0 {
         std::ptr::write_bytes(buf, 0, count);
     }
+    let zero_unfilled = c.settings.pread_initialize && !eager;
+    let issued = issue_read(
+        c,
+        buf,
+        count,
+        offset,
+        flags,
+        chunk,
+        completion,
+        zero_unfilled,
+    );
+    if issued.is_err() && zero_unfilled && count > 0 {
+        std::ptr::write_bytes(buf, 0, count);
+    }
+    issued
+}
+
+/// [`start_read`] without the zeroing of a buffer whose read is refused.
+///
+/// # Safety
+/// As for [`start_read`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn issue_read(
+    c: &mut Conn,
+    buf: *mut u8,
+    count: usize,
+    offset: u64,
+    flags: u32,
+    chunk: Option<Chunk>,
+    completion: Option<Completion>,
+    zero_unfilled: bool,
+) -> Result<CommandId> {
     c.check_state(CONNECTED)?;
     // Only the structured read may ask for a single data chunk.
     let allowed = if chunk.is_some() {
@@ -462,6 +499,7 @@ unsafe fn start_read(
     let callbacks = CommandCallbacks {
         chunk,
         completion,
+        zero_unfilled,
         ..Default::default()
     };
     c.issue(
