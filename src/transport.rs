@@ -23,6 +23,13 @@ pub(crate) trait Transport: Send {
     fn fd(&self) -> RawFd;
     /// Receives into `buf`; `Ok(0)` means the server closed the connection.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Receives into `first` and, once it is full, on into `then`: the
+    /// rest of a payload and the header after it in one call. Returns the
+    /// bytes received in all. Transports that cannot do both fill `first`.
+    fn recv_pair(&mut self, first: &mut [u8], then: &mut [u8]) -> io::Result<usize> {
+        let _ = then;
+        self.recv(first)
+    }
     /// Sends as much of `bufs`, in order, as the socket takes now.
     fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Tells the server no more data follows.
@@ -65,6 +72,11 @@ impl Socket {
         Ok(Socket { fd })
     }
 
+    /// Wraps a connected socket that was created with `SOCK_NONBLOCK`.
+    pub(crate) fn from_nonblocking(fd: OwnedFd) -> Socket {
+        Socket { fd }
+    }
+
     /// Takes ownership of a caller's connected socket, after checking the
     /// fd is open (a bad fd is refused, not adopted).
     pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
@@ -94,6 +106,27 @@ impl Transport for Socket {
         loop {
             // SAFETY: buf is valid for writes of buf.len() bytes.
             let rc = unsafe { libc::recv(self.fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match cvt(rc) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn recv_pair(&mut self, first: &mut [u8], then: &mut [u8]) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: first.as_mut_ptr().cast(),
+                iov_len: first.len(),
+            },
+            libc::iovec {
+                iov_base: then.as_mut_ptr().cast(),
+                iov_len: then.len(),
+            },
+        ];
+        loop {
+            // SAFETY: both iovecs describe writable buffers borrowed for the call.
+            let rc = unsafe { libc::readv(self.fd(), iov.as_ptr(), 2) };
             match cvt(rc) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return other,

@@ -220,13 +220,10 @@ impl Conn {
         }
         self.net.addrs.clear();
         self.net.next = 0;
-        match transport::Socket::new(sock) {
-            Ok(socket) => {
-                self.start_handshake(Box::new(socket));
-                Ok(())
-            }
-            Err(e) => Err(self.die(Error::io("fcntl", &e))),
-        }
+        // `start_connect` made the socket non-blocking.
+        let socket = transport::Socket::from_nonblocking(sock);
+        self.start_handshake(Box::new(socket));
+        Ok(())
     }
 }
 

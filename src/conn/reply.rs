@@ -259,25 +259,32 @@ impl Conn {
             left -= take;
         }
         let mut progressed = take > 0;
+        // The next reply's header (and a read chunk's offset) is received
+        // with the end of this payload, into the empty `rbuf`.
+        let then = self.header_hint().min(self.rbuf.len());
         while left > 0 {
+            debug_assert_eq!(self.buffered(), 0);
             let t = self.transport.as_mut().expect("reading without transport");
             // SAFETY: as above, dst has `left` writable bytes.
             let out = unsafe { std::slice::from_raw_parts_mut(dst, left) };
             let got = if self.drained {
                 Err(io::ErrorKind::WouldBlock.into())
             } else {
-                t.recv(out)
+                t.recv_pair(out, &mut self.rbuf[..then])
             };
             match got {
                 Ok(0) => return Err(self.eof()),
                 Ok(got) => {
-                    // SAFETY: got <= left.
-                    dst = unsafe { dst.add(got) };
-                    left -= got;
+                    let payload = got.min(left);
+                    // SAFETY: payload <= left.
+                    dst = unsafe { dst.add(payload) };
+                    left -= payload;
+                    self.rpos = 0;
+                    self.rend = got - payload;
                     self.stats.bytes_received += got as u64;
                     progressed = true;
                     // A short read has emptied the socket: wait for poll.
-                    self.drained = got < out.len() && !t.pending();
+                    self.drained = got < out.len() + then && !t.pending();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.drained = true;
@@ -309,6 +316,18 @@ impl Conn {
             self.complete(id);
         }
         Ok(true)
+    }
+
+    /// Bytes that start the reply most likely to come next: a read's data
+    /// chunk header and offset, or a simple reply header.
+    fn header_hint(&self) -> usize {
+        if self.negotiated.extended_headers {
+            proto::EXTENDED_REPLY_LEN + 8
+        } else if self.negotiated.structured_replies {
+            proto::STRUCTURED_REPLY_LEN + 8
+        } else {
+            proto::SIMPLE_REPLY_LEN
+        }
     }
 
     fn read_chunk_payload(
