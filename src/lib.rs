@@ -14,6 +14,7 @@ mod conn;
 mod error;
 mod handle;
 pub mod proto;
+mod spin;
 mod transport;
 mod uri;
 

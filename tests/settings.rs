@@ -387,3 +387,31 @@ fn handshake_flags_are_honoured() {
     let h = nbdkit(&["-o", "memory", "1M"]);
     assert_eq!(h.handshake_flags(), 0);
 }
+
+/// The spin budget: 50 µs by default with two or more CPUs online (unless
+/// the environment sets one), settable, and 0 turns spinning off. Reads
+/// give the same bytes either way.
+#[test]
+fn spin_budget() {
+    let h = nbdkit(&["pattern", "1M"]);
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    match std::env::var("LIBNBD_SPIN_USEC") {
+        Ok(v) => assert_eq!(h.spin_usec(), v.trim().parse::<u32>().unwrap_or(0)),
+        Err(_) if cpus > 1 => assert_eq!(h.spin_usec(), 50),
+        Err(_) => assert_eq!(h.spin_usec(), 0),
+    }
+    let mut reads = Vec::new();
+    for usec in [0, 1000, 50] {
+        h.set_spin_usec(usec);
+        assert_eq!(h.spin_usec(), usec);
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..100 {
+            h.pread(&mut buf, 8192, 0).unwrap();
+        }
+        reads.push(buf);
+    }
+    // nbdkit's pattern: each 8-byte word holds its offset, big-endian.
+    assert_eq!(&reads[0][..8], &8192u64.to_be_bytes());
+    assert!(reads.iter().all(|r| r == &reads[0]));
+}

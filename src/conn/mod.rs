@@ -371,6 +371,8 @@ pub(crate) struct Conn {
     pub negotiated: Negotiated,
     /// Debug messages: on/off, handle name, callback.
     pub debug: Debug,
+    /// How synchronous calls wait for the server.
+    pub spin: crate::spin::SpinPolicy,
     /// Traffic counters (`nbd_stats_*`).
     pub stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
@@ -440,6 +442,7 @@ impl Conn {
             tls: tls::Tls::default(),
             negotiated: Negotiated::default(),
             debug: Debug::default(),
+            spin: crate::spin::SpinPolicy::from_env(),
             stats: Stats::default(),
             fatal: None,
             hs_out: Vec::new(),

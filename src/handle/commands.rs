@@ -330,7 +330,7 @@ impl Handle {
                 Default::default(),
             )?;
         }
-        run_until(&mut c, |c| c.is_closed() || c.is_dead())
+        run_until(&mut c, false, |c| c.is_closed() || c.is_dead())
     }
 }
 
@@ -766,7 +766,7 @@ pub(super) fn command_result(kind: u16, errno: i32) -> Result<()> {
 
 /// Drives the machine until command `id` is done, then retires it.
 fn wait_for_command(c: &mut Conn, id: CommandId) -> Result<()> {
-    let driven = run_until(c, |c| c.command_result(id).is_some());
+    let driven = run_until(c, true, |c| c.command_result(id).is_some());
     let retired = c.retire(id);
     driven?;
     match retired {

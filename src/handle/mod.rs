@@ -243,21 +243,31 @@ impl Drop for Handle {
         c.close();
     }
 }
-/// Alternates `progress` and `poll` until `done` holds.
-fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
+/// Alternates `progress` and `poll` until `done` holds. With `spin`, the
+/// first wait (for a command's reply) follows the handle's spin policy.
+fn run_until(c: &mut Conn, spin: bool, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
+    let mut first = spin;
     loop {
         if done(c) {
             return Ok(());
         }
-        if wait {
+        if wait && first {
+            // The reply's first bytes: spin on a quick server, sleep in
+            // poll on a slow one. Later waits (the rest of a large reply)
+            // and the handshake's sleep.
+            let mut spin = c.spin;
+            spin.wait(|| poll_once(c, 0), || poll_once(c, -1).map(drop))?;
+            c.spin = spin;
+        } else if wait {
             poll_once(c, -1)?;
         }
         c.progress()?;
         wait = true;
+        first = false;
     }
 }
 

@@ -118,6 +118,20 @@ impl Handle {
         self.lock().settings.pread_initialize
     }
 
+    /// Sets how long a synchronous command may spin, checking the socket
+    /// without sleeping, before it sleeps in `poll` (microseconds; 0 never
+    /// spins). The default is 50 on machines with more than one CPU, or
+    /// `LIBNBD_SPIN_USEC` from the environment. An extension: libnbd
+    /// always sleeps.
+    pub fn set_spin_usec(&self, usec: u32) {
+        self.lock().spin = crate::spin::SpinPolicy::new(usec);
+    }
+
+    /// The spin budget of synchronous commands, in microseconds.
+    pub fn spin_usec(&self) -> u32 {
+        self.lock().spin.usec()
+    }
+
     /// Whether `NBD_OPT_GO` asks the server for its block sizes (default true).
     pub fn set_request_block_size(&self, request: bool) -> Result<()> {
         let mut c = self.lock();
