@@ -396,6 +396,10 @@ pub(crate) struct Conn {
     /// The last receive found the socket empty; reading waits for the next
     /// readiness (the next `progress`).
     drained: bool,
+    /// The least `fill` asks the socket for: RECV_CHUNK, or after a large
+    /// data payload just the next reply's header (its payload is likely
+    /// large too, and is better received straight into the caller's buffer).
+    recv_least: usize,
     /// Received bytes not yet consumed: `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -450,6 +454,7 @@ impl Conn {
             no_zeroes: false,
             got_export_info: false,
             drained: false,
+            recv_least: RECV_CHUNK,
             option_run: None,
             option_result: None,
             tried_extended_headers: false,
@@ -878,12 +883,12 @@ impl Conn {
                 return Ok(false);
             }
             let t = self.transport.as_mut().expect("reading without transport");
-            // Ask for what is needed, or a small read's worth: enough for
+            // Ask for what is needed, or at least `recv_least`: enough for
             // several small replies or one 4 KiB read reply in one call,
-            // while most of a large payload is left for `read_data` to
-            // receive straight into the caller's buffer.
+            // while a large payload is left for `read_data` to receive
+            // straight into the caller's buffer.
             let want = (n - (self.rend - self.rpos))
-                .max(RECV_CHUNK)
+                .max(self.recv_least)
                 .min(self.rbuf.len() - self.rend);
             let got = t.recv(&mut self.rbuf[self.rend..self.rend + want]);
             // Fewer bytes than asked for (and none held inside TLS): the

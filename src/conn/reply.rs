@@ -301,6 +301,11 @@ impl Conn {
             }
         }
         self.reading = Reading::Header;
+        self.recv_least = if len > super::RECV_CHUNK {
+            self.header_hint()
+        } else {
+            super::RECV_CHUNK
+        };
         // The whole chunk has arrived: count it and show it to the caller.
         // SAFETY: dst is one past the chunk's last byte, len bytes after its start.
         let start = unsafe { dst.sub(len) };
