@@ -620,8 +620,9 @@ fn aio_many_in_flight() {
         h.poll(-1).unwrap();
     }
     assert!(h.tls_negotiated().unwrap());
-    // Many small writes then reads at once: replies arrive several to a
-    // TLS record, so the machine must drain what OpenSSL buffers.
+    // Many small writes, then many small reads, in flight at once: replies
+    // arrive several to a TLS record, so the machine must drain what
+    // OpenSSL buffers.
     const N: usize = 256;
     const LEN: usize = 512;
     let data: Vec<u8> = (0..N * LEN).map(|i| (i % 251) as u8).collect();
@@ -630,6 +631,13 @@ fn aio_many_in_flight() {
         // SAFETY: data outlives the commands, which complete below.
         let c = unsafe { h.aio_pwrite(data[i * LEN..].as_ptr(), LEN, (i * LEN) as u64, None, 0) };
         cookies.push(c.unwrap());
+    }
+    // The server may run requests in flight in any order: a read must not
+    // overtake the write of its block, so the writes finish first.
+    for c in cookies.drain(..) {
+        while !h.aio_command_completed(c as i64).unwrap() {
+            h.poll(-1).unwrap();
+        }
     }
     let mut back = vec![0u8; N * LEN];
     for i in 0..N {
