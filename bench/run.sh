@@ -15,7 +15,9 @@
 #   SECS=2         seconds per timed nbdbench run
 #   OURS=build     directory holding our libnbd.so.0
 #   THEIRS=/usr/lib/x86_64-linux-gnu   the reference library's directory
-#   METRICS="pread4k pwrite4k read1m aio-loop aio-poll connect nbdcopy"
+#   METRICS="pread4k pwrite4k pread4k-nospin pwrite4k-nospin read1m
+#            read1m-tls aio-loop aio-poll connect nbdcopy"
+#                  (-nospin: our library with LIBNBD_SPIN_USEC=0)
 #   RESULTS=build/bench/results.txt    where the table is also written
 #
 # Exit status: 0 once the table is printed (a metric our library fails is
@@ -29,7 +31,7 @@ PAIRS=${PAIRS:-5}
 SECS=${SECS:-2}
 OURS=$(cd "${OURS:-$ROOT/build}" && pwd -P) || exit 2
 THEIRS=$(cd "${THEIRS:-/usr/lib/x86_64-linux-gnu}" && pwd -P) || exit 2
-METRICS=${METRICS:-pread4k pwrite4k read1m read1m-tls aio-loop aio-poll connect nbdcopy}
+METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin read1m read1m-tls aio-loop aio-poll connect nbdcopy}
 RESULTS=${RESULTS:-$ROOT/build/bench/results.txt}
 
 for tool in gcc nbdkit nbdcopy; do
@@ -90,12 +92,14 @@ run_one() {
         out=$(LD_LIBRARY_PATH=$dir timeout 120 "$BENCH" exec \
               nbdcopy "nbd+unix:///?socket=$PATTERN_SOCK" null: 2>&1)
     else
-        local sock=$PATTERN_SOCK mode=$metric tls=()
-        [ "$metric" = pwrite4k ] && sock=$MEMORY_SOCK
+        local sock=$PATTERN_SOCK mode=${metric%-nospin} envs=()
+        # -nospin: the same with our spin budget off (libnbd ignores it).
+        [ "$mode" != "$metric" ] && envs=(LIBNBD_SPIN_USEC=0)
+        [ "$mode" = pwrite4k ] && sock=$MEMORY_SOCK
         if [ "$metric" = read1m-tls ]; then
-            sock=$TLS_SOCK mode=read1m tls=(NBDBENCH_TLS_PSK="$PSK_FILE")
+            sock=$TLS_SOCK mode=read1m envs=(NBDBENCH_TLS_PSK="$PSK_FILE")
         fi
-        out=$(env LD_LIBRARY_PATH="$dir" "${tls[@]}" timeout $((SECS * 10 + 30)) \
+        out=$(env LD_LIBRARY_PATH="$dir" "${envs[@]}" timeout $((SECS * 10 + 30)) \
               "$BENCH" "$mode" "$sock" "$SECS" 2>&1)
     fi
     echo "$dir $metric: $out" >>"$WORK/raw.log"
@@ -182,14 +186,14 @@ pairs() {
 
 unit_of() {
     case $1 in
-        pread4k|pwrite4k) echo ops/s ;;
+        pread4k*|pwrite4k*) echo ops/s ;;
         connect) echo conn/s ;;
         *) echo MiB/s ;;
     esac
 }
 target_of() {
     case $1 in
-        pread4k|pwrite4k) echo 1.2 ;;
+        pread4k*|pwrite4k*) echo 1.2 ;;
         read1m) echo 1.1 ;;
         read1m-tls) echo 1.0 ;;  # issue 6: no slower than libnbd's GnuTLS
         aio-loop|aio-poll) echo 1.3 ;;

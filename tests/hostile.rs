@@ -184,6 +184,16 @@ impl Fake {
         self.chunk(flags, proto::NBD_REPLY_TYPE_OFFSET_DATA, cookie, &p)
     }
 
+    /// Ends a structured reply with a NONE chunk.
+    fn end_reply(&mut self, cookie: u64) -> io::Result<()> {
+        self.chunk(
+            proto::NBD_REPLY_FLAG_DONE,
+            proto::NBD_REPLY_TYPE_NONE,
+            cookie,
+            &[],
+        )
+    }
+
     /// The disk's bytes for a request.
     fn read_disk(&self, offset: u64, count: u64) -> Vec<u8> {
         self.disk[offset as usize..(offset + count) as usize].to_vec()
@@ -1525,6 +1535,13 @@ fn read_stale_buffer(
     )
 }
 
+/// A reply with data for the first half only.
+fn first_half_only(f: &mut Fake, req: &Request) -> io::Result<()> {
+    let d = f.read_disk(0, HALF);
+    f.data_chunk(0, req.cookie, 0, &d)?;
+    f.end_reply(req.cookie)
+}
+
 /// The disk's bytes over `range`, zeros elsewhere in [0, LEN).
 fn disk_over(range: std::ops::Range<u64>) -> Vec<u8> {
     (0..LEN)
@@ -1561,16 +1578,7 @@ fn initialize_hole_then_data() {
 /// second half is zero, not the caller's old bytes.
 #[test]
 fn initialize_reply_short_in_order() {
-    let (r, buf) = read_stale_buffer(true, |f, req| {
-        let d = f.read_disk(0, HALF);
-        f.data_chunk(0, req.cookie, 0, &d)?;
-        f.chunk(
-            proto::NBD_REPLY_FLAG_DONE,
-            proto::NBD_REPLY_TYPE_NONE,
-            req.cookie,
-            &[],
-        )
-    });
+    let (r, buf) = read_stale_buffer(true, first_half_only);
     assert_eq!(errno(r), libc::EPROTO);
     assert_eq!(buf, disk_over(0..HALF));
 }
@@ -1581,12 +1589,7 @@ fn initialize_reply_short_out_of_order() {
     let (r, buf) = read_stale_buffer(true, |f, req| {
         let d = f.read_disk(1000, 3000);
         f.data_chunk(0, req.cookie, 1000, &d)?;
-        f.chunk(
-            proto::NBD_REPLY_FLAG_DONE,
-            proto::NBD_REPLY_TYPE_NONE,
-            req.cookie,
-            &[],
-        )
+        f.end_reply(req.cookie)
     });
     assert_eq!(errno(r), libc::EPROTO);
     assert_eq!(buf, disk_over(1000..4000));
@@ -1612,16 +1615,7 @@ fn initialize_error_reply() {
 /// would see a missing zeroing.
 #[test]
 fn initialize_off_leaves_buffer() {
-    let (r, buf) = read_stale_buffer(false, |f, req| {
-        let d = f.read_disk(0, HALF);
-        f.data_chunk(0, req.cookie, 0, &d)?;
-        f.chunk(
-            proto::NBD_REPLY_FLAG_DONE,
-            proto::NBD_REPLY_TYPE_NONE,
-            req.cookie,
-            &[],
-        )
-    });
+    let (r, buf) = read_stale_buffer(false, first_half_only);
     assert_eq!(errno(r), libc::EPROTO);
     assert_eq!(&buf[..HALF as usize], &disk_over(0..HALF)[..HALF as usize]);
     assert!(buf[HALF as usize..].iter().all(|&b| b == STALE));
