@@ -46,26 +46,33 @@ impl SpinPolicy {
         }
     }
 
+    /// Takes what a copy learned during a wait, unless the budget was
+    /// changed meanwhile.
+    pub(crate) fn learn(&mut self, copy: &SpinPolicy) {
+        if copy.budget == self.budget {
+            self.spin_next = copy.spin_next;
+        }
+    }
+
     /// The budget in microseconds (0: never spin).
     pub(crate) fn usec(&self) -> u32 {
         self.budget.as_micros() as u32
     }
 
-    /// Waits for `ready` to return true: spins on it (it must not block)
-    /// for up to the budget if the policy says so, then calls `sleep`,
-    /// which blocks until the socket is ready.
+    /// Waits with `poll(timeout_ms)`, which returns whether the socket is
+    /// ready: with timeout 0 over and over for up to the budget if the
+    /// policy says so, then with -1 (until ready).
     pub(crate) fn wait<E>(
         &mut self,
-        mut ready: impl FnMut() -> Result<bool, E>,
-        sleep: impl FnOnce() -> Result<(), E>,
+        mut poll: impl FnMut(i32) -> Result<bool, E>,
     ) -> Result<(), E> {
         if self.budget.is_zero() {
-            return sleep();
+            return poll(-1).map(drop);
         }
         let start = Instant::now();
         if self.spin_next {
             loop {
-                if ready()? {
+                if poll(0)? {
                     return Ok(());
                 }
                 std::hint::spin_loop();
@@ -74,9 +81,9 @@ impl SpinPolicy {
                 }
             }
             self.spin_next = false;
-            return sleep();
+            return poll(-1).map(drop);
         }
-        sleep()?;
+        poll(-1)?;
         self.spin_next = start.elapsed() < self.budget;
         Ok(())
     }
@@ -93,76 +100,54 @@ fn cpus_online() -> i64 {
 mod tests {
     use super::*;
 
+    /// Records the timeouts asked for; `answer` says what each poll returns.
+    fn record(p: &mut SpinPolicy, mut answer: impl FnMut(i32, usize) -> bool) -> Vec<i32> {
+        let mut calls = Vec::new();
+        p.wait::<()>(|timeout| {
+            calls.push(timeout);
+            Ok(answer(timeout, calls.len()))
+        })
+        .unwrap();
+        calls
+    }
+
     #[test]
     fn zero_budget_only_sleeps() {
         let mut p = SpinPolicy::new(0);
-        let mut checks = 0;
-        let mut slept = false;
-        p.wait::<()>(
-            || {
-                checks += 1;
-                Ok(true)
-            },
-            || {
-                slept = true;
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!((checks, slept), (0, true));
+        assert_eq!(record(&mut p, |_, _| true), [-1]);
     }
 
     #[test]
     fn quick_reply_is_caught_spinning() {
         let mut p = SpinPolicy::new(10_000);
-        let mut checks = 0;
-        p.wait::<()>(
-            || {
-                checks += 1;
-                Ok(checks == 3)
-            },
-            || panic!("slept although the reply came while spinning"),
-        )
-        .unwrap();
-        assert_eq!(checks, 3);
+        assert_eq!(record(&mut p, |_, n| n == 3), [0, 0, 0]);
         assert!(p.spin_next);
     }
 
     #[test]
     fn slow_reply_turns_spinning_off_and_a_quick_wait_back_on() {
         let mut p = SpinPolicy::new(200);
-        let mut slept = 0;
-        p.wait::<()>(
-            || Ok(false),
-            || {
-                slept += 1;
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!(slept, 1);
+        let calls = record(&mut p, |timeout, _| timeout == -1);
+        assert!(calls.len() > 1 && calls[..calls.len() - 1].iter().all(|&t| t == 0));
+        assert_eq!(calls.last(), Some(&-1));
         assert!(!p.spin_next, "an empty spin must turn spinning off");
         // While off, nothing spins; a slow sleep keeps it off...
-        p.wait::<()>(
-            || panic!("spun while spinning is off"),
-            || {
-                std::thread::sleep(Duration::from_millis(2));
-                Ok(())
-            },
-        )
-        .unwrap();
+        let calls = record(&mut p, |_, _| {
+            std::thread::sleep(Duration::from_millis(2));
+            true
+        });
+        assert_eq!(calls, [-1]);
         assert!(!p.spin_next);
         // ...and a quick one turns it back on.
-        p.wait::<()>(|| panic!("spun while spinning is off"), || Ok(()))
-            .unwrap();
+        assert_eq!(record(&mut p, |_, _| true), [-1]);
         assert!(p.spin_next);
     }
 
     #[test]
     fn errors_pass_through() {
         let mut p = SpinPolicy::new(1000);
-        assert_eq!(p.wait(|| Err(7), || Ok(())), Err(7));
+        assert_eq!(p.wait(|_| Err(7)), Err(7));
         let mut p = SpinPolicy::new(0);
-        assert_eq!(p.wait(|| Ok(true), || Err(8)), Err(8));
+        assert_eq!(p.wait(|_| Err::<bool, _>(8)), Err(8));
     }
 }

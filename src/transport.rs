@@ -34,6 +34,14 @@ pub(crate) trait Transport: Send {
     fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Tells the server no more data follows.
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Shuts the socket down both ways; a poll on its fd returns at once.
+    fn shutdown_both(&mut self) -> io::Result<()> {
+        // SAFETY: plain syscall on the transport's own fd.
+        if unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 
     /// Drives a TLS handshake in progress; true once it is complete.
     /// Transports without one are always complete.

@@ -1685,3 +1685,40 @@ fn initialize_pending_read_at_close() {
     );
     assert_eq!(buf, disk_over(0..HALF));
 }
+
+/// The server dies while one thread waits for its reply with the handle
+/// unlocked and another thread keeps running the machine: whichever sees
+/// the end kills the handle; the waiting thread wakes (its fd is shut
+/// down, not closed under it) and fails; nothing hangs.
+#[test]
+fn server_dies_while_another_thread_waits() {
+    run(
+        Style::Structured,
+        |f| {
+            f.handshake()?;
+            f.recv_request()?;
+            thread::sleep(Duration::from_millis(200));
+            Ok(()) // drops the socket
+        },
+        |fd| {
+            let h = std::sync::Arc::new(connect(fd));
+            let waiter = {
+                let h = h.clone();
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 4096];
+                    h.pread(&mut buf, 0, 0)
+                })
+            };
+            // Run the machine from this thread until the handle dies.
+            while !h.aio_is_dead() {
+                let _ = h.aio_notify_read();
+                thread::sleep(Duration::from_micros(200));
+            }
+            let err = waiter.join().unwrap().expect_err("read succeeded");
+            // Dead from the EOF ("server disconnected unexpectedly", no
+            // errno) or failed as a pending command of a dying handle.
+            assert!(err.errno() == 0 || err.errno() == libc::ENOTCONN, "{err:?}");
+            assert_eq!(errno(h.pread(&mut [0u8; 512], 0, 0)), libc::EINVAL);
+        },
+    );
+}

@@ -373,6 +373,15 @@ pub(crate) struct Conn {
     pub debug: Debug,
     /// How synchronous calls wait for the server.
     pub spin: crate::spin::SpinPolicy,
+    /// A thread is polling the fd with the handle unlocked: the fd must
+    /// stay open (not be reused) until it is back, so a transport dropped
+    /// meanwhile is shut down and parked here instead of closed.
+    unlocked_poller: bool,
+    parked_transport: Option<Box<dyn Transport>>,
+    /// An eventfd the unlocked poller also polls: another thread that runs
+    /// the machine (and may read its reply) or leaves a request half
+    /// written (the poller must also wait for POLLOUT) signals it.
+    waker: Option<std::os::fd::OwnedFd>,
     /// Traffic counters (`nbd_stats_*`).
     pub stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
@@ -447,6 +456,9 @@ impl Conn {
             negotiated: Negotiated::default(),
             debug: Debug::default(),
             spin: crate::spin::SpinPolicy::from_env(),
+            unlocked_poller: false,
+            parked_transport: None,
+            waker: None,
             stats: Stats::default(),
             fatal: None,
             hs_out: Vec::new(),
@@ -663,7 +675,7 @@ impl Conn {
             // An option on the wire fails with the same error.
             self.finish_option(Err(err.clone()));
             // Closing our end lets a server on the other side see EOF.
-            self.transport = None;
+            self.drop_transport();
             self.trace_state();
         }
         err
@@ -706,6 +718,14 @@ impl Conn {
     ///
     /// An error kills the handle; the same error is returned to the caller.
     pub(crate) fn progress(&mut self) -> Result<()> {
+        let result = self.progress_inner();
+        // Another thread waits for the socket unlocked: this may have read
+        // its reply.
+        self.wake_unlocked_poller();
+        result
+    }
+
+    fn progress_inner(&mut self) -> Result<()> {
         if self.phase == Phase::Dead {
             return Err(self
                 .fatal
@@ -1061,6 +1081,10 @@ impl Conn {
         if let Err(e) = self.write_commands() {
             self.die(e);
         }
+        if !self.to_issue.is_empty() {
+            // The unlocked poller must wait for POLLOUT too.
+            self.wake_unlocked_poller();
+        }
         Ok(id)
     }
 
@@ -1215,13 +1239,73 @@ impl Conn {
 
     // ---- teardown -------------------------------------------------------------
 
+    /// Closes the transport, or, while a thread polls its fd unlocked,
+    /// shuts it down (which wakes that poll) and closes it once the thread
+    /// is back.
+    fn drop_transport(&mut self) {
+        match self.transport.take() {
+            Some(mut t) if self.unlocked_poller => {
+                let _ = t.shutdown_both();
+                self.parked_transport = Some(t);
+                self.wake_unlocked_poller();
+            }
+            _ => {}
+        }
+    }
+
+    /// A thread is about to poll the fd with the handle unlocked: returns
+    /// the waker fd it must poll as well.
+    pub(crate) fn start_unlocked_poll(&mut self) -> Result<i32> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        if self.waker.is_none() {
+            // SAFETY: plain syscall; a new fd we then own.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(Error::io("eventfd", &io::Error::last_os_error()));
+            }
+            // SAFETY: eventfd returned a new fd.
+            self.waker = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        self.unlocked_poller = true;
+        Ok(self.waker.as_ref().map_or(-1, |w| w.as_raw_fd()))
+    }
+
+    /// The unlocked poller is back: clears its waker and closes a
+    /// transport dropped while it polled.
+    pub(crate) fn end_unlocked_poll(&mut self) {
+        use std::os::fd::AsRawFd;
+        self.unlocked_poller = false;
+        self.parked_transport = None;
+        if let Some(w) = &self.waker {
+            let mut count = 0u64;
+            // SAFETY: reads 8 bytes into count; non-blocking, EAGAIN if unset.
+            unsafe { libc::read(w.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        }
+    }
+
+    /// Signals the unlocked poller, if there is one.
+    fn wake_unlocked_poller(&self) {
+        use std::os::fd::AsRawFd;
+        if let (true, Some(w)) = (self.unlocked_poller, &self.waker) {
+            let one = 1u64;
+            // SAFETY: writes 8 bytes from `one`; failure (counter full)
+            // still leaves it readable.
+            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Whether a thread is polling the fd with the handle unlocked.
+    pub(crate) fn has_unlocked_poller(&self) -> bool {
+        self.unlocked_poller
+    }
+
     /// Marks the connection closed once the server has gone after a disconnect.
     fn note_closed(&mut self) {
         self.phase = Phase::Closed;
         // NBD_OPT_ABORT ends this way when the server just closes.
         self.finish_option(Ok(0));
         self.abort_commands(libc::ENOTCONN);
-        self.transport = None;
+        self.drop_transport();
         self.trace_state();
     }
 
@@ -1243,6 +1327,7 @@ impl Conn {
             slot.state = SlotState::Free;
             slot.free_callbacks();
         }
+        self.parked_transport = None;
         self.transport = None;
         if let Some(mut child) = self.subprocess.take() {
             child.reap();

@@ -12,6 +12,7 @@ use crate::capi::types::{LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE};
 use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
 use crate::proto;
 use crate::{Error, Result};
+use std::sync::MutexGuard;
 
 impl Handle {
     /// Reads `buf.len()` bytes at `offset`. No flags are defined (0).
@@ -29,7 +30,7 @@ impl Handle {
                 None,
             )
         }?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Reads `buf.len()` bytes at `offset`, calling `chunk` for each piece
@@ -54,7 +55,7 @@ impl Handle {
                 None,
             )
         }?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts reading `count` bytes at `offset` into `buf`; returns the cookie.
@@ -100,7 +101,7 @@ impl Handle {
         let len = buf.len() as u64;
         // SAFETY: buf outlives the command: we wait for it below.
         let id = unsafe { start(&mut c, &WRITE, len, offset, flags, buf.as_ptr(), None) }?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts writing `count` bytes from `buf` at `offset`; returns the cookie.
@@ -125,7 +126,7 @@ impl Handle {
     pub fn flush(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &FLUSH, 0, 0, flags, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a flush; returns the cookie.
@@ -140,7 +141,7 @@ impl Handle {
     pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &TRIM, count, offset, flags, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a trim; returns the cookie.
@@ -160,7 +161,7 @@ impl Handle {
     pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &CACHE, count, offset, flags, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a cache (prefetch) request; returns the cookie.
@@ -181,7 +182,7 @@ impl Handle {
     pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &ZERO, count, offset, flags, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a write-zeroes request; returns the cookie.
@@ -205,7 +206,7 @@ impl Handle {
         let mut c = self.lock();
         let extent = ExtentCallback::Narrow(extent);
         let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// As [`Handle::block_status`], with 64-bit extents.
@@ -219,7 +220,7 @@ impl Handle {
         let mut c = self.lock();
         let extent = ExtentCallback::Wide(extent);
         let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a block status request; returns the cookie.
@@ -266,7 +267,7 @@ impl Handle {
     ) -> Result<()> {
         let mut c = self.lock();
         let id = start_block_status_filter(&mut c, count, offset, contexts, extent, None, flags)?;
-        wait_for_command(&mut c, id)
+        self.wait_for_command(c, id)
     }
 
     /// Starts a filtered block status request; returns the cookie.
@@ -330,7 +331,7 @@ impl Handle {
                 Default::default(),
             )?;
         }
-        run_until(&mut c, false, |c| c.is_closed() || c.is_dead())
+        run_until(&mut c, |c| c.is_closed() || c.is_dead())
     }
 }
 
@@ -764,13 +765,15 @@ pub(super) fn command_result(kind: u16, errno: i32) -> Result<()> {
     }
 }
 
-/// Drives the machine until command `id` is done, then retires it.
-fn wait_for_command(c: &mut Conn, id: CommandId) -> Result<()> {
-    let driven = run_until(c, true, |c| c.command_result(id).is_some());
-    let retired = c.retire(id);
-    driven?;
-    match retired {
-        Some((kind, errno)) => command_result(kind, errno),
-        None => Err(Error::new(libc::EIO, "command did not complete")),
+impl Handle {
+    /// Drives the machine until command `id` is done, then retires it.
+    fn wait_for_command(&self, c: MutexGuard<'_, Conn>, id: CommandId) -> Result<()> {
+        let (mut c, driven) = self.drive_until(c, |c| c.command_result(id).is_some());
+        let retired = c.retire(id);
+        driven?;
+        match retired {
+            Some((kind, errno)) => command_result(kind, errno),
+            None => Err(Error::new(libc::EIO, "command did not complete")),
+        }
     }
 }

@@ -79,7 +79,7 @@ impl Handle {
     }
 
     fn wait_connected(c: &mut Conn) -> Result<()> {
-        run_until(c, false, |c| !c.is_connecting())?;
+        run_until(c, |c| !c.is_connecting())?;
         // Opt mode stops in negotiation, which counts as success.
         if c.is_negotiating() {
             return Ok(());

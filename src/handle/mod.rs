@@ -5,7 +5,7 @@
 //! machine until it completes. Errors carry libnbd's errno and message.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
@@ -34,6 +34,8 @@ const INFO_STATES: &[Perm] = &[Perm::Negotiating, Perm::Connected, Perm::Closed]
 /// A handle may be shared between threads; calls on it are serialized.
 pub struct Handle {
     conn: Mutex<Conn>,
+    /// Wakes threads waiting for the one that polls with the handle unlocked.
+    turn: Condvar,
     /// A copy of `conn.debug.on`, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
@@ -53,6 +55,7 @@ impl Handle {
         conn.debug.log(|| "opening handle".into());
         Ok(Handle {
             conn: Mutex::new(conn),
+            turn: Condvar::new(),
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
         })
@@ -243,31 +246,91 @@ impl Drop for Handle {
         c.close();
     }
 }
-/// Alternates `progress` and `poll` until `done` holds. With `spin`, the
-/// first wait (for a command's reply) follows the handle's spin policy.
-fn run_until(c: &mut Conn, spin: bool, done: impl Fn(&Conn) -> bool) -> Result<()> {
+/// Alternates `progress` and `poll` until `done` holds, with the handle
+/// locked throughout (the handshake, options, shutdown).
+fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
-    let mut first = spin;
     loop {
         if done(c) {
             return Ok(());
         }
-        if wait && first {
-            // The reply's first bytes: spin on a quick server, sleep in
-            // poll on a slow one. Later waits (the rest of a large reply)
-            // and the handshake's sleep.
-            let mut spin = c.spin;
-            spin.wait(|| poll_once(c, 0), || poll_once(c, -1).map(drop))?;
-            c.spin = spin;
-        } else if wait {
+        if wait {
             poll_once(c, -1)?;
         }
         c.progress()?;
         wait = true;
-        first = false;
+    }
+}
+
+impl Handle {
+    /// Runs the machine until `done` holds, unlocking the handle while it
+    /// waits for the socket, so other threads can issue commands meanwhile
+    /// and their requests share the wire with this one. One waiting thread
+    /// at a time polls and runs the machine for all; the others sleep on
+    /// `turn` until it has made progress. The first poll follows the spin
+    /// policy. Returns the guard with the result.
+    fn drive_until<'h>(
+        &'h self,
+        mut c: MutexGuard<'h, Conn>,
+        done: impl Fn(&Conn) -> bool,
+    ) -> (MutexGuard<'h, Conn>, Result<()>) {
+        let mut wait = !c.input_buffered() && !c.is_dead();
+        let mut first = true;
+        loop {
+            if done(&c) {
+                return (c, Ok(()));
+            }
+            if c.has_unlocked_poller() {
+                c = self.turn.wait(c).unwrap_or_else(|p| p.into_inner());
+                // That thread ran the machine as far as it could.
+                wait = !c.input_buffered() && !c.is_dead();
+                continue;
+            }
+            if wait {
+                let fds = c
+                    .start_unlocked_poll()
+                    .and_then(|waker| PollFds::for_conn(&c, Some(waker)));
+                let fds = match fds {
+                    Ok(fds) => fds,
+                    Err(e) => {
+                        c.end_unlocked_poll();
+                        return (c, Err(e));
+                    }
+                };
+                if let Some(mut fds) = fds {
+                    fds.log_start(&c);
+                    let mut spin = c.spin;
+                    drop(c);
+                    let polled = if first {
+                        spin.wait(|timeout| fds.poll(timeout))
+                    } else {
+                        fds.poll(-1).map(drop)
+                    };
+                    c = self.lock();
+                    c.end_unlocked_poll();
+                    if first {
+                        c.spin.learn(&spin);
+                    }
+                    if let Err(e) = polled {
+                        self.turn.notify_all();
+                        return (c, Err(e));
+                    }
+                    fds.log_end(&c);
+                } else {
+                    c.end_unlocked_poll();
+                }
+            }
+            let progressed = c.progress();
+            self.turn.notify_all();
+            if let Err(e) = progressed {
+                return (c, Err(e));
+            }
+            wait = true;
+            first = false;
+        }
     }
 }
 
@@ -279,50 +342,84 @@ fn poll_once(c: &Conn, timeout_ms: i32) -> Result<bool> {
 }
 
 fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
-    let dir = c.direction();
-    let mut events = 0;
-    if dir & DIRECTION_READ != 0 {
-        events |= libc::POLLIN;
-    }
-    if dir & DIRECTION_WRITE != 0 {
-        events |= libc::POLLOUT;
-    }
-    let (Some(fd), true) = (c.fd(), events != 0) else {
-        return Err(Error::new(
-            libc::EINVAL,
-            format!("nothing to poll for in state {}", c.state_name()),
-        ));
-    };
-    // Data already decrypted inside TLS will not make the fd readable.
-    if dir & DIRECTION_READ != 0 && c.transport_pending() {
+    let Some(mut fds) = PollFds::for_conn(c, extra)? else {
         return Ok(true);
-    }
-    let mut fds = [
-        libc::pollfd {
+    };
+    fds.log_start(c);
+    let ready = fds.poll(timeout_ms)?;
+    fds.log_end(c);
+    Ok(ready)
+}
+
+/// What one wait polls: the connection's fd in the direction the machine
+/// wants, and optionally a caller's fd. Worked out with the handle locked;
+/// the poll itself needs no lock.
+struct PollFds {
+    fds: [libc::pollfd; 2],
+    nfds: libc::nfds_t,
+    rc: i32,
+}
+
+impl PollFds {
+    /// `None` if the machine can go on without waiting (TLS holds data).
+    fn for_conn(c: &Conn, extra: Option<i32>) -> Result<Option<PollFds>> {
+        let dir = c.direction();
+        let mut events = 0;
+        if dir & DIRECTION_READ != 0 {
+            events |= libc::POLLIN;
+        }
+        if dir & DIRECTION_WRITE != 0 {
+            events |= libc::POLLOUT;
+        }
+        let (Some(fd), true) = (c.fd(), events != 0) else {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("nothing to poll for in state {}", c.state_name()),
+            ));
+        };
+        // Data already decrypted inside TLS will not make the fd readable.
+        if dir & DIRECTION_READ != 0 && c.transport_pending() {
+            return Ok(None);
+        }
+        let pollfd = |fd, events| libc::pollfd {
             fd,
             events,
             revents: 0,
-        },
-        libc::pollfd {
-            fd: extra.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let nfds = if extra.is_some() { 2 } else { 1 };
-    c.debug.log(|| format!("poll start: events={events}"));
-    loop {
-        // SAFETY: fds holds nfds valid pollfds.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
-        if rc >= 0 {
-            let revents = fds[0].revents;
-            c.debug
-                .log(|| format!("poll end: r={rc} revents={revents}"));
-            return Ok(rc > 0);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("poll", &err));
+        };
+        Ok(Some(PollFds {
+            fds: [
+                pollfd(fd, events),
+                pollfd(extra.unwrap_or(-1), libc::POLLIN),
+            ],
+            nfds: if extra.is_some() { 2 } else { 1 },
+            rc: 0,
+        }))
+    }
+
+    fn log_start(&self, c: &Conn) {
+        let events = self.fds[0].events;
+        c.debug.log(|| format!("poll start: events={events}"));
+    }
+
+    fn log_end(&self, c: &Conn) {
+        let (rc, revents) = (self.rc, self.fds[0].revents);
+        c.debug
+            .log(|| format!("poll end: r={rc} revents={revents}"));
+    }
+
+    /// Polls; false on timeout.
+    fn poll(&mut self, timeout_ms: i32) -> Result<bool> {
+        loop {
+            // SAFETY: fds holds nfds valid pollfds.
+            let rc = unsafe { libc::poll(self.fds.as_mut_ptr(), self.nfds, timeout_ms) };
+            if rc >= 0 {
+                self.rc = rc;
+                return Ok(rc > 0);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("poll", &err));
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ pub(super) fn run_option(
 ) -> Result<i32> {
     c.check_state(NEGOTIATING)?;
     c.start_user_option(option, None, list, context)?;
-    run_until(c, false, |c| !c.is_connecting())?;
+    run_until(c, |c| !c.is_connecting())?;
     c.take_option_result()
         .unwrap_or_else(|| Err(Error::new(libc::EIO, "option did not complete")))
 }
