@@ -9,6 +9,8 @@
  *         pread4k     sync nbd_pread, 4 KiB, queue depth 1     (ops/s)
  *         pwrite4k    sync nbd_pwrite, 4 KiB, queue depth 1    (ops/s)
  *         read1m      sync nbd_pread, 1 MiB                    (MiB/s)
+ *         pread4k-mt  sync nbd_pread, 4 KiB, from 8 threads sharing one
+ *                     handle                                  (ops/s)
  *         aio-loop    nbd_aio_pread, 64 x 64 KiB in flight, own poll(2) loop
  *                     over aio_get_fd/aio_get_direction/aio_notify_*  (MiB/s)
  *         aio-poll    the same, driven by nbd_poll                (MiB/s)
@@ -32,6 +34,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -410,6 +413,61 @@ bench_exec (char **argv)
   return 0;
 }
 
+/* --- synchronous reads from threads sharing one handle ----------------- */
+
+#define MT_THREADS 8
+
+struct mt_worker {
+  struct nbd_handle *h;
+  int index;
+  double end;
+  uint64_t ops;
+};
+
+static void *
+mt_read (void *arg)
+{
+  struct mt_worker *w = arg;
+  char buf[4 * KiB];
+  /* Each thread reads its own stretch of the export. */
+  uint64_t stretch = SPAN / MT_THREADS, base = w->index * stretch, off = 0;
+
+  do {
+    if (nbd_pread (w->h, buf, sizeof buf, base + off, 0) == -1)
+      die_nbd ("nbd_pread");
+    if (!pattern_ok (buf, sizeof buf, base + off))
+      die_data ("pread4k-mt", buf, sizeof buf, base + off);
+    w->ops++;
+    off = (off + sizeof buf) % stretch;
+  } while (now_s () < w->end);
+  return NULL;
+}
+
+static void
+bench_mt (const char *mode)
+{
+  struct nbd_handle *h = open_handle ();
+  struct mt_worker w[MT_THREADS];
+  pthread_t tid[MT_THREADS];
+  uint64_t ops = 0;
+  double t0 = now_s (), c0 = cpu_s (), t;
+
+  for (int i = 0; i < MT_THREADS; i++) {
+    w[i] = (struct mt_worker) { .h = h, .index = i, .end = t0 + run_secs };
+    if (pthread_create (&tid[i], NULL, mt_read, &w[i]) != 0) {
+      perror ("pthread_create");
+      exit (1);
+    }
+  }
+  for (int i = 0; i < MT_THREADS; i++) {
+    pthread_join (tid[i], NULL);
+    ops += w[i].ops;
+  }
+  t = now_s () - t0;
+  report (mode, ops / t, "ops/s", t, ops * 4 * KiB, ops, cpu_s () - c0);
+  nbd_close (h);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -417,7 +475,7 @@ main (int argc, char **argv)
     return bench_exec (&argv[2]);
   if (argc != 4) {
     fprintf (stderr,
-             "usage: %s pread4k|pwrite4k|read1m|aio-loop|aio-poll|connect "
+             "usage: %s pread4k|pwrite4k|read1m|pread4k-mt|aio-loop|aio-poll|connect "
              "SOCKET SECONDS\n"
              "       %s exec CMD [ARGS...]\n", argv[0], argv[0]);
     return 2;
@@ -433,6 +491,8 @@ main (int argc, char **argv)
     bench_sync (mode, 4 * KiB, true);
   else if (strcmp (mode, "read1m") == 0)
     bench_sync (mode, MiB, false);
+  else if (strcmp (mode, "pread4k-mt") == 0)
+    bench_mt (mode);
   else if (strcmp (mode, "aio-loop") == 0)
     bench_aio (mode, true);
   else if (strcmp (mode, "aio-poll") == 0)

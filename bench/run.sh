@@ -15,8 +15,8 @@
 #   SECS=2         seconds per timed nbdbench run
 #   OURS=build     directory holding our libnbd.so.0
 #   THEIRS=/usr/lib/x86_64-linux-gnu   the reference library's directory
-#   METRICS="pread4k pwrite4k pread4k-nospin pwrite4k-nospin read1m
-#            read1m-tls aio-loop aio-poll connect nbdcopy"
+#   METRICS="pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt
+#            read1m read1m-tls aio-loop aio-poll connect nbdcopy"
 #                  (-nospin: our library with LIBNBD_SPIN_USEC=0)
 #   RESULTS=build/bench/results.txt    where the table is also written
 #
@@ -31,7 +31,7 @@ PAIRS=${PAIRS:-5}
 SECS=${SECS:-2}
 OURS=$(cd "${OURS:-$ROOT/build}" && pwd -P) || exit 2
 THEIRS=$(cd "${THEIRS:-/usr/lib/x86_64-linux-gnu}" && pwd -P) || exit 2
-METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin read1m read1m-tls aio-loop aio-poll connect nbdcopy}
+METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt read1m read1m-tls aio-loop aio-poll connect nbdcopy}
 RESULTS=${RESULTS:-$ROOT/build/bench/results.txt}
 
 for tool in gcc nbdkit nbdcopy; do
@@ -58,7 +58,7 @@ trap 'exit 2' INT TERM
 
 BENCH=$WORK/nbdbench
 # Compiled once; the library is chosen at run time by LD_LIBRARY_PATH.
-gcc -O2 -Wall -Wextra -I"$ROOT/include" -o "$BENCH" "$ROOT/bench/nbdbench.c" \
+gcc -O2 -Wall -Wextra -pthread -I"$ROOT/include" -o "$BENCH" "$ROOT/bench/nbdbench.c" \
     -L"$OURS" -lnbd || { echo "bench: cannot build nbdbench" >&2; exit 2; }
 
 start_server() { # SOCKET PLUGIN ARGS...

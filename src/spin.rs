@@ -24,7 +24,12 @@ pub(crate) struct SpinPolicy {
     budget: Duration,
     /// Whether the next wait starts with a spin.
     spin_next: bool,
+    /// When a thread last had to wait for another one polling the handle.
+    contended_at: Option<Instant>,
 }
+
+/// How long after threads last contended for a handle it does not spin.
+const CONTENTION_MEMORY: Duration = Duration::from_millis(100);
 
 impl SpinPolicy {
     /// The policy for a new handle: `LIBNBD_SPIN_USEC` microseconds if
@@ -43,7 +48,20 @@ impl SpinPolicy {
         SpinPolicy {
             budget: Duration::from_micros(usec as u64),
             spin_next: usec > 0,
+            contended_at: None,
         }
+    }
+
+    /// Several threads are using the handle: spinning would take CPU from
+    /// them (and from the server) for a while.
+    pub(crate) fn note_contention(&mut self) {
+        self.contended_at = Some(Instant::now());
+    }
+
+    /// Whether threads contended for the handle recently.
+    pub(crate) fn contended(&self) -> bool {
+        self.contended_at
+            .is_some_and(|t| t.elapsed() < CONTENTION_MEMORY)
     }
 
     /// Takes what a copy learned during a wait, unless the budget was
@@ -141,6 +159,16 @@ mod tests {
         // ...and a quick one turns it back on.
         assert_eq!(record(&mut p, |_, _| true), [-1]);
         assert!(p.spin_next);
+    }
+
+    #[test]
+    fn contention_is_remembered_for_a_while() {
+        let mut p = SpinPolicy::new(50);
+        assert!(!p.contended());
+        p.note_contention();
+        assert!(p.contended());
+        p.contended_at = Some(Instant::now() - CONTENTION_MEMORY);
+        assert!(!p.contended());
     }
 
     #[test]

@@ -270,8 +270,8 @@ impl Handle {
     /// waits for the socket, so other threads can issue commands meanwhile
     /// and their requests share the wire with this one. One waiting thread
     /// at a time polls and runs the machine for all; the others sleep on
-    /// `turn` until it has made progress. The first poll follows the spin
-    /// policy. Returns the guard with the result.
+    /// `turn` until it has made progress. The first poll for a lone
+    /// command follows the spin policy. Returns the guard with the result.
     fn drive_until<'h>(
         &'h self,
         mut c: MutexGuard<'h, Conn>,
@@ -284,6 +284,7 @@ impl Handle {
                 return (c, Ok(()));
             }
             if c.has_unlocked_poller() {
+                c.spin.note_contention();
                 c = self.turn.wait(c).unwrap_or_else(|p| p.into_inner());
                 // That thread ran the machine as far as it could.
                 wait = !c.input_buffered() && !c.is_dead();
@@ -303,15 +304,19 @@ impl Handle {
                 if let Some(mut fds) = fds {
                     fds.log_start(&c);
                     let mut spin = c.spin;
+                    // Spin for a lone command of a lone thread only: with
+                    // others in flight, or other threads using the handle,
+                    // the CPU is better left to them and to the server.
+                    let spinning = first && c.pending() <= 1 && !c.spin.contended();
                     drop(c);
-                    let polled = if first {
+                    let polled = if spinning {
                         spin.wait(|timeout| fds.poll(timeout))
                     } else {
                         fds.poll(-1).map(drop)
                     };
                     c = self.lock();
                     c.end_unlocked_poll();
-                    if first {
+                    if spinning {
                         c.spin.learn(&spin);
                     }
                     if let Err(e) = polled {
