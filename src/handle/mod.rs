@@ -2,7 +2,8 @@
 //!
 //! Every call locks the handle, checks the handle's state as libnbd
 //! documents it, and for commands issues the request and drives the state
-//! machine until it completes. Errors carry libnbd's errno and message.
+//! machine until it completes (unlocking the handle while it waits for the
+//! socket). Errors carry libnbd's errno and message.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -31,7 +32,9 @@ const INFO_STATES: &[Perm] = &[Perm::Negotiating, Perm::Connected, Perm::Closed]
 
 /// An NBD client handle: one connection to one export.
 ///
-/// A handle may be shared between threads; calls on it are serialized.
+/// A handle may be shared between threads. Calls on it are serialized,
+/// except that a synchronous command leaves the handle unlocked while it
+/// waits for the server, so other threads' commands go out meanwhile.
 pub struct Handle {
     conn: Mutex<Conn>,
     /// Wakes threads waiting for the one that polls with the handle unlocked.
