@@ -666,6 +666,12 @@ impl Conn {
         self.phase = Phase::Handshake(Step::Greeting);
     }
 
+    /// Kills the machine from above, when a caller cannot wait for a
+    /// command whose buffer it is about to give back (see [`Conn::die`]).
+    pub(crate) fn kill(&mut self, err: Error) {
+        self.die(err);
+    }
+
     /// Kills the machine: records why and fails every pending command.
     fn die(&mut self, err: Error) -> Error {
         if self.phase != Phase::Dead {

@@ -769,6 +769,11 @@ impl Handle {
     /// Drives the machine until command `id` is done, then retires it.
     fn wait_for_command(&self, c: MutexGuard<'_, Conn>, id: CommandId) -> Result<()> {
         let (mut c, driven) = self.drive_until(c, |c| c.command_result(id).is_some());
+        if let (Err(e), None) = (&driven, c.command_result(id)) {
+            // Waiting failed (poll) with the command still out: its buffer
+            // goes back to the caller now, so no reply may land in it later.
+            c.kill(e.clone());
+        }
         let retired = c.retire(id);
         driven?;
         match retired {

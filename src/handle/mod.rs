@@ -294,41 +294,18 @@ impl Handle {
                 continue;
             }
             if wait {
-                let fds = c
-                    .start_unlocked_poll()
-                    .and_then(|waker| PollFds::for_conn(&c, Some(waker)));
-                let fds = match fds {
-                    Ok(fds) => fds,
-                    Err(e) => {
-                        c.end_unlocked_poll();
-                        return (c, Err(e));
+                let waited = match c.start_unlocked_poll() {
+                    Ok(waker) => {
+                        let (guard, waited) = self.wait_unlocked(c, waker, first);
+                        c = guard;
+                        waited
                     }
+                    // No eventfd (out of fds): wait locked, as libnbd does.
+                    Err(_) => poll_once(&c, -1).map(drop),
                 };
-                if let Some(mut fds) = fds {
-                    fds.log_start(&c);
-                    let mut spin = c.spin;
-                    // Spin for a lone command of a lone thread only: with
-                    // others in flight, or other threads using the handle,
-                    // the CPU is better left to them and to the server.
-                    let spinning = first && c.pending() <= 1 && !c.spin.contended();
-                    drop(c);
-                    let polled = if spinning {
-                        spin.wait(|timeout| fds.poll(timeout))
-                    } else {
-                        fds.poll(-1).map(drop)
-                    };
-                    c = self.lock();
-                    c.end_unlocked_poll();
-                    if spinning {
-                        c.spin.learn(&spin);
-                    }
-                    if let Err(e) = polled {
-                        self.turn.notify_all();
-                        return (c, Err(e));
-                    }
-                    fds.log_end(&c);
-                } else {
-                    c.end_unlocked_poll();
+                if let Err(e) = waited {
+                    self.turn.notify_all();
+                    return (c, Err(e));
                 }
             }
             let progressed = c.progress();
@@ -339,6 +316,45 @@ impl Handle {
             wait = true;
             first = false;
         }
+    }
+
+    /// Polls the socket and `waker` with the handle unlocked (spinning
+    /// first for a lone command of a lone thread on its first wait), and
+    /// locks it again.
+    fn wait_unlocked<'h>(
+        &'h self,
+        mut c: MutexGuard<'h, Conn>,
+        waker: i32,
+        first: bool,
+    ) -> (MutexGuard<'h, Conn>, Result<()>) {
+        let mut fds = match PollFds::for_conn(&c, Some(waker)) {
+            Ok(Some(fds)) => fds,
+            other => {
+                // TLS holds data (no wait needed), or nothing to poll for.
+                c.end_unlocked_poll();
+                return (c, other.map(drop));
+            }
+        };
+        fds.log_start(&c);
+        let mut spin = c.spin;
+        // With others in flight, or other threads using the handle, the
+        // CPU is better left to them and to the server.
+        let spinning = first && c.pending() <= 1 && !c.spin.contended();
+        drop(c);
+        let polled = if spinning {
+            spin.wait(|timeout| fds.poll(timeout))
+        } else {
+            fds.poll(-1).map(drop)
+        };
+        let mut c = self.lock();
+        c.end_unlocked_poll();
+        if spinning {
+            c.spin.learn(&spin);
+        }
+        if polled.is_ok() {
+            fds.log_end(&c);
+        }
+        (c, polled)
     }
 }
 
