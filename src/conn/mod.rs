@@ -382,6 +382,8 @@ pub(crate) struct Conn {
     /// the machine (and may read its reply) or leaves a request half
     /// written (the poller must also wait for POLLOUT) signals it.
     waker: Option<std::os::fd::OwnedFd>,
+    /// The waker has been written to since it was last drained.
+    waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
     pub stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
@@ -459,6 +461,7 @@ impl Conn {
             unlocked_poller: false,
             parked_transport: None,
             waker: None,
+            waker_signalled: false,
             stats: Stats::default(),
             fatal: None,
             hs_out: Vec::new(),
@@ -1282,21 +1285,23 @@ impl Conn {
         use std::os::fd::AsRawFd;
         self.unlocked_poller = false;
         self.parked_transport = None;
-        if let Some(w) = &self.waker {
+        if let (true, Some(w)) = (self.waker_signalled, &self.waker) {
             let mut count = 0u64;
-            // SAFETY: reads 8 bytes into count; non-blocking, EAGAIN if unset.
+            // SAFETY: reads 8 bytes into count; non-blocking.
             unsafe { libc::read(w.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            self.waker_signalled = false;
         }
     }
 
     /// Signals the unlocked poller, if there is one.
-    fn wake_unlocked_poller(&self) {
+    fn wake_unlocked_poller(&mut self) {
         use std::os::fd::AsRawFd;
-        if let (true, Some(w)) = (self.unlocked_poller, &self.waker) {
+        if let (true, false, Some(w)) = (self.unlocked_poller, self.waker_signalled, &self.waker) {
             let one = 1u64;
             // SAFETY: writes 8 bytes from `one`; failure (counter full)
             // still leaves it readable.
             unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            self.waker_signalled = true;
         }
     }
 
