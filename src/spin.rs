@@ -14,8 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-/// The budget unless `LIBNBD_SPIN_USEC` sets one: about twice the round
-/// trip of a 4 KiB read to a local nbdkit.
+/// The budget unless `LIBNBD_SPIN_USEC` sets one: a little more than the
+/// round trip of a 4 KiB read to a local nbdkit (30-40 us on the 2-vCPU
+/// machine of BENCHMARKS.md).
 pub(crate) const DEFAULT_SPIN_USEC: u32 = 50;
 
 /// A handle's spin-then-sleep policy.
