@@ -1507,8 +1507,10 @@ fn close_while_idle() {
 
 /// What a caller's buffer holds before a read.
 const STALE: u8 = 0xa5;
-/// Size of the reads below; HALF splits them.
-const LEN: u64 = 8192;
+/// Size of the reads below, above the size up to which buffers are zeroed
+/// up front (256 KiB), so the lazy zeroing is what is tested; HALF splits
+/// them.
+const LEN: u64 = 512 * 1024;
 const HALF: u64 = LEN / 2;
 
 /// Reads LEN bytes at 0 from a server that answers with `reply` and then
@@ -1609,6 +1611,32 @@ fn initialize_error_reply() {
     });
     assert_eq!(errno(r), libc::EIO);
     assert_eq!(buf, vec![0; LEN as usize]);
+}
+
+/// A small read (zeroed up front, libnbd's way) gives the same result.
+#[test]
+fn initialize_small_read_reply_short() {
+    let buf = run(
+        Style::Structured,
+        |f| {
+            f.handshake()?;
+            let (req, _) = f.recv_request()?;
+            let d = f.read_disk(0, 1000);
+            f.data_chunk(0, req.cookie, 0, &d)?;
+            f.end_reply(req.cookie)?;
+            f.serve()
+        },
+        |fd| {
+            let h = connect(fd);
+            let mut buf = vec![STALE; 4096];
+            assert_eq!(errno(h.pread(&mut buf, 0, 0)), libc::EPROTO);
+            buf
+        },
+    );
+    let want: Vec<u8> = (0..4096u64)
+        .map(|i| if i < 1000 { pattern(i) } else { 0 })
+        .collect();
+    assert_eq!(buf, want);
 }
 
 /// Turned off, the unfilled half keeps the caller's bytes: the check above
