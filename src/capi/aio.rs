@@ -26,7 +26,8 @@ fn chunk(cb: nbd_chunk_callback) -> Result<Chunk> {
     Ok(chunk)
 }
 
-fn cookie(r: Result<u64>) -> Result<i64> {
+/// A started command's cookie as the C API returns it.
+pub(super) fn cookie(r: Result<u64>) -> Result<i64> {
     r.map(|c| c as i64)
 }
 

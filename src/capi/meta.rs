@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::aio::completion;
+use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
 use super::{c_str_arg, malloc_c_string, nbd_handle, null_error, with_handle};
@@ -142,8 +142,7 @@ pub extern "C" fn nbd_aio_block_status(
     let completion = completion(completion_callback);
     let extent = extent(extent_callback);
     with_handle("nbd_aio_block_status", h, -1, |h| {
-        h.aio_block_status(count, offset, extent?, completion, flags)
-            .map(|c| c as i64)
+        cookie(h.aio_block_status(count, offset, extent?, completion, flags))
     })
 }
 
@@ -160,8 +159,7 @@ pub extern "C" fn nbd_aio_block_status_64(
     let completion = completion(completion_callback);
     let extent = extent64(extent64_callback);
     with_handle("nbd_aio_block_status_64", h, -1, |h| {
-        h.aio_block_status_64(count, offset, extent?, completion, flags)
-            .map(|c| c as i64)
+        cookie(h.aio_block_status_64(count, offset, extent?, completion, flags))
     })
 }
 
@@ -200,8 +198,14 @@ pub extern "C" fn nbd_aio_block_status_filter(
     with_handle("nbd_aio_block_status_filter", h, -1, |h| {
         let extent = extent?;
         let names = context_list(contexts)?;
-        h.aio_block_status_filter(count, offset, &as_strs(&names), extent, completion, flags)
-            .map(|c| c as i64)
+        cookie(h.aio_block_status_filter(
+            count,
+            offset,
+            &as_strs(&names),
+            extent,
+            completion,
+            flags,
+        ))
     })
 }
 
