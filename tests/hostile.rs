@@ -1508,7 +1508,7 @@ fn close_while_idle() {
 /// What a caller's buffer holds before a read.
 const STALE: u8 = 0xa5;
 /// Size of the reads below, above the size up to which buffers are zeroed
-/// up front (256 KiB), so the lazy zeroing is what is tested; HALF splits
+/// up front (128 KiB), so the lazy zeroing is what is tested; HALF splits
 /// them.
 const LEN: u64 = 512 * 1024;
 const HALF: u64 = LEN / 2;
