@@ -97,6 +97,28 @@ impl Socket {
     }
 }
 
+/// Send buffer asked for on the Unix sockets we create; the kernel doubles
+/// it and caps it at twice `net.core.wmem_max`.
+pub(crate) const UNIX_SNDBUF: libc::c_int = 1 << 20;
+
+/// Raises the send buffer of a Unix stream socket to [`UNIX_SNDBUF`].
+/// On such a socket only the sender's buffer limits the bytes in flight,
+/// so with the default (about 208 KiB) a 1 MiB write stops several times
+/// to wait for the peer. Failure is harmless and ignored.
+pub(crate) fn enlarge_unix_send_buffer(fd: RawFd) {
+    let size = UNIX_SNDBUF;
+    // SAFETY: setsockopt reads one c_int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
 fn cvt(rc: isize) -> io::Result<usize> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -365,6 +387,9 @@ pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)
     }
     // SAFETY: socketpair returned two new fds that we now own.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Both directions: our writes, and the server's replies to our reads.
+    enlarge_unix_send_buffer(ours.as_raw_fd());
+    enlarge_unix_send_buffer(theirs.as_raw_fd());
 
     // SAFETY: after fork the child calls only async-signal-safe functions
     // (fcntl, dup2, close, sigprocmask, signal, execve, write, _exit) on data

@@ -113,6 +113,70 @@ fn unix_socket_nbdkit() {
     round_trip(&h, 0);
 }
 
+/// SO_SNDBUF of a socket, in bytes (as the kernel reports it: doubled).
+fn send_buffer(fd: std::os::fd::RawFd) -> i32 {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one c_int and its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &mut size as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    size
+}
+
+/// Unix sockets the library creates get a larger send buffer than the
+/// kernel's default, so large writes and (for connect_command) large read
+/// replies are not cut into pieces; a Unix stream socket's bytes in flight
+/// are limited by the sender's buffer only.
+#[test]
+fn unix_send_buffers_are_enlarged() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let default = send_buffer(std::os::fd::AsRawFd::as_raw_fd(&a));
+
+    if have("nbdkit", "unix_send_buffers_are_enlarged") {
+        let dir = TempDir::new("sndbuf");
+        let sock = dir.path("sock");
+        let _server = nbdkit(&dir, &["-U", sock.to_str().unwrap(), "memory", "1M"]);
+        let h = Handle::new().unwrap();
+        h.connect_unix(&sock).expect("connect_unix");
+        let ours = send_buffer(h.aio_get_fd().unwrap());
+        assert!(
+            ours > default,
+            "connect_unix: SO_SNDBUF {ours}, default {default}"
+        );
+    }
+
+    // connect_command: the end the child serves on, checked by the child.
+    if have("perl", "unix_send_buffers_are_enlarged (command)") {
+        let dir = TempDir::new("sndbuf-cmd");
+        let out = dir.path("child-sndbuf");
+        let script = format!(
+            "use Socket; open(my $s, '<&=0') or die; \
+             my $v = getsockopt($s, SOL_SOCKET, SO_SNDBUF) or die $!; \
+             open(my $f, '>', '{}') or die; print $f unpack('i', $v);",
+            out.display()
+        );
+        let h = Handle::new().unwrap();
+        // The child is no NBD server: the handshake fails once it exits.
+        assert!(h.connect_command(&["perl", "-e", &script]).is_err());
+        let child: i32 = std::fs::read_to_string(&out)
+            .expect("the child wrote its SO_SNDBUF")
+            .parse()
+            .unwrap();
+        assert!(
+            child > default,
+            "child's SO_SNDBUF {child}, default {default}"
+        );
+    }
+}
+
 #[test]
 fn aio_connect_uri_and_poll() {
     if !have("nbdkit", "aio_connect_uri_and_poll") {

@@ -266,6 +266,9 @@ pub(crate) fn start_connect(addr: &SockAddr) -> Result<Started, (Stage, io::Erro
             )
         };
     }
+    if addr.family() == libc::AF_UNIX {
+        super::enlarge_unix_send_buffer(fd.as_raw_fd());
+    }
     loop {
         // SAFETY: addr points to len valid bytes.
         let rc = unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr(), addr.len) };
