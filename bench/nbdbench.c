@@ -9,6 +9,7 @@
  *         pread4k     sync nbd_pread, 4 KiB, queue depth 1     (ops/s)
  *         pwrite4k    sync nbd_pwrite, 4 KiB, queue depth 1    (ops/s)
  *         read1m      sync nbd_pread, 1 MiB                    (MiB/s)
+ *         write1m     sync nbd_pwrite, 1 MiB                   (MiB/s)
  *         pread4k-mt  sync nbd_pread, 4 KiB, from 8 threads sharing one
  *                     handle                                  (ops/s)
  *         aio-loop    nbd_aio_pread, 64 x 64 KiB in flight, own poll(2) loop
@@ -20,7 +21,7 @@
  *
  * The read modes expect nbdkit's pattern plugin (each 8-byte word holds
  * its own offset, big-endian) and check the first and last word of every
- * read; the write mode wants a writable export such as nbdkit memory.
+ * read; the write modes want a writable export such as nbdkit memory.
  *
  * Output is one line of key=value pairs starting with "RESULT", e.g.
  *   RESULT mode=read1m value=1234.5 unit=MiB/s secs=2.00 bytes=...
@@ -475,7 +476,7 @@ main (int argc, char **argv)
     return bench_exec (&argv[2]);
   if (argc != 4) {
     fprintf (stderr,
-             "usage: %s pread4k|pwrite4k|read1m|pread4k-mt|aio-loop|aio-poll|connect "
+             "usage: %s pread4k|pwrite4k|read1m|write1m|pread4k-mt|aio-loop|aio-poll|connect "
              "SOCKET SECONDS\n"
              "       %s exec CMD [ARGS...]\n", argv[0], argv[0]);
     return 2;
@@ -491,6 +492,8 @@ main (int argc, char **argv)
     bench_sync (mode, 4 * KiB, true);
   else if (strcmp (mode, "read1m") == 0)
     bench_sync (mode, MiB, false);
+  else if (strcmp (mode, "write1m") == 0)
+    bench_sync (mode, MiB, true);
   else if (strcmp (mode, "pread4k-mt") == 0)
     bench_mt (mode);
   else if (strcmp (mode, "aio-loop") == 0)
