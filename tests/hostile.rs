@@ -1519,6 +1519,15 @@ fn read_stale_buffer(
     initialize: bool,
     reply: impl FnOnce(&mut Fake, &Request) -> io::Result<()> + Send + 'static,
 ) -> (Result<(), Error>, Vec<u8>) {
+    read_stale_buffer_of(LEN as usize, initialize, reply)
+}
+
+/// As [`read_stale_buffer`], reading `len` bytes.
+fn read_stale_buffer_of(
+    len: usize,
+    initialize: bool,
+    reply: impl FnOnce(&mut Fake, &Request) -> io::Result<()> + Send + 'static,
+) -> (Result<(), Error>, Vec<u8>) {
     run(
         Style::Structured,
         move |f| {
@@ -1530,7 +1539,7 @@ fn read_stale_buffer(
         move |fd| {
             let h = connect(fd);
             h.set_pread_initialize(initialize).unwrap();
-            let mut buf = vec![STALE; LEN as usize];
+            let mut buf = vec![STALE; len];
             let r = h.pread(&mut buf, 0, 0);
             (r, buf)
         },
@@ -1616,23 +1625,12 @@ fn initialize_error_reply() {
 /// A small read (zeroed up front, libnbd's way) gives the same result.
 #[test]
 fn initialize_small_read_reply_short() {
-    let buf = run(
-        Style::Structured,
-        |f| {
-            f.handshake()?;
-            let (req, _) = f.recv_request()?;
-            let d = f.read_disk(0, 1000);
-            f.data_chunk(0, req.cookie, 0, &d)?;
-            f.end_reply(req.cookie)?;
-            f.serve()
-        },
-        |fd| {
-            let h = connect(fd);
-            let mut buf = vec![STALE; 4096];
-            assert_eq!(errno(h.pread(&mut buf, 0, 0)), libc::EPROTO);
-            buf
-        },
-    );
+    let (r, buf) = read_stale_buffer_of(4096, true, |f, req| {
+        let d = f.read_disk(0, 1000);
+        f.data_chunk(0, req.cookie, 0, &d)?;
+        f.end_reply(req.cookie)
+    });
+    assert_eq!(errno(r), libc::EPROTO);
     let want: Vec<u8> = (0..4096u64)
         .map(|i| if i < 1000 { pattern(i) } else { 0 })
         .collect();
