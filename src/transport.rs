@@ -99,7 +99,7 @@ impl Socket {
 
 /// Send buffer asked for on the Unix sockets we create; the kernel doubles
 /// it and caps it at twice `net.core.wmem_max`.
-pub(crate) const UNIX_SNDBUF: libc::c_int = 1 << 20;
+const UNIX_SNDBUF: libc::c_int = 1 << 20;
 
 /// Raises the send buffer of a Unix stream socket to [`UNIX_SNDBUF`].
 /// On such a socket only the sender's buffer limits the bytes in flight,
