@@ -310,14 +310,25 @@ fn nbdkit_x509_unix_hostname_rules() {
             &format!("--tls-certificates={}", s(&certs)),
         ],
     );
-    // No host name over a Unix socket: nothing to check, as in libnbd.
+    // No host name over a Unix socket: the chain is still verified, so
+    // a certificate from a CA we do not trust is refused ...
     let h = Handle::new().unwrap();
     h.set_tls(TLS_REQUIRE).unwrap();
     h.set_tls_certificates(pki.other_ca()).unwrap();
+    assert_eq!(h.tls_hostname(), "");
+    expect_err(
+        h.connect_unix(&sock),
+        0,
+        "TLS handshake: certificate verify failed: unable to get local issuer certificate",
+    );
+    assert!(h.aio_is_dead());
+    // ... while one from our CA is accepted, whatever name it carries.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
     h.connect_unix(&sock).unwrap();
     assert!(h.tls_negotiated().unwrap());
-    assert_eq!(h.tls_hostname(), "");
-    // With a TLS host name the certificate is checked.
+    // With a TLS host name the name is checked too.
     let h = Handle::new().unwrap();
     h.set_tls(TLS_REQUIRE).unwrap();
     h.set_tls_certificates(pki.other_ca()).unwrap();
@@ -366,7 +377,7 @@ fn nbdkit_psk_read_write_and_failures() {
     h.set_tls(TLS_REQUIRE).unwrap();
     h.set_tls_psk_file(pki.wrong_psk()).unwrap();
     h.set_tls_username("alice").unwrap();
-    expect_err(h.connect_unix(&sock), 0, "TLS handshake failed");
+    expect_err(h.connect_unix(&sock), 0, "TLS handshake: ");
     assert!(h.aio_is_dead());
 
     // A user the file does not have.
@@ -697,4 +708,144 @@ fn qemu_nbd_psk() {
     assert!(h.tls_negotiated().unwrap());
     check_io(&h);
     h.shutdown(0).unwrap();
+}
+
+// ---- how the client ends a TLS session ---------------------------------------
+
+/// What a TLS server saw of the client's end of the session.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// `NBD_CMD_DISC`, then the TLS close_notify alert.
+    DiscThenBye,
+    /// The close_notify alert with no `NBD_CMD_DISC` before it.
+    Bye,
+    /// The connection closed without a close_notify.
+    Abrupt,
+}
+
+/// A TLS server of our own, on `listener`: no real NBD server reports
+/// whether a client sent close_notify. It serves one client, with the
+/// certificates of `pki`, up to transmission, and then reports how the
+/// client ended the TLS session.
+fn close_notify_server(
+    listener: std::os::unix::net::UnixListener,
+    pki: &Pki,
+) -> std::thread::JoinHandle<Ending> {
+    use nbd::proto;
+    use openssl::ssl::{ErrorCode, Ssl, SslContext, SslFiletype, SslMethod};
+    use std::io::{Read, Write};
+
+    let certs = pki.certs();
+    let mut ctx = SslContext::builder(SslMethod::tls_server()).unwrap();
+    ctx.set_certificate_file(certs.join("server-cert.pem"), SslFiletype::PEM)
+        .unwrap();
+    ctx.set_private_key_file(certs.join("server-key.pem"), SslFiletype::PEM)
+        .unwrap();
+    let ctx = ctx.build();
+
+    fn reply(out: &mut impl Write, option: u32, kind: u32, payload: &[u8]) {
+        let mut r = proto::NBD_REP_MAGIC.to_be_bytes().to_vec();
+        r.extend_from_slice(&option.to_be_bytes());
+        r.extend_from_slice(&kind.to_be_bytes());
+        r.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        r.extend_from_slice(payload);
+        out.write_all(&r).unwrap();
+    }
+    /// Reads one option request; returns its number.
+    fn option(input: &mut impl Read) -> u32 {
+        let mut head = [0u8; 16];
+        input.read_exact(&mut head).unwrap();
+        assert_eq!(head[..8], proto::NBD_OPTS_MAGIC.to_be_bytes());
+        let len = u32::from_be_bytes(head[12..16].try_into().unwrap());
+        let mut data = vec![0u8; len as usize];
+        input.read_exact(&mut data).unwrap();
+        u32::from_be_bytes(head[8..12].try_into().unwrap())
+    }
+
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut hello = proto::NBD_MAGIC.to_be_bytes().to_vec();
+        hello.extend_from_slice(&proto::NBD_OPTS_MAGIC.to_be_bytes());
+        hello.extend_from_slice(
+            &(proto::NBD_FLAG_FIXED_NEWSTYLE | proto::NBD_FLAG_NO_ZEROES).to_be_bytes(),
+        );
+        s.write_all(&hello).unwrap();
+        let mut cflags = [0u8; 4];
+        s.read_exact(&mut cflags).unwrap();
+        assert_eq!(option(&mut s), proto::NBD_OPT_STARTTLS);
+        reply(&mut s, proto::NBD_OPT_STARTTLS, proto::NBD_REP_ACK, &[]);
+        let mut tls = Ssl::new(&ctx).unwrap().accept(s).unwrap();
+        loop {
+            let opt = option(&mut tls);
+            if opt != proto::NBD_OPT_GO {
+                reply(&mut tls, opt, proto::NBD_REP_ERR_UNSUP, &[]);
+                continue;
+            }
+            let mut info = proto::NBD_INFO_EXPORT.to_be_bytes().to_vec();
+            info.extend_from_slice(&(1u64 << 20).to_be_bytes());
+            info.extend_from_slice(&proto::NBD_FLAG_HAS_FLAGS.to_be_bytes());
+            reply(&mut tls, opt, proto::NBD_REP_INFO, &info);
+            reply(&mut tls, opt, proto::NBD_REP_ACK, &[]);
+            break;
+        }
+        // Transmission: the client sends nothing but NBD_CMD_DISC, if that.
+        let mut disc = false;
+        let mut request = [0u8; 28];
+        let mut got = 0;
+        loop {
+            match tls.ssl_read(&mut request[got..]) {
+                Ok(n) => {
+                    got += n;
+                    if got == request.len() {
+                        let kind = u16::from_be_bytes([request[6], request[7]]);
+                        assert_eq!(kind, proto::NBD_CMD_DISC, "unexpected request");
+                        disc = true;
+                        got = 0;
+                    }
+                }
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                    return if disc {
+                        Ending::DiscThenBye
+                    } else {
+                        Ending::Bye
+                    };
+                }
+                Err(_) => return Ending::Abrupt,
+            }
+        }
+    })
+}
+
+#[test]
+fn tls_session_ends_with_close_notify() {
+    if !tools("tls_session_ends_with_close_notify", false) {
+        return;
+    }
+    let pki = Pki::new("tls-bye");
+    for shutdown_first in [true, false] {
+        let sock = pki.sock(if shutdown_first { "s.sock" } else { "c.sock" });
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = close_notify_server(listener, &pki);
+        let h = Handle::new().unwrap();
+        h.set_tls(TLS_REQUIRE).unwrap();
+        h.set_tls_certificates(pki.certs()).unwrap();
+        h.connect_unix(&sock).unwrap();
+        assert!(h.tls_negotiated().unwrap());
+        if shutdown_first {
+            h.shutdown(0).unwrap();
+        }
+        drop(h);
+        let expected = if shutdown_first {
+            Ending::DiscThenBye
+        } else {
+            Ending::Bye
+        };
+        assert_eq!(
+            server.join().unwrap(),
+            expected,
+            "shutdown first: {shutdown_first}"
+        );
+    }
 }

@@ -129,10 +129,11 @@ impl Conn {
             .map(str::to_string);
         Ok(TlsConfig {
             certificates: self.tls.certificates.clone(),
-            verify_host: host
-                .clone()
-                .filter(|_| self.tls.verify_peer && psk.is_none()),
-            sni: host,
+            verify_peer: self.tls.verify_peer && psk.is_none(),
+            verify_host: host,
+            // As libnbd: SNI names the host connected to, never the
+            // name set with nbd_set_tls_hostname.
+            sni: self.net.hostname.clone(),
             psk,
         })
     }

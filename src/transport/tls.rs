@@ -44,8 +44,12 @@ pub(crate) struct TlsConfig {
     pub certificates: Option<PathBuf>,
     /// `nbd_set_tls_psk_file` and the user name to look up in it.
     pub psk: Option<(PathBuf, String)>,
-    /// The name the server's certificate must match; `None` checks nothing
-    /// (libnbd verifies only when it knows a host name).
+    /// Verify the server's certificate chain (`nbd_set_tls_verify_peer`).
+    /// Ignored with a PSK, which authenticates both ends by itself.
+    pub verify_peer: bool,
+    /// With `verify_peer`, the name the server's certificate must also
+    /// match; `None` (a Unix socket or a subprocess without
+    /// `nbd_set_tls_hostname`) verifies the chain only, as libnbd does.
     pub verify_host: Option<String>,
     /// The name sent as SNI.
     pub sni: Option<String>,
@@ -218,9 +222,9 @@ fn context(config: &TlsConfig) -> Result<SslContext> {
         let key = lookup_psk(file, username)?;
         let mut identity = username.as_bytes().to_vec();
         identity.push(0);
-        // PSK key exchanges as well as the certificate ones (TLS 1.2).
-        b.set_cipher_list("ECDHE-PSK:DHE-PSK:PSK:DEFAULT")
-            .map_err(setup)?;
+        // Only PSK key exchanges in TLS 1.2: a server must prove it holds
+        // the key, never authenticate with a certificate instead.
+        b.set_cipher_list("ECDHE-PSK:DHE-PSK:PSK").map_err(setup)?;
         b.set_psk_client_callback(move |_ssl, _hint, id_out, key_out| {
             if identity.len() > id_out.len() || key.len() > key_out.len() {
                 return Err(ErrorStack::get());
@@ -229,7 +233,9 @@ fn context(config: &TlsConfig) -> Result<SslContext> {
             key_out[..key.len()].copy_from_slice(&key);
             Ok(key.len())
         });
-        b.set_verify(SslVerifyMode::NONE);
+        // A TLS 1.3 server may ignore the PSK and send a certificate:
+        // with no CA trusted, any certificate fails verification.
+        b.set_verify(SslVerifyMode::PEER);
         return Ok(b.build());
     }
     let found = match &config.certificates {
@@ -249,7 +255,7 @@ fn context(config: &TlsConfig) -> Result<SslContext> {
         // No CA of our own: trust the system's.
         b.set_default_verify_paths().map_err(setup)?;
     }
-    b.set_verify(if config.verify_host.is_some() {
+    b.set_verify(if config.verify_peer {
         SslVerifyMode::PEER
     } else {
         SslVerifyMode::NONE
@@ -289,6 +295,9 @@ pub(crate) struct TlsTransport {
     shutdown_pending: bool,
     /// We have said we are done writing (after `NBD_CMD_DISC`).
     shut: bool,
+    /// OpenSSL reported a fatal error: the session must not be used again,
+    /// not even for close_notify.
+    failed: bool,
 }
 
 impl TlsTransport {
@@ -304,7 +313,7 @@ impl TlsTransport {
                 ssl.set_hostname(sni).map_err(setup)?;
             }
         }
-        if let Some(host) = &config.verify_host {
+        if let Some(host) = config.verify_host.as_ref().filter(|_| config.verify_peer) {
             let param = ssl.param_mut();
             match host.parse::<IpAddr>() {
                 Ok(ip) => param.set_ip(ip).map_err(setup)?,
@@ -321,13 +330,17 @@ impl TlsTransport {
             out_pos: 0,
             shutdown_pending: false,
             shut: false,
+            failed: false,
         })
     }
 
-    /// Why the handshake failed, as a message.
+    /// Why the handshake failed, as a message: "TLS handshake: " and
+    /// OpenSSL's reason, then, for a certificate that failed
+    /// verification, why it failed ("certificate verify failed: certificate
+    /// has expired").
     fn handshake_error(&self, err: &openssl::ssl::Error) -> Error {
         let ssl = self.stream.ssl();
-        let mut msg = String::from("TLS handshake failed: ");
+        let mut msg = String::from("TLS handshake: ");
         if let Some(stack) = err.ssl_error() {
             msg.push_str(&reasons(stack));
         } else if let Some(io) = err.io_error() {
@@ -337,6 +350,9 @@ impl TlsTransport {
         }
         let verify = ssl.verify_result();
         if verify != X509VerifyResult::OK {
+            if !msg.contains("certificate verify failed") {
+                msg.push_str(": certificate verify failed");
+            }
             let _ = write!(msg, ": {}", verify.error_string());
         }
         Error::new(0, msg)
@@ -347,12 +363,24 @@ impl TlsTransport {
         while self.out_pos < self.out.len() {
             match self.stream.ssl_write(&self.out[self.out_pos..]) {
                 Ok(n) => self.out_pos += n,
-                Err(e) => return want(e).map(|()| false),
+                Err(e) => return self.want(e).map(|()| false),
             }
         }
         self.out.clear();
         self.out_pos = 0;
         Ok(true)
+    }
+
+    /// Turns OpenSSL's "try again" into `Ok(())` and the rest into
+    /// errors, after which the session is not used again.
+    fn want(&mut self, e: openssl::ssl::Error) -> io::Result<()> {
+        match e.code() {
+            ErrorCode::WANT_READ | ErrorCode::WANT_WRITE => Ok(()),
+            _ => {
+                self.failed = true;
+                Err(into_io(e))
+            }
+        }
     }
 
     fn finish_shutdown(&mut self) -> io::Result<()> {
@@ -377,11 +405,16 @@ impl TlsTransport {
     }
 }
 
-/// Turns OpenSSL's "try again" into `Ok(())` and the rest into errors.
-fn want(e: openssl::ssl::Error) -> io::Result<()> {
-    match e.code() {
-        ErrorCode::WANT_READ | ErrorCode::WANT_WRITE => Ok(()),
-        _ => Err(into_io(e)),
+impl Drop for TlsTransport {
+    /// A handle closed without `nbd_shutdown` still ends the session in
+    /// order: close_notify goes out if the socket takes it now (we never
+    /// wait for it, and never read the server's reply).
+    fn drop(&mut self) {
+        if self.handshake_done && !self.shut && !self.failed {
+            let _ = self.stream.shutdown();
+            // Leave nothing of ours in the thread's OpenSSL error queue.
+            drop(ErrorStack::get());
+        }
     }
 }
 
@@ -418,12 +451,19 @@ impl Transport for TlsTransport {
                     self.want_write = true;
                     Err(io::ErrorKind::WouldBlock.into())
                 }
-                ErrorCode::SYSCALL if e.io_error().is_none() => Ok(0),
-                // Once we are done, a server that just closes (qemu-nbd
-                // does, without reading our close_notify) has ended the
-                // connection, as libnbd also treats it.
-                _ if self.shut => Ok(0),
-                _ => Err(into_io(e)),
+                // A plain close (no close_notify), or an error: the session
+                // is over, and nothing more may be sent on it.
+                _ => {
+                    self.failed = true;
+                    match e.code() {
+                        ErrorCode::SYSCALL if e.io_error().is_none() => Ok(0),
+                        // Once we are done, a server that just closes
+                        // (qemu-nbd does, without reading our close_notify)
+                        // has ended the connection, as libnbd also treats it.
+                        _ if self.shut => Ok(0),
+                        _ => Err(into_io(e)),
+                    }
+                }
             },
         }
     }
@@ -458,7 +498,7 @@ impl Transport for TlsTransport {
                         accepted += n;
                     }
                     Err(e) => {
-                        want(e)?;
+                        self.want(e)?;
                         // OpenSSL may have taken part of this record: it
                         // must be retried with the same bytes, so they
                         // are ours now.
@@ -500,7 +540,10 @@ impl Transport for TlsTransport {
                 self.want_write = true;
                 Ok(false)
             }
-            Err(e) => Err(self.handshake_error(&e)),
+            Err(e) => {
+                self.failed = true;
+                Err(self.handshake_error(&e))
+            }
         }
     }
 
