@@ -11,10 +11,12 @@ use std::time::Duration;
 
 mod activation;
 mod addr;
+mod stderr;
 mod tls;
 
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
+pub(crate) use stderr::StderrTail;
 pub(crate) use tls::{TlsConfig, TlsTransport};
 
 /// A connected, non-blocking byte stream to the server.
@@ -208,12 +210,19 @@ pub(crate) struct Subprocess {
     /// Send SIGTERM at once when reaping: a socket-activated server keeps
     /// listening after our connection closes, so it would never exit.
     term_on_close: bool,
+    /// What the child prints on stderr, when it is captured.
+    stderr: Option<StderrTail>,
 }
 
 impl Subprocess {
     /// The child's process id.
     pub(crate) fn pid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// The end of the child's stderr, when [`spawn_command`] captured it.
+    pub(crate) fn stderr(&self) -> Option<&StderrTail> {
+        self.stderr.as_ref()
     }
 
     /// Sends `signum` to the child.
@@ -366,8 +375,13 @@ extern "C" {
 }
 
 /// Runs `argv` as a child whose stdin and stdout are one end of a socketpair;
-/// returns our end (non-blocking) and the child.
-pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)> {
+/// returns our end (non-blocking) and the child. With `capture_stderr` the
+/// child's stderr is a pipe read by a [`StderrTail`] (which passes it on to
+/// ours); otherwise the child inherits our stderr.
+pub(crate) fn spawn_command(
+    argv: &[CString],
+    capture_stderr: bool,
+) -> io::Result<(Socket, Subprocess)> {
     if argv.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -390,6 +404,12 @@ pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)
     // Both directions: our writes, and the server's replies to our reads.
     enlarge_unix_send_buffer(ours.as_raw_fd());
     enlarge_unix_send_buffer(theirs.as_raw_fd());
+    let stderr_pipe = if capture_stderr {
+        Some(StderrTail::pipe()?)
+    } else {
+        None
+    };
+    let child_stderr = stderr_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
 
     // SAFETY: after fork the child calls only async-signal-safe functions
     // (fcntl, dup2, close, sigprocmask, signal, execve, write, _exit) on data
@@ -399,9 +419,13 @@ pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        unsafe { exec_child(theirs.as_raw_fd(), &plan) }
+        unsafe { exec_child(theirs.as_raw_fd(), child_stderr, &plan) }
     }
     drop(theirs);
+    let stderr = stderr_pipe.and_then(|(read, write)| {
+        drop(write);
+        StderrTail::start(read)
+    });
     let socket = Socket::new(ours)?;
     Ok((
         socket,
@@ -409,19 +433,33 @@ pub(crate) fn spawn_command(argv: &[CString]) -> io::Result<(Socket, Subprocess)
             pid,
             reaped: false,
             term_on_close: false,
+            stderr,
         },
     ))
 }
 
-/// The child side of [`spawn_command`]. Never returns.
-unsafe fn exec_child(sock: RawFd, plan: &ExecPlan) -> ! {
-    // Move the socket above stdio first so dup2 onto 0 and 1 always
-    // produces fds without close-on-exec.
+/// The child side of [`spawn_command`]: `sock` becomes stdin and stdout,
+/// and `stderr`, unless -1, stderr. Never returns.
+unsafe fn exec_child(sock: RawFd, stderr: RawFd, plan: &ExecPlan) -> ! {
+    // Move both above stdio first (either may be 0-2 if the caller had
+    // closed those), so each dup2 below makes a new fd without
+    // close-on-exec and none overwrites the other.
     let fd = libc::fcntl(sock, libc::F_DUPFD, 3);
-    if fd < 0 || libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 {
+    let err = if stderr >= 0 {
+        libc::fcntl(stderr, libc::F_DUPFD, 3)
+    } else {
+        -1
+    };
+    if fd < 0 || (stderr >= 0 && err < 0) {
+        libc::_exit(126);
+    }
+    if libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 || (err >= 0 && libc::dup2(err, 2) < 0) {
         libc::_exit(126);
     }
     libc::close(fd);
+    if err >= 0 {
+        libc::close(err);
+    }
     exec_plan(plan, environ)
 }
 

@@ -30,6 +30,9 @@ pub(crate) use debug::{ApiContext, Debug, DebugCallback, Stats};
 pub(crate) use options::UserOption;
 mod reply;
 
+/// How long a broken connection waits for its subprocess to finish
+/// printing why (the child closing its stderr ends the wait sooner).
+const CHILD_STDERR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Largest read or write payload libnbd allows in one command.
 pub(crate) const MAX_REQUEST_SIZE: u64 = 64 * 1024 * 1024;
 /// Longest error chunk: error, message length, message, offset.
@@ -801,7 +804,7 @@ impl Conn {
                 Ok(n > 0)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(Error::io("send", &e)),
+            Err(e) => Err(self.peer_gone(Error::io("send", &e))),
         }
     }
 
@@ -850,7 +853,7 @@ impl Conn {
             let mut sent = match t.send(slices) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
-                Err(e) => return Err(Error::io("send", &e)),
+                Err(e) => return Err(self.peer_gone(Error::io("send", &e))),
             };
             progressed |= sent > 0;
             self.stats.bytes_sent += sent as u64;
@@ -937,7 +940,7 @@ impl Conn {
                     self.stats.bytes_received += got as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(Error::io("recv", &e)),
+                Err(e) => return Err(self.peer_gone(Error::io("recv", &e))),
             }
         }
         Ok(true)
@@ -956,7 +959,21 @@ impl Conn {
     }
 
     fn eof(&mut self) -> Error {
-        Error::new(0, "recv: server disconnected unexpectedly")
+        self.peer_gone(Error::new(0, "recv: server disconnected unexpectedly"))
+    }
+
+    /// The connection broke: a subprocess whose stderr we keep (the ssh
+    /// tunnel) has most likely said why, so its last lines are added.
+    pub(super) fn peer_gone(&self, err: Error) -> Error {
+        let said = self
+            .subprocess
+            .as_ref()
+            .and_then(|child| child.stderr())
+            .and_then(|tail| tail.last_lines(CHILD_STDERR_WAIT));
+        match said {
+            Some(said) => Error::new(err.errno(), format!("{}: {said}", err.message())),
+            None => err,
+        }
     }
 
     fn consume(&mut self, n: usize) {

@@ -297,7 +297,7 @@ impl Conn {
                     };
                     return Ok(progressed);
                 }
-                Err(e) => return Err(Error::io("recv", &e)),
+                Err(e) => return Err(self.peer_gone(Error::io("recv", &e))),
             }
         }
         self.reading = Reading::Header;

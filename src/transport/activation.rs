@@ -154,6 +154,7 @@ pub(crate) fn spawn_socket_activation(
         pid,
         reaped: false,
         term_on_close: true,
+        stderr: None,
     };
     Ok((child, guard, addr))
 }
