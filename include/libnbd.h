@@ -52,7 +52,8 @@ struct nbd_handle;
 #define LIBNBD_ALLOW_TRANSPORT_TCP               0x01U
 #define LIBNBD_ALLOW_TRANSPORT_UNIX              0x02U
 #define LIBNBD_ALLOW_TRANSPORT_VSOCK             0x04U
-#define LIBNBD_ALLOW_TRANSPORT_MASK              0x07U
+#define LIBNBD_ALLOW_TRANSPORT_SSH               0x08U
+#define LIBNBD_ALLOW_TRANSPORT_MASK              0x0fU
 
 #define LIBNBD_SHUTDOWN_ABANDON_PENDING          0x10000U
 #define LIBNBD_SHUTDOWN_MASK                     0x10000U

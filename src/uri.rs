@@ -8,8 +8,8 @@
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::capi::types::{
-    LIBNBD_ALLOW_TRANSPORT_TCP, LIBNBD_ALLOW_TRANSPORT_UNIX, LIBNBD_ALLOW_TRANSPORT_VSOCK,
-    LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE,
+    LIBNBD_ALLOW_TRANSPORT_SSH, LIBNBD_ALLOW_TRANSPORT_TCP, LIBNBD_ALLOW_TRANSPORT_UNIX,
+    LIBNBD_ALLOW_TRANSPORT_VSOCK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE,
 };
 use crate::transport::SockAddr;
 use crate::{Error, Result};
@@ -18,13 +18,51 @@ use crate::{Error, Result};
 pub(crate) const DEFAULT_PORT: u16 = 10809;
 /// The vsock CID of the host, used when a vsock URI names none.
 const VSOCK_HOST_CID: u32 = 2;
+/// The Secure Shell port an ssh URI means when it names none.
+const SSH_PORT: u16 = 22;
 
 /// Where a URI says to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    Tcp { host: String, port: String },
-    Unix { path: Vec<u8> },
-    Vsock { cid: u32, port: u32 },
+    Tcp {
+        host: String,
+        port: String,
+    },
+    Unix {
+        path: Vec<u8>,
+    },
+    Vsock {
+        cid: u32,
+        port: u32,
+    },
+    /// A Secure Shell server (`host`, `port`), and on it the Unix socket
+    /// of the NBD server, or `None` for its TCP port 10809.
+    Ssh {
+        host: String,
+        port: u16,
+        socket: Option<Vec<u8>>,
+    },
+}
+
+impl Target {
+    /// The command that tunnels NBD through Secure Shell, as libnbd 1.22
+    /// runs it: `ssh -p PORT HOST nc -U SOCKET` or `... nc localhost 10809`.
+    /// (The URI's user name is for TLS, not for ssh.) `None` for the
+    /// other transports.
+    pub(crate) fn ssh_command(&self) -> Option<Vec<Vec<u8>>> {
+        let Target::Ssh { host, port, socket } = self else {
+            return None;
+        };
+        let mut argv: Vec<Vec<u8>> = ["ssh", "-p", &port.to_string(), host, "nc"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        match socket {
+            Some(path) => argv.extend([b"-U".to_vec(), path.clone()]),
+            None => argv.extend([b"localhost".to_vec(), DEFAULT_PORT.to_string().into_bytes()]),
+        }
+        Some(argv)
+    }
 }
 
 /// A URI checked against the handle's URI policy.
@@ -74,6 +112,7 @@ enum Kind {
     Tcp,
     Unix,
     Vsock,
+    Ssh,
 }
 
 /// The schemes libnbd knows: name, transport, TLS.
@@ -84,6 +123,8 @@ const SCHEMES: &[(&str, Kind, bool)] = &[
     ("nbds+unix", Kind::Unix, true),
     ("nbd+vsock", Kind::Vsock, false),
     ("nbds+vsock", Kind::Vsock, true),
+    ("nbd+ssh", Kind::Ssh, false),
+    ("nbds+ssh", Kind::Ssh, true),
 ];
 
 fn einval(message: String) -> Error {
@@ -212,6 +253,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         Kind::Tcp => LIBNBD_ALLOW_TRANSPORT_TCP,
         Kind::Unix => LIBNBD_ALLOW_TRANSPORT_UNIX,
         Kind::Vsock => LIBNBD_ALLOW_TRANSPORT_VSOCK,
+        Kind::Ssh => LIBNBD_ALLOW_TRANSPORT_SSH,
     };
     if policy.allow_transports & allowed == 0 {
         return Err(Error::new(
@@ -237,6 +279,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         .rev()
         .find(|(name, _)| name == b"socket")
         .map(|(_, value)| value.clone());
+    // Required for Unix sockets, optional through ssh, else refused.
     let socket_required = kind == Kind::Unix;
     if socket_required && socket.is_none() {
         return Err(einval(format!(
@@ -244,7 +287,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
              (did you mean to use \"{scheme}:///?socket=...\"?)"
         )));
     }
-    if !socket_required && socket.is_some() {
+    if kind != Kind::Unix && kind != Kind::Ssh && socket.is_some() {
         let base = if tls { "nbds" } else { "nbd" };
         return Err(einval(format!(
             "socket parameter is incompatible with \"{scheme}:\" \
@@ -325,6 +368,16 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
                 port: url.port().map_or(u32::from(DEFAULT_PORT), u32::from),
             }
         }
+        Kind::Ssh => {
+            if host.is_empty() {
+                return Err(einval("SSH transport requires a server name".into()));
+            }
+            Target::Ssh {
+                host,
+                port: url.port().unwrap_or(SSH_PORT),
+                socket,
+            }
+        }
     };
     Ok(NbdUri {
         target,
@@ -336,11 +389,9 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
 
 /// Whether `s` could be an NBD URI: it starts with an NBD scheme and `:`.
 pub(crate) fn is_uri(s: &[u8]) -> bool {
-    let schemes = SCHEMES.iter().map(|(name, _, _)| *name);
-    // libnbd 1.22 also knows the ssh transports.
-    schemes
-        .chain(["nbd+ssh", "nbds+ssh"])
-        .any(|name| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&b':'))
+    SCHEMES
+        .iter()
+        .any(|(name, _, _)| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&b':'))
 }
 
 /// Characters escaped in a URI path (everything but RFC 3986 unreserved
@@ -379,6 +430,8 @@ pub(crate) struct Connection<'a> {
     pub hostname: Option<&'a str>,
     pub port: Option<&'a str>,
     pub connaddr: Option<&'a SockAddr>,
+    /// The [`Target::Ssh`] tunnel connected through.
+    pub ssh: Option<&'a Target>,
     pub export_name: &'a [u8],
     pub username: Option<&'a [u8]>,
     /// TLS is required or was negotiated: an `nbds` scheme.
@@ -387,15 +440,25 @@ pub(crate) struct Connection<'a> {
     pub tls_psk_file: Option<&'a [u8]>,
 }
 
+/// `host:port` for a URI's authority, an IPv6 address in brackets.
+fn server_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{}:{port}", encode(host.as_bytes(), PATH))
+    }
+}
+
 /// Builds the URI that would connect back to the same server and export.
 pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
-    let (scheme, server, socket) = if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
-        let server = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{}:{port}", encode(host.as_bytes(), PATH))
-        };
-        ("nbd", server, None)
+    let (scheme, server, socket) = if let Some(Target::Ssh { host, port, socket }) = conn.ssh {
+        (
+            "nbd+ssh",
+            server_port(host, &port.to_string()),
+            socket.clone(),
+        )
+    } else if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
+        ("nbd", server_port(host, port), None)
     } else if let Some(addr) = conn.connaddr {
         if let Some(ip) = addr.inet_addr() {
             ("nbd", ip.to_string(), None)
@@ -406,7 +469,7 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
                     "Unix domain sockets in the abstract namespace are not yet supported",
                 )
             })?;
-            ("nbd+unix", String::new(), Some(path))
+            ("nbd+unix", String::new(), Some(path.to_vec()))
         } else if let Some((cid, port)) = addr.vsock_addr() {
             ("nbd+vsock", format!("{cid}:{port}"), None)
         } else {
@@ -432,7 +495,7 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
     uri.push('/');
     uri.push_str(&encode(conn.export_name, PATH));
     let params = [
-        ("socket", socket),
+        ("socket", socket.as_deref()),
         ("tls-certificates", conn.tls_certificates),
         ("tls-psk-file", conn.tls_psk_file),
     ];
@@ -511,6 +574,75 @@ mod tests {
     }
 
     #[test]
+    fn ssh_targets_and_commands() {
+        let u = ok("nbd+ssh://alice@server.example:2222/exp?socket=/run/nbd.sock");
+        assert_eq!(
+            u.target,
+            Target::Ssh {
+                host: "server.example".into(),
+                port: 2222,
+                socket: Some(b"/run/nbd.sock".to_vec())
+            }
+        );
+        // The user name is for TLS; ssh gets the host and port only.
+        assert_eq!(u.username.as_deref(), Some(&b"alice"[..]));
+        let argv = u.target.ssh_command().unwrap();
+        assert_eq!(
+            argv,
+            [
+                "ssh",
+                "-p",
+                "2222",
+                "server.example",
+                "nc",
+                "-U",
+                "/run/nbd.sock"
+            ]
+            .map(|a| a.as_bytes().to_vec())
+        );
+        let u = ok("nbds+ssh://h/");
+        assert!(u.tls.require);
+        assert_eq!(
+            u.target.ssh_command().unwrap(),
+            ["ssh", "-p", "22", "h", "nc", "localhost", "10809"].map(|a| a.as_bytes().to_vec())
+        );
+        assert_eq!(ok("nbd://h/").target.ssh_command(), None);
+        let e = err("nbd+ssh:///?socket=/s");
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(e.message(), "SSH transport requires a server name");
+        let no_ssh = Policy {
+            allow_transports: LIBNBD_ALLOW_TRANSPORT_MASK & !LIBNBD_ALLOW_TRANSPORT_SSH,
+            ..ANY
+        };
+        let e = parse(b"nbd+ssh://h/", &no_ssh).unwrap_err();
+        assert_eq!(e.errno(), libc::EPERM);
+        assert_eq!(e.message(), "URI transport nbd+ssh is not permitted");
+        assert!(is_uri(b"nbd+ssh://h/") && is_uri(b"nbds+ssh://h/"));
+    }
+
+    #[test]
+    fn ssh_round_trip() {
+        for raw in [
+            "nbd+ssh://h.example:22/e?socket=/s",
+            "nbd+ssh://[::1]:2222/",
+        ] {
+            let u = ok(raw);
+            let c = Connection {
+                ssh: Some(&u.target),
+                hostname: None,
+                port: None,
+                connaddr: None,
+                export_name: &u.export_name,
+                username: None,
+                tls: false,
+                tls_certificates: None,
+                tls_psk_file: None,
+            };
+            assert_eq!(build(&c).unwrap(), raw);
+        }
+    }
+
+    #[test]
     fn bad_input() {
         assert!(err("foo://x")
             .message()
@@ -580,6 +712,7 @@ mod tests {
     fn build_round_trip() {
         let addr = SockAddr::unix(b"/tmp/s o").unwrap();
         let c = Connection {
+            ssh: None,
             hostname: None,
             port: None,
             connaddr: Some(&addr),
@@ -600,6 +733,7 @@ mod tests {
             }
         );
         let c = Connection {
+            ssh: None,
             hostname: Some("::1"),
             port: Some("10809"),
             connaddr: None,
@@ -611,6 +745,7 @@ mod tests {
         };
         assert_eq!(build(&c).unwrap(), "nbd://[::1]:10809/");
         let c = Connection {
+            ssh: None,
             hostname: None,
             port: None,
             connaddr: Some(&addr),

@@ -600,8 +600,10 @@ fn bad_uris() {
 fn forbidden_transports_and_tls() {
     const TCP: u32 = 1;
     const UNIX: u32 = 2;
+    const SSH: u32 = 8;
     let h = Handle::new().unwrap();
-    assert_eq!(h.uri_allow_transports(), 7);
+    // Every transport, ssh included, as in libnbd 1.22.
+    assert_eq!(h.uri_allow_transports(), 0x0f);
     h.set_uri_allow_transports(TCP).unwrap();
     assert_err(
         h.connect_uri("nbd+unix:///?socket=/x"),
@@ -621,9 +623,28 @@ fn forbidden_transports_and_tls() {
         "URI transport nbd is not permitted",
     );
     assert_err(
+        h.connect_uri("nbd+ssh://localhost/"),
+        libc::EPERM,
+        "URI transport nbd+ssh is not permitted",
+    );
+    assert_err(
         h.set_uri_allow_transports(0x100),
         libc::EINVAL,
         "mask: invalid value for flag: 0x100",
+    );
+    assert_err(
+        h.set_uri_allow_transports(0x10),
+        libc::EINVAL,
+        "mask: invalid value for flag: 0x10",
+    );
+    h.set_uri_allow_transports(0x0f).unwrap();
+    assert_eq!(h.uri_allow_transports(), 0x0f);
+    h.set_uri_allow_transports(SSH).unwrap();
+    h.set_uri_allow_tls(0).unwrap();
+    assert_err(
+        h.connect_uri("nbds+ssh://localhost/"),
+        libc::EPERM,
+        "URI TLS setting nbds+ssh is not permitted",
     );
 
     let h = Handle::new().unwrap();

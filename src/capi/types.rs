@@ -31,7 +31,8 @@ pub const LIBNBD_STRICT_MASK: c_uint = 0x7f;
 pub const LIBNBD_ALLOW_TRANSPORT_TCP: c_uint = 0x01;
 pub const LIBNBD_ALLOW_TRANSPORT_UNIX: c_uint = 0x02;
 pub const LIBNBD_ALLOW_TRANSPORT_VSOCK: c_uint = 0x04;
-pub const LIBNBD_ALLOW_TRANSPORT_MASK: c_uint = 0x07;
+pub const LIBNBD_ALLOW_TRANSPORT_SSH: c_uint = 0x08;
+pub const LIBNBD_ALLOW_TRANSPORT_MASK: c_uint = 0x0f;
 
 pub const LIBNBD_SHUTDOWN_ABANDON_PENDING: c_uint = 0x10000;
 pub const LIBNBD_SHUTDOWN_MASK: c_uint = 0x10000;

@@ -34,6 +34,9 @@ pub(crate) struct Net {
     pub connaddr: Option<SockAddr>,
     /// The directory of a socket-activation listening socket.
     pub socket_dir: Option<SocketDir>,
+    /// The Secure Shell tunnel (a [`crate::uri::Target::Ssh`]) an
+    /// `nbd+ssh` URI named, kept for `get_uri`.
+    pub ssh: Option<crate::uri::Target>,
 
     /// Addresses still to try, and which is being tried.
     addrs: Vec<SockAddr>,
@@ -58,6 +61,7 @@ impl Default for Net {
             port: None,
             connaddr: None,
             socket_dir: None,
+            ssh: None,
             addrs: Vec::new(),
             next: 0,
             tcp: false,

@@ -197,7 +197,7 @@ impl Handle {
 
     fn start_command(c: &mut Conn, args: Vec<CString>) -> Result<()> {
         let (socket, child) =
-            transport::spawn_command(&args).map_err(|e| Error::io("connect_command", &e))?;
+            transport::spawn_command(&args, false).map_err(|e| Error::io("connect_command", &e))?;
         c.subprocess = Some(child);
         c.start_handshake(Box::new(socket));
         Ok(())
@@ -278,18 +278,31 @@ impl Handle {
         let addr = match &parsed.target {
             Target::Unix { path } => Some(unix_addr(path)?),
             Target::Vsock { cid, port } => Some(SockAddr::vsock(*cid, *port)),
-            Target::Tcp { .. } => None,
+            Target::Tcp { .. } | Target::Ssh { .. } => None,
+        };
+        let ssh = match parsed.target.ssh_command() {
+            Some(argv) => Some(c_strings(&argv)?),
+            None => None,
         };
         super::tls::apply_uri_tls(c, &parsed.tls, parsed.username.as_deref());
         c.net.uri_username = parsed.username;
         c.settings.export_name = parsed.export_name;
-        match (&parsed.target, addr) {
-            (Target::Tcp { host, port }, _) => c.start_connect_tcp(host, port),
-            (_, Some(addr)) => {
+        match (&parsed.target, addr, ssh) {
+            (Target::Tcp { host, port }, _, _) => c.start_connect_tcp(host, port),
+            (_, Some(addr), _) => {
                 c.start_connect(addr);
                 Ok(())
             }
-            (_, None) => unreachable!("every non-TCP target has an address"),
+            (target, None, Some(argv)) => {
+                // What ssh prints is the reason when the tunnel fails.
+                let (socket, child) = transport::spawn_command(&argv, true)
+                    .map_err(|e| Error::io("connect_command", &e))?;
+                c.net.ssh = Some(target.clone());
+                c.subprocess = Some(child);
+                c.start_handshake(Box::new(socket));
+                Ok(())
+            }
+            (_, None, None) => unreachable!("every other target has an address"),
         }
     }
 
@@ -302,6 +315,7 @@ impl Handle {
             hostname: c.net.hostname.as_deref(),
             port: c.net.port.as_deref(),
             connaddr: c.net.connaddr.as_ref(),
+            ssh: c.net.ssh.as_ref(),
             export_name: &c.settings.export_name,
             // libnbd writes the TLS user name (which a URI's sets).
             username: c.tls.username.as_deref().map(str::as_bytes),
