@@ -48,7 +48,7 @@ STAGE := $(CURDIR)/build/install
 .PHONY: all cargo-build link install example check clean bench \
         check-deps check-cargo-test check-shlib check-header check-abi \
         check-stale-header check-c-tests check-valgrind check-example check-fuzz fuzz \
-        check-real-programs check-tls-verify
+        check-real-programs check-tls-verify check-ssh-uri
 
 all: cargo-build
 	@$(MAKE) --no-print-directory link
@@ -105,7 +105,7 @@ example: all
 # Each step runs even if an earlier one failed; the output of each is also
 # kept in build/check-STEP.log.  A step that prints a line starting with
 # "SKIP:" and succeeds is counted as skipped.
-CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests tls-verify valgrind example fuzz real-programs
+CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests tls-verify ssh-uri valgrind example fuzz real-programs
 
 check:
 	@mkdir -p build; \
@@ -167,6 +167,11 @@ check-c-tests: all
 # libnbd 1.22.2 (the oracle in /opt/libnbd-1.22), with the same outcome.
 check-tls-verify: all
 	tests/tls-verify.sh build include
+
+# nbd+ssh:// and nbds+ssh:// through a private sshd, on our library and on
+# libnbd 1.22.2.
+check-ssh-uri: all
+	tests/ssh-uri.sh build include
 
 # The C tests again, each program under valgrind memcheck (not the servers
 # it starts: valgrind does not follow exec by default). Any memory error or

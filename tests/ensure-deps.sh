@@ -8,13 +8,15 @@
 
 set -u
 
-packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind libssl-dev gnutls-bin"
+packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind libssl-dev gnutls-bin openssh-server openssh-client netcat-openbsd"
 install_cmd="apt-get update && apt-get install -y $packages"
 
 missing=()
-for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind certtool; do
+for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind certtool ssh nc; do
     command -v "$prog" >/dev/null 2>&1 || missing+=("program $prog")
 done
+# sshd is in sbin, which a user's PATH may lack.
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=("program sshd")
 # The oracle packages, checked by what they install.
 [ -e /usr/include/libnbd.h ] || missing+=("libnbd-dev (/usr/include/libnbd.h)")
 # The build links the system OpenSSL (the openssl crate).
