@@ -39,9 +39,9 @@ NATIVE_LIBS ?= -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 SONAME := libnbd.so.0
 SHLIB  := build/libnbd.so.0.0.0
 
-# The libnbd version this library stands in for: the newest version node
-# of src/abi.rs (LIBNBD_1.22 -> 1.22.0).  Evaluated after the build.
-VERSION ?= $(shell sed -n 's/^LIBNBD_\([0-9.]*\) {.*/\1/p' $(SYMS) | tail -n 1).0
+# The libnbd release this library stands in for, as nbd_get_version
+# reports it: crate::handle::VERSION (1.22.2).
+VERSION ?= $(shell sed -n 's/^pub const VERSION: &str = "\([0-9.]*\)";.*/\1/p' src/handle/mod.rs)
 
 STAGE := $(CURDIR)/build/install
 

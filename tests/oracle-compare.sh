@@ -193,6 +193,7 @@ main (void)
   S (nbd_get_package_name (h));
   printf ("version looks like N.N.N: %d\n",
           sscanf (nbd_get_version (h), "%u.%u.%u", &a, &b, &c) == 3);
+  S (nbd_get_version (h));
   all_info (h);
   all_commands (h, 1048576);
   I (nbd_shutdown (h, 0));
