@@ -27,6 +27,35 @@ use std::path::{Path, PathBuf};
 /// gets an `NBD_NULL_<NAME>` macro, a struct literal with a NULL callback.
 const OPTIONAL_CALLBACKS: &[&str] = &["completion"];
 
+/// The attribute macros of libnbd's header, with the same names, the same
+/// conditions (GCC 12 or later) and the same effect; a program may define
+/// `LIBNBD_ATTRIBUTE_NONNULL` itself before including the header.
+const ATTRIBUTE_MACROS: &str = "\
+#if defined (__GNUC__)
+#define LIBNBD_GCC_VERSION \\
+    (__GNUC__ * 10000 + __GNUC_MINOR__ * 100 + __GNUC_PATCHLEVEL__)
+#endif
+
+/* Pointer parameters that must not be NULL (GCC 12 or later warns). */
+#ifndef LIBNBD_ATTRIBUTE_NONNULL
+#if defined (__GNUC__) && LIBNBD_GCC_VERSION >= 120000
+#define LIBNBD_ATTRIBUTE_NONNULL(...) \\
+  __attribute__ ((__nonnull__ (__VA_ARGS__)))
+#else
+#define LIBNBD_ATTRIBUTE_NONNULL(...)
+#endif
+#endif
+
+/* A call returning memory that FN releases (GCC 12 or later). */
+#if defined (__GNUC__) && LIBNBD_GCC_VERSION >= 120000
+#define LIBNBD_ATTRIBUTE_ALLOC_DEALLOC(fn) \\
+  __attribute__ ((__malloc__, __malloc__ (fn, 1)))
+#else
+#define LIBNBD_ATTRIBUTE_ALLOC_DEALLOC(fn)
+#endif
+
+";
+
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -365,15 +394,107 @@ fn write_callbacks(h: &mut String, structs: &[(String, String)]) {
     h.push('\n');
 }
 
-/// The calls in `abi::SYMBOLS` order, each followed by its `LIBNBD_HAVE_*`.
+/// The return type and the parameters of a prototype as cbindgen prints it
+/// (`int nbd_x(struct nbd_handle *h, const char *name);`).
+fn prototype_parts(text: &str) -> (String, Vec<String>) {
+    let code = strip_comments(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let open = code.find('(').expect("a prototype has a parameter list");
+    let close = code.rfind(')').expect("a prototype has a parameter list");
+    let before = &code[..open];
+    let name_start = before
+        .trim_end()
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let ret = before[..name_start].trim().to_string();
+    // Parameters are split at the commas outside parentheses.
+    let mut params = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in code[open + 1..close].chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                params.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() && cur.trim() != "void" {
+        params.push(cur.trim().to_string());
+    }
+    (ret, params)
+}
+
+/// The attributes libnbd's header gives a call: `LIBNBD_ATTRIBUTE_ALLOC_DEALLOC`
+/// on calls returning memory the caller releases, `LIBNBD_ATTRIBUTE_NONNULL`
+/// listing every pointer parameter that `abi::NULLABLE_PARAMS` does not allow
+/// to be NULL.
+fn attributes(name: &str, text: &str) -> Vec<String> {
+    let (ret, params) = prototype_parts(text);
+    let mut attrs = Vec::new();
+    let dealloc = abi::DEALLOCATORS
+        .iter()
+        .find(|(call, _)| *call == name)
+        .map(|(_, d)| *d)
+        .or_else(|| (ret.replace(' ', "") == "char*").then_some("__builtin_free"));
+    if let Some(d) = dealloc {
+        attrs.push(format!("LIBNBD_ATTRIBUTE_ALLOC_DEALLOC ({d})"));
+    }
+    let nullable = abi::NULLABLE_PARAMS
+        .iter()
+        .find(|(call, _)| *call == name)
+        .map_or(&[][..], |(_, p)| *p);
+    let nonnull: Vec<String> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + 1, p))
+        .filter(|(n, p)| p.contains('*') && !nullable.contains(n))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if !nonnull.is_empty() {
+        attrs.push(format!("LIBNBD_ATTRIBUTE_NONNULL ({})", nonnull.join(", ")));
+    }
+    attrs
+}
+
+/// The calls in `abi::SYMBOLS` order, each with its attributes and followed
+/// by its `LIBNBD_HAVE_*`.
 fn write_functions(h: &mut String, functions: &HashMap<String, String>) {
     let mut undeclared = Vec::new();
+    let mut declared = BTreeSet::new();
     for sym in abi::SYMBOLS {
         let Some(text) = functions.get(sym.name) else {
             undeclared.push(sym.name);
             continue;
         };
-        h.push_str(text);
+        if let Some((_, d)) = abi::DEALLOCATORS.iter().find(|(c, _)| *c == sym.name) {
+            assert!(
+                declared.contains(d),
+                "src/abi.rs: {}'s deallocator {d} must come before it in SYMBOLS",
+                sym.name
+            );
+        }
+        declared.insert(sym.name);
+        let text = text.trim_end();
+        let attrs = attributes(sym.name, text);
+        match text.strip_suffix(';') {
+            Some(proto) if !attrs.is_empty() => {
+                h.push_str(proto);
+                for a in &attrs {
+                    h.push_str("\n    ");
+                    h.push_str(a);
+                }
+                h.push(';');
+            }
+            _ => h.push_str(text),
+        }
         h.push('\n');
         define(
             h,
@@ -408,6 +529,7 @@ fn header(root: &Path) -> String {
     h.push_str("#ifndef LIBNBD_H\n#define LIBNBD_H\n\n");
     h.push_str("#include <stdbool.h>\n#include <stdint.h>\n#include <sys/socket.h>\n\n");
     h.push_str("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    h.push_str(ATTRIBUTE_MACROS);
     h.push_str("/* Opaque: created by nbd_create, freed by nbd_close. */\nstruct nbd_handle;\n\n");
 
     write_constants(&mut h, &parsed.consts);

@@ -1,20 +1,23 @@
 #!/bin/bash
-# bench/run.sh: our libnbd.so.0 against the system's, side by side.
+# bench/run.sh: our libnbd.so.0 against the oracle's, libnbd 1.22.2
+# (tests/oracle.sh: /opt/libnbd-1.22), side by side.
 #
 # Builds bench/nbdbench.c once (against include/libnbd.h), starts nbdkit
 # servers on Unix sockets, then for each metric runs the benchmark on our
-# library (build/) and on the system library in interleaved pairs (the
+# library (build/) and on the reference library in interleaved pairs (the
 # order alternates: ours-first, theirs-first, ...).  For each metric it
 # prints the medians of the absolute numbers and the median of the per-pair
-# ratios ours/theirs, plus the same ratio for the system library against
-# itself (the noise of this machine).  Debian's nbdcopy, copying a 1 GiB
-# pattern disk to null:, is measured the same way.
+# ratios ours/theirs, plus the same ratio for the reference library against
+# itself (the noise of this machine).  The oracle's nbdcopy (1.22.2),
+# copying a 1 GiB pattern disk to null:, is measured the same way.
 #
 # Environment:
-#   PAIRS=5        pairs per metric (and as many system-vs-system pairs)
+#   PAIRS=5        pairs per metric (and as many reference-vs-reference pairs)
 #   SECS=2         seconds per timed nbdbench run
 #   OURS=build     directory holding our libnbd.so.0
-#   THEIRS=/usr/lib/x86_64-linux-gnu   the reference library's directory
+#   THEIRS=/opt/libnbd-1.22/lib   the reference library's directory (the
+#                  oracle's; /usr/lib/x86_64-linux-gnu for Debian's 1.14)
+#   NBDCOPY=/opt/libnbd-1.22/bin/nbdcopy   the nbdcopy of the nbdcopy metric
 #   METRICS="pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt
 #            read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy"
 #                  (-nospin: our library with LIBNBD_SPIN_USEC=0)
@@ -30,11 +33,19 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PAIRS=${PAIRS:-5}
 SECS=${SECS:-2}
 OURS=$(cd "${OURS:-$ROOT/build}" && pwd -P) || exit 2
-THEIRS=$(cd "${THEIRS:-/usr/lib/x86_64-linux-gnu}" && pwd -P) || exit 2
+# shellcheck source=tests/oracle.sh
+. "$ROOT/tests/oracle.sh"
+if [ -z "${THEIRS:-}" ] && ! oracle_ok; then
+    echo "bench: no libnbd $ORACLE_SERIES.x in $ORACLE_PREFIX (make oracle), or set THEIRS" >&2
+    exit 2
+fi
+THEIRS=$(cd "${THEIRS:-$ORACLE_LIBDIR}" && pwd -P) || exit 2
+NBDCOPY=${NBDCOPY:-$ORACLE_BINDIR/nbdcopy}
+[ -x "$NBDCOPY" ] || NBDCOPY=$(command -v nbdcopy)
 METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy}
 RESULTS=${RESULTS:-$ROOT/build/bench/results.txt}
 
-for tool in gcc nbdkit nbdcopy; do
+for tool in gcc nbdkit "$NBDCOPY"; do
     command -v $tool >/dev/null || { echo "bench: $tool is needed" >&2; exit 2; }
 done
 [ -e "$OURS/libnbd.so.0" ] || { echo "bench: no $OURS/libnbd.so.0 (run make)" >&2; exit 2; }
@@ -79,7 +90,7 @@ start_server "$PATTERN_SOCK" pattern 1G
 start_server "$MEMORY_SOCK" memory 1G
 # Fill the memory disk first, so that no measured write (whichever library
 # runs first) pays for nbdkit allocating its pages.
-nbdcopy "nbd+unix:///?socket=$PATTERN_SOCK" "nbd+unix:///?socket=$MEMORY_SOCK" ||
+"$NBDCOPY" "nbd+unix:///?socket=$PATTERN_SOCK" "nbd+unix:///?socket=$MEMORY_SOCK" ||
     { echo "bench: cannot fill the memory disk" >&2; exit 2; }
 # read1m-tls: the same 1 MiB reads over TLS with a pre-shared key.
 TLS_SOCK=$WORK/tls.sock
@@ -94,7 +105,7 @@ run_one() {
     if [ "$dir" = "$OURS" ]; then expect=$OURS_SO; else expect=$THEIRS_SO; fi
     if [ "$metric" = nbdcopy ]; then
         out=$(LD_LIBRARY_PATH=$dir timeout 120 "$BENCH" exec \
-              nbdcopy "nbd+unix:///?socket=$PATTERN_SOCK" null: 2>&1)
+              "$NBDCOPY" "nbd+unix:///?socket=$PATTERN_SOCK" null: 2>&1)
     else
         local sock=$PATTERN_SOCK mode=${metric%-nospin} envs=()
         # -nospin: the same with our spin budget off (libnbd ignores it).
@@ -137,7 +148,7 @@ run_one() {
 # The library nbdcopy really loads, checked once per side.
 check_nbdcopy_lib() { # LIBDIR EXPECTED_SO
     local found
-    found=$(LD_LIBRARY_PATH=$1 LD_TRACE_LOADED_OBJECTS=1 nbdcopy 2>/dev/null |
+    found=$(LD_LIBRARY_PATH=$1 LD_TRACE_LOADED_OBJECTS=1 "$NBDCOPY" 2>/dev/null |
             awk '/libnbd\.so\.0/ { print $3 }')
     found=$(readlink -f "$found")
     if [ "$found" != "$2" ]; then
@@ -219,7 +230,8 @@ CPUTABLE=$WORK/cputable
 start=$(date +%s)
 echo "bench: ours   = $OURS_SO" >&2
 echo "bench: theirs = $THEIRS_SO" >&2
-echo "bench: $PAIRS pairs x ${SECS}s per metric; A = ours then B = theirs, then system vs system" >&2
+echo "bench: nbdcopy = $NBDCOPY" >&2
+echo "bench: $PAIRS pairs x ${SECS}s per metric; A = ours then B = theirs, then theirs vs theirs" >&2
 for metric in $METRICS; do
     echo "bench: $metric" >&2
     pairs "$OURS" "$THEIRS" "$metric" cmp
@@ -264,11 +276,12 @@ cat "$CPUTABLE" >>"$TABLE"
     echo "theirs = $THEIRS_SO"
     echo "$PAIRS interleaved pairs per metric, ${SECS}s per nbdbench run; nbdcopy copies 1 GiB"
     echo "ratio = median of per-pair ours/theirs (range = min..max over pairs);"
-    echo "noise = the same median ratio for the system library against itself;"
+    echo "noise = the same median ratio for the reference library against itself;"
+    echo "nbdcopy = $NBDCOPY"
     echo "cpu/GiB = client CPU seconds (user+sys, all threads) per GiB moved (lower is better)."
     awk '$1 != "n/a" && $1 != "-" { v[++n] = $1 } $2 != "n/a" && $2 != "-" { v[++n] = $2 }
          END { if (n) { lo = hi = v[1]; for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
-                        printf "noise: system-vs-system median ratios over all rows span %.3f..%.3f\n", lo, hi } }' \
+                        printf "noise: theirs-vs-theirs median ratios over all rows span %.3f..%.3f\n", lo, hi } }' \
         "$WORK/noise.all" 2>/dev/null
     echo "elapsed $(( $(date +%s) - start ))s"
 } >>"$TABLE"

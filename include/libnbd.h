@@ -16,6 +16,29 @@
 extern "C" {
 #endif
 
+#if defined (__GNUC__)
+#define LIBNBD_GCC_VERSION \
+    (__GNUC__ * 10000 + __GNUC_MINOR__ * 100 + __GNUC_PATCHLEVEL__)
+#endif
+
+/* Pointer parameters that must not be NULL (GCC 12 or later warns). */
+#ifndef LIBNBD_ATTRIBUTE_NONNULL
+#if defined (__GNUC__) && LIBNBD_GCC_VERSION >= 120000
+#define LIBNBD_ATTRIBUTE_NONNULL(...) \
+  __attribute__ ((__nonnull__ (__VA_ARGS__)))
+#else
+#define LIBNBD_ATTRIBUTE_NONNULL(...)
+#endif
+#endif
+
+/* A call returning memory that FN releases (GCC 12 or later). */
+#if defined (__GNUC__) && LIBNBD_GCC_VERSION >= 120000
+#define LIBNBD_ATTRIBUTE_ALLOC_DEALLOC(fn) \
+  __attribute__ ((__malloc__, __malloc__ (fn, 1)))
+#else
+#define LIBNBD_ATTRIBUTE_ALLOC_DEALLOC(fn)
+#endif
+
 /* Opaque: created by nbd_create, freed by nbd_close. */
 struct nbd_handle;
 
@@ -154,17 +177,18 @@ typedef struct {
 #define NBD_NULL_COMPLETION ((nbd_completion_callback) { .callback = NULL })
 
 /**
- * Creates a handle; NULL on failure.
- */
-struct nbd_handle *nbd_create(void);
-#define LIBNBD_HAVE_NBD_CREATE                   1
-
-/**
  * Closes the connection, kills and reaps any subprocess, frees the handle.
  * NULL is harmless.
  */
 void nbd_close(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_CLOSE                    1
+
+/**
+ * Creates a handle; NULL on failure.
+ */
+struct nbd_handle *nbd_create(void)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (nbd_close);
+#define LIBNBD_HAVE_NBD_CREATE                   1
 
 /**
  * The message of this thread's last failed call, or NULL if none failed.
@@ -181,13 +205,15 @@ int nbd_get_errno(void);
 /**
  * Turns debug messages on or off.
  */
-int nbd_set_debug(struct nbd_handle *h, bool debug);
+int nbd_set_debug(struct nbd_handle *h, bool debug)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_DEBUG                1
 
 /**
  * Whether debug messages are on.
  */
-int nbd_get_debug(struct nbd_handle *h);
+int nbd_get_debug(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_DEBUG                1
 
 /**
@@ -195,926 +221,1089 @@ int nbd_get_debug(struct nbd_handle *h);
  * previous callback, if any, is freed. The callback's free function runs
  * when it is replaced or cleared, or at `nbd_close`.
  */
-int nbd_set_debug_callback(struct nbd_handle *h, nbd_debug_callback debug_callback);
+int nbd_set_debug_callback(struct nbd_handle *h, nbd_debug_callback debug_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_DEBUG_CALLBACK       1
 
 /**
  * Removes (and frees) the debug callback, if any.
  */
-int nbd_clear_debug_callback(struct nbd_handle *h);
+int nbd_clear_debug_callback(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CLEAR_DEBUG_CALLBACK     1
 
 /**
  * Sets the name used for this handle in debug messages.
  */
-int nbd_set_handle_name(struct nbd_handle *h, const char *handle_name);
+int nbd_set_handle_name(struct nbd_handle *h, const char *handle_name)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_HANDLE_NAME          1
 
 /**
  * The handle's name, in memory the caller frees.
  */
-char *nbd_get_handle_name(struct nbd_handle *h);
+char *nbd_get_handle_name(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_HANDLE_NAME          1
 
 /**
  * Sets the export name to ask the server for.
  */
-int nbd_set_export_name(struct nbd_handle *h, const char *export_name);
+int nbd_set_export_name(struct nbd_handle *h, const char *export_name)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_EXPORT_NAME          1
 
 /**
  * The export name, in memory the caller frees.
  */
-char *nbd_get_export_name(struct nbd_handle *h);
+char *nbd_get_export_name(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_EXPORT_NAME          1
 
 /**
  * Sets whether TLS is disabled, allowed or required (a `LIBNBD_TLS_*` value).
  */
-int nbd_set_tls(struct nbd_handle *h, int tls);
+int nbd_set_tls(struct nbd_handle *h, int tls)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_TLS                  1
 
 /**
  * The TLS setting chosen with `nbd_set_tls`.
  */
-int nbd_get_tls(struct nbd_handle *h);
+int nbd_get_tls(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS                  1
 
 /**
  * Sets the directory holding the TLS certificates.
  */
-int nbd_set_tls_certificates(struct nbd_handle *h, const char *dir);
+int nbd_set_tls_certificates(struct nbd_handle *h, const char *dir)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_CERTIFICATES     1
 
 /**
  * Chooses whether the server's TLS certificate is verified.
  */
-int nbd_set_tls_verify_peer(struct nbd_handle *h, bool verify);
+int nbd_set_tls_verify_peer(struct nbd_handle *h, bool verify)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_TLS_VERIFY_PEER      1
 
 /**
  * Whether the server's TLS certificate will be verified.
  */
-int nbd_get_tls_verify_peer(struct nbd_handle *h);
+int nbd_get_tls_verify_peer(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_VERIFY_PEER      1
 
 /**
  * Sets the user name for TLS with pre-shared keys.
  */
-int nbd_set_tls_username(struct nbd_handle *h, const char *username);
+int nbd_set_tls_username(struct nbd_handle *h, const char *username)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_USERNAME         1
 
 /**
  * The user name for TLS with pre-shared keys; the caller frees it.
  */
-char *nbd_get_tls_username(struct nbd_handle *h);
+char *nbd_get_tls_username(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_USERNAME         1
 
 /**
  * Sets the file of TLS pre-shared keys.
  */
-int nbd_set_tls_psk_file(struct nbd_handle *h, const char *filename);
+int nbd_set_tls_psk_file(struct nbd_handle *h, const char *filename)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_PSK_FILE         1
 
 /**
  * Adds a meta context to request.
  */
-int nbd_add_meta_context(struct nbd_handle *h, const char *name);
+int nbd_add_meta_context(struct nbd_handle *h, const char *name)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_ADD_META_CONTEXT         1
 
 /**
  * Connects to the server an NBD URI names.
  */
-int nbd_connect_uri(struct nbd_handle *h, const char *uri);
+int nbd_connect_uri(struct nbd_handle *h, const char *uri)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_URI              1
 
 /**
  * Connects to a server on a Unix domain socket.
  */
-int nbd_connect_unix(struct nbd_handle *h, const char *unixsocket);
+int nbd_connect_unix(struct nbd_handle *h, const char *unixsocket)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_UNIX             1
 
 /**
  * Connects to a server over TCP.
  */
-int nbd_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port);
+int nbd_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2, 3);
 #define LIBNBD_HAVE_NBD_CONNECT_TCP              1
 
 /**
  * Runs `argv` as a server subprocess and connects to it.
  */
-int nbd_connect_command(struct nbd_handle *h, char **argv);
+int nbd_connect_command(struct nbd_handle *h, char **argv)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_COMMAND          1
 
 /**
  * 1 if the export is read-only.
  */
-int nbd_is_read_only(struct nbd_handle *h);
+int nbd_is_read_only(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_IS_READ_ONLY             1
 
 /**
  * 1 if the server supports flush.
  */
-int nbd_can_flush(struct nbd_handle *h);
+int nbd_can_flush(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FLUSH                1
 
 /**
  * 1 if the server supports the FUA flag.
  */
-int nbd_can_fua(struct nbd_handle *h);
+int nbd_can_fua(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FUA                  1
 
 /**
  * 1 if the export is on a rotational medium.
  */
-int nbd_is_rotational(struct nbd_handle *h);
+int nbd_is_rotational(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_IS_ROTATIONAL            1
 
 /**
  * 1 if the server supports trim.
  */
-int nbd_can_trim(struct nbd_handle *h);
+int nbd_can_trim(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_TRIM                 1
 
 /**
  * 1 if the server supports write-zeroes.
  */
-int nbd_can_zero(struct nbd_handle *h);
+int nbd_can_zero(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_ZERO                 1
 
 /**
  * 1 if the server supports the don't-fragment flag on reads.
  */
-int nbd_can_df(struct nbd_handle *h);
+int nbd_can_df(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_DF                   1
 
 /**
  * 1 if several connections to the export see consistent data.
  */
-int nbd_can_multi_conn(struct nbd_handle *h);
+int nbd_can_multi_conn(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_MULTI_CONN           1
 
 /**
  * 1 if the server supports cache.
  */
-int nbd_can_cache(struct nbd_handle *h);
+int nbd_can_cache(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_CACHE                1
 
 /**
  * 1 if the server agreed to meta context `metacontext`.
  */
-int nbd_can_meta_context(struct nbd_handle *h, const char *metacontext);
+int nbd_can_meta_context(struct nbd_handle *h, const char *metacontext)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CAN_META_CONTEXT         1
 
 /**
  * The export's size in bytes.
  */
-int64_t nbd_get_size(struct nbd_handle *h);
+int64_t nbd_get_size(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_SIZE                 1
 
 /**
  * Reads `count` bytes at `offset` into `buf`.
  */
-int nbd_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, uint32_t flags);
+int nbd_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_PREAD                    1
 
 /**
  * Reads with a callback per reply chunk, waiting for the whole reply.
  */
-int nbd_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, uint32_t flags);
+int nbd_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_PREAD_STRUCTURED         1
 
 /**
  * Writes `count` bytes from `buf` at `offset`.
  */
-int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, uint32_t flags);
+int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_PWRITE                   1
 
 /**
  * Disconnects from the server cleanly.
  */
-int nbd_shutdown(struct nbd_handle *h, uint32_t flags);
+int nbd_shutdown(struct nbd_handle *h, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SHUTDOWN                 1
 
 /**
  * Makes written data durable on the server.
  */
-int nbd_flush(struct nbd_handle *h, uint32_t flags);
+int nbd_flush(struct nbd_handle *h, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_FLUSH                    1
 
 /**
  * Discards `count` bytes at `offset`.
  */
-int nbd_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags);
+int nbd_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_TRIM                     1
 
 /**
  * Asks the server to prefetch `count` bytes at `offset`.
  */
-int nbd_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags);
+int nbd_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CACHE                    1
 
 /**
  * Writes `count` zero bytes at `offset`.
  */
-int nbd_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags);
+int nbd_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_ZERO                     1
 
 /**
  * Reads block status, waiting for the whole reply.
  */
-int nbd_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, uint32_t flags);
+int nbd_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS             1
 
 /**
  * Polls the socket once and runs the machine; 0 on timeout.
  */
-int nbd_poll(struct nbd_handle *h, int timeout);
+int nbd_poll(struct nbd_handle *h, int timeout)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_POLL                     1
 
 /**
  * Starts connecting to a socket address.
  */
-int nbd_aio_connect(struct nbd_handle *h, const struct sockaddr *addr, socklen_t addrlen);
+int nbd_aio_connect(struct nbd_handle *h, const struct sockaddr *addr, socklen_t addrlen)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT              1
 
 /**
  * Starts connecting to the server an NBD URI names.
  */
-int nbd_aio_connect_uri(struct nbd_handle *h, const char *uri);
+int nbd_aio_connect_uri(struct nbd_handle *h, const char *uri)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_URI          1
 
 /**
  * Starts connecting to a server on a Unix domain socket.
  */
-int nbd_aio_connect_unix(struct nbd_handle *h, const char *unixsocket);
+int nbd_aio_connect_unix(struct nbd_handle *h, const char *unixsocket)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_UNIX         1
 
 /**
  * Starts connecting to a server over TCP.
  */
-int nbd_aio_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port);
+int nbd_aio_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2, 3);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_TCP          1
 
 /**
  * Starts a server command and begins connecting to it over stdin/stdout.
  */
-int nbd_aio_connect_command(struct nbd_handle *h, char **argv);
+int nbd_aio_connect_command(struct nbd_handle *h, char **argv)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_COMMAND      1
 
 /**
  * Starts a read; returns the command's cookie.
  */
-int64_t nbd_aio_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PREAD                1
 
 /**
  * Starts a read with a callback per reply chunk; returns the cookie.
  */
-int64_t nbd_aio_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PREAD_STRUCTURED     1
 
 /**
  * Starts a write; returns the command's cookie.
  */
-int64_t nbd_aio_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PWRITE               1
 
 /**
  * Queues a disconnect; no more commands may follow.
  */
-int nbd_aio_disconnect(struct nbd_handle *h, uint32_t flags);
+int nbd_aio_disconnect(struct nbd_handle *h, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_DISCONNECT           1
 
 /**
  * Starts a flush; returns the command's cookie.
  */
-int64_t nbd_aio_flush(struct nbd_handle *h, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_flush(struct nbd_handle *h, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_FLUSH                1
 
 /**
  * Starts a trim; returns the command's cookie.
  */
-int64_t nbd_aio_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_TRIM                 1
 
 /**
  * Starts a cache (prefetch) request; returns the command's cookie.
  */
-int64_t nbd_aio_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CACHE                1
 
 /**
  * Starts a write-zeroes request; returns the command's cookie.
  */
-int64_t nbd_aio_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_ZERO                 1
 
 /**
  * Starts a block status request; returns the cookie.
  */
-int64_t nbd_aio_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS         1
 
 /**
  * The socket to poll.
  */
-int nbd_aio_get_fd(struct nbd_handle *h);
+int nbd_aio_get_fd(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_GET_FD               1
 
 /**
  * What to poll the socket for: LIBNBD_AIO_DIRECTION_* bits.
  */
-unsigned int nbd_aio_get_direction(struct nbd_handle *h);
+unsigned int nbd_aio_get_direction(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_GET_DIRECTION        1
 
 /**
  * The socket is readable: run the state machine.
  */
-int nbd_aio_notify_read(struct nbd_handle *h);
+int nbd_aio_notify_read(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_NOTIFY_READ          1
 
 /**
  * The socket is writable: run the state machine.
  */
-int nbd_aio_notify_write(struct nbd_handle *h);
+int nbd_aio_notify_write(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_NOTIFY_WRITE         1
 
 /**
  * 1 if the handle is newly created.
  */
-int nbd_aio_is_created(struct nbd_handle *h);
+int nbd_aio_is_created(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CREATED           1
 
 /**
  * 1 if the handle is connecting or in the handshake.
  */
-int nbd_aio_is_connecting(struct nbd_handle *h);
+int nbd_aio_is_connecting(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CONNECTING        1
 
 /**
  * 1 if the handle is connected and idle.
  */
-int nbd_aio_is_ready(struct nbd_handle *h);
+int nbd_aio_is_ready(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_READY             1
 
 /**
  * 1 if the handle is mid-request or mid-reply.
  */
-int nbd_aio_is_processing(struct nbd_handle *h);
+int nbd_aio_is_processing(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_PROCESSING        1
 
 /**
  * 1 if the connection is dead.
  */
-int nbd_aio_is_dead(struct nbd_handle *h);
+int nbd_aio_is_dead(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_DEAD              1
 
 /**
  * 1 if the connection is closed.
  */
-int nbd_aio_is_closed(struct nbd_handle *h);
+int nbd_aio_is_closed(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CLOSED            1
 
 /**
  * Retires a finished command: 1 on success, 0 if still running, -1 if it failed.
  */
-int nbd_aio_command_completed(struct nbd_handle *h, uint64_t cookie);
+int nbd_aio_command_completed(struct nbd_handle *h, uint64_t cookie)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_COMMAND_COMPLETED    1
 
 /**
  * The cookie of a finished, unretired command; 0 if none has finished yet.
  */
-int64_t nbd_aio_peek_command_completed(struct nbd_handle *h);
+int64_t nbd_aio_peek_command_completed(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_PEEK_COMMAND_COMPLETED 1
 
 /**
  * How many commands are queued or in flight.
  */
-int nbd_aio_in_flight(struct nbd_handle *h);
+int nbd_aio_in_flight(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IN_FLIGHT            1
 
 /**
  * The state's name and description (a static string).
  */
-const char *nbd_connection_state(struct nbd_handle *h);
+const char *nbd_connection_state(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECTION_STATE         1
 
 /**
  * The library's package name.
  */
-const char *nbd_get_package_name(struct nbd_handle *h);
+const char *nbd_get_package_name(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PACKAGE_NAME         1
 
 /**
  * The library's version string.
  */
-const char *nbd_get_version(struct nbd_handle *h);
+const char *nbd_get_version(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_VERSION              1
 
 /**
  * Sends a signal (SIGTERM if 0) to the server subprocess.
  */
-int nbd_kill_subprocess(struct nbd_handle *h, int signum);
+int nbd_kill_subprocess(struct nbd_handle *h, int signum)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_KILL_SUBPROCESS          1
 
 /**
  * Whether this library was built with TLS support: it always is.
  */
-int nbd_supports_tls(struct nbd_handle *h);
+int nbd_supports_tls(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_TLS             1
 
 /**
  * Whether this library was built with NBD URI support.
  */
-int nbd_supports_uri(struct nbd_handle *h);
+int nbd_supports_uri(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_URI             1
 
 /**
  * Whether the connection ended up using TLS.
  */
-int nbd_get_tls_negotiated(struct nbd_handle *h);
+int nbd_get_tls_negotiated(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_NEGOTIATED       1
 
 /**
  * Whether to ask for structured replies during the handshake.
  */
-int nbd_set_request_structured_replies(struct nbd_handle *h, bool request);
+int nbd_set_request_structured_replies(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_STRUCTURED_REPLIES 1
 
 /**
  * Whether structured replies will be asked for.
  */
-int nbd_get_request_structured_replies(struct nbd_handle *h);
+int nbd_get_request_structured_replies(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_STRUCTURED_REPLIES 1
 
 /**
  * Whether the server agreed to structured replies.
  */
-int nbd_get_structured_replies_negotiated(struct nbd_handle *h);
+int nbd_get_structured_replies_negotiated(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_STRUCTURED_REPLIES_NEGOTIATED 1
 
 /**
  * Limits the handshake flags the client will use.
  */
-int nbd_set_handshake_flags(struct nbd_handle *h, uint32_t flags);
+int nbd_set_handshake_flags(struct nbd_handle *h, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_HANDSHAKE_FLAGS      1
 
 /**
  * The handshake flags offered (before connecting) or agreed (after).
  */
-uint32_t nbd_get_handshake_flags(struct nbd_handle *h);
+uint32_t nbd_get_handshake_flags(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_HANDSHAKE_FLAGS      1
 
 /**
  * Sets which transports a URI may name (`LIBNBD_ALLOW_TRANSPORT_*`).
  */
-int nbd_set_uri_allow_transports(struct nbd_handle *h, uint32_t mask);
+int nbd_set_uri_allow_transports(struct nbd_handle *h, uint32_t mask)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TRANSPORTS 1
 
 /**
  * Sets whether a URI may ask for TLS (a `LIBNBD_TLS_*` value).
  */
-int nbd_set_uri_allow_tls(struct nbd_handle *h, int tls);
+int nbd_set_uri_allow_tls(struct nbd_handle *h, int tls)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TLS        1
 
 /**
  * Chooses whether a URI may read local files.
  */
-int nbd_set_uri_allow_local_file(struct nbd_handle *h, bool allow);
+int nbd_set_uri_allow_local_file(struct nbd_handle *h, bool allow)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_URI_ALLOW_LOCAL_FILE 1
 
 /**
  * Connects to a server over AF_VSOCK.
  */
-int nbd_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port);
+int nbd_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECT_VSOCK            1
 
 /**
  * Connects over a socket the caller has already connected.
  */
-int nbd_connect_socket(struct nbd_handle *h, int sock);
+int nbd_connect_socket(struct nbd_handle *h, int sock)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECT_SOCKET           1
 
 /**
  * Runs a server command with systemd socket activation and connects to it.
  */
-int nbd_connect_systemd_socket_activation(struct nbd_handle *h, char **argv);
+int nbd_connect_systemd_socket_activation(struct nbd_handle *h, char **argv)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_SYSTEMD_SOCKET_ACTIVATION 1
 
 /**
  * 1 if the server supports the fast-zero flag.
  */
-int nbd_can_fast_zero(struct nbd_handle *h);
+int nbd_can_fast_zero(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FAST_ZERO            1
 
 /**
  * The handshake style that was used.
  */
-const char *nbd_get_protocol(struct nbd_handle *h);
+const char *nbd_get_protocol(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PROTOCOL             1
 
 /**
  * Starts connecting to a server over AF_VSOCK.
  */
-int nbd_aio_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port);
+int nbd_aio_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_VSOCK        1
 
 /**
  * Starts a connection over a socket the caller has already connected.
  */
-int nbd_aio_connect_socket(struct nbd_handle *h, int sock);
+int nbd_aio_connect_socket(struct nbd_handle *h, int sock)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_SOCKET       1
 
 /**
  * Starts a server command with systemd socket activation and begins connecting.
  */
-int nbd_aio_connect_systemd_socket_activation(struct nbd_handle *h, char **argv);
+int nbd_aio_connect_systemd_socket_activation(struct nbd_handle *h, char **argv)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_SYSTEMD_SOCKET_ACTIVATION 1
 
 /**
  * Whether NBD_OPT_GO asks for the canonical name and description.
  */
-int nbd_set_full_info(struct nbd_handle *h, bool request);
+int nbd_set_full_info(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_FULL_INFO            1
 
 /**
  * 1 if NBD_OPT_GO will ask for the canonical name and description.
  */
-int nbd_get_full_info(struct nbd_handle *h);
+int nbd_get_full_info(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_FULL_INFO            1
 
 /**
  * The export's canonical name, in memory the caller frees.
  */
-char *nbd_get_canonical_export_name(struct nbd_handle *h);
+char *nbd_get_canonical_export_name(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_CANONICAL_EXPORT_NAME 1
 
 /**
  * The export's description, in memory the caller frees.
  */
-char *nbd_get_export_description(struct nbd_handle *h);
+char *nbd_get_export_description(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_EXPORT_DESCRIPTION   1
 
 /**
  * Turns option mode on or off (before connecting).
  */
-int nbd_set_opt_mode(struct nbd_handle *h, bool enable);
+int nbd_set_opt_mode(struct nbd_handle *h, bool enable)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_OPT_MODE             1
 
 /**
  * Whether option mode is on.
  */
-int nbd_get_opt_mode(struct nbd_handle *h);
+int nbd_get_opt_mode(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_OPT_MODE             1
 
 /**
  * Ends negotiation and enters transmission.
  */
-int nbd_opt_go(struct nbd_handle *h);
+int nbd_opt_go(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_GO                   1
 
 /**
  * Ends the connection during negotiation.
  */
-int nbd_opt_abort(struct nbd_handle *h);
+int nbd_opt_abort(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_ABORT                1
 
 /**
  * Lists the server's exports; returns how many.
  */
-int nbd_opt_list(struct nbd_handle *h, nbd_list_callback list_callback);
+int nbd_opt_list(struct nbd_handle *h, nbd_list_callback list_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_LIST                 1
 
 /**
  * Asks about the export without entering transmission.
  */
-int nbd_opt_info(struct nbd_handle *h);
+int nbd_opt_info(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_INFO                 1
 
 /**
  * A block size constraint (LIBNBD_SIZE_*); 0 if the server gave none.
  */
-int64_t nbd_get_block_size(struct nbd_handle *h, int size_type);
+int64_t nbd_get_block_size(struct nbd_handle *h, int size_type)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_BLOCK_SIZE           1
 
 /**
  * Starts NBD_OPT_GO.
  */
-int nbd_aio_opt_go(struct nbd_handle *h, nbd_completion_callback completion_callback);
+int nbd_aio_opt_go(struct nbd_handle *h, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_GO               1
 
 /**
  * Starts NBD_OPT_ABORT.
  */
-int nbd_aio_opt_abort(struct nbd_handle *h);
+int nbd_aio_opt_abort(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_ABORT            1
 
 /**
  * Starts NBD_OPT_LIST.
  */
-int nbd_aio_opt_list(struct nbd_handle *h, nbd_list_callback list_callback, nbd_completion_callback completion_callback);
+int nbd_aio_opt_list(struct nbd_handle *h, nbd_list_callback list_callback, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST             1
 
 /**
  * Starts NBD_OPT_INFO.
  */
-int nbd_aio_opt_info(struct nbd_handle *h, nbd_completion_callback completion_callback);
+int nbd_aio_opt_info(struct nbd_handle *h, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_INFO             1
 
 /**
  * 1 if the handle waits for the caller to negotiate options.
  */
-int nbd_aio_is_negotiating(struct nbd_handle *h);
+int nbd_aio_is_negotiating(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_NEGOTIATING       1
 
 /**
  * Chooses which checks are done client-side.
  */
-int nbd_set_strict_mode(struct nbd_handle *h, uint32_t flags);
+int nbd_set_strict_mode(struct nbd_handle *h, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_STRICT_MODE          1
 
 /**
  * The client-side checks in force.
  */
-uint32_t nbd_get_strict_mode(struct nbd_handle *h);
+uint32_t nbd_get_strict_mode(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_STRICT_MODE          1
 
 /**
  * Lists the meta contexts matching the requested ones; returns how many.
  */
-int nbd_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback);
+int nbd_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT    1
 
 /**
  * How many meta contexts are requested.
  */
-ssize_t nbd_get_nr_meta_contexts(struct nbd_handle *h);
+ssize_t nbd_get_nr_meta_contexts(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_NR_META_CONTEXTS     1
 
 /**
  * The `i`th requested meta context, in memory the caller frees.
  */
-char *nbd_get_meta_context(struct nbd_handle *h, size_t i);
+char *nbd_get_meta_context(struct nbd_handle *h, size_t i)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_META_CONTEXT         1
 
 /**
  * Forgets the requested meta contexts.
  */
-int nbd_clear_meta_contexts(struct nbd_handle *h);
+int nbd_clear_meta_contexts(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CLEAR_META_CONTEXTS      1
 
 /**
  * Starts NBD_OPT_LIST_META_CONTEXT for the requested contexts.
  */
-int nbd_aio_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback);
+int nbd_aio_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT 1
 
 /**
  * Stores a value for the caller; returns the previous one.
  */
-size_t nbd_set_private_data(struct nbd_handle *h, size_t private_data);
+size_t nbd_set_private_data(struct nbd_handle *h, size_t private_data)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_PRIVATE_DATA         1
 
 /**
  * The value last stored with nbd_set_private_data.
  */
-size_t nbd_get_private_data(struct nbd_handle *h);
+size_t nbd_get_private_data(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PRIVATE_DATA         1
 
 /**
  * An NBD URI for the current connection; the caller frees it.
  */
-char *nbd_get_uri(struct nbd_handle *h);
+char *nbd_get_uri(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_URI                  1
 
 /**
  * Whether NBD_OPT_GO asks for block sizes.
  */
-int nbd_set_request_block_size(struct nbd_handle *h, bool request);
+int nbd_set_request_block_size(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_BLOCK_SIZE   1
 
 /**
  * 1 if NBD_OPT_GO will ask for block sizes.
  */
-int nbd_get_request_block_size(struct nbd_handle *h);
+int nbd_get_request_block_size(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_BLOCK_SIZE   1
 
 /**
  * Whether read buffers are zeroed before each read.
  */
-int nbd_set_pread_initialize(struct nbd_handle *h, bool request);
+int nbd_set_pread_initialize(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_PREAD_INITIALIZE     1
 
 /**
  * 1 if read buffers are zeroed before each read.
  */
-int nbd_get_pread_initialize(struct nbd_handle *h);
+int nbd_get_pread_initialize(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PREAD_INITIALIZE     1
 
 /**
  * Bytes sent to the server so far.
  */
-uint64_t nbd_stats_bytes_sent(struct nbd_handle *h);
+uint64_t nbd_stats_bytes_sent(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_BYTES_SENT         1
 
 /**
  * Chunks (options, requests) sent to the server so far.
  */
-uint64_t nbd_stats_chunks_sent(struct nbd_handle *h);
+uint64_t nbd_stats_chunks_sent(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT        1
 
 /**
  * Bytes received from the server so far.
  */
-uint64_t nbd_stats_bytes_received(struct nbd_handle *h);
+uint64_t nbd_stats_bytes_received(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED     1
 
 /**
  * Chunks (greeting, option replies, replies) received so far.
  */
-uint64_t nbd_stats_chunks_received(struct nbd_handle *h);
+uint64_t nbd_stats_chunks_received(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED    1
 
 /**
  * Whether GO/INFO ask for the requested meta contexts first.
  */
-int nbd_set_request_meta_context(struct nbd_handle *h, bool request);
+int nbd_set_request_meta_context(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_META_CONTEXT 1
 
 /**
  * Whether GO/INFO ask for the requested meta contexts first.
  */
-int nbd_get_request_meta_context(struct nbd_handle *h);
+int nbd_get_request_meta_context(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT 1
 
 /**
  * Asks the server to switch the connection to TLS: 1 if it did, 0 if
  * the server refused.
  */
-int nbd_opt_starttls(struct nbd_handle *h);
+int nbd_opt_starttls(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_STARTTLS             1
 
 /**
  * Asks for structured replies: 1 if agreed, 0 if refused.
  */
-int nbd_opt_structured_reply(struct nbd_handle *h);
+int nbd_opt_structured_reply(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_STRUCTURED_REPLY     1
 
 /**
  * Lists the meta contexts matching `queries`; returns how many.
  */
-int nbd_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback);
+int nbd_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT_QUERIES 1
 
 /**
  * Selects the requested meta contexts; returns how many the server agreed to.
  */
-int nbd_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback);
+int nbd_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_SET_META_CONTEXT     1
 
 /**
  * Selects the meta contexts matching `queries`; returns how many.
  */
-int nbd_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback);
+int nbd_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_OPT_SET_META_CONTEXT_QUERIES 1
 
 /**
  * Sets the socket name a socket-activated server is told.
  */
-int nbd_set_socket_activation_name(struct nbd_handle *h, const char *socket_name);
+int nbd_set_socket_activation_name(struct nbd_handle *h, const char *socket_name)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_SOCKET_ACTIVATION_NAME 1
 
 /**
  * The socket name a socket-activated server is told; the caller frees it.
  */
-char *nbd_get_socket_activation_name(struct nbd_handle *h);
+char *nbd_get_socket_activation_name(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_SOCKET_ACTIVATION_NAME 1
 
 /**
  * As nbd_poll, also waking when `fd` is readable.
  */
-int nbd_poll2(struct nbd_handle *h, int fd, int timeout);
+int nbd_poll2(struct nbd_handle *h, int fd, int timeout)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_POLL2                    1
 
 /**
  * Starts asking the server to switch the connection to TLS.
  */
-int nbd_aio_opt_starttls(struct nbd_handle *h, nbd_completion_callback completion_callback);
+int nbd_aio_opt_starttls(struct nbd_handle *h, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS         1
 
 /**
  * Starts NBD_OPT_STRUCTURED_REPLY.
  */
-int nbd_aio_opt_structured_reply(struct nbd_handle *h, nbd_completion_callback completion_callback);
+int nbd_aio_opt_structured_reply(struct nbd_handle *h, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY 1
 
 /**
  * Starts NBD_OPT_LIST_META_CONTEXT for `queries`.
  */
-int nbd_aio_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback);
+int nbd_aio_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES 1
 
 /**
  * Starts NBD_OPT_SET_META_CONTEXT for the requested contexts.
  */
-int nbd_aio_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback);
+int nbd_aio_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT 1
 
 /**
  * Starts NBD_OPT_SET_META_CONTEXT for `queries`.
  */
-int nbd_aio_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback);
+int nbd_aio_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES 1
 
 /**
  * Whether this library was built with AF_VSOCK support.
  */
-int nbd_supports_vsock(struct nbd_handle *h);
+int nbd_supports_vsock(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_VSOCK           1
 
 /**
  * Whether to ask for extended headers.
  */
-int nbd_set_request_extended_headers(struct nbd_handle *h, bool request);
+int nbd_set_request_extended_headers(struct nbd_handle *h, bool request)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_EXTENDED_HEADERS 1
 
 /**
  * Whether extended headers will be asked for.
  */
-int nbd_get_request_extended_headers(struct nbd_handle *h);
+int nbd_get_request_extended_headers(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_EXTENDED_HEADERS 1
 
 /**
  * Whether the server agreed to extended headers.
  */
-int nbd_get_extended_headers_negotiated(struct nbd_handle *h);
+int nbd_get_extended_headers_negotiated(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_EXTENDED_HEADERS_NEGOTIATED 1
 
 /**
  * Asks for extended headers: 1 if agreed, 0 if refused.
  */
-int nbd_opt_extended_headers(struct nbd_handle *h);
+int nbd_opt_extended_headers(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_EXTENDED_HEADERS     1
 
 /**
  * 1 if the server supports the payload-length flag on block status.
  */
-int nbd_can_block_status_payload(struct nbd_handle *h);
+int nbd_can_block_status_payload(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_BLOCK_STATUS_PAYLOAD 1
 
 /**
  * Reads 64-bit block status, waiting for the whole reply.
  */
-int nbd_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, uint32_t flags);
+int nbd_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_64          1
 
 /**
  * Reads block status for only the named contexts, waiting for the reply.
  */
-int nbd_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, uint32_t flags);
+int nbd_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 4);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_FILTER      1
 
 /**
  * Starts NBD_OPT_EXTENDED_HEADERS.
  */
-int nbd_aio_opt_extended_headers(struct nbd_handle *h, nbd_completion_callback completion_callback);
+int nbd_aio_opt_extended_headers(struct nbd_handle *h, nbd_completion_callback completion_callback)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS 1
 
 /**
  * Starts a 64-bit block status request; returns the cookie.
  */
-int64_t nbd_aio_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64      1
 
 /**
  * Starts a block status request for only the named contexts.
  */
-int64_t nbd_aio_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags);
+int64_t nbd_aio_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 4);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER  1
 
 /**
  * Sets the host name the server's TLS certificate is checked against.
  */
-int nbd_set_tls_hostname(struct nbd_handle *h, const char *hostname);
+int nbd_set_tls_hostname(struct nbd_handle *h, const char *hostname)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME         1
 
 /**
  * The host name used for TLS checks (`""` if none); the caller frees it.
  */
-char *nbd_get_tls_hostname(struct nbd_handle *h);
+char *nbd_get_tls_hostname(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME         1
 
 /**
  * Whether `uri` looks like an NBD URI.
  */
-int nbd_is_uri(struct nbd_handle *h, const char *uri);
+int nbd_is_uri(struct nbd_handle *h, const char *uri)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_IS_URI                   1
 
 /**
  * The process id of the server subprocess.
  */
-int64_t nbd_get_subprocess_pid(struct nbd_handle *h);
+int64_t nbd_get_subprocess_pid(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_SUBPROCESS_PID       1
 
 /* Metadata namespaces and contexts. */

@@ -17,6 +17,20 @@ pub struct Symbol {
     pub node: &'static str,
 }
 
+/// Pointer parameters that may be NULL: (call, 1-based positions). As in
+/// libnbd's header, every other pointer parameter of every call is declared
+/// non-NULL: `build.rs` lists them in the call's `LIBNBD_ATTRIBUTE_NONNULL`,
+/// so C compilers warn (`-Wnonnull`) when a program passes NULL there.
+pub const NULLABLE_PARAMS: &[(&str, &[usize])] = &[("nbd_close", &[1])];
+
+/// Calls whose result the caller releases with another call of the library:
+/// (call, deallocator). `build.rs` declares them with
+/// `LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (deallocator)`, the deallocator coming
+/// earlier in [`SYMBOLS`]. Calls returning `char *` are released with
+/// `free`, and get `LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)` without
+/// being listed here.
+pub const DEALLOCATORS: &[(&str, &str)] = &[("nbd_create", "nbd_close")];
+
 /// The version nodes in order; each inherits the one before it.
 pub const NODES: &[&str] = &[
     "LIBNBD_1.0",
@@ -34,8 +48,9 @@ pub const NODES: &[&str] = &[
 #[rustfmt::skip]
 pub const SYMBOLS: &[Symbol] = &[
     // LIBNBD_1.0
-    Symbol { name: "nbd_create", node: "LIBNBD_1.0" },
+    // nbd_close first: nbd_create's header attribute names it.
     Symbol { name: "nbd_close", node: "LIBNBD_1.0" },
+    Symbol { name: "nbd_create", node: "LIBNBD_1.0" },
     Symbol { name: "nbd_get_error", node: "LIBNBD_1.0" },
     Symbol { name: "nbd_get_errno", node: "LIBNBD_1.0" },
     Symbol { name: "nbd_set_debug", node: "LIBNBD_1.0" },

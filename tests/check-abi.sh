@@ -10,6 +10,9 @@
 #   - every call of abi::SYMBOLS is exported as a function at its node, as
 #     the default version (name@@NODE)
 #   - nothing else is exported (no Rust runtime or std symbols)
+#   - the oracle's libnbd.so.0 (libnbd 1.22.2, tests/oracle.sh) has the
+#     same version definitions and exports exactly the same symbols at the
+#     same nodes
 #   - if Debian's libnbd.so.0 is installed, every symbol it exports is
 #     exported here at the same node
 # The table is read by compiling src/abi.rs itself (rustc, a few tenths of
@@ -176,6 +179,29 @@ ntable=$(wc -l <"$tmp/table.sorted")
 [ $missing -eq 0 ] && [ $wrong -eq 0 ] &&
     echo "ok: all $ntable calls of src/abi.rs exported at their nodes"
 [ $extra -eq 0 ] && echo "ok: nothing else exported"
+
+# --- the oracle, libnbd 1.22.2 ------------------------------------------------
+# shellcheck source=tests/oracle.sh
+. "$root/tests/oracle.sh"
+oracle_lib=$ORACLE_LIBDIR/libnbd.so.0
+if oracle_ok; then
+    verdefs "$oracle_lib" >"$tmp/oracle.nodes"
+    if diff -u "$tmp/oracle.nodes" "$tmp/lib.nodes" >"$tmp/onodes.diff"; then
+        echo "ok: the version nodes of libnbd $(oracle_version)"
+    else
+        err "version definitions differ from libnbd $(oracle_version)'s (- oracle, + ours):"
+        sed -n '3,$p' "$tmp/onodes.diff"
+    fi
+    exports "$oracle_lib" >"$tmp/oracle.syms"
+    if diff -u "$tmp/oracle.syms" "$tmp/lib.syms" >"$tmp/osyms.diff"; then
+        echo "ok: the $(wc -l <"$tmp/oracle.syms") exports of libnbd $(oracle_version), at the same nodes"
+    else
+        err "exports differ from $oracle_lib (- oracle, + ours):"
+        grep '^[-+][a-z]' "$tmp/osyms.diff" | head -n 40
+    fi
+else
+    err "no oracle libnbd $ORACLE_SERIES.x in $ORACLE_PREFIX (tests/oracle.sh ensure)"
+fi
 
 # --- Debian's libnbd ---------------------------------------------------------
 if [ -e "$debian_lib" ]; then

@@ -1,10 +1,11 @@
 #!/bin/bash
 # tests/ensure-deps.sh
 #
-# Makes sure the test servers (nbdkit, qemu-nbd, nbd-server) and the Debian
-# libnbd packages the oracle tests compare against are installed.  As root
-# it installs what is missing; otherwise it prints the command to run and
-# fails.
+# Makes sure the test servers (nbdkit, qemu-nbd, nbd-server), Debian's libnbd
+# packages (1.14: the programs Debian ships, a second reference) and the
+# oracle, libnbd 1.22.2 in /opt/libnbd-1.22 (tests/oracle.sh ensure, which
+# runs ../shared/tools/build-oracle.sh), are installed.  As root it installs
+# what is missing; otherwise it prints the command to run and fails.
 
 set -u
 
@@ -31,7 +32,8 @@ fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "ensure-deps: all test dependencies are installed"
-    exit 0
+    # The oracle last: its build needs some of the packages above.
+    exec "$(dirname "$0")/oracle.sh" ensure
 fi
 
 echo "ensure-deps: missing: $(printf '%s, ' "${missing[@]}" | sed 's/, $//')"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Differential test: build one deterministic C program against the
-# system libnbd (the oracle) and against ours, run both, and diff what
-# they print: the return value of every call and, for failing calls,
-# nbd_get_errno() and nbd_get_error().
+# oracle, libnbd 1.22.2 (tests/oracle.sh: /opt/libnbd-1.22, its header and
+# library) and against ours, run both, and diff what they print: the
+# return value of every call and, for failing calls, nbd_get_errno() and
+# nbd_get_error().
 #
 #   tests/oracle-compare.sh LIBDIR INCLUDEDIR
 #   tests/oracle-compare.sh --oracle      # oracle against itself (a
@@ -26,6 +27,13 @@ elif [ $# -eq 2 ]; then
     [ -f "$incdir/libnbd.h" ] || { echo "$0: $incdir/libnbd.h not found" >&2; exit 2; }
 else
     usage
+fi
+
+# shellcheck source=tests/oracle.sh
+. "$(dirname "$0")/oracle.sh"
+if ! oracle_ok; then
+    echo "$0: no libnbd $ORACLE_SERIES.x in $ORACLE_PREFIX (run tests/oracle.sh ensure)" >&2
+    exit 2
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rust-libnbd-compare.XXXXXX")
@@ -185,6 +193,7 @@ main (void)
   S (nbd_get_package_name (h));
   printf ("version looks like N.N.N: %d\n",
           sscanf (nbd_get_version (h), "%u.%u.%u", &a, &b, &c) == 3);
+  S (nbd_get_version (h));
   all_info (h);
   all_commands (h, 1048576);
   I (nbd_shutdown (h, 0));
@@ -250,11 +259,12 @@ build () {   # build OUT CPPFLAGS... -- LDFLAGS...
         echo "$0: build of $out failed" >&2; exit 2; }
 }
 
-build "$work/oracle" -I/usr/include -lnbd
-"$work/oracle" >"$work/oracle.out" 2>/dev/null || { echo "$0: oracle program failed" >&2; exit 2; }
+build "$work/oracle" -I "$ORACLE_INCDIR" -L "$ORACLE_LIBDIR" -lnbd
+LD_LIBRARY_PATH="$ORACLE_LIBDIR" "$work/oracle" >"$work/oracle.out" 2>/dev/null ||
+    { echo "$0: oracle program failed" >&2; exit 2; }
 
 if [ -z "$libdir" ]; then
-    "$work/oracle" >"$work/ours.out" 2>/dev/null
+    LD_LIBRARY_PATH="$ORACLE_LIBDIR" "$work/oracle" >"$work/ours.out" 2>/dev/null
     label=oracle-again
 else
     if [ -e "$libdir/libnbd.so" ]; then l=-lnbd; else l=-l:libnbd.so.0; fi
@@ -265,7 +275,7 @@ else
     label=ours
 fi
 
-if diff -u --label oracle --label "$label" "$work/oracle.out" "$work/ours.out"; then
+if diff -u --label "oracle $(oracle_version)" --label "$label" "$work/oracle.out" "$work/ours.out"; then
     echo "identical ($(wc -l <"$work/oracle.out") lines)"
     exit 0
 else

@@ -43,7 +43,21 @@ if [ "$pc_prefix" != "$stage" ]; then
 fi
 flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs libnbd) || {
     echo "FAIL: pkg-config --cflags --libs libnbd"; exit 1; }
-echo "pkg-config: $flags (version $(PKG_CONFIG_PATH="$pcdir" pkg-config --modversion libnbd))"
+pc_version=$(PKG_CONFIG_PATH="$pcdir" pkg-config --modversion libnbd)
+echo "pkg-config: $flags (version $pc_version)"
+# The version is the libnbd release we match, the one nbd_get_version
+# reports (src/handle/mod.rs VERSION), and the oracle's when it is there.
+want_version=$(sed -n 's/^pub const VERSION: &str = "\([0-9.]*\)";.*/\1/p' "$root/src/handle/mod.rs")
+if [ -z "$want_version" ] || [ "$pc_version" != "$want_version" ]; then
+    echo "FAIL: libnbd.pc has version '$pc_version', nbd_get_version reports '$want_version'"
+    exit 1
+fi
+# shellcheck source=tests/oracle.sh
+. "$root/tests/oracle.sh"
+if oracle_ok && [ "$(oracle_version)" != "$pc_version" ]; then
+    echo "FAIL: libnbd.pc has version $pc_version, the oracle is libnbd $(oracle_version)"
+    exit 1
+fi
 
 tmp=$(mktemp -d /tmp/run-example.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

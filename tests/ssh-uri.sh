@@ -3,7 +3,7 @@
 #
 # nbd+ssh:// and nbds+ssh:// URIs against a real OpenSSH server, on our
 # library (LIBDIR, INCLUDEDIR) and on libnbd 1.22.2 (ORACLE_PREFIX, default
-# /opt/libnbd-1.22), with one client program (tests/ssh/ssh-client.c)
+# that of tests/oracle.sh), with one client program (tests/ssh/ssh-client.c)
 # built against each library's header.
 #
 # The test starts its own sshd on 127.0.0.1 and a free port, with its own
@@ -25,8 +25,10 @@ if [ $# -lt 2 ] || [ $# -gt 3 ]; then
 fi
 libdir=$(cd "$1" && pwd) || exit 2
 incdir=$(cd "$2" && pwd) || exit 2
-oracle=${3:-/opt/libnbd-1.22}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/oracle.sh
+. "$here/oracle.sh"
+oracle=${3:-$ORACLE_PREFIX}
 
 for prog in sshd ssh ssh-keygen nc nbdkit cc python3; do
     p=$(command -v "$prog" || ls "/usr/sbin/$prog" 2>/dev/null) ||

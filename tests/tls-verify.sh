@@ -2,7 +2,8 @@
 # tests/tls-verify.sh LIBDIR INCLUDEDIR [ORACLE_PREFIX]
 #
 # How TLS authenticates the server, case by case, on our library (LIBDIR,
-# INCLUDEDIR) and on libnbd 1.22.2 (ORACLE_PREFIX, default /opt/libnbd-1.22):
+# INCLUDEDIR) and on libnbd 1.22.2 (ORACLE_PREFIX, default
+# that of tests/oracle.sh: /opt/libnbd-1.22, or $LIBNBD_ORACLE):
 # the same client program (tests/tls/tls-client.c), built against each
 # library's header, must get the same outcome from both: connected, or
 # refused with the same errno and a dead handle. Our error message is
@@ -26,8 +27,10 @@ if [ $# -lt 2 ] || [ $# -gt 3 ]; then
 fi
 libdir=$(cd "$1" && pwd) || exit 2
 incdir=$(cd "$2" && pwd) || exit 2
-oracle=${3:-/opt/libnbd-1.22}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/oracle.sh
+. "$here/oracle.sh"
+oracle=${3:-$ORACLE_PREFIX}
 
 for prog in certtool nbdkit qemu-nbd cc; do
     command -v "$prog" >/dev/null || { echo "$0: $prog is required" >&2; exit 2; }

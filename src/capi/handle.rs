@@ -32,7 +32,7 @@ pub extern "C" fn nbd_close(h: *mut nbd_handle) {
 /// The library's version string.
 #[no_mangle]
 pub extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
-    static VERSION_NUL: &str = concat!("1.22.0", "\0");
+    static VERSION_NUL: &str = concat!("1.22.2", "\0");
     debug_assert_eq!(&VERSION_NUL[..VERSION_NUL.len() - 1], VERSION);
     with_handle("nbd_get_version", h, std::ptr::null(), |_| {
         Ok(VERSION_NUL.as_ptr().cast())

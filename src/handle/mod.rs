@@ -21,8 +21,9 @@ mod tls;
 
 pub use settings::BlockSize;
 
-/// The version of the libnbd API this library implements.
-pub const VERSION: &str = "1.22.0";
+/// The libnbd release whose behaviour this library matches and is tested
+/// against (the oracle); `nbd_get_version` and `libnbd.pc` report it.
+pub const VERSION: &str = "1.22.2";
 /// The name `nbd_get_package_name` reports: libnbd's, since programs
 /// print or compare it and this library stands in for libnbd.
 pub const PACKAGE_NAME: &str = "libnbd";

@@ -11,7 +11,7 @@ struct dbg {
   const char *tag;
   int calls;
   int frees;
-  int saw_connect_transition;   /* context nbd_connect_command, "transition: " */
+  int saw_connect_enter;        /* context nbd_connect_command, "enter:" */
   int saw_leave_ok;             /* "leave: ret=0" */
   int saw_enter;                /* "enter:" from nbd_get_size */
   int bad_context;              /* a NULL or non-"nbd_" context */
@@ -27,8 +27,8 @@ debug_cb (void *user_data, const char *context, const char *msg)
     d->bad_context++;
   else {
     if (strcmp (context, "nbd_connect_command") == 0 &&
-        strncmp (msg, "transition: ", 12) == 0)
-      d->saw_connect_transition++;
+        strncmp (msg, "enter:", 6) == 0)
+      d->saw_connect_enter++;
     if (strcmp (context, "nbd_get_size") == 0 &&
         strncmp (msg, "enter:", 6) == 0)
       d->saw_enter++;
@@ -301,7 +301,7 @@ test_debug_callback (void)
   CHECK (a.calls > 0);          /* at least the "leave" of the call itself */
   if (nbd_connect_command (h, argv) == -1)
     FAIL ("connect: %s", tu_errmsg ());
-  CHECK (a.saw_connect_transition > 0);
+  CHECK (a.saw_connect_enter > 0);
   CHECK (a.saw_leave_ok > 0);
   CHECK (a.bad_context == 0);
   CHECK_INT (a.frees, 0);

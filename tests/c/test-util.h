@@ -3,8 +3,9 @@
  * Every test is a standalone program: it exits 0 when everything
  * passed and prints a diagnostic to stderr and exits 1 on the first
  * failed check.  The tests are written against the public libnbd API
- * only, so the same source runs against the system libnbd (the oracle)
- * and against our replacement library.
+ * only, so the same source runs against the oracle, the real libnbd
+ * 1.22.2 (tests/run-c-tests.sh --oracle), and against our replacement
+ * library.
  */
 #ifndef RUST_LIBNBD_TEST_UTIL_H
 #define RUST_LIBNBD_TEST_UTIL_H
