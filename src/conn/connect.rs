@@ -141,7 +141,7 @@ impl Conn {
     /// failures kill it.
     pub(super) fn connect_progress(&mut self) -> Result<()> {
         loop {
-            if let Some(fd) = self.net.pending.as_ref().map(|f| f.as_raw_fd()) {
+            if let Some(fd) = self.net.pending.as_ref() {
                 let status = match transport::connect_result(fd) {
                     Ok(None) => return Ok(()),
                     Ok(Some(status)) => status,

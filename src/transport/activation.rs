@@ -121,8 +121,7 @@ pub(crate) fn spawn_socket_activation(
     }
     // SAFETY: socket returned a new fd that we now own.
     let listener = unsafe { OwnedFd::from_raw_fd(fd) };
-    if addr.bind(listener.as_raw_fd()) < 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = addr.bind(listener.as_raw_fd()) {
         return Err(Error::io(
             &format!("bind: {}", String::from_utf8_lossy(path_bytes)),
             &err,
