@@ -5,9 +5,17 @@
 //! `WouldBlock` as "wait for readiness".
 
 use std::ffi::{c_char, CString};
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, Signal};
+use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 mod activation;
 mod addr;
@@ -38,11 +46,7 @@ pub(crate) trait Transport: Send {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Shuts the socket down both ways; a poll on its fd returns at once.
     fn shutdown_both(&mut self) -> io::Result<()> {
-        // SAFETY: plain syscall on the transport's own fd.
-        if unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(socket::shutdown(self.fd(), Shutdown::Both)?)
     }
 
     /// Drives a TLS handshake in progress; true once it is complete.
@@ -78,7 +82,7 @@ pub(crate) struct Socket {
 impl Socket {
     /// Wraps a connected socket and makes it non-blocking.
     pub(crate) fn new(fd: OwnedFd) -> io::Result<Socket> {
-        set_nonblocking(fd.as_raw_fd())?;
+        set_nonblocking(&fd)?;
         Ok(Socket { fd })
     }
 
@@ -90,42 +94,36 @@ impl Socket {
     /// Takes ownership of a caller's connected socket, after checking the
     /// fd is open (a bad fd is refused, not adopted).
     pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
-        set_nonblocking(fd)?;
-        // SAFETY: fcntl just succeeded on fd, so it is open; the caller
-        // hands it to us and never uses it again.
-        Ok(Socket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        // SAFETY: F_GETFD reads the fd's flags and touches no memory; it
+        // fails with EBADF unless fd is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is open, and the caller hands it to us and never uses
+        // it again.
+        Socket::new(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 }
 
 /// Send buffer asked for on the Unix sockets we create; the kernel doubles
 /// it and caps it at twice `net.core.wmem_max`.
-const UNIX_SNDBUF: libc::c_int = 1 << 20;
+const UNIX_SNDBUF: usize = 1 << 20;
 
 /// Raises the send buffer of a Unix stream socket to [`UNIX_SNDBUF`].
 /// On such a socket only the sender's buffer limits the bytes in flight,
 /// so with the default (about 208 KiB) a 1 MiB write stops several times
 /// to wait for the peer. Failure is harmless and ignored.
-pub(crate) fn enlarge_unix_send_buffer(fd: RawFd) {
-    let size = UNIX_SNDBUF;
-    // SAFETY: setsockopt reads one c_int.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &size as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+pub(crate) fn enlarge_unix_send_buffer(fd: impl AsFd) {
+    let _ = socket::setsockopt(&fd, sockopt::SndBuf, &UNIX_SNDBUF);
 }
 
-fn cvt(rc: isize) -> io::Result<usize> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
+/// Runs `call` again while it fails with EINTR.
+fn retry<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
     }
 }
 
@@ -135,70 +133,30 @@ impl Transport for Socket {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: buf is valid for writes of buf.len() bytes.
-            let rc = unsafe { libc::recv(self.fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            match cvt(rc) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
+        retry(|| socket::recv(self.fd.as_raw_fd(), buf, MsgFlags::empty()))
     }
 
     fn recv_pair(&mut self, first: &mut [u8], then: &mut [u8]) -> io::Result<usize> {
-        let iov = [
-            libc::iovec {
-                iov_base: first.as_mut_ptr().cast(),
-                iov_len: first.len(),
-            },
-            libc::iovec {
-                iov_base: then.as_mut_ptr().cast(),
-                iov_len: then.len(),
-            },
-        ];
-        loop {
-            // SAFETY: both iovecs describe writable buffers borrowed for the call.
-            let rc = unsafe { libc::readv(self.fd(), iov.as_ptr(), 2) };
-            match cvt(rc) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
+        let mut iov = [IoSliceMut::new(first), IoSliceMut::new(then)];
+        retry(|| nix::sys::uio::readv(&self.fd, &mut iov))
     }
 
     fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        // SAFETY: msghdr is plain data; all-zero is a valid empty message.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-        loop {
-            // SAFETY: IoSlice is ABI-compatible with iovec, and every slice
-            // outlives the call. MSG_NOSIGNAL turns SIGPIPE into EPIPE.
-            let rc = unsafe { libc::sendmsg(self.fd(), &msg, libc::MSG_NOSIGNAL) };
-            match cvt(rc) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
+        let bufs = &bufs[..bufs.len().min(libc::UIO_MAXIOV as usize)];
+        // MSG_NOSIGNAL turns SIGPIPE into EPIPE.
+        retry(|| {
+            socket::sendmsg::<()>(self.fd.as_raw_fd(), bufs, &[], MsgFlags::MSG_NOSIGNAL, None)
+        })
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        // SAFETY: plain syscall on an fd we own.
-        if unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(socket::shutdown(self.fd.as_raw_fd(), Shutdown::Write)?)
     }
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
@@ -225,16 +183,16 @@ impl Subprocess {
         self.stderr.as_ref()
     }
 
-    /// Sends `signum` to the child.
+    /// Sends `signum` to the child (0 only checks that it exists).
     pub(crate) fn kill(&self, signum: i32) -> io::Result<()> {
         if self.reaped {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        // SAFETY: plain syscall; pid is our unreaped child.
-        if unsafe { libc::kill(self.pid, signum) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let signal = match signum {
+            0 => None,
+            n => Some(Signal::try_from(n)?),
+        };
+        Ok(signal::kill(Pid::from_raw(self.pid), signal)?)
     }
 
     /// Waits for the child to exit: it should on its own once its socket is
@@ -257,26 +215,16 @@ impl Subprocess {
     }
 
     fn try_wait(&mut self) -> bool {
-        let mut status = 0;
-        // SAFETY: plain syscall on our child.
-        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-        if rc == self.pid
-            || (rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
-        {
-            self.reaped = true;
+        match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            // Exited or killed; or no longer our child to wait for.
+            Ok(_) | Err(_) => self.reaped = true,
         }
         self.reaped
     }
 
     fn wait_blocking(&mut self) {
-        let mut status = 0;
-        loop {
-            // SAFETY: plain syscall on our child.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break;
-            }
-        }
+        let _ = retry(|| waitpid(Pid::from_raw(self.pid), None));
         self.reaped = true;
     }
 
@@ -286,7 +234,8 @@ impl Subprocess {
         if self.try_wait() {
             return true;
         }
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        // SAFETY: pidfd_open (which nix does not have) takes a pid and
+        // flags, touches no memory, and returns a new fd or -1.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
         if pidfd < 0 {
             self.wait_blocking();
@@ -294,17 +243,12 @@ impl Subprocess {
         }
         // SAFETY: pidfd_open returned a new fd that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        let mut pfd = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            // SAFETY: pfd is one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-            if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            let left = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut pfd = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            if let Err(Errno::EINTR) = nix::poll::poll(&mut pfd, left) {
                 continue;
             }
             return self.try_wait();
@@ -386,24 +330,15 @@ pub(crate) fn spawn_command(
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let plan = ExecPlan::new(argv);
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: fds has room for the two fds socketpair returns.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair returned two new fds that we now own.
-    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (ours, theirs) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
     // Both directions: our writes, and the server's replies to our reads.
-    enlarge_unix_send_buffer(ours.as_raw_fd());
-    enlarge_unix_send_buffer(theirs.as_raw_fd());
+    enlarge_unix_send_buffer(&ours);
+    enlarge_unix_send_buffer(&theirs);
     let stderr_pipe = if capture_stderr {
         Some(StderrTail::pipe()?)
     } else {

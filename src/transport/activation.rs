@@ -4,9 +4,11 @@
 
 use std::ffi::{c_char, CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
 
 use super::addr::SockAddr;
 use super::{environ, exec_plan, ExecPlan, Subprocess};
@@ -33,14 +35,7 @@ impl Drop for SocketDir {
 /// Makes a fresh private directory under `/tmp` (short, so the socket
 /// path fits in `sun_path`).
 fn make_temp_dir() -> io::Result<PathBuf> {
-    let mut template = b"/tmp/libnbdXXXXXX\0".to_vec();
-    // SAFETY: template is a writable NUL-terminated buffer ending in XXXXXX.
-    let p = unsafe { libc::mkdtemp(template.as_mut_ptr() as *mut c_char) };
-    if p.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    template.pop();
-    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&template)))
+    Ok(nix::unistd::mkdtemp("/tmp/libnbdXXXXXX")?)
 }
 
 /// The child's environment: ours without any `LISTEN_*` variables, plus
@@ -114,23 +109,21 @@ pub(crate) fn spawn_socket_activation(
     let path_bytes = sock_path.as_os_str().as_bytes();
     let addr = SockAddr::unix(path_bytes).map_err(|e| Error::io("socket path", &e))?;
 
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Error::io("socket", &io::Error::last_os_error()));
-    }
-    // SAFETY: socket returned a new fd that we now own.
-    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    let listener = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("socket", &e.into()))?;
     if let Err(err) = addr.bind(listener.as_raw_fd()) {
         return Err(Error::io(
             &format!("bind: {}", String::from_utf8_lossy(path_bytes)),
             &err,
         ));
     }
-    // SAFETY: plain syscall on our socket.
-    if unsafe { libc::listen(listener.as_raw_fd(), libc::SOMAXCONN) } < 0 {
-        return Err(Error::io("listen", &io::Error::last_os_error()));
-    }
+    let backlog = socket::Backlog::new(libc::SOMAXCONN).unwrap_or(socket::Backlog::MAXCONN);
+    socket::listen(&listener, backlog).map_err(|e| Error::io("listen", &e.into()))?;
 
     let plan = ExecPlan::new(argv);
     let mut env = ActivationEnv::new(socket_name);

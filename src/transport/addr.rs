@@ -189,7 +189,7 @@ pub(crate) fn start_connect(addr: &SockAddr) -> Result<Started, (Stage, io::Erro
         let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
     }
     if family == AddressFamily::Unix {
-        super::enlarge_unix_send_buffer(fd.as_raw_fd());
+        super::enlarge_unix_send_buffer(&fd);
     }
     loop {
         match socket::connect(fd.as_raw_fd(), addr.like()) {
