@@ -21,3 +21,4 @@ mod uri;
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use handle::{BlockSize, Handle};
+pub use transport::TlsCredentials;

@@ -25,7 +25,8 @@ mod tls;
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
 pub(crate) use stderr::StderrTail;
-pub(crate) use tls::{TlsConfig, TlsTransport};
+pub use tls::TlsCredentials;
+pub(crate) use tls::{PskSource, TlsConfig, TlsTransport};
 
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
