@@ -963,17 +963,24 @@ impl Conn {
     }
 
     /// The connection broke: a subprocess whose stderr we keep (the ssh
-    /// tunnel) has most likely said why, so its last lines are added.
-    pub(super) fn peer_gone(&self, err: Error) -> Error {
-        let said = self
-            .subprocess
-            .as_ref()
-            .and_then(|child| child.stderr())
-            .and_then(|tail| tail.last_lines(CHILD_STDERR_WAIT));
-        match said {
-            Some(said) => Error::new(err.errno(), format!("{}: {said}", err.message())),
-            None => err,
+    /// tunnel, or a command when asked) has most likely said why, so how
+    /// it ended and its last lines are added.
+    pub(super) fn peer_gone(&mut self, err: Error) -> Error {
+        let Some(child) = self.subprocess.as_mut() else {
+            return err;
+        };
+        let Some(tail) = child.stderr().cloned() else {
+            return err;
+        };
+        let said = tail.last_lines(CHILD_STDERR_WAIT);
+        // Closing its stderr is most often exiting: a moment more for that.
+        let ended = child.exit_description(std::time::Duration::from_millis(100));
+        let mut message = err.message().to_string();
+        for part in [ended, said].into_iter().flatten() {
+            message.push_str(": ");
+            message.push_str(&part);
         }
+        Error::new(err.errno(), message)
     }
 
     fn consume(&mut self, n: usize) {
@@ -1358,7 +1365,11 @@ impl Conn {
         self.parked_transport = None;
         self.transport = None;
         if let Some(mut child) = self.subprocess.take() {
-            child.reap();
+            if self.net.detach_subprocess {
+                child.reap_in_background();
+            } else {
+                child.reap();
+            }
         }
     }
 }
