@@ -165,13 +165,16 @@ impl Conn {
                 Ok(())
             }
             proto::NBD_REP_ACK => {
-                if !self.got_export_info {
-                    return Err(protocol_error(
-                        "handshake: server omitted NBD_INFO_EXPORT reply to NBD_OPT_GO",
-                    ));
-                }
                 if self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_INFO)) {
-                    // NBD_OPT_INFO: the export is known, negotiation goes on.
+                    // NBD_OPT_INFO: negotiation goes on.
+                    return Ok(());
+                }
+                if !self.got_export_info {
+                    // A server that never said NBD_INFO_EXPORT: connected,
+                    // but size and flags stay unknown (the info calls fail
+                    // with EINVAL), as in libnbd.
+                    self.negotiated.meta_valid = true;
+                    self.phase = Phase::Ready;
                     return Ok(());
                 }
                 let info = self.negotiated.export;
@@ -186,12 +189,7 @@ impl Conn {
 
     fn finish_handshake(&mut self, info: ExportInfo) -> Result<()> {
         let mut info = info;
-        if info.size > i64::MAX as u64 {
-            return Err(protocol_error(format!(
-                "handshake: server export size {} is too large",
-                info.size
-            )));
-        }
+        // A size above i64::MAX is kept: nbd_get_size reports EOVERFLOW.
         // libnbd's checks of the transmission flags.
         if info.flags == 0 {
             return Err(Error::new(

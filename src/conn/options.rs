@@ -148,7 +148,20 @@ impl Conn {
         proto::encode_opt_go(&mut self.hs_out, option, &name, &infos);
         self.option_run = Some(run);
         self.phase = Phase::Handshake(Step::OptionReply(option));
-        self.negotiated.export = Default::default();
+        self.reset_export_info();
+    }
+
+    /// Forgets what the server said about the export (size, flags, block
+    /// sizes, name, description), as libnbd does before GO/INFO, after
+    /// a refused one, after STARTTLS and on a new export name.
+    pub(crate) fn reset_export_info(&mut self) {
+        let n = &mut self.negotiated;
+        n.export = Default::default();
+        n.block_minimum = 0;
+        n.block_preferred = 0;
+        n.block_maximum = 0;
+        n.canonical_name = None;
+        n.description = None;
         self.got_export_info = false;
     }
 
@@ -408,6 +421,8 @@ impl Conn {
                 if !user {
                     return Err(err);
                 }
+                // Whatever INFO replies came before the refusal are void.
+                self.reset_export_info();
                 let errno = if err.errno() != 0 {
                     err.errno()
                 } else {
