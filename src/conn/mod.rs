@@ -319,6 +319,20 @@ pub(crate) struct Negotiated {
     pub meta_valid: bool,
 }
 
+impl Negotiated {
+    /// The largest write payload sent under `LIBNBD_STRICT_PAYLOAD`: the
+    /// server's maximum, but at least 1M (the protocol allows that much
+    /// whatever it says) and at most 64M (what this client allocates);
+    /// 32M when the server says nothing.
+    pub(crate) fn payload_maximum(&self) -> u64 {
+        if self.block_maximum == 0 {
+            32 * 1024 * 1024
+        } else {
+            (self.block_maximum as u64).clamp(1024 * 1024, MAX_REQUEST_SIZE)
+        }
+    }
+}
+
 /// Settings the user chooses before connecting.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {

@@ -8,7 +8,9 @@ use crate::capi::types::{
     LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
     LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::capi::types::{LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE};
+use crate::capi::types::{
+    LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE, LIBNBD_STRICT_PAYLOAD,
+};
 use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
 use crate::proto;
 use crate::{Error, Result};
@@ -408,6 +410,18 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32
         if min > 1 && strict(c, LIBNBD_STRICT_ALIGN) && (offset | count) & (min - 1) != 0 {
             return Err(Error::new(libc::EINVAL, "request is unaligned"));
         }
+    }
+    if kind == proto::NBD_CMD_WRITE
+        && strict(c, LIBNBD_STRICT_PAYLOAD)
+        && count > c.negotiated.payload_maximum()
+    {
+        return Err(Error::new(
+            libc::ERANGE,
+            format!(
+                "request too large: maximum payload size is {}",
+                c.negotiated.payload_maximum()
+            ),
+        ));
     }
     match kind {
         proto::NBD_CMD_READ | proto::NBD_CMD_WRITE if count > MAX_REQUEST_SIZE => Err(Error::new(
