@@ -97,7 +97,12 @@ impl Conn {
         if self.take_auto_starttls() {
             // TLS first: everything after it is negotiated encrypted.
             self.send_option_run(proto::NBD_OPT_STARTTLS, &[], OptionRun::default());
-        } else if self.settings.request_extended_headers && !self.tried_extended_headers {
+        } else if self.settings.request_extended_headers
+            // Extended headers imply structured replies: not asked for
+            // when those are not wanted (as libnbd).
+            && self.settings.request_structured_replies
+            && !self.tried_extended_headers
+        {
             self.tried_extended_headers = true;
             self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], OptionRun::default());
         } else if self.settings.request_structured_replies
