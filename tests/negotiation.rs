@@ -415,10 +415,15 @@ fn protocol_and_reply_style_in_each_combination() {
     assert!(!h.structured_replies_negotiated().unwrap());
     h.pread(&mut b, 0, 0).unwrap();
 
-    // Option mode against a server without fixed newstyle: nothing to
-    // negotiate, the handle goes straight to transmission.
+    // Option mode against a server without fixed newstyle: the handle
+    // stops negotiating (as libnbd 1.22), where only opt_go (sending
+    // NBD_OPT_EXPORT_NAME) and opt_abort work.
     let h = Handle::new().unwrap();
     h.set_opt_mode(true).unwrap();
     nbdkit_on(&h, &["--mask-handshake=0", "memory", "1M"]);
+    assert!(h.aio_is_negotiating());
+    assert_eq!(h.opt_info().unwrap_err().errno(), libc::ENOTSUP);
+    h.opt_go().unwrap();
     assert!(h.aio_is_ready());
+    assert_eq!(h.size().unwrap(), 1024 * 1024);
 }

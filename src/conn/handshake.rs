@@ -77,7 +77,13 @@ impl Conn {
                     self.next_auto_option();
                 } else {
                     self.negotiated.protocol = "newstyle";
-                    self.send_export_name();
+                    if self.settings.opt_mode {
+                        // The caller may still set the export name; only
+                        // nbd_opt_go (and nbd_opt_abort) can follow.
+                        self.phase = Phase::Negotiating;
+                    } else {
+                        self.send_export_name();
+                    }
                 }
             }
             Step::OptionReply(option) => {
@@ -125,6 +131,8 @@ impl Conn {
                 let info = proto::decode_export_name_reply(&self.rbuf[self.rpos..self.rend]);
                 self.consume(len);
                 self.finish_handshake(info)?;
+                // A caller's nbd_opt_go (plain newstyle, option mode) ends here.
+                self.finish_option(Ok(0));
             }
         }
         Ok(true)

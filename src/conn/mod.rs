@@ -788,7 +788,9 @@ impl Conn {
         // Bytes a TLS transport accepted earlier go out first.
         let flushed = self.flush_transport()?;
         let wrote = match self.phase {
-            Phase::Handshake(_) => self.write_handshake()?,
+            // Negotiating: the client flags a plain newstyle server is
+            // owed before option mode stops.
+            Phase::Handshake(_) | Phase::Negotiating => self.write_handshake()?,
             Phase::Ready => self.write_commands()?,
             _ => false,
         };

@@ -179,10 +179,36 @@ impl Conn {
         context: Option<Context>,
     ) -> Result<()> {
         if self.negotiated.protocol != "newstyle-fixed" {
-            return Err(Error::new(
-                libc::ENOTSUP,
-                "server is not using fixed newstyle protocol",
-            ));
+            // Plain newstyle knows only NBD_OPT_EXPORT_NAME (as libnbd).
+            match option {
+                UserOption::Go => {
+                    self.option_result = None;
+                    self.option_run = Some(OptionRun {
+                        user: true,
+                        completion,
+                        ..OptionRun::default()
+                    });
+                    self.send_export_name();
+                    return self.progress();
+                }
+                UserOption::Abort => {
+                    // There is no way to say it: the handle dies, and the
+                    // call itself reports success, as in libnbd 1.22.
+                    self.option_result = None;
+                    self.die(Error::new(
+                        libc::ENOTSUP,
+                        "handshake: server is not using fixed newstyle",
+                    ));
+                    self.option_result = Some(Ok(0));
+                    return Ok(());
+                }
+                _ => {
+                    return Err(Error::new(
+                        libc::ENOTSUP,
+                        "server is not using fixed newstyle protocol",
+                    ))
+                }
+            }
         }
         self.option_result = None;
         let run = OptionRun {

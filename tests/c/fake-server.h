@@ -71,7 +71,7 @@
 /* How the fake server does the handshake. */
 struct fake_cfg {
   uint16_t gflags;            /* global flags; 0 means fixed newstyle + no zeroes */
-  bool oldstyle_gflags_zero;  /* send gflags 0 (plain, non-fixed newstyle) */
+  bool not_fixed;             /* gflags 0: plain, not fixed, newstyle */
   bool structured;            /* ACK NBD_OPT_STRUCTURED_REPLY */
   bool extended;              /* ACK NBD_OPT_EXTENDED_HEADERS */
   uint64_t size;              /* export size (0 means 1 MiB) */
@@ -175,7 +175,7 @@ static inline void
 fake_handshake (int fd, const struct fake_cfg *cfg, int log_fd)
 {
   unsigned char g[18], cflags[4];
-  uint16_t gflags = cfg->oldstyle_gflags_zero ? 0 : cfg->gflags ? cfg->gflags : 3;
+  uint16_t gflags = cfg->not_fixed ? 0 : cfg->gflags ? cfg->gflags : 3;
   uint64_t size = cfg->size ? cfg->size : 1024 * 1024;
 
   fake_put64 (g, FS_NBDMAGIC);
