@@ -159,6 +159,7 @@ impl Conn {
             }
             proto::NBD_REPLY_TYPE_BLOCK_STATUS | proto::NBD_REPLY_TYPE_BLOCK_STATUS_EXT
                 if cmd_kind == proto::NBD_CMD_BLOCK_STATUS
+                    && !self.negotiated.meta_contexts.is_empty()
                     && super::block_status::plausible_length(kind, length) =>
             {
                 self.reading = Reading::ChunkPayload {
