@@ -943,7 +943,10 @@ impl Conn {
                 Err(_) => true,
             };
             match got {
-                Ok(0) if self.at_clean_end() => {
+                Ok(0) if self.at_clean_end() || self.at_reply_boundary() => {
+                    // Between replies the server may go: the handle is
+                    // closed and commands in flight fail with ENOTCONN
+                    // (as in libnbd); inside a reply it is an error.
                     self.note_closed();
                     return Ok(false);
                 }
@@ -969,6 +972,14 @@ impl Conn {
             && matches!(self.reading, Reading::Header);
         // A server may close instead of answering NBD_OPT_ABORT.
         after_disc || self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_ABORT))
+    }
+
+    /// No reply is partly received: a close by the server here loses no
+    /// reply half-way.
+    fn at_reply_boundary(&self) -> bool {
+        self.phase == Phase::Ready
+            && self.buffered() == 0
+            && matches!(self.reading, Reading::Header)
     }
 
     fn eof(&mut self) -> Error {

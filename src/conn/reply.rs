@@ -34,8 +34,20 @@ impl Conn {
             return Ok(false);
         }
         let magic = proto::reply_magic(&self.rbuf[self.rpos..self.rend]);
-        let Some(hlen) = proto::reply_header_len(magic) else {
-            return Err(protocol_error(format!("invalid reply magic 0x{magic:x}")));
+        // Only the headers negotiated are valid: extended ones alone, or
+        // simple and structured ones (whose misuse the chunk checks catch).
+        let expected = if self.negotiated.extended_headers {
+            magic == proto::NBD_EXTENDED_REPLY_MAGIC
+        } else {
+            magic != proto::NBD_EXTENDED_REPLY_MAGIC
+        };
+        let hlen = match proto::reply_header_len(magic) {
+            Some(hlen) if expected => hlen,
+            _ => {
+                return Err(protocol_error(format!(
+                    "invalid or unexpected reply magic 0x{magic:x}"
+                )))
+            }
         };
         if !self.fill(hlen)? {
             return Ok(false);
@@ -83,8 +95,8 @@ impl Conn {
                 flags,
                 kind,
                 cookie,
+                offset,
                 length,
-                ..
             } => {
                 // Beyond the largest read's data, no reply is plausible:
                 // give up at once rather than read gigabytes (as libnbd).
@@ -93,13 +105,20 @@ impl Conn {
                         "invalid server reply length {length}"
                     )));
                 }
-                self.start_chunk(flags, kind, cookie, length)?;
+                self.start_chunk(flags, kind, cookie, offset, length)?;
             }
         }
         Ok(true)
     }
 
-    fn start_chunk(&mut self, flags: u16, kind: u16, cookie: u64, length: u64) -> Result<()> {
+    fn start_chunk(
+        &mut self,
+        flags: u16,
+        kind: u16,
+        cookie: u64,
+        offset: u64,
+        length: u64,
+    ) -> Result<()> {
         let done = flags & proto::NBD_REPLY_FLAG_DONE != 0;
         let id = self.lookup(cookie);
         let Some(id) = id else {
@@ -111,9 +130,12 @@ impl Conn {
             };
             return Ok(());
         };
-        if !self.negotiated.structured_replies {
+        let wrong_offset =
+            self.negotiated.extended_headers && offset != self.slots[id.index as usize].offset;
+        if !self.negotiated.structured_replies || wrong_offset {
             // The chunk frames itself, so it can be skipped; its command
-            // fails (libnbd does the same).
+            // fails (libnbd does the same). An extended chunk must name
+            // its command's offset.
             self.set_command_error(id, libc::EPROTO);
             self.reading = Reading::Discard {
                 id: Some(id),
