@@ -4,10 +4,11 @@ use super::{protocol_error, Conn, Phase, Step};
 use crate::proto::{self, ExportInfo};
 use crate::{Error, Result};
 
-/// Longest option reply payload accepted. The largest meaningful one is an
-/// `NBD_REP_INFO` name or description (2 + 4096 bytes); anything much
-/// longer is refused rather than buffered whole.
-const MAX_OPTION_PAYLOAD: usize = 64 * 1024;
+/// Longest option reply payload kept. The largest meaningful one is an
+/// export list entry (4 + 4096 + 4096 bytes); a longer `NBD_REP_INFO`,
+/// `NBD_REP_SERVER` or `NBD_REP_META_CONTEXT` is skipped unread (as
+/// libnbd does), any other is refused.
+const MAX_OPTION_PAYLOAD: usize = 2 * proto::MAX_STRING_LEN + 8;
 
 impl Conn {
     // ---- handshake -------------------------------------------------------------
@@ -86,6 +87,28 @@ impl Conn {
                     }
                 }
             }
+            Step::OptionReply(option) if self.opt_skip.is_some() => {
+                // Skipping a long reply's payload.
+                let (reply_type, mut left) = self.opt_skip.expect("checked");
+                while left > 0 {
+                    if !self.fill(1)? {
+                        self.opt_skip = Some((reply_type, left));
+                        return Ok(false);
+                    }
+                    let take = self.buffered().min(left);
+                    self.consume(take);
+                    left -= take;
+                }
+                self.opt_skip = None;
+                match reply_type {
+                    proto::NBD_REP_INFO | proto::NBD_REP_SERVER | proto::NBD_REP_META_CONTEXT => {
+                        self.debug.log(|| {
+                            format!("skipping large reply of type {reply_type} to option {option}")
+                        });
+                    }
+                    _ => return Err(protocol_error("handshake: option reply payload too large")),
+                }
+            }
             Step::OptionReply(option) => {
                 if !self.fill(proto::OPTION_REPLY_LEN)? {
                     return Ok(false);
@@ -101,8 +124,8 @@ impl Conn {
                     )));
                 }
                 let len = reply.length as usize;
-                if len > MAX_OPTION_PAYLOAD {
-                    return Err(protocol_error("handshake: option reply payload too large"));
+                if len as u64 > super::MAX_REQUEST_SIZE {
+                    return Err(protocol_error("handshake: invalid option reply length"));
                 }
                 // Lengths the protocol fixes (as libnbd checks them).
                 if reply.reply_type == proto::NBD_REP_ACK && len != 0 {
@@ -113,6 +136,11 @@ impl Conn {
                 if reply.reply_type & proto::NBD_REP_FLAG_ERROR != 0 && len > proto::MAX_STRING_LEN
                 {
                     return Err(protocol_error("handshake: option error string too long"));
+                }
+                if len > MAX_OPTION_PAYLOAD {
+                    self.consume(proto::OPTION_REPLY_LEN);
+                    self.opt_skip = Some((reply.reply_type, len));
+                    return self.read_handshake(step);
                 }
                 if !self.fill(proto::OPTION_REPLY_LEN + len)? {
                     return Ok(false);
@@ -157,9 +185,18 @@ impl Conn {
                         preferred,
                         maximum,
                     }) => {
-                        self.negotiated.block_minimum = minimum;
-                        self.negotiated.block_preferred = preferred;
-                        self.negotiated.block_maximum = maximum;
+                        if block_sizes_valid(minimum, preferred, maximum) {
+                            self.negotiated.block_minimum = minimum;
+                            self.negotiated.block_preferred = preferred;
+                            self.negotiated.block_maximum = maximum;
+                        } else {
+                            self.debug.log(|| {
+                                format!(
+                                    "ignoring improper server size constraints: min: \
+                                     {minimum} preferred: {preferred} max: {maximum}"
+                                )
+                            });
+                        }
                     }
                     Some(proto::Info::Name(n)) => self.negotiated.canonical_name = Some(n),
                     Some(proto::Info::Description(d)) => self.negotiated.description = Some(d),
@@ -255,4 +292,20 @@ pub(super) fn go_error(reply_type: u32, export_name: &[u8]) -> Error {
             format!("handshake: unknown reply from NBD_OPT_GO: 0x{t:x}"),
         ),
     }
+}
+
+/// Whether the server's block size constraints are sane enough to use
+/// (the checks libnbd makes; otherwise they are ignored): minimum and
+/// preferred powers of two, minimum at most 64K and at most preferred,
+/// preferred at least 512 and at most maximum, and maximum a multiple of
+/// minimum unless it is 0xffffffff.
+fn block_sizes_valid(min: u32, pref: u32, max: u32) -> bool {
+    min != 0
+        && min <= 64 * 1024
+        && min <= pref
+        && pref >= 512
+        && pref <= max
+        && min.is_power_of_two()
+        && pref.is_power_of_two()
+        && (max == u32::MAX || max % min == 0)
 }

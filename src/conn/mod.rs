@@ -408,6 +408,9 @@ pub(crate) struct Conn {
     hs_out_pos: usize,
     /// Whether the server's greeting allowed `NBD_FLAG_NO_ZEROES`.
     no_zeroes: bool,
+    /// An option reply too long to keep is being skipped: its type and
+    /// the payload bytes left.
+    opt_skip: Option<(u32, usize)>,
     /// Whether `NBD_OPT_GO` has told us the export's size and flags.
     got_export_info: bool,
     /// The option on the wire, if any.
@@ -481,6 +484,7 @@ impl Conn {
             hs_out: Vec::new(),
             hs_out_pos: 0,
             no_zeroes: false,
+            opt_skip: None,
             got_export_info: false,
             drained: false,
             recv_least: RECV_CHUNK,
