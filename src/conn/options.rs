@@ -454,6 +454,7 @@ impl Conn {
                 }
                 // Whatever INFO replies came before the refusal are void.
                 self.reset_export_info();
+                self.negotiated.meta_valid = false;
                 let errno = if err.errno() != 0 {
                     err.errno()
                 } else {

@@ -119,6 +119,7 @@ impl Handle {
         c.settings.export_name = name.to_vec();
         // What the server said was about the old name.
         c.reset_export_info();
+        c.negotiated.meta_valid = false;
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 
 #define NO_SIZE "nbd_get_size: server has not returned export size, " \
   "you need to connect to the server first: Invalid argument"
+#define NO_META "nbd_can_meta_context: need a successful server meta " \
+  "context request first: Invalid argument"
 #define NO_FLAGS(api) api ": server has not returned export flags, " \
   "you need to connect to the server first: Invalid argument"
 
@@ -44,18 +46,28 @@ main (void)
   /* Option mode, nothing asked yet. */
   h = tu_create ();
   CHECK_OK (nbd_set_opt_mode (h, true));
+  CHECK_OK (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION));
   CHECK_OK (fake_start (h, &cfg, NULL, NULL, &srv));
   CHECK_INT (nbd_aio_is_negotiating (h), 1);
   check_no_info (h);
+  CHECK_ERR_NULL (nbd_get_canonical_export_name (h), EINVAL,
+                  NO_FLAGS ("nbd_get_canonical_export_name"));
+  CHECK_ERR_NULL (nbd_get_export_description (h), EINVAL,
+                  NO_FLAGS ("nbd_get_export_description"));
+  CHECK_ERR (nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION),
+             EINVAL, NO_META);
   /* A successful NBD_OPT_INFO makes them work. */
   CHECK_OK (nbd_opt_info (h));
   CHECK_INT (nbd_get_size (h), 1024 * 1024);
   CHECK_INT (nbd_can_flush (h), 1);
   CHECK_INT (nbd_is_read_only (h), 0);
   CHECK_INT (nbd_get_block_size (h, LIBNBD_SIZE_PAYLOAD), 32 * 1024 * 1024);
+  CHECK_INT (nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION), 1);
   /* Changing the export name forgets them again. */
   CHECK_OK (nbd_set_export_name (h, "other"));
   check_no_info (h);
+  CHECK_ERR (nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION),
+             EINVAL, NO_META);
   CHECK_OK (nbd_opt_abort (h));
   nbd_close (h);
   fake_wait (&srv);
