@@ -9,6 +9,13 @@
 #define M (1024 * 1024)
 
 static int
+chunk_cb (void *user_data, const void *subbuf, size_t count,
+          uint64_t offset, unsigned status, int *error)
+{
+  return 0;
+}
+
+static int
 done_cb (void *user_data, int *error)
 {
   return 1;
@@ -55,6 +62,19 @@ check (uint32_t bs_max, int64_t payload)
   CHECK_ERR (nbd_pread (h, buf, 64 * M + 512, 0, 0), ERANGE,
              "nbd_pread: request too large: maximum request size is 67108864"
              ": Numerical result out of range");
+  CHECK_ERR (nbd_pread_structured (h, buf, 64 * M + 512, 0,
+                                   (nbd_chunk_callback) { .callback = chunk_cb },
+                                   0), ERANGE,
+             "nbd_pread_structured: request too large: maximum request size "
+             "is 67108864: Numerical result out of range");
+  CHECK_ERR (nbd_aio_pread_structured (h, buf, 64 * M + 512, 0,
+                                       (nbd_chunk_callback) {
+                                         .callback = chunk_cb },
+                                       NBD_NULL_COMPLETION, 0), ERANGE,
+             "nbd_aio_pread_structured: request too large: maximum request "
+             "size is 67108864: Numerical result out of range");
+  /* Commands without a payload: only the 32-bit length field limits them. */
+  CHECK_OK (nbd_trim (h, payload + 512, 0, 0));
   int64_t c = nbd_aio_pread (h, buf, payload < 64 * M ? payload + 512 : payload, 0,
                              (nbd_completion_callback) { .callback = done_cb },
                              0);
