@@ -571,6 +571,38 @@ fn reply_for_finished_command_simple_kills_handle() {
 
 // ---- data chunks out of range -----------------------------------------------------
 
+/// Runs one read of 512 bytes at 4096 whose reply is `bad`, a chunk lying
+/// outside the request: the read fails with EPROTO, the caller's buffer
+/// around the request is untouched, and the handle is dead (as in libnbd
+/// 1.22: the server has lost track of what it answers).
+fn out_of_bounds_read_reply(
+    bad: impl FnOnce(&mut Fake, &Request) -> io::Result<()> + Send + 'static,
+) {
+    run(
+        Style::Structured,
+        move |f| {
+            f.handshake()?;
+            let (req, _) = f.recv_request()?;
+            assert_eq!((req.offset, req.count), (4096, 512));
+            bad(f, &req)?;
+            f.serve()
+        },
+        move |fd| {
+            let h = connect(fd);
+            let (r, _) = pread_window(&h, 512, 4096);
+            let err = r.expect_err("read succeeded");
+            assert_eq!(err.errno(), libc::EPROTO);
+            assert!(
+                err.message()
+                    .starts_with("range of structured reply is out of bounds"),
+                "{err}"
+            );
+            assert!(h.aio_is_dead());
+            assert_eq!(errno(h.flush(0)), libc::EINVAL);
+        },
+    );
+}
+
 /// Runs one read of 512 bytes at 4096 whose reply is `bad`, then checks
 /// the read failed with `want` errno, the caller's buffer around the
 /// request is untouched, and the handle serves later commands.
@@ -598,7 +630,7 @@ fn bad_read_reply(
 
 #[test]
 fn data_chunk_longer_than_request() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         f.data_chunk(
             proto::NBD_REPLY_FLAG_DONE,
             req.cookie,
@@ -610,7 +642,7 @@ fn data_chunk_longer_than_request() {
 
 #[test]
 fn data_chunk_starts_before_request() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         f.data_chunk(
             proto::NBD_REPLY_FLAG_DONE,
             req.cookie,
@@ -622,7 +654,7 @@ fn data_chunk_starts_before_request() {
 
 #[test]
 fn data_chunk_runs_past_request() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         f.data_chunk(0, req.cookie, req.offset, &[0xee; 256])?;
         f.data_chunk(
             proto::NBD_REPLY_FLAG_DONE,
@@ -635,7 +667,7 @@ fn data_chunk_runs_past_request() {
 
 #[test]
 fn data_chunk_offset_past_request_end() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         f.data_chunk(
             proto::NBD_REPLY_FLAG_DONE,
             req.cookie,
@@ -648,7 +680,7 @@ fn data_chunk_offset_past_request_end() {
 /// An offset near 2^64 must not wrap around into the buffer.
 #[test]
 fn data_chunk_offset_wraps() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         f.data_chunk(
             proto::NBD_REPLY_FLAG_DONE,
             req.cookie,
@@ -760,7 +792,7 @@ fn hole_chunk_payload_too_short() {
 
 #[test]
 fn hole_longer_than_request() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         let p = hole(req.offset, 4096);
         f.chunk(
             proto::NBD_REPLY_FLAG_DONE,
@@ -773,7 +805,7 @@ fn hole_longer_than_request() {
 
 #[test]
 fn hole_before_request() {
-    bad_read_reply(libc::EPROTO, |f, req| {
+    out_of_bounds_read_reply(|f, req| {
         let p = hole(req.offset - 1, 512);
         f.chunk(
             proto::NBD_REPLY_FLAG_DONE,

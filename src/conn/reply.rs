@@ -66,7 +66,7 @@ impl Conn {
                         return Ok(true);
                     }
                     return Err(protocol_error(format!(
-                        "no matching cookie 0x{cookie:x} found for server reply, \
+                        "no matching cookie {cookie} found for server reply, \
                          this is probably a server bug"
                     )));
                 };
@@ -164,7 +164,8 @@ impl Conn {
                     self.set_command_error(id, libc::EPROTO);
                 }
             }
-            proto::NBD_REPLY_TYPE_OFFSET_DATA if cmd_kind == proto::NBD_CMD_READ && length > 8 => {
+            // Zero bytes of data are accepted (as libnbd does).
+            proto::NBD_REPLY_TYPE_OFFSET_DATA if cmd_kind == proto::NBD_CMD_READ && length >= 8 => {
                 if !self.fill(8)? {
                     // Come back when the offset has arrived.
                     self.reading = Reading::ChunkPayload {
@@ -177,7 +178,7 @@ impl Conn {
                 }
                 let offset = proto::decode_data_offset(&self.rbuf[self.rpos..self.rend]);
                 self.consume(8);
-                self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf);
+                self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf)?;
             }
             proto::NBD_REPLY_TYPE_BLOCK_STATUS | proto::NBD_REPLY_TYPE_BLOCK_STATUS_EXT
                 if cmd_kind == proto::NBD_CMD_BLOCK_STATUS
@@ -234,28 +235,19 @@ impl Conn {
         cmd_offset: u64,
         cmd_count: u64,
         cmd_buf: *mut u8,
-    ) {
-        let in_range =
-            offset >= cmd_offset && len <= cmd_count && offset - cmd_offset <= cmd_count - len;
-        if in_range {
-            self.slots[id.index as usize].claim(offset - cmd_offset);
-            // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
-            let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
-            self.reading = Reading::Data {
-                id,
-                dst,
-                left: len as usize,
-                len: len as usize,
-                done,
-            };
-        } else {
-            self.set_command_error(id, libc::EPROTO);
-            self.reading = Reading::Discard {
-                id: Some(id),
-                left: len,
-                done,
-            };
-        }
+    ) -> Result<()> {
+        check_in_bounds(offset, len, cmd_offset, cmd_count)?;
+        self.slots[id.index as usize].claim(offset - cmd_offset);
+        // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
+        let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
+        self.reading = Reading::Data {
+            id,
+            dst,
+            left: len as usize,
+            len: len as usize,
+            done,
+        };
+        Ok(())
     }
 
     /// Moves payload into the caller's buffer: first what `rbuf` already
@@ -390,7 +382,7 @@ impl Conn {
             self.consume(8);
             let s = &self.slots[id.index as usize];
             let (o, c, b) = (s.offset, s.count, s.buf);
-            self.start_data(id, offset, length as u64 - 8, done, o, c, b);
+            self.start_data(id, offset, length as u64 - 8, done, o, c, b)?;
             return Ok(true);
         }
         // Only an error chunk's first MAX_ERROR_CHUNK bytes can matter
@@ -421,12 +413,8 @@ impl Conn {
             Some(proto::ChunkPrefix::Hole {
                 offset,
                 length: hole,
-            }) if cmd_kind == proto::NBD_CMD_READ
-                && hole > 0
-                && offset >= cmd_offset
-                && hole as u64 <= cmd_count
-                && offset - cmd_offset <= cmd_count - hole as u64 =>
-            {
+            }) if cmd_kind == proto::NBD_CMD_READ => {
+                check_in_bounds(offset, hole as u64, cmd_offset, cmd_count)?;
                 let at = offset - cmd_offset;
                 let s = &mut self.slots[id.index as usize];
                 s.claim(at);
@@ -446,9 +434,7 @@ impl Conn {
                 // An error at a known offset of a read is shown to the
                 // chunk callback, which may substitute its own errno.
                 if let Some(off) = offset.filter(|&o| {
-                    cmd_kind == proto::NBD_CMD_READ
-                        && o >= cmd_offset
-                        && o - cmd_offset <= cmd_count
+                    cmd_kind == proto::NBD_CMD_READ && o >= cmd_offset && o - cmd_offset < cmd_count
                 }) {
                     let slot = &mut self.slots[id.index as usize];
                     if let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) {
@@ -506,4 +492,21 @@ impl Conn {
         }
         Ok(true)
     }
+}
+
+/// A read's data or hole chunk must lie inside the request; one that
+/// does not kills the connection (as in libnbd: the server has lost
+/// track of what it is answering). A zero-length one must start inside.
+fn check_in_bounds(offset: u64, len: u64, cmd_offset: u64, cmd_count: u64) -> Result<()> {
+    let inside = offset >= cmd_offset
+        && offset - cmd_offset < cmd_count
+        && len <= cmd_count - (offset - cmd_offset);
+    if inside {
+        return Ok(());
+    }
+    Err(protocol_error(format!(
+        "range of structured reply is out of bounds, offset={offset}, \
+         cmd->offset={cmd_offset}, length={len}, cmd->count={cmd_count}: \
+         this is likely to be a bug in the NBD server"
+    )))
 }

@@ -56,6 +56,9 @@ enum fault {
   BS_PAST_EXPORT,               /* extent beyond the export */
   BS_UNKNOWN_CONTEXT,           /* context id never agreed */
   CLOSE_IN_FLIGHT,              /* close with the command in flight */
+  DATA_OUT_OF_BOUNDS,           /* read data running past the request */
+  HOLE_BEFORE_REQUEST,          /* a hole starting before the request */
+  DATA_ZERO_LENGTH,             /* an empty data chunk, then the data */
 };
 
 static void
@@ -126,6 +129,26 @@ misbehave (int fd, void *arg)
   }
   case CLOSE_IN_FLIGHT:
     _exit (0);
+  case DATA_OUT_OF_BOUNDS:
+  case DATA_ZERO_LENGTH: {
+    unsigned char p[8 + 1024] = { 0 };
+    uint32_t len = f == DATA_ZERO_LENGTH ? 0 : req.count + 1;
+    fake_put64 (p, req.offset);
+    fake_chunk (fd, f == DATA_ZERO_LENGTH ? 0 : FS_REPLY_DONE,
+                FS_TYPE_OFFSET_DATA, req.cookie, 8 + len);
+    fake_send (fd, p, 8 + len);
+    if (f == DATA_ZERO_LENGTH)
+      fake_answer (fd, &req);
+    break;
+  }
+  case HOLE_BEFORE_REQUEST: {
+    unsigned char p[12];
+    fake_put64 (p, req.offset - 1);
+    fake_put32 (p + 8, req.count);
+    fake_chunk (fd, FS_REPLY_DONE, 2, req.cookie, sizeof p);
+    fake_send (fd, p, sizeof p);
+    break;
+  }
   }
   fake_serve (fd);
 }
@@ -237,10 +260,86 @@ check_extents (const struct result *res, size_t n, const uint64_t *ext)
   }
 }
 
+static int
+chunk_cb (void *user_data, const void *subbuf, size_t count,
+          uint64_t offset, unsigned status, int *error)
+{
+  size_t *calls = user_data;
+  if (calls[0] < 4)
+    calls[1 + calls[0]] = count;
+  calls[0]++;
+  return 0;
+}
+
+/* A structured read of 512 bytes at 4096 answered with fault `f`. */
+static void
+run_read (enum fault f, int *r, int *err, char *msg, size_t msglen,
+          int *dead, size_t *calls)
+{
+  struct nbd_handle *h = tu_create ();
+  struct fake_srv srv;
+  struct fake_cfg cfg = { .structured = true };
+  char buf[512];
+
+  memset (calls, 0, 5 * sizeof *calls);
+  CHECK_OK (fake_start (h, &cfg, misbehave, &f, &srv));
+  *r = nbd_pread_structured (h, buf, sizeof buf, 4096,
+                             (nbd_chunk_callback) { .callback = chunk_cb,
+                                                    .user_data = calls }, 0);
+  *err = *r == -1 ? nbd_get_errno () : 0;
+  snprintf (msg, msglen, "%s", *r == -1 ? tu_errmsg () : "");
+  *dead = nbd_aio_is_dead (h);
+  nbd_close (h);
+  fake_wait (&srv);
+}
+
+/* A read chunk outside the request kills the connection (errno: libnbd
+ * leaves 0, we say EPROTO; see README).
+ */
+static void
+check_out_of_bounds (enum fault f, const char *exp_msg)
+{
+  int r, err, dead;
+  char msg[256];
+  size_t calls[5];
+
+  run_read (f, &r, &err, msg, sizeof msg, &dead, calls);
+  CHECK_INT (r, -1);
+  if (err != 0 && err != EPROTO)
+    FAIL ("out of bounds chunk: errno %d", err);
+  if (strncmp (msg, exp_msg, strlen (exp_msg)) != 0)
+    FAIL ("out of bounds chunk: message \"%s\", expected \"%s...\"",
+          msg, exp_msg);
+  CHECK_INT (dead, 1);
+  CHECK_INT (calls[0], 0);
+}
+
 int
 main (void)
 {
   struct result res;
+  int r, err, dead;
+  char msg[256];
+  size_t calls[5];
+
+  /* Read chunks outside the request. */
+  check_out_of_bounds (DATA_OUT_OF_BOUNDS,
+                       "nbd_pread_structured: range of structured reply is "
+                       "out of bounds, offset=4096, cmd->offset=4096, "
+                       "length=513, cmd->count=512: this is likely to be a "
+                       "bug in the NBD server");
+  check_out_of_bounds (HOLE_BEFORE_REQUEST,
+                       "nbd_pread_structured: range of structured reply is "
+                       "out of bounds, offset=4095, cmd->offset=4096, "
+                       "length=512, cmd->count=512: this is likely to be a "
+                       "bug in the NBD server");
+
+  /* An empty data chunk inside the request is accepted and shown. */
+  run_read (DATA_ZERO_LENGTH, &r, &err, msg, sizeof msg, &dead, calls);
+  CHECK_INT (r, 0);
+  CHECK_INT (calls[0], 2);
+  CHECK_INT (calls[1], 0);
+  CHECK_INT (calls[2], 512);
 
   /* Reply magic that does not match the negotiated headers. */
   check_bad_magic (EXT_REPLY_UNNEGOTIATED, false, "0x6e8a278c");
