@@ -259,39 +259,60 @@ impl Conn {
     }
 }
 
-/// The error libnbd reports when the server refuses `NBD_OPT_GO`/`INFO`.
-pub(super) fn go_error(reply_type: u32, export_name: &[u8]) -> Error {
-    match reply_type {
-        proto::NBD_REP_ERR_POLICY | proto::NBD_REP_ERR_PLATFORM => {
-            Error::new(0, "handshake: server policy prevents NBD_OPT_GO")
-        }
-        proto::NBD_REP_ERR_INVALID | proto::NBD_REP_ERR_TOO_BIG => Error::new(
-            libc::EINVAL,
-            "handshake: server rejected NBD_OPT_GO as invalid",
-        ),
-        proto::NBD_REP_ERR_TLS_REQD => Error::new(
+/// The error a refused option reports, as libnbd words it: what the
+/// error reply means, then the server's own message (non-printable bytes
+/// escaped), if it sent one.
+pub(super) fn reply_error(reply_type: u32, export_name: &[u8], message: &[u8]) -> Error {
+    let (errno, mut text) = match reply_type {
+        proto::NBD_REP_ERR_UNSUP => (
             libc::ENOTSUP,
-            "handshake: server requires TLS encryption first",
+            "the operation is not supported by the server".to_string(),
         ),
-        proto::NBD_REP_ERR_UNKNOWN => Error::new(
+        proto::NBD_REP_ERR_POLICY => (0, "server policy prevents the operation".to_string()),
+        proto::NBD_REP_ERR_PLATFORM => (
+            0,
+            "the operation is not supported by the server platform".to_string(),
+        ),
+        proto::NBD_REP_ERR_INVALID => (
+            libc::EINVAL,
+            "the server rejected this operation as invalid".to_string(),
+        ),
+        proto::NBD_REP_ERR_TOO_BIG => (
+            libc::EINVAL,
+            "the operation is too large to process".to_string(),
+        ),
+        proto::NBD_REP_ERR_TLS_REQD => (
+            libc::ENOTSUP,
+            "the server requires TLS encryption first".to_string(),
+        ),
+        proto::NBD_REP_ERR_UNKNOWN => (
             libc::ENOENT,
             format!(
-                "handshake: server has no export named '{}'",
+                "the server has no export named '{}'",
                 String::from_utf8_lossy(export_name)
             ),
         ),
-        proto::NBD_REP_ERR_SHUTDOWN => {
-            Error::new(libc::ESHUTDOWN, "handshake: server is shutting down")
-        }
-        proto::NBD_REP_ERR_BLOCK_SIZE_REQD => Error::new(
+        proto::NBD_REP_ERR_SHUTDOWN => (libc::ESHUTDOWN, "the server is shutting down".to_string()),
+        proto::NBD_REP_ERR_BLOCK_SIZE_REQD => (
             libc::EINVAL,
-            "handshake: server requires specific block sizes",
+            "the server requires specific block sizes".to_string(),
         ),
-        t => Error::new(
+        t => (
             0,
-            format!("handshake: unknown reply from NBD_OPT_GO: 0x{t:x}"),
+            format!("handshake: unknown reply from the server: 0x{t:x}"),
         ),
+    };
+    if !message.is_empty() {
+        text.push_str(": ");
+        for &b in message {
+            if (0x20..0x7f).contains(&b) {
+                text.push(b as char);
+            } else {
+                text.push_str(&format!("\\x{b:02x}"));
+            }
+        }
     }
+    Error::new(errno, text)
 }
 
 /// Whether the server's block size constraints are sane enough to use

@@ -303,7 +303,7 @@ impl Conn {
         }
         let user = self.option_run.as_ref().is_some_and(|r| r.user);
         if reply_type & proto::NBD_REP_FLAG_ERROR != 0 {
-            return self.option_refused(option, reply_type, user);
+            return self.option_refused(option, reply_type, user, payload);
         }
         match option {
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
@@ -439,34 +439,43 @@ impl Conn {
     }
 
     /// The server refused `option` with error reply `reply_type`.
-    fn option_refused(&mut self, option: u32, reply_type: u32, user: bool) -> Result<()> {
+    fn option_refused(
+        &mut self,
+        option: u32,
+        reply_type: u32,
+        user: bool,
+        payload: &[u8],
+    ) -> Result<()> {
         match option {
             proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
-                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP && !user {
-                    // An old server without NBD_OPT_GO: fall back.
-                    self.option_run = None;
+                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP {
+                    // An old server without NBD_OPT_GO: fall back to
+                    // NBD_OPT_EXPORT_NAME (a caller's GO too, as libnbd;
+                    // its end is reported when the export arrives).
+                    self.debug
+                        .log(|| "server is confused by NBD_OPT_GO, continuing anyway".into());
+                    if !user {
+                        self.option_run = None;
+                    }
                     self.send_export_name();
                     return Ok(());
                 }
-                let err = super::handshake::go_error(reply_type, &self.settings.export_name);
+                let err =
+                    super::handshake::reply_error(reply_type, &self.settings.export_name, payload);
                 if !user {
                     return Err(err);
                 }
                 // Whatever INFO replies came before the refusal are void.
                 self.reset_export_info();
                 self.negotiated.meta_valid = false;
+                // The call reports the error as it is (errno 0 for some
+                // refusals); the completion callback never sees 0.
                 let errno = if err.errno() != 0 {
                     err.errno()
                 } else {
                     libc::ENOTSUP
                 };
-                self.finish_option(Err(Error::new(
-                    errno,
-                    format!(
-                        "server replied with error to {} request",
-                        option_name(option)
-                    ),
-                )));
+                self.finish_option_errno(Err(err), errno);
                 Ok(())
             }
             proto::NBD_OPT_SET_META_CONTEXT if !user => {

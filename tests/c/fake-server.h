@@ -80,6 +80,7 @@ struct fake_cfg {
   uint32_t bs_min, bs_pref, bs_max;
   uint32_t name_len;          /* send an NBD_INFO_NAME this long (if > 0) */
   uint32_t refuse_go;         /* refuse GO/INFO with this error reply */
+  const char *refuse_msg;     /* ... and this message (NULL: none) */
   /* Every option the client sent, in order (for checks after the fact:
    * written by the child, so only seen through `log_fd`).
    */
@@ -239,7 +240,8 @@ fake_handshake (int fd, const struct fake_cfg *cfg, int log_fd)
     case FS_OPT_INFO:
     case FS_OPT_GO:
       if (cfg->refuse_go) {
-        fake_opt_reply (fd, opt, cfg->refuse_go, NULL, 0);
+        fake_opt_reply (fd, opt, cfg->refuse_go, cfg->refuse_msg,
+                        cfg->refuse_msg ? strlen (cfg->refuse_msg) : 0);
         break;
       }
       if (!cfg->no_export_info) {
