@@ -116,13 +116,10 @@ impl Conn {
                 let mut h = [0u8; proto::OPTION_REPLY_LEN];
                 h.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::OPTION_REPLY_LEN]);
                 let reply = proto::decode_option_reply(&h)
-                    .ok_or_else(|| protocol_error("handshake: invalid option reply magic"))?;
-                if reply.option != option {
-                    return Err(protocol_error(format!(
-                        "handshake: reply to option {} when option {} was sent",
-                        reply.option, option
-                    )));
-                }
+                    .filter(|r| r.option == option)
+                    .ok_or_else(|| {
+                        protocol_error("handshake: invalid option reply magic or option")
+                    })?;
                 let len = reply.length as usize;
                 if len as u64 > super::MAX_REQUEST_SIZE {
                     return Err(protocol_error("handshake: invalid option reply length"));
@@ -201,11 +198,7 @@ impl Conn {
                     Some(proto::Info::Name(n)) => self.negotiated.canonical_name = Some(n),
                     Some(proto::Info::Description(d)) => self.negotiated.description = Some(d),
                     Some(proto::Info::Unknown(_)) => {}
-                    None => {
-                        return Err(protocol_error(
-                            "handshake: incorrect NBD_REP_INFO option reply length",
-                        ))
-                    }
+                    None => return Err(bad_info_length(payload)),
                 }
                 Ok(())
             }
@@ -226,9 +219,7 @@ impl Conn {
                 self.finish_handshake(info)
             }
             // Error replies are handled by the option engine.
-            t => Err(protocol_error(format!(
-                "handshake: unexpected option reply type {t} to NBD_OPT_GO"
-            ))),
+            t => Err(unexpected_reply(t)),
         }
     }
 
@@ -329,4 +320,26 @@ fn block_sizes_valid(min: u32, pref: u32, max: u32) -> bool {
         && min.is_power_of_two()
         && pref.is_power_of_two()
         && (max == u32::MAX || max % min == 0)
+}
+
+/// libnbd's error for an option reply of a type the option does not
+/// expect (not an error reply): the connection cannot go on.
+pub(super) fn unexpected_reply(reply_type: u32) -> Error {
+    protocol_error(format!(
+        "handshake: unexpected option reply type {reply_type}"
+    ))
+}
+
+/// The error for an `NBD_REP_INFO` whose length does not fit its kind.
+fn bad_info_length(payload: &[u8]) -> Error {
+    if payload.len() < 2 {
+        return protocol_error("handshake: NBD_REP_INFO reply length too small");
+    }
+    let what = match u16::from_be_bytes([payload[0], payload[1]]) {
+        proto::NBD_INFO_EXPORT => "NBD_INFO_EXPORT",
+        proto::NBD_INFO_BLOCK_SIZE => "NBD_INFO_BLOCK_SIZE",
+        proto::NBD_INFO_NAME => "NBD_INFO_NAME",
+        _ => "NBD_INFO_DESCRIPTION",
+    };
+    protocol_error(format!("handshake: incorrect {what} option reply length"))
 }

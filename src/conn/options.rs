@@ -308,14 +308,7 @@ impl Conn {
         match option {
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
                 if reply_type != proto::NBD_REP_ACK {
-                    return Err(protocol_error(format!(
-                        "handshake: unexpected reply to NBD_OPT_{}: 0x{reply_type:x}",
-                        if option == proto::NBD_OPT_EXTENDED_HEADERS {
-                            "EXTENDED_HEADERS"
-                        } else {
-                            "STRUCTURED_REPLY"
-                        }
-                    )));
+                    return Err(super::handshake::unexpected_reply(reply_type));
                 }
                 if option == proto::NBD_OPT_EXTENDED_HEADERS {
                     self.negotiated.extended_headers = true;
@@ -331,9 +324,7 @@ impl Conn {
             }
             proto::NBD_OPT_STARTTLS => {
                 if reply_type != proto::NBD_REP_ACK {
-                    return Err(protocol_error(format!(
-                        "handshake: unexpected reply to NBD_OPT_STARTTLS: 0x{reply_type:x}"
-                    )));
+                    return Err(super::handshake::unexpected_reply(reply_type));
                 }
                 self.start_tls_session()
             }
@@ -361,9 +352,7 @@ impl Conn {
                     self.finish_option(Ok(count));
                     Ok(())
                 }
-                t => Err(protocol_error(format!(
-                    "handshake: unexpected option reply type {t} to NBD_OPT_LIST"
-                ))),
+                t => Err(super::handshake::unexpected_reply(t)),
             },
             proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => {
                 self.meta_context_reply(option, reply_type, payload)
@@ -388,9 +377,9 @@ impl Conn {
     fn meta_context_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
         match reply_type {
             proto::NBD_REP_META_CONTEXT => {
-                if payload.len() < 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
+                if payload.len() <= 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
                     return Err(protocol_error(
-                        "handshake: invalid NBD_REP_META_CONTEXT length",
+                        "handshake: invalid NBD_REP_META_CONTEXT reply length",
                     ));
                 }
                 let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
@@ -432,9 +421,7 @@ impl Conn {
                 }
                 Ok(())
             }
-            t => Err(protocol_error(format!(
-                "handshake: unexpected option reply type {t} to a meta context request"
-            ))),
+            t => Err(super::handshake::unexpected_reply(t)),
         }
     }
 

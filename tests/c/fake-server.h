@@ -81,6 +81,8 @@ struct fake_cfg {
   uint32_t name_len;          /* send an NBD_INFO_NAME this long (if > 0) */
   uint32_t refuse_go;         /* refuse GO/INFO with this error reply */
   const char *refuse_msg;     /* ... and this message (NULL: none) */
+  /* If set, answers NBD_OPT_GO/INFO instead (and the server then ends). */
+  void (*go_hook) (int fd, uint32_t option);
   /* Every option the client sent, in order (for checks after the fact:
    * written by the child, so only seen through `log_fd`).
    */
@@ -165,6 +167,16 @@ fake_recv_opt (int fd, unsigned char **payload, uint32_t *len)
   return fake_get32 (h + 8);
 }
 
+/* Drains whatever the client sends until it closes. */
+static inline void
+fake_drain (int fd)
+{
+  char buf[4096];
+  while (recv (fd, buf, sizeof buf, 0) > 0)
+    ;
+  _exit (0);
+}
+
 /* Whether extended headers were negotiated (set during the handshake). */
 static bool fake_ext;
 static bool fake_sr;
@@ -239,6 +251,10 @@ fake_handshake (int fd, const struct fake_cfg *cfg, int log_fd)
     }
     case FS_OPT_INFO:
     case FS_OPT_GO:
+      if (cfg->go_hook) {
+        cfg->go_hook (fd, opt);
+        fake_drain (fd);
+      }
       if (cfg->refuse_go) {
         fake_opt_reply (fd, opt, cfg->refuse_go, cfg->refuse_msg,
                         cfg->refuse_msg ? strlen (cfg->refuse_msg) : 0);
@@ -396,16 +412,6 @@ fake_serve (int fd)
       _exit (0);
     fake_answer (fd, &req);
   }
-}
-
-/* Drains whatever the client sends until it closes. */
-static inline void
-fake_drain (int fd)
-{
-  char buf[4096];
-  while (recv (fd, buf, sizeof buf, 0) > 0)
-    ;
-  _exit (0);
 }
 
 typedef void (*fake_transmission) (int fd, void *arg);
