@@ -59,6 +59,9 @@ enum fault {
   DATA_OUT_OF_BOUNDS,           /* read data running past the request */
   HOLE_BEFORE_REQUEST,          /* a hole starting before the request */
   DATA_ZERO_LENGTH,             /* an empty data chunk, then the data */
+  BS_EXT_BAD_COUNT,             /* descriptor count not matching length */
+  BS_EXT_WIDE_FLAGS_FIRST,      /* 64-bit flags in the first extent */
+  BS_EXT_WIDE_FLAGS_LATER,      /* 64-bit flags in the second extent */
 };
 
 static void
@@ -139,6 +142,27 @@ misbehave (int fd, void *arg)
     fake_send (fd, p, 8 + len);
     if (f == DATA_ZERO_LENGTH)
       fake_answer (fd, &req);
+    break;
+  }
+  case BS_EXT_BAD_COUNT:
+  case BS_EXT_WIDE_FLAGS_FIRST:
+  case BS_EXT_WIDE_FLAGS_LATER: {
+    uint64_t e[] = { 2048, 1, 2048, 2 };
+    unsigned char p[8 + 32];
+    if (f == BS_EXT_WIDE_FLAGS_FIRST)
+      e[1] = UINT64_C (0x100000003);
+    if (f == BS_EXT_WIDE_FLAGS_LATER)
+      e[3] = UINT64_C (0x100000002);
+    if (f != BS_EXT_BAD_COUNT) {
+      bs_chunk64 (fd, FS_REPLY_DONE, req.cookie, req.offset, 2, e);
+      break;
+    }
+    memset (p, 0, sizeof p);
+    fake_put32 (p, 1);
+    fake_put32 (p + 4, 3);
+    fake_ext_chunk (fd, FS_REPLY_DONE, FS_TYPE_BS_EXT, req.cookie,
+                    req.offset, sizeof p);
+    fake_send (fd, p, sizeof p);
     break;
   }
   case HOLE_BEFORE_REQUEST: {
@@ -380,6 +404,20 @@ main (void)
   run (BS_PAST_EXPORT, false, true, 1024 * 1024 - 4096, 4096, &res);
   check_alive (&res, EPROTO);
   check_extents (&res, 2, (uint64_t []) { 2048, 1, 2048, 2 });
+
+  /* Extended block status: a descriptor count that does not match the
+   * length fails the command unseen; flags a 32-bit callback cannot hold
+   * end the list, with EOVERFLOW if they come first (truncated).
+   */
+  run (BS_EXT_BAD_COUNT, true, true, 0, 4096, &res);
+  check_alive (&res, EPROTO);
+  CHECK_INT (res.s.calls, 0);
+  run (BS_EXT_WIDE_FLAGS_FIRST, true, true, 0, 4096, &res);
+  check_alive (&res, EOVERFLOW);
+  check_extents (&res, 1, (uint64_t []) { 2048, 3 });
+  run (BS_EXT_WIDE_FLAGS_LATER, true, true, 0, 4096, &res);
+  check_alive (&res, 0);
+  check_extents (&res, 1, (uint64_t []) { 2048, 1 });
 
   /* A context never agreed to: ignored. */
   run (BS_UNKNOWN_CONTEXT, false, true, 0, 4096, &res);
