@@ -403,7 +403,7 @@ fn nbdkit_psk_read_write_and_failures() {
     expect_err(
         h.connect_unix(&sock),
         libc::ENOTSUP,
-        "handshake: server requires TLS encryption first",
+        "the server requires TLS encryption first",
     );
 }
 

@@ -167,8 +167,7 @@ impl Conn {
         self.negotiated.extended_headers = false;
         self.negotiated.meta_contexts.clear();
         self.negotiated.meta_valid = false;
-        self.negotiated.export = Default::default();
-        self.got_export_info = false;
+        self.reset_export_info();
         let config = self.tls_config()?;
         let inner = self.transport.take().expect("STARTTLS without transport");
         let tls = TlsTransport::new(inner, &config)?;
