@@ -21,6 +21,8 @@ mod uri;
 
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
-pub use flags::{AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls};
+pub use flags::{
+    AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls,
+};
 pub use handle::{BlockSize, Handle};
 pub use transport::TlsCredentials;

@@ -458,17 +458,23 @@ pub(crate) fn spawn_process(
         cmd.stderr(Stdio::piped());
     }
     // std's spawn is fork-safe, and reports an exec failure as an error.
-    let mut child = cmd.spawn()?;
+    let spawned = cmd.spawn();
+    if spawned.is_err() {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    }
+    let mut child = spawned?;
     let stderr = child
         .stderr
         .take()
         .and_then(|pipe| StderrTail::start(OwnedFd::from(pipe)));
+    // The Command keeps what it was given for stdin and stdout: our
+    // socket's other end, which must close now, or the server's exit
+    // would never reach us as end of file.
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
     // Our Subprocess waits for it from now on (dropping std's Child
     // neither waits nor kills).
     let pid = child.id() as libc::pid_t;
     drop(child);
-    // The pipes std made for stdin/stdout were replaced, so the ends it
-    // gave the child are closed here with the Command's copies.
     let mut sub = Subprocess::new(pid, cmd.get_program().as_bytes(), false);
     sub.stderr = stderr;
     Ok((Socket::new(ours)?, sub))

@@ -61,8 +61,9 @@ fn std_process_command() {
     let mut back = [0u8; 17];
     h.pread(&mut back, 0, 0).unwrap();
     assert_eq!(&back, b"through a Command");
-    // nbd_kill_subprocess works on it as on nbd_connect_command's.
-    h.kill_subprocess(0).unwrap();
+    // nbd_kill_subprocess works on it as on nbd_connect_command's (SIGKILL:
+    // nbdkit may serve one more request after SIGTERM).
+    h.kill_subprocess(libc::SIGKILL).unwrap();
     assert!(h.pread(&mut back, 0, 0).is_err());
 
     // A program that cannot be run is an error at once.
