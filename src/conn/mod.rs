@@ -1320,10 +1320,12 @@ impl Conn {
         self.trace_state();
     }
 
-    /// At close: the final status of unretired commands is lost (as
-    /// libnbd documents), so their completion callbacks are not called;
-    /// every callback's free function runs, the transport is dropped and
-    /// the subprocess reaped.
+    /// At close: every command still waiting to be sent or for its reply
+    /// fails as if the connection had died: its completion callback runs
+    /// with its error (ENOTCONN if it had none), as libnbd 1.22 does.
+    /// Commands already completed are not called again (completion
+    /// callbacks run exactly once). Then every callback's free function
+    /// runs, the transport is dropped and the subprocess reaped.
     pub(crate) fn close(&mut self) {
         self.keep_partial_data();
         self.to_issue.clear();
@@ -1334,6 +1336,14 @@ impl Conn {
             if matches!(slot.state, SlotState::Queued | SlotState::Sent) {
                 // The caller's buffer outlives the handle.
                 slot.zero_rest();
+                if slot.error == 0 {
+                    slot.error = libc::ENOTCONN;
+                }
+                let mut error = slot.error;
+                if let Some(cb) = slot.completion.as_mut().filter(|cb| cb.is_callable()) {
+                    // Nothing can see the result any more.
+                    let _ = cb.call(&mut error);
+                }
             }
             slot.state = SlotState::Free;
             slot.free_callbacks();
