@@ -201,7 +201,11 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     };
     let url = url.map_err(|_| unparsable())?;
 
-    let Some(&(_, kind, tls)) = SCHEMES.iter().find(|(name, _, _)| *name == scheme) else {
+    // Schemes are case-insensitive (RFC 3986), as are parameter names.
+    let Some(&(_, kind, tls)) = SCHEMES
+        .iter()
+        .find(|(name, _, _)| name.eq_ignore_ascii_case(scheme))
+    else {
         return Err(einval(format!("unknown NBD URI scheme: {scheme}")));
     };
     if !raw[scheme.len()..].starts_with("://") {
@@ -235,7 +239,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     let socket = queries
         .iter()
         .rev()
-        .find(|(name, _)| name == b"socket")
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"socket"))
         .map(|(_, value)| value.clone());
     let socket_required = kind == Kind::Unix;
     if socket_required && socket.is_none() {
@@ -257,7 +261,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         ..UriTls::default()
     };
     for (name, value) in &queries {
-        let name = String::from_utf8_lossy(name);
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
         if (name == "tls-certificates" || name == "tls-psk-file") && !policy.allow_local_file {
             return Err(Error::new(
                 libc::EPERM,
@@ -334,13 +338,16 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     })
 }
 
-/// Whether `s` could be an NBD URI: it starts with an NBD scheme and `:`.
+/// Whether `s` could be an NBD URI: it starts with an NBD scheme (in any
+/// case) and `://`.
 pub(crate) fn is_uri(s: &[u8]) -> bool {
     let schemes = SCHEMES.iter().map(|(name, _, _)| *name);
     // libnbd 1.22 also knows the ssh transports.
-    schemes
-        .chain(["nbd+ssh", "nbds+ssh"])
-        .any(|name| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&b':'))
+    schemes.chain(["nbd+ssh", "nbds+ssh"]).any(|name| {
+        s.len() >= name.len() + 3
+            && s[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && &s[name.len()..name.len() + 3] == b"://"
+    })
 }
 
 /// Characters escaped in a URI path (everything but RFC 3986 unreserved
@@ -515,9 +522,8 @@ mod tests {
         assert!(err("foo://x")
             .message()
             .starts_with("unknown NBD URI scheme: foo"));
-        assert!(err("NBD://x")
-            .message()
-            .starts_with("unknown NBD URI scheme: NBD"));
+        // Schemes are case-insensitive (libnbd 1.22 agrees).
+        assert!(matches!(ok("NBD://x").target, Target::Tcp { .. }));
         assert_eq!(err("nbd:x").message(), "URI must begin with 'nbd://'");
         assert!(err("/tmp/s").message().contains("nbd+unix://?socket=PATH"));
         assert!(err("nbd://[::1")
@@ -571,7 +577,11 @@ mod tests {
     #[test]
     fn is_uri_heuristic() {
         assert!(is_uri(b"nbd://x"));
-        assert!(is_uri(b"nbds+unix:"));
+        assert!(is_uri(b"nbds+unix://"));
+        // As libnbd 1.22: the scheme in any case, and "://" after it.
+        assert!(is_uri(b"NBD+Unix:///?socket=/s"));
+        assert!(!is_uri(b"nbds+unix:"));
+        assert!(!is_uri(b"NBD:"));
         assert!(!is_uri(b"/tmp/file"));
         assert!(!is_uri(b"nbdfoo://"));
     }
