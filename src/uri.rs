@@ -392,6 +392,10 @@ pub(crate) struct Connection<'a> {
     pub tls: bool,
     pub tls_certificates: Option<&'a [u8]>,
     pub tls_psk_file: Option<&'a [u8]>,
+    /// `nbd_set_tls_hostname`'s name, if one was set.
+    pub tls_hostname: Option<&'a [u8]>,
+    /// Whether the server's certificate is checked (`tls-verify-peer=false` if not).
+    pub tls_verify_peer: bool,
 }
 
 /// Builds the URI that would connect back to the same server and export.
@@ -442,6 +446,11 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
         ("socket", socket),
         ("tls-certificates", conn.tls_certificates),
         ("tls-psk-file", conn.tls_psk_file),
+        ("tls-hostname", conn.tls_hostname),
+        (
+            "tls-verify-peer",
+            (!conn.tls_verify_peer).then_some(&b"false"[..]),
+        ),
     ];
     let mut sep = '?';
     for (name, value) in params {
@@ -598,6 +607,8 @@ mod tests {
             tls: false,
             tls_certificates: None,
             tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         let s = build(&c).unwrap();
         assert_eq!(s, "nbd+unix:///a%20b/c?socket=/tmp/s%20o");
@@ -618,6 +629,8 @@ mod tests {
             tls: false,
             tls_certificates: None,
             tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         assert_eq!(build(&c).unwrap(), "nbd://[::1]:10809/");
         let c = Connection {
@@ -629,6 +642,8 @@ mod tests {
             tls: true,
             tls_certificates: None,
             tls_psk_file: Some(b"/k.psk"),
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         let s = build(&c).unwrap();
         assert_eq!(
