@@ -661,6 +661,24 @@ impl Conn {
         }
     }
 
+    /// Fails unless the machine waits for the socket in direction `dir`
+    /// (a `DIRECTION_*`), as libnbd's `nbd_aio_notify_read`/`_write` do:
+    /// the event is invalid in the current state.
+    pub(crate) fn check_notify(&self, dir: u32) -> Result<()> {
+        if self.direction() & dir != 0 {
+            return Ok(());
+        }
+        // libnbd's external event numbers: 0 for read, 1 for write.
+        let event = u32::from(dir == DIRECTION_WRITE);
+        Err(Error::new(
+            libc::EINVAL,
+            format!(
+                "external event {event} is invalid in state {}",
+                self.state_name()
+            ),
+        ))
+    }
+
     // ---- connecting --------------------------------------------------------
 
     /// Starts the handshake over a freshly connected transport.

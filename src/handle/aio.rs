@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use super::commands::command_result;
 use super::{poll_with, Handle};
-use crate::conn::Perm;
+use crate::conn::{Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::{Error, Result};
 
 impl Handle {
@@ -23,13 +23,19 @@ impl Handle {
     }
 
     /// Tells the machine the socket is readable; it does what it can.
+    /// Fails with EINVAL if the machine is not waiting to read.
     pub fn aio_notify_read(&self) -> Result<()> {
-        self.lock().progress()
+        let mut c = self.lock();
+        c.check_notify(DIRECTION_READ)?;
+        c.progress()
     }
 
     /// Tells the machine the socket is writable; it does what it can.
+    /// Fails with EINVAL if the machine has nothing to write.
     pub fn aio_notify_write(&self) -> Result<()> {
-        self.lock().progress()
+        let mut c = self.lock();
+        c.check_notify(DIRECTION_WRITE)?;
+        c.progress()
     }
 
     /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
