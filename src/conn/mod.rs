@@ -411,6 +411,12 @@ pub(crate) struct Conn {
     /// data payload just the next reply's header (its payload is likely
     /// large too, and is better received straight into the caller's buffer).
     recv_least: usize,
+    /// A public call (`nbd_poll`, `nbd_aio_notify_*`) is running the
+    /// machine: it handles at most one reply (chunk) and reads no more of
+    /// the socket than that needs, as libnbd does (see [`Conn::progress_one`]).
+    one_reply: bool,
+    /// Set when a reply (chunk) has been handled during a `one_reply` run.
+    reply_handled: bool,
     /// Received bytes not yet consumed: `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -470,6 +476,8 @@ impl Conn {
             got_export_info: false,
             drained: false,
             recv_least: RECV_CHUNK,
+            one_reply: false,
+            reply_handled: false,
             option_run: None,
             option_result: None,
             tried_extended_headers: false,
@@ -752,6 +760,51 @@ impl Conn {
         result
     }
 
+    /// As [`Conn::progress`], for the public calls that run the machine
+    /// (`nbd_poll`, `nbd_aio_notify_read`/`_write`): at most one reply (or
+    /// structured reply chunk) is handled, so at most one command completes,
+    /// as in libnbd. Programs count their commands around these calls
+    /// (nbdfuse does). The socket is read for no more than that reply plus
+    /// fewer bytes than the smallest reply, so nothing complete is left
+    /// waiting in our buffer while the caller polls the socket. Received
+    /// input that does hold more (inside TLS, or left by a synchronous
+    /// call) is handled at once, as libnbd does with TLS.
+    pub(crate) fn progress_one(&mut self) -> Result<()> {
+        self.one_reply = true;
+        self.reply_handled = false;
+        let result = self.progress();
+        self.one_reply = false;
+        result
+    }
+
+    /// Commands await replies and the last receive did not find the
+    /// socket empty: the next reply may be readable without waiting.
+    pub(crate) fn reply_may_be_waiting(&self) -> bool {
+        self.phase == Phase::Ready && !self.drained && self.in_flight > 0
+    }
+
+    /// Whether the last [`Conn::progress_one`] handled a reply (chunk).
+    pub(crate) fn handled_reply(&self) -> bool {
+        self.reply_handled
+    }
+
+    /// The size of the smallest reply a server can send (a simple reply;
+    /// with extended headers only a faulty server sends one, but it must
+    /// not be left unseen in our buffer either).
+    pub(super) fn min_reply_len(&self) -> usize {
+        proto::SIMPLE_REPLY_LEN
+    }
+
+    /// In a `one_reply` run, bytes that may be read past what the current
+    /// reply needs: fewer than the smallest reply (0 otherwise).
+    pub(super) fn read_ahead(&self) -> usize {
+        if self.one_reply && self.phase == Phase::Ready {
+            self.min_reply_len() - 1
+        } else {
+            0
+        }
+    }
+
     fn progress_inner(&mut self) -> Result<()> {
         if self.phase == Phase::Dead {
             return Err(self
@@ -779,7 +832,7 @@ impl Conn {
             // Stop where the handshake (or a caller's option) ends, as
             // libnbd returns at READY/NEGOTIATING: whatever the server does
             // next belongs to the next call.
-            if !wrote && !read || connecting && !self.is_connecting() {
+            if !wrote && !read || connecting && !self.is_connecting() || self.reply_handled {
                 return Ok(());
             }
         }
@@ -929,14 +982,19 @@ impl Conn {
             if self.drained {
                 return Ok(false);
             }
-            let t = self.transport.as_mut().expect("reading without transport");
             // Ask for what is needed, or at least `recv_least`: enough for
             // several small replies or one 4 KiB read reply in one call,
             // while a large payload is left for `read_data` to receive
-            // straight into the caller's buffer.
-            let want = (n - (self.rend - self.rpos))
-                .max(self.recv_least)
-                .min(self.rbuf.len() - self.rend);
+            // straight into the caller's buffer. A public call reads only
+            // what this reply needs (and less than another reply).
+            let need = n - (self.rend - self.rpos);
+            let least = if self.one_reply && self.phase == Phase::Ready {
+                need + self.read_ahead()
+            } else {
+                self.recv_least
+            };
+            let want = need.max(least).min(self.rbuf.len() - self.rend);
+            let t = self.transport.as_mut().expect("reading without transport");
             let got = t.recv(&mut self.rbuf[self.rend..self.rend + want]);
             // Fewer bytes than asked for (and none held inside TLS): the
             // socket is empty, so the next read waits for poll.
@@ -1011,6 +1069,19 @@ impl Conn {
                     // A step from `Header` has consumed a reply (chunk) header.
                     if done && header {
                         self.stats.chunks_received += 1;
+                    }
+                    // Back at a header: a reply (chunk) has been handled. A
+                    // public call stops there unless what was received
+                    // already holds more (which a poll would not see).
+                    if done
+                        && self.one_reply
+                        && matches!(self.reading, Reading::Header)
+                        && self.buffered() < self.min_reply_len()
+                        && !self.transport_pending()
+                    {
+                        self.reply_handled = true;
+                        self.trace_state();
+                        return Ok(true);
                     }
                     done
                 }
