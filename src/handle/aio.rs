@@ -22,8 +22,8 @@ impl Handle {
         self.lock().direction()
     }
 
-    /// Tells the machine the socket is readable; it does what it can.
-    /// Fails with EINVAL if the machine is not waiting to read.
+    /// Tells the machine the socket is readable; it handles at most one
+    /// reply. Fails with EINVAL if the machine is not waiting to read.
     pub fn aio_notify_read(&self) -> Result<()> {
         let mut c = self.lock();
         c.check_notify(DIRECTION_READ)?;
@@ -39,7 +39,8 @@ impl Handle {
     }
 
     /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
-    /// machine. Returns 1 if it ran, 0 on timeout.
+    /// machine, handling at most one reply. Returns 1 if it ran, 0 on
+    /// timeout.
     pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
         self.poll_inner(None, timeout_ms)
     }
