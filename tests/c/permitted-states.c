@@ -68,6 +68,8 @@ dead_socket (void)
   return sv[0];
 }
 
+static void free_nothing (void *u) { }
+
 static int
 ptr_ret (char *p)
 {
