@@ -44,7 +44,6 @@ pub(crate) struct UriTls {
     pub require: bool,
     pub certificates: Option<Vec<u8>>,
     pub psk_file: Option<Vec<u8>>,
-    pub username: Option<Vec<u8>>,
     pub hostname: Option<Vec<u8>>,
     pub verify_peer: Option<bool>,
 }
@@ -275,7 +274,6 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         match &*name {
             "tls-certificates" => uri_tls.certificates = Some(value.clone()),
             "tls-psk-file" => uri_tls.psk_file = Some(value.clone()),
-            "tls-username" => uri_tls.username = Some(value.clone()),
             "tls-hostname" => uri_tls.hostname = Some(value.clone()),
             "tls-verify-peer" => uri_tls.verify_peer = Some(parse_bool(&name, value)?),
             _ => {}
@@ -556,8 +554,9 @@ mod tests {
             "&tls-verify-peer=false&tls-other=1"
         ));
         assert!(u.tls.require);
+        // The user name comes from the authority; libnbd 1.22 knows no
+        // tls-username parameter (it is ignored like tls-other).
         assert_eq!(u.username.as_deref(), Some(&b"alice"[..]));
-        assert_eq!(u.tls.username.as_deref(), Some(&b"bob"[..]));
         assert_eq!(u.tls.hostname.as_deref(), Some(&b"h.example"[..]));
         assert_eq!(u.tls.verify_peer, Some(false));
         assert!(!ok("nbd://h/").tls.require);
