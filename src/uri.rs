@@ -82,7 +82,6 @@ pub(crate) struct UriTls {
     pub require: bool,
     pub certificates: Option<Vec<u8>>,
     pub psk_file: Option<Vec<u8>>,
-    pub username: Option<Vec<u8>>,
     pub hostname: Option<Vec<u8>>,
     pub verify_peer: Option<bool>,
 }
@@ -242,7 +241,11 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     };
     let url = url.map_err(|_| unparsable())?;
 
-    let Some(&(_, kind, tls)) = SCHEMES.iter().find(|(name, _, _)| *name == scheme) else {
+    // Schemes are case-insensitive (RFC 3986), as are parameter names.
+    let Some(&(_, kind, tls)) = SCHEMES
+        .iter()
+        .find(|(name, _, _)| name.eq_ignore_ascii_case(scheme))
+    else {
         return Err(einval(format!("unknown NBD URI scheme: {scheme}")));
     };
     if !raw[scheme.len()..].starts_with("://") {
@@ -277,7 +280,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     let socket = queries
         .iter()
         .rev()
-        .find(|(name, _)| name == b"socket")
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"socket"))
         .map(|(_, value)| value.clone());
     // Required for Unix sockets, optional through ssh, else refused.
     let socket_required = kind == Kind::Unix;
@@ -300,7 +303,7 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         ..UriTls::default()
     };
     for (name, value) in &queries {
-        let name = String::from_utf8_lossy(name);
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
         if (name == "tls-certificates" || name == "tls-psk-file") && !policy.allow_local_file {
             return Err(Error::new(
                 libc::EPERM,
@@ -314,7 +317,6 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
         match &*name {
             "tls-certificates" => uri_tls.certificates = Some(value.clone()),
             "tls-psk-file" => uri_tls.psk_file = Some(value.clone()),
-            "tls-username" => uri_tls.username = Some(value.clone()),
             "tls-hostname" => uri_tls.hostname = Some(value.clone()),
             "tls-verify-peer" => uri_tls.verify_peer = Some(parse_bool(&name, value)?),
             _ => {}
@@ -387,11 +389,14 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     })
 }
 
-/// Whether `s` could be an NBD URI: it starts with an NBD scheme and `:`.
+/// Whether `s` could be an NBD URI: it starts with an NBD scheme (in any
+/// case) and `://`.
 pub(crate) fn is_uri(s: &[u8]) -> bool {
-    SCHEMES
-        .iter()
-        .any(|(name, _, _)| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&b':'))
+    SCHEMES.iter().any(|(name, _, _)| {
+        s.len() >= name.len() + 3
+            && s[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && &s[name.len()..name.len() + 3] == b"://"
+    })
 }
 
 /// Characters escaped in a URI path (everything but RFC 3986 unreserved
@@ -438,6 +443,10 @@ pub(crate) struct Connection<'a> {
     pub tls: bool,
     pub tls_certificates: Option<&'a [u8]>,
     pub tls_psk_file: Option<&'a [u8]>,
+    /// `nbd_set_tls_hostname`'s name, if one was set.
+    pub tls_hostname: Option<&'a [u8]>,
+    /// Whether the server's certificate is checked (`tls-verify-peer=false` if not).
+    pub tls_verify_peer: bool,
 }
 
 /// `host:port` for a URI's authority, an IPv6 address in brackets.
@@ -498,6 +507,11 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
         ("socket", socket.as_deref()),
         ("tls-certificates", conn.tls_certificates),
         ("tls-psk-file", conn.tls_psk_file),
+        ("tls-hostname", conn.tls_hostname),
+        (
+            "tls-verify-peer",
+            (!conn.tls_verify_peer).then_some(&b"false"[..]),
+        ),
     ];
     let mut sep = '?';
     for (name, value) in params {
@@ -637,6 +651,8 @@ mod tests {
                 tls: false,
                 tls_certificates: None,
                 tls_psk_file: None,
+                tls_hostname: None,
+                tls_verify_peer: true,
             };
             assert_eq!(build(&c).unwrap(), raw);
         }
@@ -647,9 +663,8 @@ mod tests {
         assert!(err("foo://x")
             .message()
             .starts_with("unknown NBD URI scheme: foo"));
-        assert!(err("NBD://x")
-            .message()
-            .starts_with("unknown NBD URI scheme: NBD"));
+        // Schemes are case-insensitive (libnbd 1.22 agrees).
+        assert!(matches!(ok("NBD://x").target, Target::Tcp { .. }));
         assert_eq!(err("nbd:x").message(), "URI must begin with 'nbd://'");
         assert!(err("/tmp/s").message().contains("nbd+unix://?socket=PATH"));
         assert!(err("nbd://[::1")
@@ -673,8 +688,9 @@ mod tests {
             "&tls-verify-peer=false&tls-other=1"
         ));
         assert!(u.tls.require);
+        // The user name comes from the authority; libnbd 1.22 knows no
+        // tls-username parameter (it is ignored like tls-other).
         assert_eq!(u.username.as_deref(), Some(&b"alice"[..]));
-        assert_eq!(u.tls.username.as_deref(), Some(&b"bob"[..]));
         assert_eq!(u.tls.hostname.as_deref(), Some(&b"h.example"[..]));
         assert_eq!(u.tls.verify_peer, Some(false));
         assert!(!ok("nbd://h/").tls.require);
@@ -703,7 +719,11 @@ mod tests {
     #[test]
     fn is_uri_heuristic() {
         assert!(is_uri(b"nbd://x"));
-        assert!(is_uri(b"nbds+unix:"));
+        assert!(is_uri(b"nbds+unix://"));
+        // As libnbd 1.22: the scheme in any case, and "://" after it.
+        assert!(is_uri(b"NBD+Unix:///?socket=/s"));
+        assert!(!is_uri(b"nbds+unix:"));
+        assert!(!is_uri(b"NBD:"));
         assert!(!is_uri(b"/tmp/file"));
         assert!(!is_uri(b"nbdfoo://"));
     }
@@ -721,6 +741,8 @@ mod tests {
             tls: false,
             tls_certificates: None,
             tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         let s = build(&c).unwrap();
         assert_eq!(s, "nbd+unix:///a%20b/c?socket=/tmp/s%20o");
@@ -742,6 +764,8 @@ mod tests {
             tls: false,
             tls_certificates: None,
             tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         assert_eq!(build(&c).unwrap(), "nbd://[::1]:10809/");
         let c = Connection {
@@ -754,6 +778,8 @@ mod tests {
             tls: true,
             tls_certificates: None,
             tls_psk_file: Some(b"/k.psk"),
+            tls_hostname: None,
+            tls_verify_peer: true,
         };
         let s = build(&c).unwrap();
         assert_eq!(

@@ -522,10 +522,13 @@ fn bad_uris() {
             "unable to parse URI: nbd://local host/",
         ),
         ("foo://x", libc::EINVAL, "unknown NBD URI scheme: foo"),
+        // Schemes are case-insensitive: a known one in capitals is
+        // checked as itself, and named as written.
         (
-            "NBD://localhost/",
+            "NBD+UNIX:///",
             libc::EINVAL,
-            "unknown NBD URI scheme: NBD",
+            "cannot parse socket parameter from NBD URI \
+             (did you mean to use \"NBD+UNIX:///?socket=...\"?)",
         ),
         (
             "localhost:10809",

@@ -27,7 +27,10 @@ fn readme_call_table_matches_the_library() {
 
     let mut expected = BTreeMap::new();
     for s in nbd::abi::SYMBOLS {
-        expected.insert(s.name.to_string(), (s.node.to_string(), "works".to_string()));
+        expected.insert(
+            s.name.to_string(),
+            (s.node.to_string(), "works".to_string()),
+        );
     }
     for (name, row) in &expected {
         assert_eq!(rows.get(name), Some(row), "README row for {name}");

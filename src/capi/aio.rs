@@ -16,14 +16,15 @@ pub(super) fn completion(cb: nbd_completion_callback) -> Option<Completion> {
     Some(unsafe { Completion::from_c(cb.callback, cb.user_data, cb.free) })
 }
 
-/// Takes ownership of a C chunk callback, which must have a function.
+/// Takes ownership of a C chunk callback, which must not be NULL: a
+/// closure with only a free function is not (it is never called, and
+/// freed once), as in libnbd.
 fn chunk(cb: nbd_chunk_callback) -> Result<Chunk> {
-    // SAFETY: as in `completion`; dropping it on error calls free once.
-    let chunk = unsafe { Chunk::from_c(cb.callback, cb.user_data, cb.free) };
-    if !chunk.is_callable() {
+    if cb.callback.is_none() && cb.free.is_none() {
         return Err(null_error("chunk"));
     }
-    Ok(chunk)
+    // SAFETY: as in `completion`; dropping it on error calls free once.
+    Ok(unsafe { Chunk::from_c(cb.callback, cb.user_data, cb.free) })
 }
 
 /// A started command's cookie as the C API returns it.

@@ -60,6 +60,7 @@ pub extern "C" fn nbd_set_debug_callback(
     h: *mut nbd_handle,
     debug_callback: nbd_debug_callback,
 ) -> c_int {
+    let null = debug_callback.callback.is_none() && debug_callback.free.is_none();
     // SAFETY: the caller promises the function and free function may be
     // called with user_data. If the call fails, dropping `cb` frees it.
     let cb = unsafe {
@@ -70,6 +71,9 @@ pub extern "C" fn nbd_set_debug_callback(
         )
     };
     with_handle("nbd_set_debug_callback", h, -1, move |h| {
+        if null {
+            return Err(super::null_error("debug"));
+        }
         h.set_debug_callback_raw(cb).map(|()| 0)
     })
 }

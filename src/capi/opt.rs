@@ -7,25 +7,24 @@ use super::types::{nbd_completion_callback, nbd_context_callback, nbd_list_callb
 use super::{c_str_list_arg, nbd_handle, null_error, with_handle};
 use crate::{Context, List, Result};
 
-/// Takes ownership of a required list callback.
+/// Takes ownership of a required list callback; only a closure with
+/// neither function nor free function is NULL (as in libnbd).
 fn list(cb: nbd_list_callback) -> Result<List> {
-    // SAFETY: the C caller's callback and free are valid for user_data;
-    // dropping the value on error calls free once.
-    let list = unsafe { List::from_c(cb.callback, cb.user_data, cb.free) };
-    if !list.is_callable() {
+    if cb.callback.is_none() && cb.free.is_none() {
         return Err(null_error("list"));
     }
-    Ok(list)
+    // SAFETY: the C caller's callback and free are valid for user_data;
+    // dropping the value on error calls free once.
+    Ok(unsafe { List::from_c(cb.callback, cb.user_data, cb.free) })
 }
 
-/// Takes ownership of a required context callback.
+/// Takes ownership of a required context callback (as `list`).
 fn context(cb: nbd_context_callback) -> Result<Context> {
-    // SAFETY: as in `list`.
-    let context = unsafe { Context::from_c(cb.callback, cb.user_data, cb.free) };
-    if !context.is_callable() {
+    if cb.callback.is_none() && cb.free.is_none() {
         return Err(null_error("context"));
     }
-    Ok(context)
+    // SAFETY: as in `list`.
+    Ok(unsafe { Context::from_c(cb.callback, cb.user_data, cb.free) })
 }
 
 /// Reads a NULL-terminated `char **` list of strings (queries, contexts).

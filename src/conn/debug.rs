@@ -69,11 +69,6 @@ impl DebugCallback {
         })
     }
 
-    /// Whether there is a function to call (C may pass only a free function).
-    fn is_callable(&self) -> bool {
-        !matches!(self.0, DebugKind::Extern { callback: None, .. })
-    }
-
     fn call(&self, context: &str, msg: &str) {
         match &self.0 {
             DebugKind::Extern {
@@ -156,8 +151,9 @@ impl Debug {
         // SAFETY: __errno_location always returns this thread's errno slot.
         let saved = unsafe { *libc::__errno_location() };
         ApiContext::with(|context| match &self.callback {
-            Some(cb) if cb.is_callable() => cb.call(context.unwrap_or("unknown"), msg),
-            _ => {
+            // A C callback with only a free function swallows messages.
+            Some(cb) => cb.call(context.unwrap_or("unknown"), msg),
+            None => {
                 let line = format!(
                     "libnbd: debug: {}: {}: {}\n",
                     self.name,

@@ -431,6 +431,12 @@ pub(crate) struct Conn {
     /// data payload just the next reply's header (its payload is likely
     /// large too, and is better received straight into the caller's buffer).
     recv_least: usize,
+    /// A public call (`nbd_poll`, `nbd_aio_notify_*`) is running the
+    /// machine: it handles at most one reply (chunk) and reads no more of
+    /// the socket than that needs, as libnbd does (see [`Conn::progress_one`]).
+    one_reply: bool,
+    /// Set when a reply (chunk) has been handled during a `one_reply` run.
+    reply_handled: bool,
     /// Received bytes not yet consumed: `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -491,6 +497,8 @@ impl Conn {
             got_export_info: false,
             drained: false,
             recv_least: RECV_CHUNK,
+            one_reply: false,
+            reply_handled: false,
             option_run: None,
             option_result: None,
             tried_extended_headers: false,
@@ -682,6 +690,24 @@ impl Conn {
         }
     }
 
+    /// Fails unless the machine waits for the socket in direction `dir`
+    /// (a `DIRECTION_*`), as libnbd's `nbd_aio_notify_read`/`_write` do:
+    /// the event is invalid in the current state.
+    pub(crate) fn check_notify(&self, dir: u32) -> Result<()> {
+        if self.direction() & dir != 0 {
+            return Ok(());
+        }
+        // libnbd's external event numbers: 0 for read, 1 for write.
+        let event = u32::from(dir == DIRECTION_WRITE);
+        Err(Error::new(
+            libc::EINVAL,
+            format!(
+                "external event {event} is invalid in state {}",
+                self.state_name()
+            ),
+        ))
+    }
+
     // ---- connecting --------------------------------------------------------
 
     /// Starts the handshake over a freshly connected transport.
@@ -755,6 +781,51 @@ impl Conn {
         result
     }
 
+    /// As [`Conn::progress`], for the public calls that run the machine
+    /// (`nbd_poll`, `nbd_aio_notify_read`/`_write`): at most one reply (or
+    /// structured reply chunk) is handled, so at most one command completes,
+    /// as in libnbd. Programs count their commands around these calls
+    /// (nbdfuse does). The socket is read for no more than that reply plus
+    /// fewer bytes than the smallest reply, so nothing complete is left
+    /// waiting in our buffer while the caller polls the socket. Received
+    /// input that does hold more (inside TLS, or left by a synchronous
+    /// call) is handled at once, as libnbd does with TLS.
+    pub(crate) fn progress_one(&mut self) -> Result<()> {
+        self.one_reply = true;
+        self.reply_handled = false;
+        let result = self.progress();
+        self.one_reply = false;
+        result
+    }
+
+    /// Commands await replies and the last receive did not find the
+    /// socket empty: the next reply may be readable without waiting.
+    pub(crate) fn reply_may_be_waiting(&self) -> bool {
+        self.phase == Phase::Ready && !self.drained && self.in_flight > 0
+    }
+
+    /// Whether the last [`Conn::progress_one`] handled a reply (chunk).
+    pub(crate) fn handled_reply(&self) -> bool {
+        self.reply_handled
+    }
+
+    /// The size of the smallest reply a server can send (a simple reply;
+    /// with extended headers only a faulty server sends one, but it must
+    /// not be left unseen in our buffer either).
+    pub(super) fn min_reply_len(&self) -> usize {
+        proto::SIMPLE_REPLY_LEN
+    }
+
+    /// In a `one_reply` run, bytes that may be read past what the current
+    /// reply needs: fewer than the smallest reply (0 otherwise).
+    pub(super) fn read_ahead(&self) -> usize {
+        if self.one_reply && self.phase == Phase::Ready {
+            self.min_reply_len() - 1
+        } else {
+            0
+        }
+    }
+
     fn progress_inner(&mut self) -> Result<()> {
         if self.phase == Phase::Dead {
             return Err(self
@@ -782,7 +853,7 @@ impl Conn {
             // Stop where the handshake (or a caller's option) ends, as
             // libnbd returns at READY/NEGOTIATING: whatever the server does
             // next belongs to the next call.
-            if !wrote && !read || connecting && !self.is_connecting() {
+            if !wrote && !read || connecting && !self.is_connecting() || self.reply_handled {
                 return Ok(());
             }
         }
@@ -934,14 +1005,19 @@ impl Conn {
             if self.drained {
                 return Ok(false);
             }
-            let t = self.transport.as_mut().expect("reading without transport");
             // Ask for what is needed, or at least `recv_least`: enough for
             // several small replies or one 4 KiB read reply in one call,
             // while a large payload is left for `read_data` to receive
-            // straight into the caller's buffer.
-            let want = (n - (self.rend - self.rpos))
-                .max(self.recv_least)
-                .min(self.rbuf.len() - self.rend);
+            // straight into the caller's buffer. A public call reads only
+            // what this reply needs (and less than another reply).
+            let need = n - (self.rend - self.rpos);
+            let least = if self.one_reply && self.phase == Phase::Ready {
+                need + self.read_ahead()
+            } else {
+                self.recv_least
+            };
+            let want = need.max(least).min(self.rbuf.len() - self.rend);
+            let t = self.transport.as_mut().expect("reading without transport");
             let got = t.recv(&mut self.rbuf[self.rend..self.rend + want]);
             // Fewer bytes than asked for (and none held inside TLS): the
             // socket is empty, so the next read waits for poll.
@@ -1048,6 +1124,19 @@ impl Conn {
                     // A step from `Header` has consumed a reply (chunk) header.
                     if done && header {
                         self.stats.chunks_received += 1;
+                    }
+                    // Back at a header: a reply (chunk) has been handled. A
+                    // public call stops there unless what was received
+                    // already holds more (which a poll would not see).
+                    if done
+                        && self.one_reply
+                        && matches!(self.reading, Reading::Header)
+                        && self.buffered() < self.min_reply_len()
+                        && !self.transport_pending()
+                    {
+                        self.reply_handled = true;
+                        self.trace_state();
+                        return Ok(true);
                     }
                     done
                 }
@@ -1375,10 +1464,12 @@ impl Conn {
         self.trace_state();
     }
 
-    /// At close: the final status of unretired commands is lost (as
-    /// libnbd documents), so their completion callbacks are not called;
-    /// every callback's free function runs, the transport is dropped and
-    /// the subprocess reaped.
+    /// At close: every command still waiting to be sent or for its reply
+    /// fails as if the connection had died: its completion callback runs
+    /// with its error (ENOTCONN if it had none), as libnbd 1.22 does.
+    /// Commands already completed are not called again (completion
+    /// callbacks run exactly once). Then every callback's free function
+    /// runs, the transport is dropped and the subprocess reaped.
     pub(crate) fn close(&mut self) {
         self.keep_partial_data();
         self.to_issue.clear();
@@ -1389,6 +1480,14 @@ impl Conn {
             if matches!(slot.state, SlotState::Queued | SlotState::Sent) {
                 // The caller's buffer outlives the handle.
                 slot.zero_rest();
+                if slot.error == 0 {
+                    slot.error = libc::ENOTCONN;
+                }
+                let mut error = slot.error;
+                if let Some(cb) = slot.completion.as_mut().filter(|cb| cb.is_callable()) {
+                    // Nothing can see the result any more.
+                    let _ = cb.call(&mut error);
+                }
             }
             slot.state = SlotState::Free;
             slot.free_callbacks();

@@ -30,7 +30,14 @@ impl Conn {
     }
 
     fn read_reply_header(&mut self) -> Result<bool> {
-        if !self.fill(4)? {
+        // Every reply header is at least a simple reply's 16 bytes; a public
+        // call asks for those at once (it reads no further ahead).
+        let first = if self.one_reply {
+            self.min_reply_len()
+        } else {
+            4
+        };
+        if !self.fill(first)? {
             return Ok(false);
         }
         let magic = proto::reply_magic(&self.rbuf[self.rpos..self.rend]);
@@ -275,8 +282,14 @@ impl Conn {
         }
         let mut progressed = take > 0;
         // The next reply's header (and a read chunk's offset) is received
-        // with the end of this payload, into the empty `rbuf`.
-        let then = self.header_hint().min(self.rbuf.len());
+        // with the end of this payload, into the empty `rbuf`; in a public
+        // call, less than a whole reply.
+        let then = if self.one_reply {
+            self.read_ahead()
+        } else {
+            self.header_hint()
+        }
+        .min(self.rbuf.len());
         while left > 0 {
             debug_assert_eq!(self.buffered(), 0);
             let t = self.transport.as_mut().expect("reading without transport");

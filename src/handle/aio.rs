@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use super::commands::command_result;
 use super::{poll_with, Handle};
-use crate::conn::Perm;
+use crate::conn::{Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::{Error, Result};
 
 impl Handle {
@@ -22,18 +22,25 @@ impl Handle {
         self.lock().direction()
     }
 
-    /// Tells the machine the socket is readable; it does what it can.
+    /// Tells the machine the socket is readable; it handles at most one
+    /// reply. Fails with EINVAL if the machine is not waiting to read.
     pub fn aio_notify_read(&self) -> Result<()> {
-        self.lock().progress()
+        let mut c = self.lock();
+        c.check_notify(DIRECTION_READ)?;
+        c.progress_one()
     }
 
     /// Tells the machine the socket is writable; it does what it can.
+    /// Fails with EINVAL if the machine has nothing to write.
     pub fn aio_notify_write(&self) -> Result<()> {
-        self.lock().progress()
+        let mut c = self.lock();
+        c.check_notify(DIRECTION_WRITE)?;
+        c.progress_one()
     }
 
     /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
-    /// machine. Returns 1 if it ran, 0 on timeout.
+    /// machine, handling at most one reply. Returns 1 if it ran, 0 on
+    /// timeout.
     pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
         self.poll_inner(None, timeout_ms)
     }
@@ -45,10 +52,19 @@ impl Handle {
 
     fn poll_inner(&self, extra: Option<RawFd>, timeout_ms: i32) -> Result<i32> {
         let mut c = self.lock();
+        // Under load the next reply is usually there already: the socket
+        // was not found empty last time. Then try it before polling; one
+        // reply per call all the same.
+        if c.reply_may_be_waiting() {
+            c.progress_one()?;
+            if c.handled_reply() {
+                return Ok(1);
+            }
+        }
         if !poll_with(&c, extra, timeout_ms)? {
             return Ok(0);
         }
-        c.progress()?;
+        c.progress_one()?;
         Ok(1)
     }
 

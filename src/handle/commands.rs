@@ -12,7 +12,9 @@ use crate::capi::types::{
     LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE, LIBNBD_STRICT_AUTO_FLAG,
     LIBNBD_STRICT_PAYLOAD,
 };
-use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
+use crate::conn::{
+    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
+};
 use crate::proto;
 use crate::{Error, Result};
 use std::sync::MutexGuard;
@@ -317,11 +319,16 @@ impl Handle {
     /// Disconnects cleanly: sends `NBD_CMD_DISC` after the commands already
     /// issued (or, with `LIBNBD_SHUTDOWN_ABANDON_PENDING`, failing those not
     /// yet sent), and waits until the server has closed the connection.
+    /// In option mode it ends negotiation with `NBD_OPT_ABORT` instead.
     pub fn shutdown(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
-        c.check_state(CONNECTED)?;
+        c.check_state(&[Perm::Negotiating, Perm::Connected])?;
         if flags & !LIBNBD_SHUTDOWN_MASK != 0 {
             return Err(invalid_flags("flags", flags));
+        }
+        if c.is_negotiating() {
+            c.start_user_option(UserOption::Abort, None, None, None)?;
+            return run_until(&mut c, |c| c.is_closed() || c.is_dead());
         }
         if flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0 {
             c.abandon_unsent();

@@ -417,6 +417,8 @@ impl Handle {
             tls: c.tls.mode == LIBNBD_TLS_REQUIRE || c.tls_negotiated(),
             tls_certificates: c.tls.certificates.as_deref().map(path_bytes),
             tls_psk_file: c.tls.psk_file.as_deref().map(path_bytes),
+            tls_hostname: c.tls.hostname.as_deref().map(str::as_bytes),
+            tls_verify_peer: c.tls.verify_peer,
         })
     }
 

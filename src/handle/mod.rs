@@ -257,7 +257,9 @@ impl Handle {
     }
 
     /// Closes the connection and reaps the subprocess, if any. Dropping the
-    /// handle does the same.
+    /// handle does the same. Commands still waiting to be sent or for a
+    /// reply fail: their completion callbacks run with `ENOTCONN` (as if
+    /// the connection had died), then every callback is dropped.
     pub fn close(self) {}
 }
 impl Drop for Handle {

@@ -188,9 +188,6 @@ pub(super) fn apply_uri_tls(c: &mut Conn, t: &UriTls, user: Option<&[u8]>) {
     if let Some(file) = &t.psk_file {
         c.tls.psk_file = Some(PathBuf::from(OsStr::from_bytes(file)));
     }
-    if let Some(u) = &t.username {
-        c.tls.username = Some(text(u));
-    }
     if let Some(h) = &t.hostname {
         c.tls.hostname = Some(text(h));
     }

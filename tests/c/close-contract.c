@@ -4,9 +4,10 @@
  * every other call may come from any thread.  So:
  *
  *  1. One thread leaves commands in flight on a slow server and stops
- *     using the handle; another thread closes it.  Each callback's free
- *     function runs exactly once, chunk callbacks' too, and no completion
- *     callback runs (the final status of unretired commands is lost),
+ *     using the handle; another thread closes it.  Each command's
+ *     completion callback runs once with *error == ENOTCONN, as if the
+ *     connection had died (libnbd 1.22), before its free function; each
+ *     free function runs exactly once, chunk callbacks' too, and
  *     the buffers the free functions release are never touched again
  *     (make check-valgrind), close does not wait for the delayed
  *     replies, and the server subprocess is reaped.
@@ -28,6 +29,8 @@
 struct slot {
   atomic_int calls;
   atomic_int frees;
+  atomic_int last_error;        /* *error seen by the completion callback */
+  atomic_int freed_first;       /* freed before its completion ran */
   void *buf;                    /* freed by the free function */
 };
 
@@ -52,6 +55,9 @@ on_complete (void *user_data, int *error)
 {
   struct slot *s = user_data;
   atomic_fetch_add (&s->calls, 1);
+  atomic_store (&s->last_error, *error);
+  if (atomic_load (&s->frees) != 0)
+    atomic_store (&s->freed_first, 1);
   return 1;
 }
 
@@ -79,6 +85,8 @@ reset_slots (void)
   for (int i = 0; i < NR; ++i) {
     atomic_store (&slots[i].calls, 0);
     atomic_store (&slots[i].frees, 0);
+    atomic_store (&slots[i].last_error, -1);
+    atomic_store (&slots[i].freed_first, 0);
     slots[i].buf = NULL;
   }
 }
@@ -156,9 +164,14 @@ test_close_in_other_thread (void)
   pthread_join (t, NULL);
 
   for (int i = 0; i < NR; ++i) {
-    if (atomic_load (&slots[i].frees) != 1 || atomic_load (&slots[i].calls) != 0)
+    if (atomic_load (&slots[i].frees) != 1 || atomic_load (&slots[i].calls) != 1)
       FAIL ("command %d: called %d times, freed %d times", i,
             atomic_load (&slots[i].calls), atomic_load (&slots[i].frees));
+    if (atomic_load (&slots[i].last_error) != ENOTCONN)
+      FAIL ("command %d: completion saw error %d, expected ENOTCONN", i,
+            atomic_load (&slots[i].last_error));
+    if (atomic_load (&slots[i].freed_first))
+      FAIL ("command %d: freed before its completion callback ran", i);
   }
   CHECK_INT (atomic_load (&chunk_frees), NR / 4);
   if (close_seconds > 2.5)

@@ -112,7 +112,7 @@ main (void)
              "Invalid argument");
   CHECK_ERR (nbd_shutdown (h, 0), EINVAL,
              "nbd_shutdown: invalid state: DEAD: the handle must be "
-             "connected with the server: Invalid argument");
+             "negotiating, or connected with the server: Invalid argument");
   CHECK_ERR (nbd_connect_command (h, memory), EINVAL,
              "nbd_connect_command: invalid state: DEAD: the handle must "
              "be newly created: Invalid argument");

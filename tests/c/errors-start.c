@@ -7,6 +7,10 @@
   fn ": invalid state: START: the handle must be connected with the " \
   "server: Transport endpoint is not connected"
 
+/* nbd_shutdown also works in option mode. */
+#define NOT_NEG_OR_CONN(fn)                                           \
+  fn ": invalid state: START: the handle must be negotiating, or "    \
+  "connected with the server: Transport endpoint is not connected"
 #define NOT_NEGOTIATED(fn)                                            \
   fn ": invalid state: START: the handle must be negotiating, or "    \
   "connected with the server, or shut down: Transport endpoint is "   \
@@ -29,7 +33,7 @@ main (void)
   CHECK_ERR (nbd_zero (h, 512, 0, 0), ENOTCONN, NOT_CONNECTED ("nbd_zero"));
   CHECK_ERR (nbd_cache (h, 512, 0, 0), ENOTCONN,
              NOT_CONNECTED ("nbd_cache"));
-  CHECK_ERR (nbd_shutdown (h, 0), ENOTCONN, NOT_CONNECTED ("nbd_shutdown"));
+  CHECK_ERR (nbd_shutdown (h, 0), ENOTCONN, NOT_NEG_OR_CONN ("nbd_shutdown"));
 
   /* The state check comes before any argument check. */
   CHECK_ERR (nbd_pread (h, buf, 0, 0, 0x63), ENOTCONN,
@@ -37,7 +41,7 @@ main (void)
   CHECK_ERR (nbd_pwrite (h, buf, 0, UINT64_MAX, 0x63), ENOTCONN,
              NOT_CONNECTED ("nbd_pwrite"));
   CHECK_ERR (nbd_shutdown (h, 0x63), ENOTCONN,
-             NOT_CONNECTED ("nbd_shutdown"));
+             NOT_NEG_OR_CONN ("nbd_shutdown"));
 
   CHECK_ERR (nbd_get_size (h), ENOTCONN, NOT_NEGOTIATED ("nbd_get_size"));
   CHECK_ERR (nbd_is_read_only (h), ENOTCONN,

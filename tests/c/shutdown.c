@@ -60,7 +60,7 @@ main (void)
              "connected with the server: Invalid argument");
   CHECK_ERR (nbd_shutdown (h, 0), EINVAL,
              "nbd_shutdown: invalid state: CLOSED: the handle must be "
-             "connected with the server: Invalid argument");
+             "negotiating, or connected with the server: Invalid argument");
   CHECK_ERR (nbd_connect_command (h, memory), EINVAL,
              "nbd_connect_command: invalid state: CLOSED: the handle must "
              "be newly created: Invalid argument");
@@ -88,7 +88,7 @@ main (void)
   CHECK_INT (nbd_aio_is_closed (h), 1);
   CHECK_ERR (nbd_shutdown (h, LIBNBD_SHUTDOWN_ABANDON_PENDING), EINVAL,
              "nbd_shutdown: invalid state: CLOSED: the handle must be "
-             "connected with the server: Invalid argument");
+             "negotiating, or connected with the server: Invalid argument");
   nbd_close (h);
 
   return 0;
