@@ -164,22 +164,34 @@ impl Inline<'_> {
     }
 }
 
-/// One doc comment section as troff: paragraphs, list items, code blocks.
+/// One doc comment section as troff: paragraphs, list items (`- `, with
+/// continuation lines indented), code blocks. A paragraph or item is
+/// rendered as one text line, so inline code may span source lines.
 fn body(lines: &[String], inline: &mut Inline<'_>) -> String {
     let mut out = String::new();
+    // The paragraph or list item being gathered, and whether it is an item.
+    let mut text: Vec<&str> = Vec::new();
+    let mut is_item = false;
     let mut in_code = false;
-    let mut new_par = true;
+    let flush = |out: &mut String, text: &mut Vec<&str>, is_item: bool, inline: &mut Inline<'_>| {
+        if text.is_empty() {
+            return;
+        }
+        out.push_str(if is_item { ".IP \\(bu 2\n" } else { ".PP\n" });
+        out.push_str(&text_line(&inline.render(&text.join(" "))));
+        out.push('\n');
+        text.clear();
+    };
     for line in lines {
         let t = line.trim_end();
         if t.trim_start().starts_with("```") {
+            flush(&mut out, &mut text, is_item, inline);
             if in_code {
                 out.push_str(".fi\n.RE\n");
-                in_code = false;
-                new_par = true;
             } else {
                 out.push_str(".PP\n.RS 4\n.nf\n");
-                in_code = true;
             }
+            in_code = !in_code;
             continue;
         }
         if in_code {
@@ -188,24 +200,25 @@ fn body(lines: &[String], inline: &mut Inline<'_>) -> String {
             continue;
         }
         if t.is_empty() {
-            new_par = true;
+            flush(&mut out, &mut text, is_item, inline);
             continue;
         }
         if let Some(item) = t.strip_prefix("- ") {
-            out.push_str(".IP \\(bu 2\n");
-            out.push_str(&text_line(&inline.render(item)));
-            out.push('\n');
-            new_par = false;
+            flush(&mut out, &mut text, is_item, inline);
+            is_item = true;
+            text.push(item.trim());
             continue;
         }
-        if new_par {
-            // Text after a list, not indented, ends the list.
-            out.push_str(".PP\n");
-            new_par = false;
+        if is_item && !text.is_empty() && !t.starts_with("  ") {
+            // Text after a list, not indented, starts a paragraph.
+            flush(&mut out, &mut text, is_item, inline);
         }
-        out.push_str(&text_line(&inline.render(t.trim_start())));
-        out.push('\n');
+        if text.is_empty() {
+            is_item = false;
+        }
+        text.push(t.trim());
     }
+    flush(&mut out, &mut text, is_item, inline);
     if in_code {
         out.push_str(".fi\n.RE\n");
     }
@@ -348,9 +361,6 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     }
 
     p.push_str(".SH ERRORS\n");
-    if let Some(lines) = find("ERRORS") {
-        p.push_str(&body(lines, &mut inline));
-    }
     if ret != "void" {
         writeln!(
             p,
@@ -361,18 +371,21 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
             call.name
         )
         .unwrap();
-        if !nonnull.is_empty() {
-            let list: Vec<String> = nonnull.iter().map(|n| format!("\\fI{n}\\fR")).collect();
-            writeln!(
-                p,
-                ".TP\n\
-                 .B EFAULT\n\
-                 A parameter declared non-NULL was NULL: {}.",
-                list.join(", ")
-            )
-            .unwrap();
-        }
-    } else if find("ERRORS").is_none() {
+    }
+    if let Some(lines) = find("ERRORS") {
+        p.push_str(&body(lines, &mut inline));
+    }
+    if ret != "void" && !nonnull.is_empty() {
+        let list: Vec<String> = nonnull.iter().map(|n| format!("\\fI{n}\\fR")).collect();
+        writeln!(
+            p,
+            ".IP \\(bu 2\n\
+             \\fBEFAULT\\fR: a parameter declared non-NULL was NULL ({}).",
+            list.join(", ")
+        )
+        .unwrap();
+    }
+    if ret == "void" && find("ERRORS").is_none() {
         p.push_str(".PP\nThis call does not fail.\n");
     }
 
