@@ -77,6 +77,7 @@ fn main() {
         write_if_changed(&dir.join("libnbd.syms"), &script);
     }
 
+    check_doc_comments(&root.join("src/capi"));
     let types_rs = fs::read_to_string(root.join("src/capi/types.rs")).unwrap_or_default();
     let parsed = run_cbindgen(&root, &types_rs);
     let header = header(&parsed, &types_rs);
@@ -127,6 +128,31 @@ fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".3") && !wanted.contains(&name) {
                 let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The doc comments of `src/capi` become C comments in the header: a `*/`
+/// in one would end its comment early and break the declaration after it.
+fn check_doc_comments(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let doc = line.trim_start();
+            if doc.starts_with("///") && doc.contains("*/") {
+                panic!(
+                    "{}:{}: a doc comment there contains \"*/\", which would end its \
+                     comment in include/libnbd.h",
+                    path.display(),
+                    n + 1
+                );
             }
         }
     }
