@@ -445,8 +445,8 @@ const OVERVIEW: &str = r#".SH DESCRIPTION
 .PP
 libnbd is a client library for the Network Block Device (NBD) protocol:
 a program uses it to read and write a disk image, a block device or any
-other export that an NBD server (such as \fBnbdkit\fR(1), \fBqemu-nbd\fR(8)
-or \fBnbd-server\fR(1)) offers over a Unix domain socket, TCP, AF_VSOCK, a
+other export that an NBD server (such as \fBnbdkit\fR(1),
+\fBqemu\-nbd\fR(8) or \fBnbd\-server\fR(1)) offers over a Unix domain socket, TCP, AF_VSOCK, a
 socket the program already has, or the standard input and output of a
 server it starts itself.
 .PP
@@ -466,11 +466,12 @@ NBD handshake.  Once connected, the commands (\fBnbd_pread\fR(3),
 \fBnbd_zero\fR(3), \fBnbd_block_status_64\fR(3), ...) act on the export.
 \fBnbd_shutdown\fR(3) ends the connection cleanly.
 .PP
-A handle may be used from several threads: its calls are serialized.
+A handle may be used from several threads at once.
 .SS "Synchronous and asynchronous calls"
 .PP
-The plain calls block until the server has answered.  Each has an
-\fBnbd_aio_*\fR twin that only queues the request and returns at once; the
+The plain commands and connect calls block until the server has
+answered.  Each has an \fBnbd_aio_*\fR twin that only queues the request
+and returns at once; the
 program then watches the file descriptor from \fBnbd_aio_get_fd\fR(3) in
 its own event loop and drives the handle with \fBnbd_aio_notify_read\fR(3)
 and \fBnbd_aio_notify_write\fR(3), or lets \fBnbd_poll\fR(3) wait for it.
