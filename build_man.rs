@@ -392,14 +392,25 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     if let Some(lines) = find("HANDLE STATE") {
         p.push_str(".SH \"HANDLE STATE\"\n");
         p.push_str(&body(lines, &mut inline));
-        p.push_str(
-            ".PP\n\
-             In any other state the call fails and sends nothing: with\n\
-             .B ENOTCONN\n\
-             while the handle is newly created, with\n\
-             .B EINVAL\n\
-             otherwise.\n",
-        );
+        // The handle's state check fails with ENOTCONN on a newly created
+        // handle and EINVAL in the other states.
+        if lines.join(" ").contains("newly created") {
+            p.push_str(
+                ".PP\n\
+                 In any other state the call fails with\n\
+                 .B EINVAL\n\
+                 and sends nothing.\n",
+            );
+        } else {
+            p.push_str(
+                ".PP\n\
+                 In any other state the call fails and sends nothing: with\n\
+                 .B ENOTCONN\n\
+                 while the handle is newly created, with\n\
+                 .B EINVAL\n\
+                 otherwise.\n",
+            );
+        }
     }
 
     p.push_str(".SH VERSION\n");
