@@ -652,6 +652,10 @@ int nbd_connect_command(struct nbd_handle *h, char **argv)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -669,6 +673,10 @@ int nbd_is_read_only(struct nbd_handle *h)
  *
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
@@ -691,6 +699,10 @@ int nbd_can_flush(struct nbd_handle *h)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -712,6 +724,10 @@ int nbd_can_fua(struct nbd_handle *h)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -730,6 +746,10 @@ int nbd_is_rotational(struct nbd_handle *h)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -747,6 +767,10 @@ int nbd_can_trim(struct nbd_handle *h)
  *
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
@@ -768,6 +792,10 @@ int nbd_can_zero(struct nbd_handle *h)
  *
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
@@ -791,6 +819,10 @@ int nbd_can_df(struct nbd_handle *h)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -808,6 +840,10 @@ int nbd_can_multi_conn(struct nbd_handle *h)
  *
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
@@ -1952,6 +1988,10 @@ int nbd_connect_systemd_socket_activation(struct nbd_handle *h, char **argv)
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -2228,7 +2268,9 @@ int nbd_opt_info(struct nbd_handle *h)
  * The size in bytes, 0 if the server did not tell it, or -1 on error.
  *
  * # Errors
- * - `EINVAL`: `size_type` is not a `LIBNBD_SIZE_*` value.
+ * - `EINVAL`: `size_type` is not a `LIBNBD_SIZE_*` value, or the server has
+ *   not sent the export's details yet (while negotiating, before
+ *   `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
@@ -2957,6 +2999,10 @@ int nbd_opt_extended_headers(struct nbd_handle *h)
  *
  * # Return value
  * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
  *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the

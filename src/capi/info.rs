@@ -35,6 +35,10 @@ fn flag_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
@@ -51,6 +55,10 @@ pub extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
@@ -72,6 +80,10 @@ pub extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
@@ -88,6 +100,10 @@ pub extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
@@ -106,6 +122,10 @@ pub extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
@@ -122,6 +142,10 @@ pub extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
@@ -143,6 +167,10 @@ pub extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the

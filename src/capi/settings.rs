@@ -196,7 +196,9 @@ pub extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
 /// The size in bytes, 0 if the server did not tell it, or -1 on error.
 ///
 /// # Errors
-/// - `EINVAL`: `size_type` is not a `LIBNBD_SIZE_*` value.
+/// - `EINVAL`: `size_type` is not a `LIBNBD_SIZE_*` value, or the server has
+///   not sent the export's details yet (while negotiating, before
+///   `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
@@ -255,6 +257,10 @@ pub extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char 
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
@@ -274,6 +280,10 @@ pub extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
@@ -295,6 +305,10 @@ pub extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
@@ -315,6 +329,10 @@ pub extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
 ///
 /// # Return value
 /// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
 ///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
