@@ -361,7 +361,10 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     }
 
     p.push_str(".SH ERRORS\n");
-    if ret != "void" {
+    // A call that cannot fail says so in its `# Errors` section.
+    let fails =
+        ret != "void" && !find("ERRORS").is_some_and(|l| l.join(" ").contains("does not fail"));
+    if fails {
         writeln!(
             p,
             ".PP\n\
@@ -375,7 +378,7 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     if let Some(lines) = find("ERRORS") {
         p.push_str(&body(lines, &mut inline));
     }
-    if ret != "void" && !nonnull.is_empty() {
+    if fails && !nonnull.is_empty() {
         let list: Vec<String> = nonnull.iter().map(|n| format!("\\fI{n}\\fR")).collect();
         writeln!(
             p,

@@ -230,6 +230,9 @@ struct nbd_handle *nbd_create(void)
  * The message, which the caller must not free and which is only valid until
  * the next call into the library from this thread; or NULL if no call has
  * failed in this thread.
+ *
+ * # Errors
+ * This call does not fail.
  */
 const char *nbd_get_error(void);
 #define LIBNBD_HAVE_NBD_GET_ERROR                1
@@ -243,6 +246,9 @@ const char *nbd_get_error(void);
  *
  * # Return value
  * The error number, or 0 if no call has failed in this thread.
+ *
+ * # Errors
+ * This call does not fail.
  */
 int nbd_get_errno(void);
 #define LIBNBD_HAVE_NBD_GET_ERRNO                1

@@ -176,6 +176,9 @@ pub(crate) fn with_handle<T: 'static>(
 /// The message, which the caller must not free and which is only valid until
 /// the next call into the library from this thread; or NULL if no call has
 /// failed in this thread.
+///
+/// # Errors
+/// This call does not fail.
 #[no_mangle]
 pub extern "C" fn nbd_get_error() -> *const c_char {
     LAST_ERROR
@@ -196,6 +199,9 @@ pub extern "C" fn nbd_get_error() -> *const c_char {
 ///
 /// # Return value
 /// The error number, or 0 if no call has failed in this thread.
+///
+/// # Errors
+/// This call does not fail.
 #[no_mangle]
 pub extern "C" fn nbd_get_errno() -> c_int {
     LAST_ERROR.try_with(|last| last.borrow().errno).unwrap_or(0)
