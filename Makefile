@@ -6,6 +6,7 @@
 #                        PKGCONFIGDIR, MANDIR overridable)
 #   make check           every test; ends with "N passed, N failed"
 #   make example         stage an install in build/install and run the seed example
+#   make check-man       stage an install in build/man-stage and check its man pages
 #   make clean
 #
 # The shared library is linked here, not by rustc: rustc gives a cdylib its

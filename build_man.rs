@@ -11,7 +11,8 @@
 //!   NAME line;
 //! * `# Return value`, `# Errors`, `# Handle state` and `# Example`
 //!   headings start those sections; anything before the first heading is
-//!   the DESCRIPTION;
+//!   the DESCRIPTION; an `# Errors` section saying the call "does not
+//!   fail" replaces the generated text on how errors are reported;
 //! * `` `name` `` is a parameter (italic) when the call has a parameter of
 //!   that name, a cross reference when it names another call, and code
 //!   (bold) otherwise; lines starting with `- ` are list items; fenced
