@@ -12,6 +12,7 @@ pub mod callback;
 pub mod capi;
 mod conn;
 mod error;
+mod flags;
 mod handle;
 pub mod proto;
 mod spin;
@@ -20,4 +21,6 @@ mod uri;
 
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
+pub use flags::{AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls};
 pub use handle::{BlockSize, Handle};
+pub use transport::TlsCredentials;

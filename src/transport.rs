@@ -25,7 +25,8 @@ mod tls;
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
 pub(crate) use stderr::StderrTail;
-pub(crate) use tls::{TlsConfig, TlsTransport};
+pub use tls::TlsCredentials;
+pub(crate) use tls::{PskSource, TlsConfig, TlsTransport};
 
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
@@ -170,9 +171,56 @@ pub(crate) struct Subprocess {
     term_on_close: bool,
     /// What the child prints on stderr, when it is captured.
     stderr: Option<StderrTail>,
+    /// The program's name, for messages.
+    name: String,
+    /// How the child ended, once it has been waited for.
+    status: Option<WaitStatus>,
 }
 
 impl Subprocess {
+    /// Our child `pid`, running `program`.
+    pub(crate) fn new(pid: libc::pid_t, program: &[u8], term_on_close: bool) -> Subprocess {
+        let name = program.rsplit(|&b| b == b'/').next().unwrap_or(program);
+        Subprocess {
+            pid,
+            reaped: false,
+            term_on_close,
+            stderr: None,
+            name: String::from_utf8_lossy(name).into_owned(),
+            status: None,
+        }
+    }
+
+    /// How the child ended, waiting up to `wait` for it to: "nbdkit exited
+    /// with status 1", "ssh was killed by signal 9"; `None` if it is still
+    /// running.
+    pub(crate) fn exit_description(&mut self, wait: Duration) -> Option<String> {
+        if !self.reaped {
+            self.wait_timeout(wait);
+        }
+        match self.status? {
+            WaitStatus::Exited(_, code) => Some(format!("{} exited with status {code}", self.name)),
+            WaitStatus::Signaled(_, signal, _) => Some(format!(
+                "{} was killed by signal {} ({})",
+                self.name, signal as i32, signal
+            )),
+            _ => None,
+        }
+    }
+
+    /// Reaps the child as [`Subprocess::reap`] does, on a thread of its
+    /// own, so the caller never waits.
+    pub(crate) fn reap_in_background(mut self) {
+        if self.reaped {
+            return;
+        }
+        // If no thread can be started, the closure is dropped with the
+        // child in it, and Drop reaps it here after all.
+        let _ = std::thread::Builder::new()
+            .name("nbd-reaper".into())
+            .spawn(move || self.reap());
+    }
+
     /// The child's process id.
     pub(crate) fn pid(&self) -> libc::pid_t {
         self.pid
@@ -217,14 +265,20 @@ impl Subprocess {
     fn try_wait(&mut self) -> bool {
         match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-            // Exited or killed; or no longer our child to wait for.
-            Ok(_) | Err(_) => self.reaped = true,
+            Ok(status) => {
+                self.status = Some(status);
+                self.reaped = true;
+            }
+            // No longer our child to wait for.
+            Err(_) => self.reaped = true,
         }
         self.reaped
     }
 
     fn wait_blocking(&mut self) {
-        let _ = retry(|| waitpid(Pid::from_raw(self.pid), None));
+        if let Ok(status) = retry(|| waitpid(Pid::from_raw(self.pid), None)) {
+            self.status = Some(status);
+        }
         self.reaped = true;
     }
 
@@ -324,12 +378,20 @@ extern "C" {
 /// ours); otherwise the child inherits our stderr.
 pub(crate) fn spawn_command(
     argv: &[CString],
+    env: Option<&[CString]>,
     capture_stderr: bool,
 ) -> io::Result<(Socket, Subprocess)> {
     if argv.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let plan = ExecPlan::new(argv);
+    // The child's environment: ours, or exactly `env`.
+    let envp: Option<Vec<*const c_char>> = env.map(|vars| {
+        vars.iter()
+            .map(|v| v.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    });
     let (ours, theirs) = socket::socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -354,7 +416,12 @@ pub(crate) fn spawn_command(
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        unsafe { exec_child(theirs.as_raw_fd(), child_stderr, &plan) }
+        // SAFETY: as above; envp (when given) is a NULL-terminated array of
+        // pointers to NUL-terminated strings that outlive the exec.
+        unsafe {
+            let envp = envp.as_ref().map_or(environ, |e| e.as_ptr());
+            exec_child(theirs.as_raw_fd(), child_stderr, &plan, envp)
+        }
     }
     drop(theirs);
     let stderr = stderr_pipe.and_then(|(read, write)| {
@@ -362,20 +429,53 @@ pub(crate) fn spawn_command(
         StderrTail::start(read)
     });
     let socket = Socket::new(ours)?;
-    Ok((
-        socket,
-        Subprocess {
-            pid,
-            reaped: false,
-            term_on_close: false,
-            stderr,
-        },
-    ))
+    let mut child = Subprocess::new(pid, argv[0].as_bytes(), false);
+    child.stderr = stderr;
+    Ok((socket, child))
 }
 
+/// Runs a command the caller configured (program, arguments, environment,
+/// working directory, ...) with its stdin and stdout one end of a
+/// socketpair, as [`spawn_command`] does; `capture_stderr` replaces its
+/// stderr with a [`StderrTail`].
+pub(crate) fn spawn_process(
+    cmd: &mut std::process::Command,
+    capture_stderr: bool,
+) -> io::Result<(Socket, Subprocess)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Stdio;
+    let (ours, theirs) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    enlarge_unix_send_buffer(&ours);
+    enlarge_unix_send_buffer(&theirs);
+    cmd.stdin(Stdio::from(theirs.try_clone()?))
+        .stdout(Stdio::from(theirs));
+    if capture_stderr {
+        cmd.stderr(Stdio::piped());
+    }
+    // std's spawn is fork-safe, and reports an exec failure as an error.
+    let mut child = cmd.spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .and_then(|pipe| StderrTail::start(OwnedFd::from(pipe)));
+    // Our Subprocess waits for it from now on (dropping std's Child
+    // neither waits nor kills).
+    let pid = child.id() as libc::pid_t;
+    drop(child);
+    // The pipes std made for stdin/stdout were replaced, so the ends it
+    // gave the child are closed here with the Command's copies.
+    let mut sub = Subprocess::new(pid, cmd.get_program().as_bytes(), false);
+    sub.stderr = stderr;
+    Ok((Socket::new(ours)?, sub))
+}
 /// The child side of [`spawn_command`]: `sock` becomes stdin and stdout,
 /// and `stderr`, unless -1, stderr. Never returns.
-unsafe fn exec_child(sock: RawFd, stderr: RawFd, plan: &ExecPlan) -> ! {
+unsafe fn exec_child(sock: RawFd, stderr: RawFd, plan: &ExecPlan, envp: *const *const c_char) -> ! {
     // Move both above stdio first (either may be 0-2 if the caller had
     // closed those), so each dup2 below makes a new fd without
     // close-on-exec and none overwrites the other.
@@ -395,7 +495,7 @@ unsafe fn exec_child(sock: RawFd, stderr: RawFd, plan: &ExecPlan) -> ! {
     if err >= 0 {
         libc::close(err);
     }
-    exec_plan(plan, environ)
+    exec_plan(plan, envp)
 }
 
 /// Runs the plan's program with environment `envp`, in a forked child.

@@ -217,10 +217,10 @@ check no-server-name "ERR errno=22 dead=0: *SSH transport requires a server name
       "nbd+ssh:///?socket=$work/nbd.sock"
 closed_port=$(free_port)
 check unreachable-host "ERR errno=0 dead=1: *" \
-      "*server disconnected unexpectedly: ssh: connect to host 127.0.0.1 port $closed_port: Connection refused" -- \
+      "*server disconnected unexpectedly: ssh exited with status 255: ssh: connect to host 127.0.0.1 port $closed_port: Connection refused" -- \
       "nbd+ssh://127.0.0.1:$closed_port/?socket=$work/nbd.sock"
 check missing-remote-socket "ERR errno=0 dead=1: *" \
-      "*server disconnected unexpectedly: nc: $work/missing.sock: No such file or directory" -- \
+      "*server disconnected unexpectedly: ssh exited with status 1: nc: $work/missing.sock: No such file or directory" -- \
       "nbd+ssh://$authority/?socket=$work/missing.sock"
 # An unknown host key: ssh refuses, and says so.
 mv known_hosts known_hosts.good
@@ -236,7 +236,7 @@ for lib in "${libs[@]}"; do
     out=$(PATH=$work/bin LD_LIBRARY_PATH=$dir "./client-$lib" \
           "nbd+ssh://$authority/?socket=$work/nbd.sock" 2>/dev/null | tail -n 1)
     case "$lib:$out" in
-        ours:"ERR errno=0 dead=1: "*"server disconnected unexpectedly: ssh: No such file or directory") ;;
+        ours:"ERR errno=0 dead=1: "*"server disconnected unexpectedly: ssh exited with status 127: ssh: No such file or directory") ;;
         oracle:"ERR errno=0 dead=1: "*) ;;
         *) no_ssh_why="${no_ssh_why:-}; $lib: $out" ;;
     esac

@@ -46,7 +46,7 @@ impl Pki {
         }
         let ca = t(
             "ca.info",
-            "cn = Test CA\nca\ncert_signing_key\nexpiration_days = 2\n",
+            "cn = Test CA\nca\ncert_signing_key\ncrl_signing_key\nexpiration_days = 2\n",
         );
         certtool(&[
             "--generate-self-signed",
@@ -403,7 +403,7 @@ fn nbdkit_psk_read_write_and_failures() {
     expect_err(
         h.connect_unix(&sock),
         libc::ENOTSUP,
-        "handshake: server requires TLS encryption first",
+        "the server requires TLS encryption first",
     );
 }
 
@@ -853,4 +853,251 @@ fn tls_session_ends_with_close_notify() {
             "shutdown first: {shutdown_first}"
         );
     }
+}
+
+// ---- credentials from memory (beyond libnbd) ----------------------------------
+
+/// A client key encrypted with `password` (PKCS#8) and its certificate,
+/// signed by the test CA, as PEM: `(cert, key)`.
+fn encrypted_client(pki: &Pki, password: &str) -> (Vec<u8>, Vec<u8>) {
+    let certs = pki.certs();
+    let p = |name: &str| pki.dir.path(name).to_str().unwrap().to_string();
+    certtool(&[
+        "--generate-privkey",
+        "--bits=2048",
+        "--pkcs8",
+        &format!("--password={password}"),
+        "--outfile",
+        &p("enc-key.pem"),
+    ]);
+    std::fs::write(
+        pki.dir.path("enc.info"),
+        "cn = client\ntls_www_client\nsigning_key\nencryption_key\nexpiration_days = 2\n",
+    )
+    .unwrap();
+    certtool(&[
+        "--generate-certificate",
+        "--load-ca-certificate",
+        s(&certs.join("ca-cert.pem")),
+        "--load-ca-privkey",
+        s(&certs.join("ca-key.pem")),
+        "--load-privkey",
+        &p("enc-key.pem"),
+        &format!("--password={password}"),
+        "--template",
+        &p("enc.info"),
+        "--outfile",
+        &p("enc-cert.pem"),
+    ]);
+    let key = std::fs::read(pki.dir.path("enc-key.pem")).unwrap();
+    assert!(String::from_utf8_lossy(&key).contains("ENCRYPTED"));
+    (std::fs::read(pki.dir.path("enc-cert.pem")).unwrap(), key)
+}
+
+#[test]
+fn x509_credentials_from_memory() {
+    if !tools("x509_credentials_from_memory", false) {
+        return;
+    }
+    let pki = Pki::new("tls-mem-x509");
+    let certs = pki.certs();
+    let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+    let ca = read("ca-cert.pem");
+    let sock = pki.sock("m.sock");
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    // The CA from memory; no directory anywhere.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(&ca))
+        .unwrap();
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+    // The same checks as the files: another CA is refused, and the name
+    // is checked when one is set.
+    let other = std::fs::read(pki.other_ca().join("ca-cert.pem")).unwrap();
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(&other))
+        .unwrap();
+    expect_err(
+        h.connect_unix(&sock),
+        0,
+        "certificate verify failed: unable to get local issuer certificate",
+    );
+    assert!(h.aio_is_dead());
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(&ca))
+        .unwrap();
+    h.set_tls_hostname("elsewhere.example").unwrap();
+    expect_err(h.connect_unix(&sock), 0, "hostname mismatch");
+    // Memory wins over a directory set as well.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&certs).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(&other))
+        .unwrap();
+    expect_err(h.connect_unix(&sock), 0, "certificate verify failed");
+    // A CRL from memory revoking the server's certificate.
+    std::fs::write(
+        pki.dir.path("crl.info"),
+        "crl_next_update = 2\ncrl_number = 1\n",
+    )
+    .unwrap();
+    certtool(&[
+        "--generate-crl",
+        "--load-ca-privkey",
+        s(&certs.join("ca-key.pem")),
+        "--load-ca-certificate",
+        s(&certs.join("ca-cert.pem")),
+        "--load-certificate",
+        s(&certs.join("server-cert.pem")),
+        "--template",
+        s(&pki.dir.path("crl.info")),
+        "--outfile",
+        s(&pki.dir.path("crl.pem")),
+    ]);
+    let crl = std::fs::read(pki.dir.path("crl.pem")).unwrap();
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(&ca).crl_pem(&crl))
+        .unwrap();
+    expect_err(
+        h.connect_unix(&sock),
+        0,
+        "certificate verify failed: certificate revoked",
+    );
+    // Bad PEM is a setup error that names the part.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_credentials(nbd::TlsCredentials::new().ca_pem(b"not pem"))
+        .unwrap();
+    let e = h.connect_unix(&sock).unwrap_err();
+    assert!(e.message().contains("ca-cert.pem (in memory)"), "{e}");
+}
+
+#[test]
+fn client_certificates_from_memory_and_encrypted_keys() {
+    if !tools("client_certificates_from_memory_and_encrypted_keys", false) {
+        return;
+    }
+    let pki = Pki::new("tls-mem-client");
+    let certs = pki.certs();
+    let ca = std::fs::read(certs.join("ca-cert.pem")).unwrap();
+    let sock = pki.sock("v.sock");
+    // The server demands a client certificate from our CA.
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            "--tls-verify-peer",
+            &format!("--tls-certificates={}", s(&certs)),
+        ],
+    );
+    let connect = |creds: nbd::TlsCredentials, password: Option<&[u8]>| {
+        let h = Handle::new().unwrap();
+        h.set_tls(TLS_REQUIRE).unwrap();
+        h.set_tls_credentials(creds).unwrap();
+        if let Some(pw) = password {
+            h.set_tls_key_password(pw).unwrap();
+        }
+        h.connect_unix(&sock).map(|()| h)
+    };
+    // Without a client certificate the server refuses.
+    assert!(connect(nbd::TlsCredentials::new().ca_pem(&ca), None).is_err());
+    // A plain key.
+    let cert = std::fs::read(certs.join("client-cert.pem")).unwrap();
+    let key = std::fs::read(certs.join("client-key.pem")).unwrap();
+    let h = connect(
+        nbd::TlsCredentials::new()
+            .ca_pem(&ca)
+            .client_pem(&cert, &key),
+        None,
+    )
+    .unwrap();
+    check_io(&h);
+    // An encrypted key: the right password, a wrong one, none.
+    let (cert, key) = encrypted_client(&pki, "s3cret");
+    let creds = || {
+        nbd::TlsCredentials::new()
+            .ca_pem(&ca)
+            .client_pem(&cert, &key)
+    };
+    let h = connect(creds(), Some(b"s3cret")).unwrap();
+    check_io(&h);
+    for password in [Some(&b"wrong"[..]), None] {
+        let e = connect(creds(), password)
+            .err()
+            .expect("connect should fail");
+        assert!(e.message().contains("client-key.pem (in memory)"), "{e}");
+    }
+    // The password also opens an encrypted client-key.pem in a directory.
+    let dir = pki.dir.path("enc-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca-cert.pem"), &ca).unwrap();
+    std::fs::write(dir.join("client-cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("client-key.pem"), &key).unwrap();
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&dir).unwrap();
+    h.set_tls_key_password(b"s3cret").unwrap();
+    h.connect_unix(&sock).unwrap();
+    check_io(&h);
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_certificates(&dir).unwrap();
+    let e = h.connect_unix(&sock).unwrap_err();
+    assert!(e.message().contains("client-key.pem"), "{e}");
+}
+
+#[test]
+fn psk_from_memory() {
+    if !tools("psk_from_memory", false) {
+        return;
+    }
+    let pki = Pki::new("tls-mem-psk");
+    let sock = pki.sock("p.sock");
+    let _srv = nbdkit_unix(
+        &sock,
+        &[
+            "--tls=require",
+            &format!("--tls-psk={}", s(&pki.psk_file())),
+        ],
+    );
+    let key: Vec<u8> = (0..32)
+        .map(|i| {
+            u8::from_str_radix(
+                &"8e1f6b1b0a9d2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80910"
+                    [i * 2..i * 2 + 2],
+                16,
+            )
+            .unwrap()
+        })
+        .collect();
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk("alice", &key).unwrap();
+    assert_eq!(h.tls_username().unwrap(), "alice");
+    h.connect_unix(&sock).unwrap();
+    assert!(h.tls_negotiated().unwrap());
+    check_io(&h);
+    // A wrong key fails the handshake; a PSK server is never trusted on
+    // a certificate instead.
+    let h = Handle::new().unwrap();
+    h.set_tls(TLS_REQUIRE).unwrap();
+    h.set_tls_psk("alice", &[0x11; 16]).unwrap();
+    expect_err(h.connect_unix(&sock), 0, "TLS handshake: ");
+    assert!(h.aio_is_dead());
+    let h = Handle::new().unwrap();
+    assert_eq!(
+        h.set_tls_psk("alice", &[]).unwrap_err().errno(),
+        libc::EINVAL
+    );
 }

@@ -26,7 +26,6 @@ pub mod opt;
 pub mod settings;
 pub mod tls;
 pub mod types;
-pub mod unimplemented;
 
 /// The handle C programs hold: `struct nbd_handle`, opaque to them.
 pub struct nbd_handle {

@@ -179,3 +179,24 @@ pub struct nbd_extent64_callback {
     pub user_data: *mut c_void,
     pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
+
+// The C constants above are the Rust types' values: cbindgen needs them
+// spelled as literals, and these checks keep the two from drifting.
+const _: () = {
+    use crate::flags::{AllowTransport, CmdFlag, HandshakeFlag, Shutdown, Size, Strict, Tls};
+    assert!(LIBNBD_CMD_FLAG_MASK == CmdFlag::all().bits());
+    assert!(LIBNBD_CMD_FLAG_FUA == CmdFlag::FUA.bits());
+    assert!(LIBNBD_CMD_FLAG_NO_HOLE == CmdFlag::NO_HOLE.bits());
+    assert!(LIBNBD_CMD_FLAG_DF == CmdFlag::DF.bits());
+    assert!(LIBNBD_CMD_FLAG_REQ_ONE == CmdFlag::REQ_ONE.bits());
+    assert!(LIBNBD_CMD_FLAG_FAST_ZERO == CmdFlag::FAST_ZERO.bits());
+    assert!(LIBNBD_CMD_FLAG_PAYLOAD_LEN == CmdFlag::PAYLOAD_LEN.bits());
+    assert!(LIBNBD_HANDSHAKE_FLAG_MASK == HandshakeFlag::all().bits());
+    assert!(LIBNBD_STRICT_MASK == Strict::all().bits());
+    assert!(LIBNBD_STRICT_PAYLOAD == Strict::PAYLOAD.bits());
+    assert!(LIBNBD_STRICT_AUTO_FLAG == Strict::AUTO_FLAG.bits());
+    assert!(LIBNBD_ALLOW_TRANSPORT_MASK == AllowTransport::all().bits());
+    assert!(LIBNBD_SHUTDOWN_MASK == Shutdown::all().bits());
+    assert!(LIBNBD_TLS_REQUIRE == Tls::Require as c_int);
+    assert!(LIBNBD_SIZE_PAYLOAD == Size::Payload as c_int);
+};

@@ -34,6 +34,11 @@ pub(crate) struct Net {
     pub connaddr: Option<SockAddr>,
     /// The directory of a socket-activation listening socket.
     pub socket_dir: Option<SocketDir>,
+    /// Capture a subprocess's stderr (beyond libnbd; always for ssh).
+    pub capture_stderr: bool,
+    /// Closing the handle reaps the subprocess on a thread of its own
+    /// instead of waiting for it (beyond libnbd).
+    pub detach_subprocess: bool,
     /// The Secure Shell tunnel (a [`crate::uri::Target::Ssh`]) an
     /// `nbd+ssh` URI named, kept for `get_uri`.
     pub ssh: Option<crate::uri::Target>,
@@ -61,6 +66,8 @@ impl Default for Net {
             port: None,
             connaddr: None,
             socket_dir: None,
+            capture_stderr: false,
+            detach_subprocess: false,
             ssh: None,
             addrs: Vec::new(),
             next: 0,

@@ -4,10 +4,11 @@ use super::{protocol_error, Conn, Phase, Step};
 use crate::proto::{self, ExportInfo};
 use crate::{Error, Result};
 
-/// Longest option reply payload accepted. The largest meaningful one is an
-/// `NBD_REP_INFO` name or description (2 + 4096 bytes); anything much
-/// longer is refused rather than buffered whole.
-const MAX_OPTION_PAYLOAD: usize = 64 * 1024;
+/// Longest option reply payload kept. The largest meaningful one is an
+/// export list entry (4 + 4096 + 4096 bytes); a longer `NBD_REP_INFO`,
+/// `NBD_REP_SERVER` or `NBD_REP_META_CONTEXT` is skipped unread (as
+/// libnbd does), any other is refused.
+const MAX_OPTION_PAYLOAD: usize = 2 * proto::MAX_STRING_LEN + 8;
 
 impl Conn {
     // ---- handshake -------------------------------------------------------------
@@ -77,7 +78,35 @@ impl Conn {
                     self.next_auto_option();
                 } else {
                     self.negotiated.protocol = "newstyle";
-                    self.send_export_name();
+                    if self.settings.opt_mode {
+                        // The caller may still set the export name; only
+                        // nbd_opt_go (and nbd_opt_abort) can follow.
+                        self.phase = Phase::Negotiating;
+                    } else {
+                        self.send_export_name();
+                    }
+                }
+            }
+            Step::OptionReply(option) if self.opt_skip.is_some() => {
+                // Skipping a long reply's payload.
+                let (reply_type, mut left) = self.opt_skip.expect("checked");
+                while left > 0 {
+                    if !self.fill(1)? {
+                        self.opt_skip = Some((reply_type, left));
+                        return Ok(false);
+                    }
+                    let take = self.buffered().min(left);
+                    self.consume(take);
+                    left -= take;
+                }
+                self.opt_skip = None;
+                match reply_type {
+                    proto::NBD_REP_INFO | proto::NBD_REP_SERVER | proto::NBD_REP_META_CONTEXT => {
+                        self.debug.log(|| {
+                            format!("skipping large reply of type {reply_type} to option {option}")
+                        });
+                    }
+                    _ => return Err(protocol_error("handshake: option reply payload too large")),
                 }
             }
             Step::OptionReply(option) => {
@@ -87,16 +116,13 @@ impl Conn {
                 let mut h = [0u8; proto::OPTION_REPLY_LEN];
                 h.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::OPTION_REPLY_LEN]);
                 let reply = proto::decode_option_reply(&h)
-                    .ok_or_else(|| protocol_error("handshake: invalid option reply magic"))?;
-                if reply.option != option {
-                    return Err(protocol_error(format!(
-                        "handshake: reply to option {} when option {} was sent",
-                        reply.option, option
-                    )));
-                }
+                    .filter(|r| r.option == option)
+                    .ok_or_else(|| {
+                        protocol_error("handshake: invalid option reply magic or option")
+                    })?;
                 let len = reply.length as usize;
-                if len > MAX_OPTION_PAYLOAD {
-                    return Err(protocol_error("handshake: option reply payload too large"));
+                if len as u64 > super::MAX_REQUEST_SIZE {
+                    return Err(protocol_error("handshake: invalid option reply length"));
                 }
                 // Lengths the protocol fixes (as libnbd checks them).
                 if reply.reply_type == proto::NBD_REP_ACK && len != 0 {
@@ -107,6 +133,11 @@ impl Conn {
                 if reply.reply_type & proto::NBD_REP_FLAG_ERROR != 0 && len > proto::MAX_STRING_LEN
                 {
                     return Err(protocol_error("handshake: option error string too long"));
+                }
+                if len > MAX_OPTION_PAYLOAD {
+                    self.consume(proto::OPTION_REPLY_LEN);
+                    self.opt_skip = Some((reply.reply_type, len));
+                    return self.read_handshake(step);
                 }
                 if !self.fill(proto::OPTION_REPLY_LEN + len)? {
                     return Ok(false);
@@ -125,6 +156,8 @@ impl Conn {
                 let info = proto::decode_export_name_reply(&self.rbuf[self.rpos..self.rend]);
                 self.consume(len);
                 self.finish_handshake(info)?;
+                // A caller's nbd_opt_go (plain newstyle, option mode) ends here.
+                self.finish_option(Ok(0));
             }
         }
         Ok(true)
@@ -149,49 +182,50 @@ impl Conn {
                         preferred,
                         maximum,
                     }) => {
-                        self.negotiated.block_minimum = minimum;
-                        self.negotiated.block_preferred = preferred;
-                        self.negotiated.block_maximum = maximum;
+                        if block_sizes_valid(minimum, preferred, maximum) {
+                            self.negotiated.block_minimum = minimum;
+                            self.negotiated.block_preferred = preferred;
+                            self.negotiated.block_maximum = maximum;
+                        } else {
+                            self.debug.log(|| {
+                                format!(
+                                    "ignoring improper server size constraints: min: \
+                                     {minimum} preferred: {preferred} max: {maximum}"
+                                )
+                            });
+                        }
                     }
                     Some(proto::Info::Name(n)) => self.negotiated.canonical_name = Some(n),
                     Some(proto::Info::Description(d)) => self.negotiated.description = Some(d),
                     Some(proto::Info::Unknown(_)) => {}
-                    None => {
-                        return Err(protocol_error(
-                            "handshake: incorrect NBD_REP_INFO option reply length",
-                        ))
-                    }
+                    None => return Err(bad_info_length(payload)),
                 }
                 Ok(())
             }
             proto::NBD_REP_ACK => {
-                if !self.got_export_info {
-                    return Err(protocol_error(
-                        "handshake: server omitted NBD_INFO_EXPORT reply to NBD_OPT_GO",
-                    ));
-                }
                 if self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_INFO)) {
-                    // NBD_OPT_INFO: the export is known, negotiation goes on.
+                    // NBD_OPT_INFO: negotiation goes on.
+                    return Ok(());
+                }
+                if !self.got_export_info {
+                    // A server that never said NBD_INFO_EXPORT: connected,
+                    // but size and flags stay unknown (the info calls fail
+                    // with EINVAL), as in libnbd.
+                    self.negotiated.meta_valid = true;
+                    self.phase = Phase::Ready;
                     return Ok(());
                 }
                 let info = self.negotiated.export;
                 self.finish_handshake(info)
             }
             // Error replies are handled by the option engine.
-            t => Err(protocol_error(format!(
-                "handshake: unexpected option reply type {t} to NBD_OPT_GO"
-            ))),
+            t => Err(unexpected_reply(t)),
         }
     }
 
     fn finish_handshake(&mut self, info: ExportInfo) -> Result<()> {
         let mut info = info;
-        if info.size > i64::MAX as u64 {
-            return Err(protocol_error(format!(
-                "handshake: server export size {} is too large",
-                info.size
-            )));
-        }
+        // A size above i64::MAX is kept: nbd_get_size reports EOVERFLOW.
         // libnbd's checks of the transmission flags.
         if info.flags == 0 {
             return Err(Error::new(
@@ -216,37 +250,96 @@ impl Conn {
     }
 }
 
-/// The error libnbd reports when the server refuses `NBD_OPT_GO`/`INFO`.
-pub(super) fn go_error(reply_type: u32, export_name: &[u8]) -> Error {
-    match reply_type {
-        proto::NBD_REP_ERR_POLICY | proto::NBD_REP_ERR_PLATFORM => {
-            Error::new(0, "handshake: server policy prevents NBD_OPT_GO")
-        }
-        proto::NBD_REP_ERR_INVALID | proto::NBD_REP_ERR_TOO_BIG => Error::new(
-            libc::EINVAL,
-            "handshake: server rejected NBD_OPT_GO as invalid",
-        ),
-        proto::NBD_REP_ERR_TLS_REQD => Error::new(
+/// The error a refused option reports, as libnbd words it: what the
+/// error reply means, then the server's own message (non-printable bytes
+/// escaped), if it sent one.
+pub(super) fn reply_error(reply_type: u32, export_name: &[u8], message: &[u8]) -> Error {
+    let (errno, mut text) = match reply_type {
+        proto::NBD_REP_ERR_UNSUP => (
             libc::ENOTSUP,
-            "handshake: server requires TLS encryption first",
+            "the operation is not supported by the server".to_string(),
         ),
-        proto::NBD_REP_ERR_UNKNOWN => Error::new(
+        proto::NBD_REP_ERR_POLICY => (0, "server policy prevents the operation".to_string()),
+        proto::NBD_REP_ERR_PLATFORM => (
+            0,
+            "the operation is not supported by the server platform".to_string(),
+        ),
+        proto::NBD_REP_ERR_INVALID => (
+            libc::EINVAL,
+            "the server rejected this operation as invalid".to_string(),
+        ),
+        proto::NBD_REP_ERR_TOO_BIG => (
+            libc::EINVAL,
+            "the operation is too large to process".to_string(),
+        ),
+        proto::NBD_REP_ERR_TLS_REQD => (
+            libc::ENOTSUP,
+            "the server requires TLS encryption first".to_string(),
+        ),
+        proto::NBD_REP_ERR_UNKNOWN => (
             libc::ENOENT,
             format!(
-                "handshake: server has no export named '{}'",
+                "the server has no export named '{}'",
                 String::from_utf8_lossy(export_name)
             ),
         ),
-        proto::NBD_REP_ERR_SHUTDOWN => {
-            Error::new(libc::ESHUTDOWN, "handshake: server is shutting down")
-        }
-        proto::NBD_REP_ERR_BLOCK_SIZE_REQD => Error::new(
+        proto::NBD_REP_ERR_SHUTDOWN => (libc::ESHUTDOWN, "the server is shutting down".to_string()),
+        proto::NBD_REP_ERR_BLOCK_SIZE_REQD => (
             libc::EINVAL,
-            "handshake: server requires specific block sizes",
+            "the server requires specific block sizes".to_string(),
         ),
-        t => Error::new(
+        t => (
             0,
-            format!("handshake: unknown reply from NBD_OPT_GO: 0x{t:x}"),
+            format!("handshake: unknown reply from the server: 0x{t:x}"),
         ),
+    };
+    if !message.is_empty() {
+        text.push_str(": ");
+        for &b in message {
+            if (0x20..0x7f).contains(&b) {
+                text.push(b as char);
+            } else {
+                text.push_str(&format!("\\x{b:02x}"));
+            }
+        }
     }
+    Error::new(errno, text)
+}
+
+/// Whether the server's block size constraints are sane enough to use
+/// (the checks libnbd makes; otherwise they are ignored): minimum and
+/// preferred powers of two, minimum at most 64K and at most preferred,
+/// preferred at least 512 and at most maximum, and maximum a multiple of
+/// minimum unless it is 0xffffffff.
+fn block_sizes_valid(min: u32, pref: u32, max: u32) -> bool {
+    min != 0
+        && min <= 64 * 1024
+        && min <= pref
+        && pref >= 512
+        && pref <= max
+        && min.is_power_of_two()
+        && pref.is_power_of_two()
+        && (max == u32::MAX || max % min == 0)
+}
+
+/// libnbd's error for an option reply of a type the option does not
+/// expect (not an error reply): the connection cannot go on.
+pub(super) fn unexpected_reply(reply_type: u32) -> Error {
+    protocol_error(format!(
+        "handshake: unexpected option reply type {reply_type}"
+    ))
+}
+
+/// The error for an `NBD_REP_INFO` whose length does not fit its kind.
+fn bad_info_length(payload: &[u8]) -> Error {
+    if payload.len() < 2 {
+        return protocol_error("handshake: NBD_REP_INFO reply length too small");
+    }
+    let what = match u16::from_be_bytes([payload[0], payload[1]]) {
+        proto::NBD_INFO_EXPORT => "NBD_INFO_EXPORT",
+        proto::NBD_INFO_BLOCK_SIZE => "NBD_INFO_BLOCK_SIZE",
+        proto::NBD_INFO_NAME => "NBD_INFO_NAME",
+        _ => "NBD_INFO_DESCRIPTION",
+    };
+    protocol_error(format!("handshake: incorrect {what} option reply length"))
 }

@@ -322,6 +322,20 @@ pub(crate) struct Negotiated {
     pub meta_valid: bool,
 }
 
+impl Negotiated {
+    /// The largest write payload sent under `LIBNBD_STRICT_PAYLOAD`: the
+    /// server's maximum, but at least 1M (the protocol allows that much
+    /// whatever it says) and at most 64M (what this client allocates);
+    /// 32M when the server says nothing.
+    pub(crate) fn payload_maximum(&self) -> u64 {
+        if self.block_maximum == 0 {
+            32 * 1024 * 1024
+        } else {
+            (self.block_maximum as u64).clamp(1024 * 1024, MAX_REQUEST_SIZE)
+        }
+    }
+}
+
 /// Settings the user chooses before connecting.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -397,6 +411,9 @@ pub(crate) struct Conn {
     hs_out_pos: usize,
     /// Whether the server's greeting allowed `NBD_FLAG_NO_ZEROES`.
     no_zeroes: bool,
+    /// An option reply too long to keep is being skipped: its type and
+    /// the payload bytes left.
+    opt_skip: Option<(u32, usize)>,
     /// Whether `NBD_OPT_GO` has told us the export's size and flags.
     got_export_info: bool,
     /// The option on the wire, if any.
@@ -470,6 +487,7 @@ impl Conn {
             hs_out: Vec::new(),
             hs_out_pos: 0,
             no_zeroes: false,
+            opt_skip: None,
             got_export_info: false,
             drained: false,
             recv_least: RECV_CHUNK,
@@ -777,7 +795,9 @@ impl Conn {
         // Bytes a TLS transport accepted earlier go out first.
         let flushed = self.flush_transport()?;
         let wrote = match self.phase {
-            Phase::Handshake(_) => self.write_handshake()?,
+            // Negotiating: the client flags a plain newstyle server is
+            // owed before option mode stops.
+            Phase::Handshake(_) | Phase::Negotiating => self.write_handshake()?,
             Phase::Ready => self.write_commands()?,
             _ => false,
         };
@@ -930,7 +950,10 @@ impl Conn {
                 Err(_) => true,
             };
             match got {
-                Ok(0) if self.at_clean_end() => {
+                Ok(0) if self.at_clean_end() || self.at_reply_boundary() => {
+                    // Between replies the server may go: the handle is
+                    // closed and commands in flight fail with ENOTCONN
+                    // (as in libnbd); inside a reply it is an error.
                     self.note_closed();
                     return Ok(false);
                 }
@@ -958,22 +981,37 @@ impl Conn {
         after_disc || self.phase == Phase::Handshake(Step::OptionReply(proto::NBD_OPT_ABORT))
     }
 
+    /// No reply is partly received: a close by the server here loses no
+    /// reply half-way.
+    fn at_reply_boundary(&self) -> bool {
+        self.phase == Phase::Ready
+            && self.buffered() == 0
+            && matches!(self.reading, Reading::Header)
+    }
+
     fn eof(&mut self) -> Error {
         self.peer_gone(Error::new(0, "recv: server disconnected unexpectedly"))
     }
 
     /// The connection broke: a subprocess whose stderr we keep (the ssh
-    /// tunnel) has most likely said why, so its last lines are added.
-    pub(super) fn peer_gone(&self, err: Error) -> Error {
-        let said = self
-            .subprocess
-            .as_ref()
-            .and_then(|child| child.stderr())
-            .and_then(|tail| tail.last_lines(CHILD_STDERR_WAIT));
-        match said {
-            Some(said) => Error::new(err.errno(), format!("{}: {said}", err.message())),
-            None => err,
+    /// tunnel, or a command when asked) has most likely said why, so how
+    /// it ended and its last lines are added.
+    pub(super) fn peer_gone(&mut self, err: Error) -> Error {
+        let Some(child) = self.subprocess.as_mut() else {
+            return err;
+        };
+        let Some(tail) = child.stderr().cloned() else {
+            return err;
+        };
+        let said = tail.last_lines(CHILD_STDERR_WAIT);
+        // Closing its stderr is most often exiting: a moment more for that.
+        let ended = child.exit_description(std::time::Duration::from_millis(100));
+        let mut message = err.message().to_string();
+        for part in [ended, said].into_iter().flatten() {
+            message.push_str(": ");
+            message.push_str(&part);
         }
+        Error::new(err.errno(), message)
     }
 
     fn consume(&mut self, n: usize) {
@@ -1358,7 +1396,11 @@ impl Conn {
         self.parked_transport = None;
         self.transport = None;
         if let Some(mut child) = self.subprocess.take() {
-            child.reap();
+            if self.net.detach_subprocess {
+                child.reap_in_background();
+            } else {
+                child.reap();
+            }
         }
     }
 }

@@ -97,7 +97,12 @@ impl Conn {
         if self.take_auto_starttls() {
             // TLS first: everything after it is negotiated encrypted.
             self.send_option_run(proto::NBD_OPT_STARTTLS, &[], OptionRun::default());
-        } else if self.settings.request_extended_headers && !self.tried_extended_headers {
+        } else if self.settings.request_extended_headers
+            // Extended headers imply structured replies: not asked for
+            // when those are not wanted (as libnbd).
+            && self.settings.request_structured_replies
+            && !self.tried_extended_headers
+        {
             self.tried_extended_headers = true;
             self.send_option_run(proto::NBD_OPT_EXTENDED_HEADERS, &[], OptionRun::default());
         } else if self.settings.request_structured_replies
@@ -148,7 +153,20 @@ impl Conn {
         proto::encode_opt_go(&mut self.hs_out, option, &name, &infos);
         self.option_run = Some(run);
         self.phase = Phase::Handshake(Step::OptionReply(option));
-        self.negotiated.export = Default::default();
+        self.reset_export_info();
+    }
+
+    /// Forgets what the server said about the export (size, flags, block
+    /// sizes, name, description), as libnbd does before GO/INFO, after
+    /// a refused one, after STARTTLS and on a new export name.
+    pub(crate) fn reset_export_info(&mut self) {
+        let n = &mut self.negotiated;
+        n.export = Default::default();
+        n.block_minimum = 0;
+        n.block_preferred = 0;
+        n.block_maximum = 0;
+        n.canonical_name = None;
+        n.description = None;
         self.got_export_info = false;
     }
 
@@ -161,10 +179,36 @@ impl Conn {
         context: Option<Context>,
     ) -> Result<()> {
         if self.negotiated.protocol != "newstyle-fixed" {
-            return Err(Error::new(
-                libc::ENOTSUP,
-                "server is not using fixed newstyle protocol",
-            ));
+            // Plain newstyle knows only NBD_OPT_EXPORT_NAME (as libnbd).
+            match option {
+                UserOption::Go => {
+                    self.option_result = None;
+                    self.option_run = Some(OptionRun {
+                        user: true,
+                        completion,
+                        ..OptionRun::default()
+                    });
+                    self.send_export_name();
+                    return self.progress();
+                }
+                UserOption::Abort => {
+                    // There is no way to say it: the handle dies, and the
+                    // call itself reports success, as in libnbd 1.22.
+                    self.option_result = None;
+                    self.die(Error::new(
+                        libc::ENOTSUP,
+                        "handshake: server is not using fixed newstyle",
+                    ));
+                    self.option_result = Some(Ok(0));
+                    return Ok(());
+                }
+                _ => {
+                    return Err(Error::new(
+                        libc::ENOTSUP,
+                        "server is not using fixed newstyle protocol",
+                    ))
+                }
+            }
         }
         self.option_result = None;
         let run = OptionRun {
@@ -259,19 +303,12 @@ impl Conn {
         }
         let user = self.option_run.as_ref().is_some_and(|r| r.user);
         if reply_type & proto::NBD_REP_FLAG_ERROR != 0 {
-            return self.option_refused(option, reply_type, user);
+            return self.option_refused(option, reply_type, user, payload);
         }
         match option {
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
                 if reply_type != proto::NBD_REP_ACK {
-                    return Err(protocol_error(format!(
-                        "handshake: unexpected reply to NBD_OPT_{}: 0x{reply_type:x}",
-                        if option == proto::NBD_OPT_EXTENDED_HEADERS {
-                            "EXTENDED_HEADERS"
-                        } else {
-                            "STRUCTURED_REPLY"
-                        }
-                    )));
+                    return Err(super::handshake::unexpected_reply(reply_type));
                 }
                 if option == proto::NBD_OPT_EXTENDED_HEADERS {
                     self.negotiated.extended_headers = true;
@@ -287,9 +324,7 @@ impl Conn {
             }
             proto::NBD_OPT_STARTTLS => {
                 if reply_type != proto::NBD_REP_ACK {
-                    return Err(protocol_error(format!(
-                        "handshake: unexpected reply to NBD_OPT_STARTTLS: 0x{reply_type:x}"
-                    )));
+                    return Err(super::handshake::unexpected_reply(reply_type));
                 }
                 self.start_tls_session()
             }
@@ -317,9 +352,7 @@ impl Conn {
                     self.finish_option(Ok(count));
                     Ok(())
                 }
-                t => Err(protocol_error(format!(
-                    "handshake: unexpected option reply type {t} to NBD_OPT_LIST"
-                ))),
+                t => Err(super::handshake::unexpected_reply(t)),
             },
             proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => {
                 self.meta_context_reply(option, reply_type, payload)
@@ -344,9 +377,9 @@ impl Conn {
     fn meta_context_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
         match reply_type {
             proto::NBD_REP_META_CONTEXT => {
-                if payload.len() < 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
+                if payload.len() <= 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
                     return Err(protocol_error(
-                        "handshake: invalid NBD_REP_META_CONTEXT length",
+                        "handshake: invalid NBD_REP_META_CONTEXT reply length",
                     ));
                 }
                 let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
@@ -388,38 +421,48 @@ impl Conn {
                 }
                 Ok(())
             }
-            t => Err(protocol_error(format!(
-                "handshake: unexpected option reply type {t} to a meta context request"
-            ))),
+            t => Err(super::handshake::unexpected_reply(t)),
         }
     }
 
     /// The server refused `option` with error reply `reply_type`.
-    fn option_refused(&mut self, option: u32, reply_type: u32, user: bool) -> Result<()> {
+    fn option_refused(
+        &mut self,
+        option: u32,
+        reply_type: u32,
+        user: bool,
+        payload: &[u8],
+    ) -> Result<()> {
         match option {
             proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
-                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP && !user {
-                    // An old server without NBD_OPT_GO: fall back.
-                    self.option_run = None;
+                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP {
+                    // An old server without NBD_OPT_GO: fall back to
+                    // NBD_OPT_EXPORT_NAME (a caller's GO too, as libnbd;
+                    // its end is reported when the export arrives).
+                    self.debug
+                        .log(|| "server is confused by NBD_OPT_GO, continuing anyway".into());
+                    if !user {
+                        self.option_run = None;
+                    }
                     self.send_export_name();
                     return Ok(());
                 }
-                let err = super::handshake::go_error(reply_type, &self.settings.export_name);
+                let err =
+                    super::handshake::reply_error(reply_type, &self.settings.export_name, payload);
                 if !user {
                     return Err(err);
                 }
+                // Whatever INFO replies came before the refusal are void.
+                self.reset_export_info();
+                self.negotiated.meta_valid = false;
+                // The call reports the error as it is (errno 0 for some
+                // refusals); the completion callback never sees 0.
                 let errno = if err.errno() != 0 {
                     err.errno()
                 } else {
                     libc::ENOTSUP
                 };
-                self.finish_option(Err(Error::new(
-                    errno,
-                    format!(
-                        "server replied with error to {} request",
-                        option_name(option)
-                    ),
-                )));
+                self.finish_option_errno(Err(err), errno);
                 Ok(())
             }
             proto::NBD_OPT_SET_META_CONTEXT if !user => {

@@ -34,8 +34,20 @@ impl Conn {
             return Ok(false);
         }
         let magic = proto::reply_magic(&self.rbuf[self.rpos..self.rend]);
-        let Some(hlen) = proto::reply_header_len(magic) else {
-            return Err(protocol_error(format!("invalid reply magic 0x{magic:x}")));
+        // Only the headers negotiated are valid: extended ones alone, or
+        // simple and structured ones (whose misuse the chunk checks catch).
+        let expected = if self.negotiated.extended_headers {
+            magic == proto::NBD_EXTENDED_REPLY_MAGIC
+        } else {
+            magic != proto::NBD_EXTENDED_REPLY_MAGIC
+        };
+        let hlen = match proto::reply_header_len(magic) {
+            Some(hlen) if expected => hlen,
+            _ => {
+                return Err(protocol_error(format!(
+                    "invalid or unexpected reply magic 0x{magic:x}"
+                )))
+            }
         };
         if !self.fill(hlen)? {
             return Ok(false);
@@ -54,7 +66,7 @@ impl Conn {
                         return Ok(true);
                     }
                     return Err(protocol_error(format!(
-                        "no matching cookie 0x{cookie:x} found for server reply, \
+                        "no matching cookie {cookie} found for server reply, \
                          this is probably a server bug"
                     )));
                 };
@@ -83,8 +95,8 @@ impl Conn {
                 flags,
                 kind,
                 cookie,
+                offset,
                 length,
-                ..
             } => {
                 // Beyond the largest read's data, no reply is plausible:
                 // give up at once rather than read gigabytes (as libnbd).
@@ -93,13 +105,20 @@ impl Conn {
                         "invalid server reply length {length}"
                     )));
                 }
-                self.start_chunk(flags, kind, cookie, length)?;
+                self.start_chunk(flags, kind, cookie, offset, length)?;
             }
         }
         Ok(true)
     }
 
-    fn start_chunk(&mut self, flags: u16, kind: u16, cookie: u64, length: u64) -> Result<()> {
+    fn start_chunk(
+        &mut self,
+        flags: u16,
+        kind: u16,
+        cookie: u64,
+        offset: u64,
+        length: u64,
+    ) -> Result<()> {
         let done = flags & proto::NBD_REPLY_FLAG_DONE != 0;
         let id = self.lookup(cookie);
         let Some(id) = id else {
@@ -111,9 +130,12 @@ impl Conn {
             };
             return Ok(());
         };
-        if !self.negotiated.structured_replies {
+        let wrong_offset =
+            self.negotiated.extended_headers && offset != self.slots[id.index as usize].offset;
+        if !self.negotiated.structured_replies || wrong_offset {
             // The chunk frames itself, so it can be skipped; its command
-            // fails (libnbd does the same).
+            // fails (libnbd does the same). An extended chunk must name
+            // its command's offset.
             self.set_command_error(id, libc::EPROTO);
             self.reading = Reading::Discard {
                 id: Some(id),
@@ -142,7 +164,8 @@ impl Conn {
                     self.set_command_error(id, libc::EPROTO);
                 }
             }
-            proto::NBD_REPLY_TYPE_OFFSET_DATA if cmd_kind == proto::NBD_CMD_READ && length > 8 => {
+            // Zero bytes of data are accepted (as libnbd does).
+            proto::NBD_REPLY_TYPE_OFFSET_DATA if cmd_kind == proto::NBD_CMD_READ && length >= 8 => {
                 if !self.fill(8)? {
                     // Come back when the offset has arrived.
                     self.reading = Reading::ChunkPayload {
@@ -155,10 +178,11 @@ impl Conn {
                 }
                 let offset = proto::decode_data_offset(&self.rbuf[self.rpos..self.rend]);
                 self.consume(8);
-                self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf);
+                self.start_data(id, offset, length - 8, done, cmd_offset, cmd_count, cmd_buf)?;
             }
             proto::NBD_REPLY_TYPE_BLOCK_STATUS | proto::NBD_REPLY_TYPE_BLOCK_STATUS_EXT
                 if cmd_kind == proto::NBD_CMD_BLOCK_STATUS
+                    && !self.negotiated.meta_contexts.is_empty()
                     && super::block_status::plausible_length(kind, length) =>
             {
                 self.reading = Reading::ChunkPayload {
@@ -211,28 +235,19 @@ impl Conn {
         cmd_offset: u64,
         cmd_count: u64,
         cmd_buf: *mut u8,
-    ) {
-        let in_range =
-            offset >= cmd_offset && len <= cmd_count && offset - cmd_offset <= cmd_count - len;
-        if in_range {
-            self.slots[id.index as usize].claim(offset - cmd_offset);
-            // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
-            let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
-            self.reading = Reading::Data {
-                id,
-                dst,
-                left: len as usize,
-                len: len as usize,
-                done,
-            };
-        } else {
-            self.set_command_error(id, libc::EPROTO);
-            self.reading = Reading::Discard {
-                id: Some(id),
-                left: len,
-                done,
-            };
-        }
+    ) -> Result<()> {
+        check_in_bounds(offset, len, cmd_offset, cmd_count)?;
+        self.slots[id.index as usize].claim(offset - cmd_offset);
+        // SAFETY: offset-cmd_offset+len <= cmd_count, the buffer's length.
+        let dst = unsafe { cmd_buf.add((offset - cmd_offset) as usize) };
+        self.reading = Reading::Data {
+            id,
+            dst,
+            left: len as usize,
+            len: len as usize,
+            done,
+        };
+        Ok(())
     }
 
     /// Moves payload into the caller's buffer: first what `rbuf` already
@@ -367,7 +382,7 @@ impl Conn {
             self.consume(8);
             let s = &self.slots[id.index as usize];
             let (o, c, b) = (s.offset, s.count, s.buf);
-            self.start_data(id, offset, length as u64 - 8, done, o, c, b);
+            self.start_data(id, offset, length as u64 - 8, done, o, c, b)?;
             return Ok(true);
         }
         // Only an error chunk's first MAX_ERROR_CHUNK bytes can matter
@@ -398,12 +413,8 @@ impl Conn {
             Some(proto::ChunkPrefix::Hole {
                 offset,
                 length: hole,
-            }) if cmd_kind == proto::NBD_CMD_READ
-                && hole > 0
-                && offset >= cmd_offset
-                && hole as u64 <= cmd_count
-                && offset - cmd_offset <= cmd_count - hole as u64 =>
-            {
+            }) if cmd_kind == proto::NBD_CMD_READ => {
+                check_in_bounds(offset, hole as u64, cmd_offset, cmd_count)?;
                 let at = offset - cmd_offset;
                 let s = &mut self.slots[id.index as usize];
                 s.claim(at);
@@ -423,9 +434,7 @@ impl Conn {
                 // An error at a known offset of a read is shown to the
                 // chunk callback, which may substitute its own errno.
                 if let Some(off) = offset.filter(|&o| {
-                    cmd_kind == proto::NBD_CMD_READ
-                        && o >= cmd_offset
-                        && o - cmd_offset <= cmd_count
+                    cmd_kind == proto::NBD_CMD_READ && o >= cmd_offset && o - cmd_offset < cmd_count
                 }) {
                     let slot = &mut self.slots[id.index as usize];
                     if let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) {
@@ -483,4 +492,21 @@ impl Conn {
         }
         Ok(true)
     }
+}
+
+/// A read's data or hole chunk must lie inside the request; one that
+/// does not kills the connection (as in libnbd: the server has lost
+/// track of what it is answering). A zero-length one must start inside.
+fn check_in_bounds(offset: u64, len: u64, cmd_offset: u64, cmd_count: u64) -> Result<()> {
+    let inside = offset >= cmd_offset
+        && offset - cmd_offset < cmd_count
+        && len <= cmd_count - (offset - cmd_offset);
+    if inside {
+        return Ok(());
+    }
+    Err(protocol_error(format!(
+        "range of structured reply is out of bounds, offset={offset}, \
+         cmd->offset={cmd_offset}, length={len}, cmd->count={cmd_count}: \
+         this is likely to be a bug in the NBD server"
+    )))
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::{Conn, Phase, Step};
 use crate::capi::types::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
-use crate::transport::{TlsConfig, TlsTransport};
+use crate::transport::{PskSource, TlsConfig, TlsCredentials, TlsTransport};
 use crate::{Error, Result};
 
 /// The TLS settings of a handle and what the connection negotiated.
@@ -22,6 +22,12 @@ pub(crate) struct Tls {
     pub verify_peer: bool,
     pub username: Option<String>,
     pub psk_file: Option<PathBuf>,
+    /// A pre-shared key given from memory; wins over `psk_file`.
+    pub psk_key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// X.509 credentials given from memory; win over `certificates`.
+    pub credentials: Option<TlsCredentials>,
+    /// The password of an encrypted client key.
+    pub key_password: Option<zeroize::Zeroizing<Vec<u8>>>,
     /// `nbd_set_tls_hostname`: checked instead of the host connected to.
     pub hostname: Option<String>,
     /// The connection is encrypted.
@@ -38,6 +44,9 @@ impl Default for Tls {
             verify_peer: true,
             username: None,
             psk_file: None,
+            psk_key: None,
+            credentials: None,
+            key_password: None,
             hostname: None,
             negotiated: false,
             tried: false,
@@ -119,9 +128,13 @@ impl Conn {
     }
 
     fn tls_config(&self) -> Result<TlsConfig> {
-        let psk = match &self.tls.psk_file {
-            Some(file) => Some((file.clone(), self.tls.effective_username()?)),
-            None => None,
+        let psk = match (&self.tls.psk_key, &self.tls.psk_file) {
+            (Some(key), _) => Some(PskSource::Key(self.tls.effective_username()?, key.clone())),
+            (None, Some(file)) => Some(PskSource::File(
+                file.clone(),
+                self.tls.effective_username()?,
+            )),
+            (None, None) => None,
         };
         let host = self
             .tls
@@ -129,6 +142,8 @@ impl Conn {
             .map(str::to_string);
         Ok(TlsConfig {
             certificates: self.tls.certificates.clone(),
+            credentials: self.tls.credentials.clone(),
+            key_password: self.tls.key_password.clone(),
             verify_peer: self.tls.verify_peer && psk.is_none(),
             verify_host: host,
             // As libnbd: SNI names the host connected to, never the
@@ -152,8 +167,7 @@ impl Conn {
         self.negotiated.extended_headers = false;
         self.negotiated.meta_contexts.clear();
         self.negotiated.meta_valid = false;
-        self.negotiated.export = Default::default();
-        self.got_export_info = false;
+        self.reset_export_info();
         let config = self.tls_config()?;
         let inner = self.transport.take().expect("STARTTLS without transport");
         let tls = TlsTransport::new(inner, &config)?;

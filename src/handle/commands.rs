@@ -8,7 +8,10 @@ use crate::capi::types::{
     LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
     LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::capi::types::{LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE};
+use crate::capi::types::{
+    LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE, LIBNBD_STRICT_AUTO_FLAG,
+    LIBNBD_STRICT_PAYLOAD,
+};
 use crate::conn::{CommandCallbacks, CommandId, Conn, ExtentCallback, MAX_REQUEST_SIZE};
 use crate::proto;
 use crate::{Error, Result};
@@ -95,7 +98,9 @@ impl Handle {
         Ok(c.cookie(id))
     }
 
-    /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`.
+    /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
+    /// `LIBNBD_CMD_FLAG_PAYLOAD_LEN` (under `LIBNBD_STRICT_AUTO_FLAG` it is
+    /// sent exactly when extended headers are in use, whatever is passed).
     pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
         let mut c = self.lock();
         let len = buf.len() as u64;
@@ -409,6 +414,18 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32
             return Err(Error::new(libc::EINVAL, "request is unaligned"));
         }
     }
+    if kind == proto::NBD_CMD_WRITE
+        && strict(c, LIBNBD_STRICT_PAYLOAD)
+        && count > c.negotiated.payload_maximum()
+    {
+        return Err(Error::new(
+            libc::ERANGE,
+            format!(
+                "request too large: maximum payload size is {}",
+                c.negotiated.payload_maximum()
+            ),
+        ));
+    }
     match kind {
         proto::NBD_CMD_READ | proto::NBD_CMD_WRITE if count > MAX_REQUEST_SIZE => Err(Error::new(
             libc::ERANGE,
@@ -538,7 +555,7 @@ struct Spec {
 
 const WRITE: Spec = Spec {
     kind: proto::NBD_CMD_WRITE,
-    allowed: LIBNBD_CMD_FLAG_FUA,
+    allowed: LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_PAYLOAD_LEN,
     needs: None,
     writes: true,
 };
@@ -584,6 +601,16 @@ unsafe fn start(
 ) -> Result<CommandId> {
     c.check_state(CONNECTED)?;
     check_flags(c, flags, spec.allowed)?;
+    let mut flags = flags;
+    let extended = c.negotiated.extended_headers;
+    if spec.kind == proto::NBD_CMD_WRITE && strict(c, LIBNBD_STRICT_AUTO_FLAG) {
+        // The flag follows the headers in use, whatever the caller said.
+        if extended {
+            flags |= LIBNBD_CMD_FLAG_PAYLOAD_LEN;
+        } else {
+            flags &= !LIBNBD_CMD_FLAG_PAYLOAD_LEN;
+        }
+    }
     if strict(c, LIBNBD_STRICT_COMMANDS) {
         if let Some((flag, what)) = spec.needs {
             if !export_has(c, flag) {
@@ -593,6 +620,14 @@ unsafe fn start(
         if spec.writes {
             check_writable(c)?;
             check_fua(c, flags)?;
+        }
+        if spec.kind == proto::NBD_CMD_WRITE
+            && (flags & LIBNBD_CMD_FLAG_PAYLOAD_LEN != 0) != extended
+        {
+            return Err(Error::new(
+                libc::EINVAL,
+                "incorrect setting for PAYLOAD_LEN flag",
+            ));
         }
         if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0 && !export_has(c, proto::NBD_FLAG_SEND_FAST_ZERO)
         {
@@ -650,16 +685,36 @@ fn start_block_status_filter(
         flags,
         LIBNBD_CMD_FLAG_REQ_ONE | LIBNBD_CMD_FLAG_PAYLOAD_LEN,
     )?;
-    if !c.negotiated.extended_headers {
+    let extended = c.negotiated.extended_headers;
+    let mut flags = flags;
+    if strict(c, LIBNBD_STRICT_AUTO_FLAG) {
+        if !extended {
+            return Err(Error::new(
+                libc::ENOTSUP,
+                "server does not support extended headers",
+            ));
+        }
+        flags |= LIBNBD_CMD_FLAG_PAYLOAD_LEN;
+    }
+    if strict(c, LIBNBD_STRICT_COMMANDS) {
+        if !extended || !export_has(c, proto::NBD_FLAG_BLOCK_STAT_PAYLOAD) {
+            return Err(Error::new(
+                libc::EINVAL,
+                "server does not support the block status payload flag",
+            ));
+        }
+        if flags & LIBNBD_CMD_FLAG_PAYLOAD_LEN == 0 {
+            return Err(Error::new(
+                libc::EINVAL,
+                "incorrect setting for PAYLOAD_LEN flag",
+            ));
+        }
+    }
+    // The payload cannot be framed without extended headers.
+    if !extended {
         return Err(Error::new(
             libc::ENOTSUP,
             "server does not support extended headers",
-        ));
-    }
-    if strict(c, LIBNBD_STRICT_COMMANDS) && !export_has(c, proto::NBD_FLAG_BLOCK_STAT_PAYLOAD) {
-        return Err(Error::new(
-            libc::EINVAL,
-            "server does not support the block status payload flag",
         ));
     }
     let mut payload = Vec::with_capacity(8 + 4 * contexts.len());

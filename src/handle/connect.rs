@@ -196,11 +196,106 @@ impl Handle {
     }
 
     fn start_command(c: &mut Conn, args: Vec<CString>) -> Result<()> {
-        let (socket, child) =
-            transport::spawn_command(&args, false).map_err(|e| Error::io("connect_command", &e))?;
+        Self::start_command_env(c, args, None)
+    }
+
+    fn start_command_env(
+        c: &mut Conn,
+        args: Vec<CString>,
+        env: Option<Vec<CString>>,
+    ) -> Result<()> {
+        let (socket, child) = transport::spawn_command(&args, env.as_deref(), c.net.capture_stderr)
+            .map_err(|e| Error::io("connect_command", &e))?;
         c.subprocess = Some(child);
         c.start_handshake(Box::new(socket));
         Ok(())
+    }
+
+    /// As [`Handle::connect_command`], with `env` (`NAME=VALUE` entries)
+    /// as the whole environment of the subprocess (beyond libnbd).
+    pub fn connect_command_env<S: AsRef<[u8]>, E: AsRef<[u8]>>(
+        &self,
+        argv: &[S],
+        env: &[E],
+    ) -> Result<()> {
+        let (args, env) = (c_strings(argv), c_strings(env));
+        self.connect_with(|c| Self::start_command_env(c, args?, Some(env?)))
+    }
+
+    /// As [`Handle::aio_connect_command`], with `env` as the whole
+    /// environment of the subprocess (beyond libnbd).
+    pub fn aio_connect_command_env<S: AsRef<[u8]>, E: AsRef<[u8]>>(
+        &self,
+        argv: &[S],
+        env: &[E],
+    ) -> Result<()> {
+        let (args, env) = (c_strings(argv), c_strings(env));
+        Self::aio_start(&mut self.lock(), |c| {
+            Self::start_command_env(c, args?, Some(env?))
+        })
+    }
+
+    /// Runs a command configured with [`std::process::Command`] (its
+    /// arguments, environment, working directory and the rest) as the
+    /// server on its stdin/stdout, and connects to it (beyond libnbd). Its
+    /// stdin and stdout are replaced, and its stderr too when the handle
+    /// captures stderr ([`Handle::set_capture_stderr`]).
+    pub fn connect_process(&self, cmd: &mut std::process::Command) -> Result<()> {
+        self.connect_with(|c| Self::start_process(c, cmd))
+    }
+
+    /// Starts a [`std::process::Command`] as the server and starts the
+    /// handshake with it (beyond libnbd).
+    pub fn aio_connect_process(&self, cmd: &mut std::process::Command) -> Result<()> {
+        Self::aio_start(&mut self.lock(), |c| Self::start_process(c, cmd))
+    }
+
+    fn start_process(c: &mut Conn, cmd: &mut std::process::Command) -> Result<()> {
+        let (socket, child) = transport::spawn_process(cmd, c.net.capture_stderr)
+            .map_err(|e| Error::io("connect_command", &e))?;
+        c.subprocess = Some(child);
+        c.start_handshake(Box::new(socket));
+        Ok(())
+    }
+
+    /// Whether a subprocess's stderr is captured (default false, as
+    /// libnbd; `nbd+ssh` URIs always capture). Captured, it still reaches
+    /// our stderr, its last lines are kept for
+    /// [`Handle::subprocess_stderr`], and when the connection breaks the
+    /// error says how the subprocess ended and what it printed last
+    /// ("nbdkit exited with status 1: nbdkit: error: ...").
+    pub fn set_capture_stderr(&self, capture: bool) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        c.net.capture_stderr = capture;
+        Ok(())
+    }
+
+    /// See [`Handle::set_capture_stderr`].
+    pub fn capture_stderr(&self) -> bool {
+        self.lock().net.capture_stderr
+    }
+
+    /// The last lines the subprocess printed on stderr, when it is
+    /// captured; `None` if there is no subprocess, its stderr is not
+    /// captured, or it printed nothing.
+    pub fn subprocess_stderr(&self) -> Option<String> {
+        let c = self.lock();
+        let tail = c.subprocess.as_ref()?.stderr()?.clone();
+        drop(c);
+        tail.last_lines(std::time::Duration::ZERO)
+    }
+
+    /// Whether closing the handle waits for the subprocess to exit
+    /// (default true, as libnbd: up to about 4 s, then SIGTERM and
+    /// SIGKILL). False closes at once and leaves the waiting to a thread.
+    pub fn set_close_waits_for_subprocess(&self, wait: bool) {
+        self.lock().net.detach_subprocess = !wait;
+    }
+
+    /// See [`Handle::set_close_waits_for_subprocess`].
+    pub fn close_waits_for_subprocess(&self) -> bool {
+        !self.lock().net.detach_subprocess
     }
 
     /// Runs `argv` as a server under systemd socket activation (a listening
@@ -295,7 +390,7 @@ impl Handle {
             }
             (target, None, Some(argv)) => {
                 // What ssh prints is the reason when the tunnel fails.
-                let (socket, child) = transport::spawn_command(&argv, true)
+                let (socket, child) = transport::spawn_command(&argv, None, true)
                     .map_err(|e| Error::io("connect_command", &e))?;
                 c.net.ssh = Some(target.clone());
                 c.subprocess = Some(child);

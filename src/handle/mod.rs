@@ -118,6 +118,9 @@ impl Handle {
             ));
         }
         c.settings.export_name = name.to_vec();
+        // What the server said was about the old name.
+        c.reset_export_info();
+        c.negotiated.meta_valid = false;
         Ok(())
     }
 
@@ -196,11 +199,25 @@ impl Handle {
 
     // ---- export information -------------------------------------------------------
 
-    /// The export's size in bytes.
+    /// The export's size in bytes: EINVAL until the server has sent it,
+    /// EOVERFLOW if it claimed more than `i64::MAX`.
     pub fn size(&self) -> Result<u64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.export.size)
+        if c.negotiated.export.flags == 0 {
+            return Err(Error::new(
+                libc::EINVAL,
+                "server has not returned export size, you need to connect to the server first",
+            ));
+        }
+        let size = c.negotiated.export.size;
+        if size > i64::MAX as u64 {
+            return Err(Error::new(
+                libc::EOVERFLOW,
+                format!("server claims size {size} which does not fit in signed result"),
+            ));
+        }
+        Ok(size)
     }
 
     fn export_flag(&self, flag: u16) -> Result<bool> {

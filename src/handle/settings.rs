@@ -6,7 +6,7 @@ use crate::capi::types::{
     LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
     LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
 };
-use crate::conn::{Conn, DebugCallback, Perm, MAX_REQUEST_SIZE};
+use crate::conn::{Conn, DebugCallback, Perm};
 use crate::proto;
 use crate::{Error, Result};
 
@@ -185,7 +185,7 @@ impl Handle {
             BlockSize::Minimum => n.block_minimum as i64,
             BlockSize::Preferred => n.block_preferred as i64,
             BlockSize::Maximum => n.block_maximum as i64,
-            BlockSize::Payload => payload_maximum(n.block_maximum) as i64,
+            BlockSize::Payload => n.payload_maximum() as i64,
         })
     }
 
@@ -282,16 +282,5 @@ impl Handle {
     /// chunks) received from the server so far.
     pub fn stats_chunks_received(&self) -> u64 {
         self.lock().stats.chunks_received
-    }
-}
-
-/// The largest payload sent: the server's maximum, but at least 1M (the
-/// protocol allows that much whatever it says) and at most 64M (what this
-/// client allocates); 32M when the server says nothing.
-fn payload_maximum(block_maximum: u32) -> u64 {
-    if block_maximum == 0 {
-        32 * 1024 * 1024
-    } else {
-        (block_maximum as u64).clamp(1024 * 1024, MAX_REQUEST_SIZE)
     }
 }

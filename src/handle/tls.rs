@@ -11,8 +11,10 @@ use super::{Handle, INFO_STATES};
 use crate::callback::Completion;
 use crate::capi::types::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::conn::{Conn, Perm, UserOption};
+use crate::transport::TlsCredentials;
 use crate::uri::UriTls;
 use crate::{Error, Result};
+use zeroize::Zeroizing;
 
 const CREATED: &[Perm] = &[Perm::Created];
 
@@ -55,9 +57,10 @@ impl Handle {
         Ok(())
     }
 
-    /// Whether to check the server's certificate and host name (default
-    /// true). The check needs a host name: the one from
-    /// [`Handle::set_tls_hostname`], else the one connected to over TCP.
+    /// Whether to verify the server's certificate (default true): its
+    /// chain, on every transport, and its name when one is known (from
+    /// [`Handle::set_tls_hostname`], else the host connected to over TCP).
+    /// False keeps the session encrypted but accepts any certificate.
     pub fn set_tls_verify_peer(&self, verify: bool) -> Result<()> {
         let mut c = self.lock();
         c.check_state(CREATED)?;
@@ -90,6 +93,41 @@ impl Handle {
         let mut c = self.lock();
         c.check_state(CREATED)?;
         c.tls.psk_file = Some(PathBuf::from(file.as_ref()));
+        Ok(())
+    }
+
+    /// X.509 credentials from memory instead of a certificates directory
+    /// (beyond libnbd): the same checks apply as to the files of
+    /// [`Handle::set_tls_certificates`], which these replace.
+    pub fn set_tls_credentials(&self, credentials: TlsCredentials) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.credentials = Some(credentials);
+        Ok(())
+    }
+
+    /// A pre-shared key from memory instead of a PSK file (beyond
+    /// libnbd): `username` and its key, which authenticate both ends as
+    /// [`Handle::set_tls_psk_file`] does. The key is wiped from memory when
+    /// the handle is closed.
+    pub fn set_tls_psk(&self, username: &str, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::new(libc::EINVAL, "key: the key is empty"));
+        }
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.username = Some(username.to_string());
+        c.tls.psk_key = Some(Zeroizing::new(key.to_vec()));
+        Ok(())
+    }
+
+    /// The password of an encrypted client key, from a certificates
+    /// directory's `client-key.pem` or from [`TlsCredentials::client_pem`]
+    /// (beyond libnbd). Without it an encrypted key fails to load.
+    pub fn set_tls_key_password(&self, password: &[u8]) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.key_password = Some(Zeroizing::new(password.to_vec()));
         Ok(())
     }
 

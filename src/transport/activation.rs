@@ -142,12 +142,7 @@ pub(crate) fn spawn_socket_activation(
     }
     drop(listener);
     drop(env);
-    let child = Subprocess {
-        pid,
-        reaped: false,
-        term_on_close: true,
-        stderr: None,
-    };
+    let child = Subprocess::new(pid, argv[0].as_bytes(), true);
     Ok((child, guard, addr))
 }
 

@@ -21,29 +21,111 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
+use foreign_types_shared::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
-    SslStream, SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslStream,
+    SslVerifyMode, SslVersion,
 };
-use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{X509VerifyResult, X509};
+use openssl::x509::{X509Crl, X509VerifyResult, X509};
+use zeroize::Zeroizing;
 
 use super::Transport;
 use crate::{Error, Result};
 
+extern "C" {
+    /// libcrypto's; the openssl crate has no safe call for it.
+    fn X509_STORE_add_crl(store: *mut libc::c_void, crl: *mut libc::c_void) -> libc::c_int;
+}
+
 /// The largest TLS record's plaintext, and the most bytes buffered.
 const RECORD: usize = 16 * 1024;
+
+/// X.509 credentials as PEM bytes: what a certificates directory holds
+/// (`ca-cert.pem`, `client-cert.pem`, `client-key.pem`, `ca-crl.pem`),
+/// given from memory instead (beyond libnbd). The key is wiped from memory
+/// when the credentials are dropped.
+#[derive(Clone, Default)]
+pub struct TlsCredentials {
+    ca: Option<Vec<u8>>,
+    crl: Option<Vec<u8>>,
+    cert: Option<Vec<u8>>,
+    key: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for TlsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Which parts are there, never the key.
+        f.debug_struct("TlsCredentials")
+            .field("ca", &self.ca.is_some())
+            .field("crl", &self.crl.is_some())
+            .field("client_cert", &self.cert.is_some())
+            .field("client_key", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl TlsCredentials {
+    /// No credentials: the server is verified against the system's CAs.
+    pub fn new() -> TlsCredentials {
+        TlsCredentials::default()
+    }
+
+    /// The CA certificate(s) the server's chain must lead to, as PEM
+    /// (what `ca-cert.pem` holds). Without it the system's CAs are used.
+    pub fn ca_pem(mut self, pem: &[u8]) -> TlsCredentials {
+        self.ca = Some(pem.to_vec());
+        self
+    }
+
+    /// A certificate revocation list, as PEM (what `ca-crl.pem` holds).
+    pub fn crl_pem(mut self, pem: &[u8]) -> TlsCredentials {
+        self.crl = Some(pem.to_vec());
+        self
+    }
+
+    /// The client certificate (and any intermediate certificates after
+    /// it) and its private key, as PEM, for servers that ask for one. An
+    /// encrypted key needs the password of `Handle::set_tls_key_password`.
+    pub fn client_pem(mut self, cert: &[u8], key: &[u8]) -> TlsCredentials {
+        self.cert = Some(cert.to_vec());
+        self.key = Some(Zeroizing::new(key.to_vec()));
+        self
+    }
+}
+
+/// Where the pre-shared key comes from.
+#[derive(Clone)]
+pub(crate) enum PskSource {
+    /// `nbd_set_tls_psk_file`: a `username:hexkey` file, and the user name
+    /// to look up in it.
+    File(PathBuf, String),
+    /// A user name and its key, given from memory.
+    Key(String, Zeroizing<Vec<u8>>),
+}
+
+impl std::fmt::Debug for PskSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PskSource::File(file, user) => write!(f, "File({file:?}, {user:?})"),
+            PskSource::Key(user, _) => write!(f, "Key({user:?}, ...)"),
+        }
+    }
+}
 
 /// How the client authenticates, and what it checks of the server.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TlsConfig {
     /// `nbd_set_tls_certificates`; `None` searches the default directories.
     pub certificates: Option<PathBuf>,
-    /// `nbd_set_tls_psk_file` and the user name to look up in it.
-    pub psk: Option<(PathBuf, String)>,
+    /// Credentials from memory, used instead of any directory.
+    pub credentials: Option<TlsCredentials>,
+    /// The password of an encrypted client key.
+    pub key_password: Option<Zeroizing<Vec<u8>>>,
+    /// The pre-shared key: authenticates both ends instead of certificates.
+    pub psk: Option<PskSource>,
     /// Verify the server's certificate chain (`nbd_set_tls_verify_peer`).
     /// Ignored with a PSK, which authenticates both ends by itself.
     pub verify_peer: bool,
@@ -156,56 +238,97 @@ fn default_cert_dirs() -> Vec<PathBuf> {
     }
 }
 
-/// Loads `dir`'s certificates into `b`; false if it has no `ca-cert.pem`.
-fn load_cert_dir(b: &mut SslContextBuilder, dir: &Path) -> Result<bool> {
+/// Reads `dir`'s certificates; `None` if it has no `ca-cert.pem` (as in
+/// libnbd, the one file that must be there). The client certificate and
+/// key are read only when both are there.
+fn read_cert_dir(dir: &Path) -> Result<Option<TlsCredentials>> {
     let ca = dir.join("ca-cert.pem");
     if !readable(&ca) {
-        return Ok(false);
+        return Ok(None);
     }
-    let setup = |what: &Path| {
-        let what = what.display().to_string();
-        move |e: ErrorStack| ssl_setup_error(&what, e)
-    };
-    for cert in X509::stack_from_pem(&read_file(&ca)?).map_err(setup(&ca))? {
-        b.cert_store_mut().add_cert(cert).map_err(setup(&ca))?;
-    }
-    // A client certificate is optional.
+    let mut creds = TlsCredentials::new().ca_pem(&read_file(&ca)?);
     let (cert, key) = (dir.join("client-cert.pem"), dir.join("client-key.pem"));
     if readable(&cert) && readable(&key) {
-        let mut chain = X509::stack_from_pem(&read_file(&cert)?)
-            .map_err(setup(&cert))?
-            .into_iter();
-        let leaf = chain
-            .next()
-            .ok_or_else(|| Error::new(0, format!("{}: no certificate", cert.display())))?;
-        b.set_certificate(&leaf).map_err(setup(&cert))?;
-        for extra in chain {
-            b.add_extra_chain_cert(extra).map_err(setup(&cert))?;
-        }
-        let pkey = PKey::private_key_from_pem(&read_file(&key)?).map_err(setup(&key))?;
-        b.set_private_key(&pkey).map_err(setup(&key))?;
-        b.check_private_key().map_err(setup(&key))?;
+        let key = Zeroizing::new(read_file(&key)?);
+        creds = creds.client_pem(&read_file(&cert)?, &key);
     }
     let crl = dir.join("ca-crl.pem");
     if readable(&crl) {
-        let Some(path) = crl.to_str() else {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!("{}: path is not UTF-8", crl.display()),
-            ));
-        };
-        let lookup = b
-            .cert_store_mut()
-            .add_lookup(X509Lookup::file())
-            .map_err(setup(&crl))?;
-        lookup
-            .load_crl_file(path, SslFiletype::PEM)
-            .map_err(setup(&crl))?;
-        b.cert_store_mut()
-            .set_flags(X509VerifyFlags::CRL_CHECK)
-            .map_err(setup(&crl))?;
+        creds = creds.crl_pem(&read_file(&crl)?);
     }
-    Ok(true)
+    Ok(Some(creds))
+}
+
+/// Loads X.509 credentials into `b`, whether they came from a directory
+/// (`from` names it in errors) or from memory; without a CA, the system's
+/// CAs are trusted.
+fn load_credentials(
+    b: &mut SslContextBuilder,
+    creds: &TlsCredentials,
+    key_password: Option<&[u8]>,
+    from: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    let setup = |what: &str| {
+        let what = from(what);
+        move |e: ErrorStack| ssl_setup_error(&what, e)
+    };
+    match &creds.ca {
+        Some(pem) => {
+            let cas = X509::stack_from_pem(pem).map_err(setup("ca-cert.pem"))?;
+            if cas.is_empty() {
+                // Nothing could verify the server: say so now.
+                return Err(Error::new(
+                    0,
+                    format!("{}: no certificate found", from("ca-cert.pem")),
+                ));
+            }
+            for cert in cas {
+                b.cert_store_mut()
+                    .add_cert(cert)
+                    .map_err(setup("ca-cert.pem"))?;
+            }
+        }
+        None => b
+            .set_default_verify_paths()
+            .map_err(|e| ssl_setup_error("TLS setup", e))?,
+    }
+    if let (Some(cert), Some(key)) = (&creds.cert, &creds.key) {
+        let mut chain = X509::stack_from_pem(cert)
+            .map_err(setup("client-cert.pem"))?
+            .into_iter();
+        let leaf = chain
+            .next()
+            .ok_or_else(|| Error::new(0, format!("{}: no certificate", from("client-cert.pem"))))?;
+        b.set_certificate(&leaf).map_err(setup("client-cert.pem"))?;
+        for extra in chain {
+            b.add_extra_chain_cert(extra)
+                .map_err(setup("client-cert.pem"))?;
+        }
+        let pkey = match key_password {
+            Some(pw) => PKey::private_key_from_pem_passphrase(key, pw),
+            // An encrypted key without a password fails rather than
+            // OpenSSL asking on the terminal.
+            None => PKey::private_key_from_pem_callback(key, |_| Ok(0)),
+        }
+        .map_err(setup("client-key.pem"))?;
+        b.set_private_key(&pkey).map_err(setup("client-key.pem"))?;
+        b.check_private_key().map_err(setup("client-key.pem"))?;
+    }
+    if let Some(pem) = &creds.crl {
+        let crl = X509Crl::from_pem(pem).map_err(setup("ca-crl.pem"))?;
+        let store = b.cert_store_mut();
+        // SAFETY: both pointers are valid for the call; X509_STORE_add_crl
+        // takes its own reference to the CRL (which the openssl crate has
+        // no safe call for).
+        let rc = unsafe { X509_STORE_add_crl(store.as_ptr().cast(), crl.as_ptr().cast()) };
+        if rc != 1 {
+            return Err(setup("ca-crl.pem")(ErrorStack::get()));
+        }
+        store
+            .set_flags(X509VerifyFlags::CRL_CHECK)
+            .map_err(setup("ca-crl.pem"))?;
+    }
+    Ok(())
 }
 
 /// Builds the client context the configuration describes.
@@ -218,8 +341,13 @@ fn context(config: &TlsConfig) -> Result<SslContext> {
     b.set_mode(SslMode::ENABLE_PARTIAL_WRITE | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup)?;
-    if let Some((file, username)) = &config.psk {
-        let key = lookup_psk(file, username)?;
+    if let Some(psk) = &config.psk {
+        let (username, key) = match psk {
+            PskSource::File(file, username) => {
+                (username, Zeroizing::new(lookup_psk(file, username)?))
+            }
+            PskSource::Key(username, key) => (username, key.clone()),
+        };
         let mut identity = username.as_bytes().to_vec();
         identity.push(0);
         // Only PSK key exchanges in TLS 1.2: a server must prove it holds
@@ -238,22 +366,30 @@ fn context(config: &TlsConfig) -> Result<SslContext> {
         b.set_verify(SslVerifyMode::PEER);
         return Ok(b.build());
     }
-    let found = match &config.certificates {
-        Some(dir) => load_cert_dir(&mut b, dir)?,
-        None => {
-            let mut found = false;
-            for dir in default_cert_dirs() {
-                if load_cert_dir(&mut b, &dir)? {
-                    found = true;
-                    break;
-                }
+    let password = config.key_password.as_deref().map(Vec::as_slice);
+    if let Some(creds) = &config.credentials {
+        load_credentials(&mut b, creds, password, &|what| {
+            format!("{what} (in memory)")
+        })?;
+    } else {
+        let dirs = match &config.certificates {
+            Some(dir) => vec![dir.clone()],
+            None => default_cert_dirs(),
+        };
+        let mut found = None;
+        for dir in dirs {
+            if let Some(creds) = read_cert_dir(&dir)? {
+                found = Some((dir, creds));
+                break;
             }
-            found
         }
-    };
-    if !found {
-        // No CA of our own: trust the system's.
-        b.set_default_verify_paths().map_err(setup)?;
+        match found {
+            Some((dir, creds)) => load_credentials(&mut b, &creds, password, &|what| {
+                dir.join(what).display().to_string()
+            })?,
+            // No CA of our own: trust the system's.
+            None => b.set_default_verify_paths().map_err(setup)?,
+        }
     }
     b.set_verify(if config.verify_peer {
         SslVerifyMode::PEER
