@@ -883,6 +883,11 @@ int nbd_can_meta_context(struct nbd_handle *h, const char *metacontext)
  * # Return value
  * The size, or -1 on error.
  *
+ * # Errors
+ * - `EINVAL`: the server has not sent the size yet (while negotiating, before
+ *   `nbd_opt_info`).
+ * - `EOVERFLOW`: the server claims a size that does not fit in an `int64_t`.
+ *
  * # Handle state
  * The handle must be negotiating, connected with the server, or shut down: the
  * answer comes from the handshake.
@@ -910,6 +915,8 @@ int64_t nbd_get_size(struct nbd_handle *h)
  *   not support the command (see the strict mode, `nbd_set_strict_mode`).
  * - Any error the server reports for the command, such as `EIO`, or one of the
  *   connection.
+ * - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+ *   in `nbd_get_block_size`).
  *
  * # Handle state
  * The handle must be connected with the server: the handshake is over and the
@@ -961,7 +968,9 @@ int nbd_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t
  * Writes `count` bytes from `buf` at `offset` of the export, and waits until
  * the server has replied. With `LIBNBD_CMD_FLAG_FUA` in `flags`, the server
  * only replies once the data is durable (see `nbd_can_fua`); otherwise use
- * `nbd_flush`.
+ * `nbd_flush`. `flags` may also have `LIBNBD_CMD_FLAG_PAYLOAD_LEN`, which only
+ * matters with extended headers; with `LIBNBD_STRICT_AUTO_FLAG` in the strict
+ * mode, the client sets or clears it itself.
  *
  * # Return value
  * 0 when the server has done it, -1 on error.
@@ -971,6 +980,8 @@ int nbd_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t
  *   not support the command (see the strict mode, `nbd_set_strict_mode`).
  * - Any error the server reports for the command, such as `EIO`, or one of the
  *   connection.
+ * - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+ *   in `nbd_get_block_size`).
  *
  * # Handle state
  * The handle must be connected with the server: the handshake is over and the

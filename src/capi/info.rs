@@ -12,6 +12,11 @@ use crate::{Handle, Result};
 /// # Return value
 /// The size, or -1 on error.
 ///
+/// # Errors
+/// - `EINVAL`: the server has not sent the size yet (while negotiating, before
+///   `nbd_opt_info`).
+/// - `EOVERFLOW`: the server claims a size that does not fit in an `int64_t`.
+///
 /// # Handle state
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.

@@ -22,6 +22,8 @@ use super::{check_nonnull, nbd_handle, with_handle};
 ///   not support the command (see the strict mode, `nbd_set_strict_mode`).
 /// - Any error the server reports for the command, such as `EIO`, or one of the
 ///   connection.
+/// - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+///   in `nbd_get_block_size`).
 ///
 /// # Handle state
 /// The handle must be connected with the server: the handshake is over and the
@@ -56,7 +58,9 @@ pub extern "C" fn nbd_pread(
 /// Writes `count` bytes from `buf` at `offset` of the export, and waits until
 /// the server has replied. With `LIBNBD_CMD_FLAG_FUA` in `flags`, the server
 /// only replies once the data is durable (see `nbd_can_fua`); otherwise use
-/// `nbd_flush`.
+/// `nbd_flush`. `flags` may also have `LIBNBD_CMD_FLAG_PAYLOAD_LEN`, which only
+/// matters with extended headers; with `LIBNBD_STRICT_AUTO_FLAG` in the strict
+/// mode, the client sets or clears it itself.
 ///
 /// # Return value
 /// 0 when the server has done it, -1 on error.
@@ -66,6 +70,8 @@ pub extern "C" fn nbd_pread(
 ///   not support the command (see the strict mode, `nbd_set_strict_mode`).
 /// - Any error the server reports for the command, such as `EIO`, or one of the
 ///   connection.
+/// - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+///   in `nbd_get_block_size`).
 ///
 /// # Handle state
 /// The handle must be connected with the server: the handshake is over and the
