@@ -3,9 +3,10 @@
 #
 #   make                 cargo build --release, then link build/libnbd.so.0.0.0
 #   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR,
-#                        PKGCONFIGDIR overridable)
+#                        PKGCONFIGDIR, MANDIR overridable)
 #   make check           every test; ends with "N passed, N failed"
 #   make example         stage an install in build/install and run the seed example
+#   make check-man       stage an install in build/man-stage and check its man pages
 #   make clean
 #
 # The shared library is linked here, not by rustc: rustc gives a cdylib its
@@ -20,6 +21,7 @@ EXEC_PREFIX  ?= $(PREFIX)
 LIBDIR       ?= $(EXEC_PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR       ?= $(PREFIX)/share/man
 DESTDIR      ?=
 
 CARGO ?= cargo
@@ -30,6 +32,8 @@ RUST_OUT  := $(or $(CARGO_TARGET_DIR),target)/release
 STATICLIB := $(RUST_OUT)/libnbd.a
 # Written by build.rs next to the staticlib.
 SYMS      := $(RUST_OUT)/libnbd.syms
+# The man pages, also written by build.rs: one per call and libnbd.3.
+MAN3      := $(RUST_OUT)/man/man3
 
 # What the Rust staticlib needs from the system, as
 # `cargo rustc --release --crate-type staticlib -- --print native-static-libs`
@@ -49,7 +53,7 @@ STAGE := $(CURDIR)/build/install
         check-deps check-cargo-test check-shlib check-header check-abi \
         check-stale-header check-c-tests check-valgrind check-example check-fuzz fuzz \
         check-real-programs check-c-tests-oracle check-oracle-compare oracle \
-        check-tls-verify check-ssh-uri
+        check-tls-verify check-ssh-uri check-man
 
 all: cargo-build
 	@$(MAKE) --no-print-directory link
@@ -80,7 +84,8 @@ pc_includedir  = $(if $(filter $(PREFIX)/include,$(INCLUDEDIR)),$${prefix}/inclu
 pc_libs_private = $(filter-out -lc,$(NATIVE_LIBS))
 
 install: all
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	  $(DESTDIR)$(MANDIR)/man3
 	$(INSTALL) -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libnbd.so.0.0.0
 	ln -sfn libnbd.so.0.0.0 $(DESTDIR)$(LIBDIR)/libnbd.so.0
 	ln -sfn libnbd.so.0 $(DESTDIR)$(LIBDIR)/libnbd.so
@@ -94,12 +99,14 @@ install: all
 	    -e 's|@LIBS_PRIVATE@|$(pc_libs_private)|g' \
 	    pkgconfig/libnbd.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
+	$(INSTALL) -m 644 $(MAN3)/*.3 $(DESTDIR)$(MANDIR)/man3/
 
 # The seed example against a staged install.
 example: all
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install DESTDIR= PREFIX=$(STAGE) EXEC_PREFIX=$(STAGE) \
-	  LIBDIR=$(STAGE)/lib INCLUDEDIR=$(STAGE)/include PKGCONFIGDIR=$(STAGE)/lib/pkgconfig
+	  LIBDIR=$(STAGE)/lib INCLUDEDIR=$(STAGE)/include PKGCONFIGDIR=$(STAGE)/lib/pkgconfig \
+	  MANDIR=$(STAGE)/share/man
 	tests/run-example.sh $(STAGE)
 
 # --- make check ---------------------------------------------------------------
@@ -107,7 +114,7 @@ example: all
 # kept in build/check-STEP.log.  A step that prints a line starting with
 # "SKIP:" and succeeds is counted as skipped.
 CHECK_STEPS := deps cargo-test shlib header abi stale-header c-tests c-tests-oracle \
-               oracle-compare tls-verify ssh-uri valgrind example fuzz real-programs
+               oracle-compare tls-verify ssh-uri valgrind example man fuzz real-programs
 
 check:
 	@mkdir -p build; \
@@ -209,6 +216,16 @@ check-valgrind: all
 	fi
 
 check-example: example
+
+# The man pages of a staged install: one for every call in src/abi.rs,
+# each SYNOPSIS the header's prototype, rendered by man without warnings.
+MAN_STAGE := $(CURDIR)/build/man-stage
+check-man: all
+	rm -rf $(MAN_STAGE)
+	$(MAKE) --no-print-directory install DESTDIR= PREFIX=$(MAN_STAGE) EXEC_PREFIX=$(MAN_STAGE) \
+	  LIBDIR=$(MAN_STAGE)/lib INCLUDEDIR=$(MAN_STAGE)/include \
+	  PKGCONFIGDIR=$(MAN_STAGE)/lib/pkgconfig MANDIR=$(MAN_STAGE)/share/man >/dev/null
+	tests/man/run.sh $(MAN_STAGE) src/abi.rs
 
 # libnbd's programs (nbdinfo, nbdcopy, nbddump, nbdsh, nbdfuse: the oracle's
 # 1.22.2 builds and Debian's 1.14 ones; nbdkit's nbd plugin) on our library,

@@ -8,6 +8,10 @@
 //!   `abi::NODES`, each inheriting the one before. It is written to
 //!   `OUT_DIR` and next to the built staticlib (`target/<profile>/`), where
 //!   the Makefile picks it up.
+//! * `man/man3/*.3`: a man page for every call and the `libnbd(3)`
+//!   overview (`build_man.rs`), from the same cbindgen output as the header
+//!   (so from the doc comments in `src/capi`) and the same table; written
+//!   next to the staticlib, where `make install` picks them up.
 //!
 //! `src/abi.rs` is the one list of exported calls; it is compiled into this
 //! script as a module so nothing here repeats it. Files are only rewritten
@@ -16,6 +20,9 @@
 #[path = "src/abi.rs"]
 #[allow(dead_code)]
 mod abi;
+
+#[path = "build_man.rs"]
+mod man;
 
 use std::collections::{BTreeSet, HashMap};
 use std::env;
@@ -62,6 +69,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build_man.rs");
 
     let script = version_script();
     write_if_changed(&out_dir.join("libnbd.syms"), &script);
@@ -69,8 +77,85 @@ fn main() {
         write_if_changed(&dir.join("libnbd.syms"), &script);
     }
 
-    let header = header(&root);
+    check_doc_comments(&root.join("src/capi"));
+    let types_rs = fs::read_to_string(root.join("src/capi/types.rs")).unwrap_or_default();
+    let parsed = run_cbindgen(&root, &types_rs);
+    let header = header(&parsed, &types_rs);
     write_if_changed(&root.join("include").join("libnbd.h"), &header);
+
+    let man_dir = profile_dir(&out_dir).unwrap_or(out_dir).join("man");
+    man_pages(&root, &parsed, &man_dir);
+}
+
+/// The man pages (see `build_man.rs`): `man3/<call>.3` for every call in
+/// `abi::SYMBOLS` and `man3/libnbd.3`, under `dir`. Pages of calls no
+/// longer in the table are removed.
+fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
+    let handle_rs = fs::read_to_string(root.join("src/handle/mod.rs")).unwrap_or_default();
+    let version = handle_rs
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pub const VERSION: &str = \""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("")
+        .to_string();
+    let calls: Vec<man::Call<'_>> = abi::SYMBOLS
+        .iter()
+        .filter_map(|sym| {
+            let text = parsed.functions.get(sym.name)?;
+            Some(man::Call {
+                name: sym.name,
+                node: sym.node,
+                text,
+                attrs: attributes(sym.name, text.trim_end()),
+            })
+        })
+        .collect();
+    let names: BTreeSet<&str> = calls.iter().map(|c| c.name).collect();
+    let man3 = dir.join("man3");
+    let mut wanted = BTreeSet::new();
+    for call in &calls {
+        let file = format!("{}.3", call.name);
+        write_if_changed(&man3.join(&file), &man::call_page(call, &names, &version));
+        wanted.insert(file);
+    }
+    write_if_changed(
+        &man3.join("libnbd.3"),
+        &man::overview_page(&calls, abi::NODES, &version),
+    );
+    wanted.insert("libnbd.3".to_string());
+    if let Ok(entries) = fs::read_dir(&man3) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".3") && !wanted.contains(&name) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The doc comments of `src/capi` become C comments in the header: a `*/`
+/// in one would end its comment early and break the declaration after it.
+fn check_doc_comments(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let doc = line.trim_start();
+            if doc.starts_with("///") && doc.contains("*/") {
+                panic!(
+                    "{}:{}: a doc comment there contains \"*/\", which would end its \
+                     comment in include/libnbd.h",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
 }
 
 /// `<target>/<profile>` (where cargo puts `libnbd.a`), from
@@ -513,10 +598,7 @@ fn write_functions(h: &mut String, functions: &HashMap<String, String>) {
     }
 }
 
-fn header(root: &Path) -> String {
-    let types_rs = fs::read_to_string(root.join("src/capi/types.rs")).unwrap_or_default();
-    let parsed = run_cbindgen(root, &types_rs);
-
+fn header(parsed: &Parsed, types_rs: &str) -> String {
     let mut h = String::new();
     h.push_str(
         "/* libnbd.h: the C interface of rust-libnbd, a Network Block Device\n \
@@ -540,7 +622,7 @@ fn header(root: &Path) -> String {
     write_callbacks(&mut h, &parsed.structs);
     write_functions(&mut h, &parsed.functions);
 
-    let strings = string_consts(&types_rs);
+    let strings = string_consts(types_rs);
     if !strings.is_empty() {
         h.push_str("/* Metadata namespaces and contexts. */\n");
         for (name, value) in &strings {

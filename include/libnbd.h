@@ -177,70 +177,161 @@ typedef struct {
 #define NBD_NULL_COMPLETION ((nbd_completion_callback) { .callback = NULL })
 
 /**
- * Closes the connection, kills and reaps any subprocess, frees the handle.
- * NULL is harmless.
+ * Closes the connection, stops any subprocess and frees the handle.
+ *
+ * The connection to the server, if any, is closed at once, without the clean
+ * disconnect of `nbd_shutdown`; commands still in flight are abandoned. A
+ * server the handle started (with `nbd_connect_command` or
+ * `nbd_connect_systemd_socket_activation`) is made to exit (its connection
+ * closes; SIGTERM, then SIGKILL if it lingers) and is reaped. Callbacks still
+ * held by the handle have their free functions called. After this, `h` must
+ * not be used again.
+ *
+ * Passing NULL does nothing.
  */
 void nbd_close(struct nbd_handle *h);
 #define LIBNBD_HAVE_NBD_CLOSE                    1
 
 /**
- * Creates a handle; NULL on failure.
+ * Creates a new handle.
+ *
+ * A handle holds the settings and, once connected, one connection to one NBD
+ * server. It starts newly created and unconnected: change its settings with
+ * the `nbd_set_*` calls, then connect it with `nbd_connect_uri` or one of the
+ * other `nbd_connect_*` calls. Release it with `nbd_close`.
+ *
+ * # Return value
+ * The new handle, or NULL on error (`nbd_get_error` says why).
+ *
+ * # Example
+ * ```c
+ * struct nbd_handle *nbd = nbd_create ();
+ * if (nbd == NULL) {
+ *   fprintf (stderr, "%s\n", nbd_get_error ());
+ *   exit (EXIT_FAILURE);
+ * }
+ * // ... use the handle ...
+ * nbd_close (nbd);
+ * ```
  */
 struct nbd_handle *nbd_create(void)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (nbd_close);
 #define LIBNBD_HAVE_NBD_CREATE                   1
 
 /**
- * The message of this thread's last failed call, or NULL if none failed.
+ * Returns the message of the last error in this thread.
+ *
+ * Every call that fails records, for the thread that made it, a message that
+ * starts with the call's name and describes what went wrong. The message stays
+ * until the next failing call in the same thread; calls that succeed leave it
+ * alone.
+ *
+ * # Return value
+ * The message, which the caller must not free and which is only valid until
+ * the next call into the library from this thread; or NULL if no call has
+ * failed in this thread.
+ *
+ * # Errors
+ * This call does not fail.
  */
 const char *nbd_get_error(void);
 #define LIBNBD_HAVE_NBD_GET_ERROR                1
 
 /**
- * The errno of this thread's last failed call, or 0.
+ * Returns the errno of the last error in this thread.
+ *
+ * A failing call records an error number along with its message (see
+ * `nbd_get_error`), and also leaves it in `errno`; this call returns the
+ * recorded one, which later calls of other libraries cannot overwrite.
+ *
+ * # Return value
+ * The error number, or 0 if no call has failed in this thread.
+ *
+ * # Errors
+ * This call does not fail.
  */
 int nbd_get_errno(void);
 #define LIBNBD_HAVE_NBD_GET_ERRNO                1
 
 /**
  * Turns debug messages on or off.
+ *
+ * With `debug` true, the handle describes what it does: each call made on it,
+ * with its result, and the steps of the connection. Messages go to standard
+ * error, or to the callback set with `nbd_set_debug_callback`. Setting the
+ * environment variable `LIBNBD_DEBUG=1` turns debugging on in every new
+ * handle.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
  */
 int nbd_set_debug(struct nbd_handle *h, bool debug)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_DEBUG                1
 
 /**
- * Whether debug messages are on.
+ * Returns whether debug messages are on.
+ *
+ * See `nbd_set_debug`.
+ *
+ * # Return value
+ * 1 if debugging is on, 0 if it is off, -1 on error.
  */
 int nbd_get_debug(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_DEBUG                1
 
 /**
- * Sends debug messages to `debug_callback` instead of stderr. The
- * previous callback, if any, is freed. The callback's free function runs
- * when it is replaced or cleared, or at `nbd_close`.
+ * Sends the handle's debug messages to a callback.
+ *
+ * Instead of standard error, debug messages (see `nbd_set_debug`) go to
+ * `debug_callback`, which receives the name of the call or context that
+ * emitted the message and the message. A callback set before is replaced, and
+ * its free function is called. This one's free function is called when it is
+ * replaced or cleared (`nbd_clear_debug_callback`), or when the handle is
+ * closed.
+ *
+ * Setting the callback does not turn debugging on.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
  */
 int nbd_set_debug_callback(struct nbd_handle *h, nbd_debug_callback debug_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_DEBUG_CALLBACK       1
 
 /**
- * Removes (and frees) the debug callback, if any.
+ * Removes the debug callback.
+ *
+ * Debug messages go to standard error again. The callback's free function, if
+ * it has one, is called. Without a callback set, this does nothing.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
  */
 int nbd_clear_debug_callback(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CLEAR_DEBUG_CALLBACK     1
 
 /**
- * Sets the name used for this handle in debug messages.
+ * Sets the name of the handle.
+ *
+ * The name starts each debug message the handle emits (see `nbd_set_debug`),
+ * which tells handles apart in a program that has several. Each handle has a
+ * generated name until one is set; the string `handle_name` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
  */
 int nbd_set_handle_name(struct nbd_handle *h, const char *handle_name)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_HANDLE_NAME          1
 
 /**
- * The handle's name, in memory the caller frees.
+ * Returns the name of the handle.
+ *
+ * This is the name set with `nbd_set_handle_name`, or the name generated for
+ * the handle when it was created.
  */
 char *nbd_get_handle_name(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -248,14 +339,35 @@ char *nbd_get_handle_name(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_HANDLE_NAME          1
 
 /**
- * Sets the export name to ask the server for.
+ * Sets the name of the export to ask the server for.
+ *
+ * An NBD server may offer several exports (disks), each by name; the default
+ * is the empty name, which the server maps to its default export. The name
+ * must be set before the handshake asks for the export, that is before
+ * connecting, or while negotiating in option mode before `nbd_opt_go` or
+ * `nbd_opt_info`. The string `export_name` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `ENAMETOOLONG`: the name is longer than the NBD protocol allows (4096
+ *   bytes).
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_set_export_name(struct nbd_handle *h, const char *export_name)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_EXPORT_NAME          1
 
 /**
- * The export name, in memory the caller frees.
+ * Returns the name of the export asked for.
+ *
+ * This is the name set with `nbd_set_export_name` (or given by the URI passed
+ * to `nbd_connect_uri`), the empty string by default. The name the server
+ * calls the export may differ: see `nbd_get_canonical_export_name`.
  */
 char *nbd_get_export_name(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -263,49 +375,118 @@ char *nbd_get_export_name(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_EXPORT_NAME          1
 
 /**
- * Sets whether TLS is disabled, allowed or required (a `LIBNBD_TLS_*` value).
+ * Sets whether the connection uses TLS.
+ *
+ * `tls` is one of:
+ * - `LIBNBD_TLS_DISABLE`: no TLS (the default);
+ * - `LIBNBD_TLS_ALLOW`: TLS if the server offers it, else in clear;
+ * - `LIBNBD_TLS_REQUIRE`: TLS, or no connection.
+ *
+ * With TLS, the server is authenticated by its X.509 certificate (see
+ * `nbd_set_tls_certificates`, `nbd_set_tls_verify_peer`) or by a pre-shared
+ * key (see `nbd_set_tls_psk_file`). Whether TLS was used is told by
+ * `nbd_get_tls_negotiated`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `tls` is not a `LIBNBD_TLS_*` value.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls(struct nbd_handle *h, int tls)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_TLS                  1
 
 /**
- * The TLS setting chosen with `nbd_set_tls`.
+ * Returns the TLS setting.
+ *
+ * # Return value
+ * The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
  */
 int nbd_get_tls(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS                  1
 
 /**
- * Sets the directory holding the TLS certificates.
+ * Sets the directory of the X.509 files used for TLS.
+ *
+ * The directory holds the CA certificate the server's certificate is checked
+ * against (`ca-cert.pem`) and, for servers that ask for one, the client's
+ * certificate and key (`client-cert.pem`, `client-key.pem`). Without this
+ * setting, a few default directories are searched for these files, and if none
+ * has a CA certificate the system's CA certificates are trusted. The string
+ * `dir` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls_certificates(struct nbd_handle *h, const char *dir)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_CERTIFICATES     1
 
 /**
- * Chooses whether the server's TLS certificate is verified.
+ * Sets whether the server's TLS certificate is verified.
+ *
+ * On by default: the connection fails unless the server's certificate is
+ * signed by a trusted CA and names the server. Turning it off makes TLS open
+ * to impersonation.
+ *
+ * The setting is read back with `nbd_get_tls_verify_peer`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls_verify_peer(struct nbd_handle *h, bool verify)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_TLS_VERIFY_PEER      1
 
 /**
- * Whether the server's TLS certificate will be verified.
+ * Returns whether the server's TLS certificate is verified.
+ *
+ * This is the value set with `nbd_set_tls_verify_peer`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_tls_verify_peer(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_VERIFY_PEER      1
 
 /**
- * Sets the user name for TLS with pre-shared keys.
+ * Sets the user name for TLS.
+ *
+ * With pre-shared keys (`nbd_set_tls_psk_file`), it picks the key to use.
+ * Without this setting, the name of the user running the program is used. The
+ * string `username` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls_username(struct nbd_handle *h, const char *username)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_USERNAME         1
 
 /**
- * The user name for TLS with pre-shared keys; the caller frees it.
+ * Returns the user name for TLS.
+ *
+ * This is the name set with `nbd_set_tls_username`, else the name of the user
+ * running the program.
  */
 char *nbd_get_tls_username(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -313,21 +494,74 @@ char *nbd_get_tls_username(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_TLS_USERNAME         1
 
 /**
- * Sets the file of TLS pre-shared keys.
+ * Sets the file of pre-shared keys for TLS.
+ *
+ * Each line of the file is `username:key`, the key in hexadecimal. With this
+ * setting, TLS authenticates both ends with the key of the user (see
+ * `nbd_set_tls_username`) instead of certificates. The string `filename` is
+ * copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls_psk_file(struct nbd_handle *h, const char *filename)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_PSK_FILE         1
 
 /**
- * Adds a meta context to request.
+ * Adds a meta context to ask the server for.
+ *
+ * A meta context is a kind of block status information, named as in
+ * `"base:allocation"` (`LIBNBD_CONTEXT_BASE_ALLOCATION`: which parts of the
+ * export are holes or read as zeroes). The handshake asks the server for every
+ * context added; those it agrees to can then be queried with
+ * `nbd_block_status_64`, and `nbd_can_meta_context` tells which. The string
+ * `name` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_add_meta_context(struct nbd_handle *h, const char *name)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_ADD_META_CONTEXT         1
 
 /**
- * Connects to the server an NBD URI names.
+ * Connects to the server and export an NBD URI names.
+ *
+ * `uri` names the transport, server, export and TLS use, for example
+ * `nbd://example.com/disk`, `nbds://example.com:10809/` (TLS required),
+ * `nbd+unix:///disk?socket=/tmp/sock` or `nbd+vsock://2:10809/`. The export
+ * name and TLS setting it gives replace those of the handle. Which URIs are
+ * accepted can be limited with `nbd_set_uri_allow_transports`,
+ * `nbd_set_uri_allow_tls` and `nbd_set_uri_allow_local_file`.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
+ *
+ * # Example
+ * ```c
+ * if (nbd_connect_uri (nbd, "nbd://localhost/") == -1) {
+ *   fprintf (stderr, "%s\n", nbd_get_error ());
+ *   exit (EXIT_FAILURE);
+ * }
+ * ```
  */
 int nbd_connect_uri(struct nbd_handle *h, const char *uri)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -335,6 +569,20 @@ int nbd_connect_uri(struct nbd_handle *h, const char *uri)
 
 /**
  * Connects to a server on a Unix domain socket.
+ *
+ * `unixsocket` is the path of the socket.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_connect_unix(struct nbd_handle *h, const char *unixsocket)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -342,111 +590,402 @@ int nbd_connect_unix(struct nbd_handle *h, const char *unixsocket)
 
 /**
  * Connects to a server over TCP.
+ *
+ * `hostname` is a host name or address, and `port` a port number or service
+ * name (such as `"10809"` or `"nbd"`). Each address the name resolves to is
+ * tried in turn.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2, 3);
 #define LIBNBD_HAVE_NBD_CONNECT_TCP              1
 
 /**
- * Runs `argv` as a server subprocess and connects to it.
+ * Runs an NBD server as a subprocess and connects to it.
+ *
+ * `argv` is the command and its arguments, a NULL-terminated array of strings
+ * as for execvp(3): `argv[0]` is looked up in the `PATH`. The command runs
+ * with its standard input and output connected to the handle, and must serve
+ * NBD on them (as `nbdkit -s` does). It is stopped when the handle is closed;
+ * see also `nbd_get_subprocess_pid` and `nbd_kill_subprocess`.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
+ *
+ * # Example
+ * ```c
+ * char *argv[] = { "nbdkit", "-s", "--exit-with-parent",
+ *                  "memory", "size=1M", NULL };
+ * if (nbd_connect_command (nbd, argv) == -1) {
+ *   fprintf (stderr, "%s\n", nbd_get_error ());
+ *   exit (EXIT_FAILURE);
+ * }
+ * ```
  */
 int nbd_connect_command(struct nbd_handle *h, char **argv)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_COMMAND          1
 
 /**
- * 1 if the export is read-only.
+ * Returns whether the export is read-only.
+ *
+ * On a read-only export, writes, trims and zeroes fail.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_is_read_only(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_IS_READ_ONLY             1
 
 /**
- * 1 if the server supports flush.
+ * Returns whether the server supports flush (`nbd_flush`).
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_flush(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FLUSH                1
 
 /**
- * 1 if the server supports the FUA flag.
+ * Returns whether the server supports forced unit access.
+ *
+ * Forced unit access is the `LIBNBD_CMD_FLAG_FUA` flag of writes, trims and
+ * zeroes: the command returns only once its data is durable.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_fua(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FUA                  1
 
 /**
- * 1 if the export is on a rotational medium.
+ * Returns whether the export is on a rotational medium.
+ *
+ * On a rotational medium (a spinning disk) seeks are costly, so reading and
+ * writing in order pays.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_is_rotational(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_IS_ROTATIONAL            1
 
 /**
- * 1 if the server supports trim.
+ * Returns whether the server supports trim (`nbd_trim`).
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_trim(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_TRIM                 1
 
 /**
- * 1 if the server supports write-zeroes.
+ * Returns whether the server supports writing zeroes (`nbd_zero`).
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_zero(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_ZERO                 1
 
 /**
- * 1 if the server supports the don't-fragment flag on reads.
+ * Returns whether the server supports the don't-fragment flag.
+ *
+ * The flag is `LIBNBD_CMD_FLAG_DF` of `nbd_pread_structured`: the server then
+ * answers with one data chunk.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_df(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_DF                   1
 
 /**
- * 1 if several connections to the export see consistent data.
+ * Returns whether several connections to the export are consistent.
+ *
+ * When true, data written and flushed through one connection to the export is
+ * seen by reads on the others, so a program may spread its commands over
+ * several handles connected to the same export.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_multi_conn(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_MULTI_CONN           1
 
 /**
- * 1 if the server supports cache.
+ * Returns whether the server supports cache requests (`nbd_cache`).
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_cache(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_CACHE                1
 
 /**
- * 1 if the server agreed to meta context `metacontext`.
+ * Returns whether the server agreed to a meta context.
+ *
+ * `metacontext` is a context name, as passed to `nbd_add_meta_context`.
+ *
+ * # Return value
+ * 1 if the server agreed to it, 0 if not, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_meta_context(struct nbd_handle *h, const char *metacontext)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CAN_META_CONTEXT         1
 
 /**
- * The export's size in bytes.
+ * Returns the size of the export in bytes.
+ *
+ * The server tells the size during the handshake.
+ *
+ * # Return value
+ * The size, or -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the size yet (while negotiating, before
+ *   `nbd_opt_info`).
+ * - `EOVERFLOW`: the server claims a size that does not fit in an `int64_t`.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int64_t nbd_get_size(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_SIZE                 1
 
 /**
- * Reads `count` bytes at `offset` into `buf`.
+ * Reads from the export.
+ *
+ * Reads `count` bytes at `offset` of the export into `buf`, and waits until
+ * they are there. A read past the end of the export fails. No flags are
+ * defined for this call: `flags` must be 0.
+ *
+ * If the server fails the read, the contents of `buf` are unspecified, except
+ * that they are zeroed when `nbd_set_pread_initialize` is on (the default), so
+ * stale data never shows.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ * - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+ *   in `nbd_get_block_size`).
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
+ *
+ * # Example
+ * ```c
+ * char buf[512];
+ * if (nbd_pread (nbd, buf, sizeof buf, 0, 0) == -1) {
+ *   fprintf (stderr, "%s\n", nbd_get_error ());
+ *   exit (EXIT_FAILURE);
+ * }
+ * ```
  */
 int nbd_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_PREAD                    1
 
 /**
- * Reads with a callback per reply chunk, waiting for the whole reply.
+ * Reads from the export, calling back for each piece of the reply.
+ *
+ * Reads `count` bytes at `offset` into `buf`, as `nbd_pread`, and calls
+ * `chunk_callback` for each piece of the server's reply: with the part of
+ * `buf` it fills (`subbuf`, its length and offset in the export) and a
+ * `status` of `LIBNBD_READ_DATA`, `LIBNBD_READ_HOLE` or `LIBNBD_READ_ERROR`.
+ * The callback returns 0 to go on, or -1 with `*error` set to fail the read.
+ * `flags` may have `LIBNBD_CMD_FLAG_DF` (see `nbd_can_df`).
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_PREAD_STRUCTURED         1
 
 /**
- * Writes `count` bytes from `buf` at `offset`.
+ * Writes to the export.
+ *
+ * Writes `count` bytes from `buf` at `offset` of the export, and waits until
+ * the server has replied. With `LIBNBD_CMD_FLAG_FUA` in `flags`, the server
+ * only replies once the data is durable (see `nbd_can_fua`); otherwise use
+ * `nbd_flush`. `flags` may also have `LIBNBD_CMD_FLAG_PAYLOAD_LEN`, which only
+ * matters with extended headers; with `LIBNBD_STRICT_AUTO_FLAG` in the strict
+ * mode, the client sets or clears it itself.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ * - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+ *   in `nbd_get_block_size`).
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -454,48 +993,175 @@ int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t off
 
 /**
  * Disconnects from the server cleanly.
+ *
+ * Sends the disconnect request after the commands already issued, and waits
+ * until the server has closed the connection; the handle is then closed
+ * (`nbd_aio_is_closed`) and must still be freed with `nbd_close`. With
+ * `LIBNBD_SHUTDOWN_ABANDON_PENDING` in `flags`, commands not yet sent are
+ * failed instead of sent.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has bits outside `LIBNBD_SHUTDOWN_MASK`.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_shutdown(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SHUTDOWN                 1
 
 /**
- * Makes written data durable on the server.
+ * Makes the data written so far durable.
+ *
+ * The server commits every write it has completed to stable storage before
+ * replying. Needs server support: see `nbd_can_flush`. No flags are defined:
+ * `flags` must be 0.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_flush(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_FLUSH                    1
 
 /**
- * Discards `count` bytes at `offset`.
+ * Discards a range of the export.
+ *
+ * Tells the server the `count` bytes at `offset` are no longer needed; what
+ * reading them returns afterwards is up to the server. Needs server support:
+ * see `nbd_can_trim`. `flags` may have `LIBNBD_CMD_FLAG_FUA`.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_TRIM                     1
 
 /**
- * Asks the server to prefetch `count` bytes at `offset`.
+ * Asks the server to prefetch a range of the export.
+ *
+ * The server may load the `count` bytes at `offset` into its cache, so later
+ * reads are faster. Needs server support: see `nbd_can_cache`. No flags are
+ * defined: `flags` must be 0.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CACHE                    1
 
 /**
- * Writes `count` zero bytes at `offset`.
+ * Writes zeroes to a range of the export.
+ *
+ * Sets the `count` bytes at `offset` to zero without sending them. Needs
+ * server support: see `nbd_can_zero`. `flags` may have:
+ * - `LIBNBD_CMD_FLAG_FUA`: reply once the zeroes are durable;
+ * - `LIBNBD_CMD_FLAG_NO_HOLE`: allocate the range rather than leave a hole;
+ * - `LIBNBD_CMD_FLAG_FAST_ZERO`: fail rather than zero slowly (see
+ *   `nbd_can_fast_zero`).
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_ZERO                     1
 
 /**
- * Reads block status, waiting for the whole reply.
+ * Reads the block status of a range of the export, in 32 bit extents.
+ *
+ * Asks the server about the `count` bytes at `offset`, for each meta context
+ * the server agreed to, and waits for the reply. `extent_callback` is called
+ * once per context with the context name and an array of `nr_entries` 32 bit
+ * numbers: pairs of the length of an extent and its status flags (for
+ * `"base:allocation"`, `LIBNBD_STATE_HOLE` and `LIBNBD_STATE_ZERO`). With
+ * `LIBNBD_CMD_FLAG_REQ_ONE` in `flags`, the server answers with one extent.
+ * The callback returns 0 to go on, or -1 with `*error` set to fail the
+ * command. `nbd_block_status_64` is the same with 64 bit extents.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS             1
 
 /**
- * Polls the socket once and runs the machine; 0 on timeout.
+ * Waits for the connection, then makes progress.
+ *
+ * A simple event loop of one step, for programs without their own: waits up to
+ * `timeout` milliseconds (-1: without limit) until the file descriptor is
+ * ready for what the handle waits for, then does what `nbd_aio_notify_read` or
+ * `nbd_aio_notify_write` would.
+ *
+ * # Return value
+ * 1 if the handle made progress, 0 on timeout, -1 on error.
+ *
+ * # Example
+ * ```c
+ * int64_t cookie = nbd_aio_flush (nbd, NBD_NULL_COMPLETION, 0);
+ * if (cookie == -1) goto error;
+ * int r;
+ * while ((r = nbd_aio_command_completed (nbd, cookie)) == 0)
+ *   if (nbd_poll (nbd, -1) == -1) goto error;
+ * if (r == -1) goto error;
+ * ```
  */
 int nbd_poll(struct nbd_handle *h, int timeout)
     LIBNBD_ATTRIBUTE_NONNULL (1);
@@ -503,6 +1169,21 @@ int nbd_poll(struct nbd_handle *h, int timeout)
 
 /**
  * Starts connecting to a socket address.
+ *
+ * `addr` and `addrlen` are a socket address as for connect(2): an `AF_UNIX`,
+ * `AF_INET`, `AF_INET6` or `AF_VSOCK` address of an NBD server. There is no
+ * blocking twin of this call. The call only starts connecting and returns at
+ * once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect(struct nbd_handle *h, const struct sockaddr *addr, socklen_t addrlen)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -510,6 +1191,19 @@ int nbd_aio_connect(struct nbd_handle *h, const struct sockaddr *addr, socklen_t
 
 /**
  * Starts connecting to the server an NBD URI names.
+ *
+ * As `nbd_connect_uri`, but asynchronously. The call only starts connecting
+ * and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_uri(struct nbd_handle *h, const char *uri)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -517,6 +1211,19 @@ int nbd_aio_connect_uri(struct nbd_handle *h, const char *uri)
 
 /**
  * Starts connecting to a server on a Unix domain socket.
+ *
+ * As `nbd_connect_unix`, but asynchronously. The call only starts connecting
+ * and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_unix(struct nbd_handle *h, const char *unixsocket)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
@@ -524,272 +1231,691 @@ int nbd_aio_connect_unix(struct nbd_handle *h, const char *unixsocket)
 
 /**
  * Starts connecting to a server over TCP.
+ *
+ * As `nbd_connect_tcp`, but asynchronously. The call only starts connecting
+ * and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_tcp(struct nbd_handle *h, const char *hostname, const char *port)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2, 3);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_TCP          1
 
 /**
- * Starts a server command and begins connecting to it over stdin/stdout.
+ * Starts an NBD server as a subprocess and connecting to it.
+ *
+ * As `nbd_connect_command`, but asynchronously. The call only starts
+ * connecting and returns at once: the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until
+ * `nbd_aio_is_connecting` turns false, then checks `nbd_aio_is_ready` (or
+ * `nbd_aio_is_negotiating` in option mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_command(struct nbd_handle *h, char **argv)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_COMMAND      1
 
 /**
- * Starts a read; returns the command's cookie.
+ * Starts a read from the export.
+ *
+ * As `nbd_pread`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * The buffer `buf` must stay valid until then.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PREAD                1
 
 /**
- * Starts a read with a callback per reply chunk; returns the cookie.
+ * Starts a read, with a callback for each piece of the reply.
+ *
+ * As `nbd_pread_structured`, but asynchronously. The command is only queued:
+ * the call returns at once, and the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until the
+ * command completes. Then `completion_callback`, unless it is
+ * `NBD_NULL_COMPLETION`, is called with `*error` set to 0 or to the command's
+ * errno; if it returns 1, the command is retired at once, else the program
+ * retires it with `nbd_aio_command_completed`.
+ *
+ * The buffer `buf` must stay valid until then.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_pread_structured(struct nbd_handle *h, void *buf, size_t count, uint64_t offset, nbd_chunk_callback chunk_callback, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PREAD_STRUCTURED     1
 
 /**
- * Starts a write; returns the command's cookie.
+ * Starts a write to the export.
+ *
+ * As `nbd_pwrite`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * The buffer `buf` must stay valid until then.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PWRITE               1
 
 /**
- * Queues a disconnect; no more commands may follow.
+ * Queues a disconnect request.
+ *
+ * The server is asked to close the connection after the commands already
+ * issued; no command may be issued after this. Unlike `nbd_shutdown`, the call
+ * does not wait: the handle is closed (`nbd_aio_is_closed`) once the server
+ * has closed the connection. No flags are defined: `flags` must be 0.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: a disconnect was already requested.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_aio_disconnect(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_DISCONNECT           1
 
 /**
- * Starts a flush; returns the command's cookie.
+ * Starts a flush.
+ *
+ * As `nbd_flush`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_flush(struct nbd_handle *h, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_FLUSH                1
 
 /**
- * Starts a trim; returns the command's cookie.
+ * Starts a trim.
+ *
+ * As `nbd_trim`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_trim(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_TRIM                 1
 
 /**
- * Starts a cache (prefetch) request; returns the command's cookie.
+ * Starts a cache request.
+ *
+ * As `nbd_cache`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_cache(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CACHE                1
 
 /**
- * Starts a write-zeroes request; returns the command's cookie.
+ * Starts writing zeroes.
+ *
+ * As `nbd_zero`, but asynchronously. The command is only queued: the call
+ * returns at once, and the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until the command completes. Then
+ * `completion_callback`, unless it is `NBD_NULL_COMPLETION`, is called with
+ * `*error` set to 0 or to the command's errno; if it returns 1, the command is
+ * retired at once, else the program retires it with
+ * `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_zero(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_ZERO                 1
 
 /**
- * Starts a block status request; returns the cookie.
+ * Starts reading block status, in 32 bit extents.
+ *
+ * As `nbd_block_status`, but asynchronously. The command is only queued: the
+ * call returns at once, and the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until the
+ * command completes. Then `completion_callback`, unless it is
+ * `NBD_NULL_COMPLETION`, is called with `*error` set to 0 or to the command's
+ * errno; if it returns 1, the command is retired at once, else the program
+ * retires it with `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent_callback extent_callback, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS         1
 
 /**
- * The socket to poll.
+ * Returns the file descriptor of the connection.
+ *
+ * A program with its own event loop polls this descriptor, for what
+ * `nbd_aio_get_direction` says, and calls `nbd_aio_notify_read` or
+ * `nbd_aio_notify_write` when it is ready. The handle owns the descriptor: do
+ * not read, write or close it.
+ *
+ * # Return value
+ * The file descriptor, or -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the handle has no connection.
  */
 int nbd_aio_get_fd(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_GET_FD               1
 
 /**
- * What to poll the socket for: LIBNBD_AIO_DIRECTION_* bits.
+ * Returns what the handle waits for on its file descriptor.
+ *
+ * A mask of `LIBNBD_AIO_DIRECTION_READ` (poll for reading) and
+ * `LIBNBD_AIO_DIRECTION_WRITE` (poll for writing); 0 when the handle waits for
+ * nothing, such as before connecting or after the connection ended. The answer
+ * changes as the handle works: ask again before each poll.
+ *
+ * # Return value
+ * The mask. This call does not fail on a valid handle; with NULL `h`, it
+ * returns 0 and records an error.
  */
 unsigned int nbd_aio_get_direction(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_GET_DIRECTION        1
 
 /**
- * The socket is readable: run the state machine.
+ * Tells the handle its file descriptor is readable.
+ *
+ * The handle reads what it can and makes what progress it can without
+ * blocking: handshake steps, replies, completion callbacks.
+ *
+ * # Return value
+ * 0 on success, -1 on error. The connection failing is an error: the handle is
+ * then dead (`nbd_aio_is_dead`).
  */
 int nbd_aio_notify_read(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_NOTIFY_READ          1
 
 /**
- * The socket is writable: run the state machine.
+ * Tells the handle its file descriptor is writable.
+ *
+ * The handle writes what it can and makes what progress it can without
+ * blocking.
+ *
+ * # Return value
+ * 0 on success, -1 on error. The connection failing is an error: the handle is
+ * then dead (`nbd_aio_is_dead`).
  */
 int nbd_aio_notify_write(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_NOTIFY_WRITE         1
 
 /**
- * 1 if the handle is newly created.
+ * Returns whether the handle is newly created, not yet connecting.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_created(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CREATED           1
 
 /**
- * 1 if the handle is connecting or in the handshake.
+ * Returns whether the handle is connecting.
+ *
+ * Connecting covers opening the connection and the handshake, until the handle
+ * is connected or negotiating.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_connecting(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CONNECTING        1
 
 /**
- * 1 if the handle is connected and idle.
+ * Returns whether the handle is connected and idle.
+ *
+ * Connected and no command in flight: ready for a new command.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_ready(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_READY             1
 
 /**
- * 1 if the handle is mid-request or mid-reply.
+ * Returns whether the handle is connected and busy.
+ *
+ * Connected, with commands being sent or replies awaited.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_processing(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_PROCESSING        1
 
 /**
- * 1 if the connection is dead.
+ * Returns whether the connection has failed.
+ *
+ * A dead handle lost its connection or met an error it cannot recover from; it
+ * can only be closed.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_dead(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_DEAD              1
 
 /**
- * 1 if the connection is closed.
+ * Returns whether the connection was shut down.
+ *
+ * The handle is closed after a clean disconnect (`nbd_shutdown`,
+ * `nbd_aio_disconnect`, `nbd_opt_abort`).
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_closed(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_CLOSED            1
 
 /**
- * Retires a finished command: 1 on success, 0 if still running, -1 if it failed.
+ * Retires a command if it has completed.
+ *
+ * `cookie` is the value an `nbd_aio_*` command call returned. Once the command
+ * has completed, this call retires it (its cookie is then no longer valid) and
+ * tells whether it succeeded.
+ *
+ * # Return value
+ * 1 if the command completed and succeeded, 0 if it is still in flight, -1 if
+ * it failed (with its errno and message) or on error.
+ *
+ * # Errors
+ * - `EINVAL`: `cookie` is less than 1, so no command's cookie.
+ * - Any error the server reported for the command.
  */
 int nbd_aio_command_completed(struct nbd_handle *h, uint64_t cookie)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_COMMAND_COMPLETED    1
 
 /**
- * The cookie of a finished, unretired command; 0 if none has finished yet.
+ * Returns the cookie of a completed command, without retiring it.
+ *
+ * Finds a command that has completed but is not retired yet, so that the
+ * program can pass its cookie to `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * A cookie, 0 if commands are in flight but none has completed, or -1 on
+ * error.
+ *
+ * # Errors
+ * - `EINVAL`: no command is in flight.
  */
 int64_t nbd_aio_peek_command_completed(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_PEEK_COMMAND_COMPLETED 1
 
 /**
- * How many commands are queued or in flight.
+ * Returns how many commands are in flight.
+ *
+ * Commands count from the call that issued them until their reply has arrived:
+ * queued, or sent and awaiting the reply.
+ *
+ * # Return value
+ * The count, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be connected with the server, shut down, or dead.
  */
 int nbd_aio_in_flight(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IN_FLIGHT            1
 
 /**
- * The state's name and description (a static string).
+ * Describes the state of the handle's connection.
+ *
+ * The text names the state and says what it means, such as `"READY: Connection
+ * is ready to process NBD commands"`. It is meant for people: programs should
+ * test the state with the `nbd_aio_is_*` calls.
+ *
+ * # Return value
+ * A static string, which the caller must not free, or NULL on error.
  */
 const char *nbd_connection_state(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECTION_STATE         1
 
 /**
- * The library's package name.
+ * Returns the name of the library's package.
+ *
+ * The name is `"libnbd"`, as for the library this one replaces.
+ *
+ * # Return value
+ * A static string, which the caller must not free, or NULL on error.
  */
 const char *nbd_get_package_name(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PACKAGE_NAME         1
 
 /**
- * The library's version string.
+ * Returns the version of the library.
+ *
+ * This library stands in for libnbd, and reports the libnbd release whose
+ * interface it provides, as a string such as `"1.22.2"`.
+ *
+ * # Return value
+ * A static string, which the caller must not free, or NULL on error.
  */
 const char *nbd_get_version(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_VERSION              1
 
 /**
- * Sends a signal (SIGTERM if 0) to the server subprocess.
+ * Sends a signal to the server subprocess.
+ *
+ * Sends `signum`, or SIGTERM if `signum` is 0, to the server started by
+ * `nbd_connect_command` or `nbd_connect_systemd_socket_activation`. The
+ * subprocess is still reaped when the handle is closed.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `ESRCH`: the handle has no subprocess.
+ * - `EINVAL`: `signum` is negative.
  */
 int nbd_kill_subprocess(struct nbd_handle *h, int signum)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_KILL_SUBPROCESS          1
 
 /**
- * Whether this library was built with TLS support: it always is.
+ * Returns whether the library supports TLS.
+ *
+ * This library always does.
+ *
+ * # Return value
+ * 1, or -1 on error (NULL `h`).
  */
 int nbd_supports_tls(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_TLS             1
 
 /**
- * Whether this library was built with NBD URI support.
+ * Returns whether the library supports NBD URIs.
+ *
+ * This library always does.
+ *
+ * # Return value
+ * 1, or -1 on error (NULL `h`).
  */
 int nbd_supports_uri(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_URI             1
 
 /**
- * Whether the connection ended up using TLS.
+ * Returns whether the connection uses TLS.
+ *
+ * # Return value
+ * 1 if the connection is encrypted with TLS, 0 if not, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_get_tls_negotiated(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_TLS_NEGOTIATED       1
 
 /**
- * Whether to ask for structured replies during the handshake.
+ * Sets whether to ask the server for structured replies.
+ *
+ * Structured replies let the server answer a read in several chunks and report
+ * holes, and are needed for block status (`nbd_block_status_64`). They are
+ * asked for by default. Whether the server agreed is told by
+ * `nbd_get_structured_replies_negotiated`.
+ *
+ * The setting is read back with `nbd_get_request_structured_replies`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_request_structured_replies(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_STRUCTURED_REPLIES 1
 
 /**
- * Whether structured replies will be asked for.
+ * Returns whether structured replies will be asked for.
+ *
+ * This is the value set with `nbd_set_request_structured_replies`, or the
+ * default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_request_structured_replies(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_STRUCTURED_REPLIES 1
 
 /**
- * Whether the server agreed to structured replies.
+ * Returns whether the server agreed to structured replies.
+ *
+ * # Return value
+ * 1 if structured replies are in use, 0 if not, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_get_structured_replies_negotiated(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_STRUCTURED_REPLIES_NEGOTIATED 1
 
 /**
- * Limits the handshake flags the client will use.
+ * Limits the handshake flags the client uses.
+ *
+ * `flags` is a mask of `LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE` and
+ * `LIBNBD_HANDSHAKE_FLAG_NO_ZEROES`: the client only uses those of the flags
+ * the server offers that are in the mask. Both are used by default; clearing
+ * them is mostly useful to test servers.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has bits outside `LIBNBD_HANDSHAKE_FLAG_MASK`.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_handshake_flags(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_HANDSHAKE_FLAGS      1
 
 /**
- * The handshake flags offered (before connecting) or agreed (after).
+ * Returns the handshake flags.
+ *
+ * Before connecting, the flags the client will use
+ * (`nbd_set_handshake_flags`); after the handshake, those agreed with the
+ * server.
+ *
+ * # Return value
+ * A mask of `LIBNBD_HANDSHAKE_FLAG_*` bits. This call does not fail on a valid
+ * handle; with NULL `h`, it returns 0 and records an error.
  */
 uint32_t nbd_get_handshake_flags(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_HANDSHAKE_FLAGS      1
 
 /**
- * Sets which transports a URI may name (`LIBNBD_ALLOW_TRANSPORT_*`).
+ * Limits the transports `nbd_connect_uri` accepts.
+ *
+ * `mask` is a mask of `LIBNBD_ALLOW_TRANSPORT_TCP`,
+ * `LIBNBD_ALLOW_TRANSPORT_UNIX`, `LIBNBD_ALLOW_TRANSPORT_VSOCK` and
+ * `LIBNBD_ALLOW_TRANSPORT_SSH`: a URI naming another transport is refused.
+ * Programs that take URIs from untrusted sources use it to limit what a URI
+ * can make them do.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `mask` has bits outside `LIBNBD_ALLOW_TRANSPORT_MASK`.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_uri_allow_transports(struct nbd_handle *h, uint32_t mask)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TRANSPORTS 1
 
 /**
- * Sets whether a URI may ask for TLS (a `LIBNBD_TLS_*` value).
+ * Limits the TLS use `nbd_connect_uri` accepts.
+ *
+ * `tls` is a `LIBNBD_TLS_*` value: with `LIBNBD_TLS_DISABLE`, URIs that ask
+ * for TLS are refused; with `LIBNBD_TLS_REQUIRE`, URIs that do not are
+ * refused; `LIBNBD_TLS_ALLOW` accepts both.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `tls` is not a `LIBNBD_TLS_*` value.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_uri_allow_tls(struct nbd_handle *h, int tls)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TLS        1
 
 /**
- * Chooses whether a URI may read local files.
+ * Sets whether `nbd_connect_uri` may read local files.
+ *
+ * The URI parameters `tls-certificates` and `tls-psk-file` name local files to
+ * read. They are refused unless `allow` is true; the default is false.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_uri_allow_local_file(struct nbd_handle *h, bool allow)
     LIBNBD_ATTRIBUTE_NONNULL (1);
@@ -797,34 +1923,112 @@ int nbd_set_uri_allow_local_file(struct nbd_handle *h, bool allow)
 
 /**
  * Connects to a server over AF_VSOCK.
+ *
+ * Connects to `port` on the virtual machine or host whose context id is `cid`
+ * (2 is the host, as seen from a guest).
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECT_VSOCK            1
 
 /**
- * Connects over a socket the caller has already connected.
+ * Connects over a socket the program has already connected.
+ *
+ * `sock` is a connected stream socket (or the end of a socketpair) with an NBD
+ * server on the other end. The handle takes it over and closes it when done:
+ * the program must not use or close it any more.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_connect_socket(struct nbd_handle *h, int sock)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECT_SOCKET           1
 
 /**
- * Runs a server command with systemd socket activation and connects to it.
+ * Runs an NBD server with systemd socket activation and connects to it.
+ *
+ * `argv` is the command and its arguments, as for `nbd_connect_command`. The
+ * handle makes a listening Unix domain socket, passes it to the command as
+ * file descriptor 3 with `LISTEN_PID` and `LISTEN_FDS` set (and
+ * `LISTEN_FDNAMES`, if named with `nbd_set_socket_activation_name`), as
+ * systemd does, then connects to it. Servers such as nbdkit and qemu-nbd
+ * support this. The server is stopped when the handle is closed.
+ *
+ * Connecting also runs the NBD handshake, with the handle's settings (export
+ * name, TLS, meta contexts, ...). The call returns when the handle is
+ * connected with the server, or negotiating if option mode is on
+ * (`nbd_set_opt_mode`).
+ *
+ * # Return value
+ * 0 once connected (or negotiating), -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_connect_systemd_socket_activation(struct nbd_handle *h, char **argv)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_CONNECT_SYSTEMD_SOCKET_ACTIVATION 1
 
 /**
- * 1 if the server supports the fast-zero flag.
+ * Returns whether the server supports the fast-zero flag.
+ *
+ * The flag is `LIBNBD_CMD_FLAG_FAST_ZERO` of `nbd_zero`: the server then fails
+ * the request rather than zero slowly.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_fast_zero(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_FAST_ZERO            1
 
 /**
- * The handshake style that was used.
+ * Returns the style of handshake used with the server.
+ *
+ * The answer is `"newstyle-fixed"`, `"newstyle"` or `"oldstyle"`, the three
+ * styles of NBD handshake; modern servers use the first.
+ *
+ * # Return value
+ * A static string, which the caller must not free, or NULL on error.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 const char *nbd_get_protocol(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
@@ -832,41 +2036,107 @@ const char *nbd_get_protocol(struct nbd_handle *h)
 
 /**
  * Starts connecting to a server over AF_VSOCK.
+ *
+ * As `nbd_connect_vsock`, but asynchronously. The call only starts connecting
+ * and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_vsock(struct nbd_handle *h, uint32_t cid, uint32_t port)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_VSOCK        1
 
 /**
- * Starts a connection over a socket the caller has already connected.
+ * Starts a connection over a socket the program has already connected.
+ *
+ * As `nbd_connect_socket`, but asynchronously. The call only starts connecting
+ * and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+ * `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+ * false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+ * mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_socket(struct nbd_handle *h, int sock)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_SOCKET       1
 
 /**
- * Starts a server command with systemd socket activation and begins connecting.
+ * Starts an NBD server with systemd socket activation and connecting to it.
+ *
+ * As `nbd_connect_systemd_socket_activation`, but asynchronously. The call
+ * only starts connecting and returns at once: the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until
+ * `nbd_aio_is_connecting` turns false, then checks `nbd_aio_is_ready` (or
+ * `nbd_aio_is_negotiating` in option mode).
+ *
+ * # Return value
+ * 0 if connecting started, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`). A handle connects
+ * once; to connect again, create a new handle.
  */
 int nbd_aio_connect_systemd_socket_activation(struct nbd_handle *h, char **argv)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_CONNECT_SYSTEMD_SOCKET_ACTIVATION 1
 
 /**
- * Whether NBD_OPT_GO asks for the canonical name and description.
+ * Sets whether the handshake asks for the export's name and description.
+ *
+ * When asked, the server may tell the export's canonical name and a
+ * description of it, which `nbd_get_canonical_export_name` and
+ * `nbd_get_export_description` return. Not asked by default.
+ *
+ * The setting is read back with `nbd_get_full_info`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_set_full_info(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_FULL_INFO            1
 
 /**
- * 1 if NBD_OPT_GO will ask for the canonical name and description.
+ * Returns whether the handshake asks for the export's name and description.
+ *
+ * This is the value set with `nbd_set_full_info`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_full_info(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_FULL_INFO            1
 
 /**
- * The export's canonical name, in memory the caller frees.
+ * Returns the export's canonical name, as the server calls it.
+ *
+ * Servers only send it when asked: see `nbd_set_full_info`.
+ *
+ * # Errors
+ * - `ENOTSUP`: the server did not send a name.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 char *nbd_get_canonical_export_name(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -874,7 +2144,16 @@ char *nbd_get_canonical_export_name(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_CANONICAL_EXPORT_NAME 1
 
 /**
- * The export's description, in memory the caller frees.
+ * Returns the description of the export the server sent.
+ *
+ * Servers only send it when asked: see `nbd_set_full_info`.
+ *
+ * # Errors
+ * - `ENOTSUP`: the server did not send a description.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 char *nbd_get_export_description(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -882,119 +2161,305 @@ char *nbd_get_export_description(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_EXPORT_DESCRIPTION   1
 
 /**
- * Turns option mode on or off (before connecting).
+ * Sets whether connecting stops to let the program negotiate.
+ *
+ * With option mode on, connecting stops after the first steps of the
+ * handshake, in the negotiating state (`nbd_aio_is_negotiating`), where the
+ * program sends the options it wants with the `nbd_opt_*` calls: list the
+ * exports (`nbd_opt_list`) or meta contexts, ask about an export
+ * (`nbd_opt_info`), and finally choose one (`nbd_opt_go`) or give up
+ * (`nbd_opt_abort`). Off by default.
+ *
+ * The setting is read back with `nbd_get_opt_mode`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_opt_mode(struct nbd_handle *h, bool enable)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_OPT_MODE             1
 
 /**
- * Whether option mode is on.
+ * Returns whether connecting stops to let the program negotiate.
+ *
+ * This is the value set with `nbd_set_opt_mode`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_opt_mode(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_OPT_MODE             1
 
 /**
- * Ends negotiation and enters transmission.
+ * Ends negotiation and starts using the export.
+ *
+ * Asks the server for the export named by `nbd_set_export_name` (with the meta
+ * contexts, if `nbd_set_request_meta_context` is on) and, if the server
+ * agrees, the handle is connected with the server. If the server refuses, the
+ * handle stays negotiating, so the program can try another export.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_go(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_GO                   1
 
 /**
- * Ends the connection during negotiation.
+ * Ends negotiation and the connection.
+ *
+ * Tells the server the client is going, and closes the connection: the handle
+ * is then closed (`nbd_aio_is_closed`).
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_abort(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_ABORT                1
 
 /**
- * Lists the server's exports; returns how many.
+ * Lists the server's exports.
+ *
+ * `list_callback` is called for each export the server lists, with its name
+ * and description.
+ *
+ * # Return value
+ * How many exports the server listed, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_list(struct nbd_handle *h, nbd_list_callback list_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_LIST                 1
 
 /**
- * Asks about the export without entering transmission.
+ * Asks about the export without starting to use it.
+ *
+ * Asks the server about the export named by `nbd_set_export_name`. If the
+ * server answers, the handle stays negotiating, and the calls that describe
+ * the export (`nbd_get_size`, `nbd_is_read_only`, `nbd_can_meta_context`, ...)
+ * answer for it.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_info(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_INFO                 1
 
 /**
- * A block size constraint (LIBNBD_SIZE_*); 0 if the server gave none.
+ * Returns one of the export's block size constraints.
+ *
+ * `size_type` chooses which:
+ * - `LIBNBD_SIZE_MINIMUM`: the smallest request the server accepts, and the
+ *   alignment of requests;
+ * - `LIBNBD_SIZE_PREFERRED`: the size of requests the server handles best;
+ * - `LIBNBD_SIZE_MAXIMUM`: the largest request the server accepts;
+ * - `LIBNBD_SIZE_PAYLOAD`: the largest read or write this client sends in one
+ *   request, never 0.
+ *
+ * The server tells the first three during the handshake, if asked (see
+ * `nbd_set_request_block_size`).
+ *
+ * # Return value
+ * The size in bytes, 0 if the server did not tell it, or -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `size_type` is not a `LIBNBD_SIZE_*` value, or the server has
+ *   not sent the export's details yet (while negotiating, before
+ *   `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int64_t nbd_get_block_size(struct nbd_handle *h, int size_type)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_BLOCK_SIZE           1
 
 /**
- * Starts NBD_OPT_GO.
+ * Starts ending negotiation and using the export.
+ *
+ * As `nbd_opt_go`, but asynchronously: the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_go(struct nbd_handle *h, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_GO               1
 
 /**
- * Starts NBD_OPT_ABORT.
+ * Starts ending negotiation and the connection.
+ *
+ * As `nbd_opt_abort`, but asynchronously: the program drives the handle until
+ * it is closed.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_abort(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_ABORT            1
 
 /**
- * Starts NBD_OPT_LIST.
+ * Starts listing the server's exports.
+ *
+ * As `nbd_opt_list`, but asynchronously: the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_list(struct nbd_handle *h, nbd_list_callback list_callback, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST             1
 
 /**
- * Starts NBD_OPT_INFO.
+ * Starts asking about the export.
+ *
+ * As `nbd_opt_info`, but asynchronously: the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_info(struct nbd_handle *h, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_INFO             1
 
 /**
- * 1 if the handle waits for the caller to negotiate options.
+ * Returns whether the handle is negotiating options.
+ *
+ * With option mode on (`nbd_set_opt_mode`), connecting stops here and the
+ * program chooses what to ask the server with the `nbd_opt_*` calls.
+ *
+ * This only reads the handle's state, and works in every state.
+ *
+ * # Return value
+ * 1 if it is, 0 if it is not, -1 on error (NULL `h`).
  */
 int nbd_aio_is_negotiating(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_IS_NEGOTIATING       1
 
 /**
- * Chooses which checks are done client-side.
+ * Chooses which checks the client makes before sending a command.
+ *
+ * `flags` is a mask of `LIBNBD_STRICT_*` bits. With a bit set, the client
+ * refuses a command the server would not accept, without sending it (for
+ * example `LIBNBD_STRICT_COMMANDS`: a command the server did not advertise;
+ * `LIBNBD_STRICT_BOUNDS`: a request beyond the end of the export). With the
+ * bit clear, the command is sent and the server decides.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has bits outside `LIBNBD_STRICT_MASK`.
  */
 int nbd_set_strict_mode(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_STRICT_MODE          1
 
 /**
- * The client-side checks in force.
+ * Returns the checks the client makes before sending a command.
+ *
+ * See `nbd_set_strict_mode`.
+ *
+ * # Return value
+ * A mask of `LIBNBD_STRICT_*` bits. This call does not fail on a valid handle;
+ * with NULL `h`, it returns 0 and records an error.
  */
 uint32_t nbd_get_strict_mode(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_STRICT_MODE          1
 
 /**
- * Lists the meta contexts matching the requested ones; returns how many.
+ * Lists the meta contexts the server has for the export.
+ *
+ * Asks the server which of the meta contexts added with `nbd_add_meta_context`
+ * it has for the export named by `nbd_set_export_name`. `context_callback` is
+ * called with the name of each context the server names in its reply. This
+ * does not select any context: see `nbd_opt_set_meta_context`.
+ *
+ * # Return value
+ * How many contexts the server listed, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT    1
 
 /**
- * How many meta contexts are requested.
+ * Returns how many meta contexts are to be asked for.
+ *
+ * These are the contexts added with `nbd_add_meta_context`.
+ *
+ * # Return value
+ * The count, or -1 on error.
  */
 ssize_t nbd_get_nr_meta_contexts(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_NR_META_CONTEXTS     1
 
 /**
- * The `i`th requested meta context, in memory the caller frees.
+ * Returns one of the meta contexts to be asked for.
+ *
+ * `i` counts from 0, in the order of `nbd_add_meta_context`, up to
+ * `nbd_get_nr_meta_contexts` excluded.
+ *
+ * # Errors
+ * - `EINVAL`: `i` is out of range.
  */
 char *nbd_get_meta_context(struct nbd_handle *h, size_t i)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -1002,35 +2467,79 @@ char *nbd_get_meta_context(struct nbd_handle *h, size_t i)
 #define LIBNBD_HAVE_NBD_GET_META_CONTEXT         1
 
 /**
- * Forgets the requested meta contexts.
+ * Forgets the meta contexts to be asked for.
+ *
+ * Removes every context added with `nbd_add_meta_context`, for example to ask
+ * for others in a new negotiation round in option mode.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_clear_meta_contexts(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CLEAR_META_CONTEXTS      1
 
 /**
- * Starts NBD_OPT_LIST_META_CONTEXT for the requested contexts.
+ * Starts listing meta contexts.
+ *
+ * As `nbd_opt_list_meta_context`, but asynchronously: the program drives the
+ * handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_list_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT 1
 
 /**
- * Stores a value for the caller; returns the previous one.
+ * Stores a value of the caller's in the handle.
+ *
+ * The library does nothing with `private_data` but keep it: it lets a program
+ * attach its own data (an index, a pointer cast to an integer) to a handle and
+ * find it again with `nbd_get_private_data`.
+ *
+ * # Return value
+ * The value stored before, 0 if none was. This call does not fail on a valid
+ * handle; with NULL `h`, it returns 0 and records an error.
  */
 size_t nbd_set_private_data(struct nbd_handle *h, size_t private_data)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_PRIVATE_DATA         1
 
 /**
- * The value last stored with nbd_set_private_data.
+ * Returns the value stored with `nbd_set_private_data`.
+ *
+ * # Return value
+ * The stored value, 0 if none was stored. This call does not fail on a valid
+ * handle; with NULL `h`, it returns 0 and records an error.
  */
 size_t nbd_get_private_data(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PRIVATE_DATA         1
 
 /**
- * An NBD URI for the current connection; the caller frees it.
+ * Returns an NBD URI for the handle's connection.
+ *
+ * The URI names the same server, export and TLS use, so that passing it to
+ * `nbd_connect_uri` would connect to the same place. Only what the handle
+ * knows can be put in it: a connection over a socket the program made
+ * (`nbd_connect_socket`) or to a command has no URI.
+ *
+ * # Handle state
+ * The handle must have started connecting: connecting, negotiating, connected
+ * with the server, shut down, or dead.
  */
 char *nbd_get_uri(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -1038,120 +2547,265 @@ char *nbd_get_uri(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_URI                  1
 
 /**
- * Whether NBD_OPT_GO asks for block sizes.
+ * Sets whether the handshake asks the server for its block size constraints.
+ *
+ * When asked (the default), the server may tell the minimum, preferred and
+ * maximum block sizes of the export, which `nbd_get_block_size` returns.
+ *
+ * The setting is read back with `nbd_get_request_block_size`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_set_request_block_size(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_BLOCK_SIZE   1
 
 /**
- * 1 if NBD_OPT_GO will ask for block sizes.
+ * Returns whether the handshake asks for block size constraints.
+ *
+ * This is the value set with `nbd_set_request_block_size`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_request_block_size(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_BLOCK_SIZE   1
 
 /**
- * Whether read buffers are zeroed before each read.
+ * Sets whether read buffers are zeroed before each read.
+ *
+ * With `request` true, the default, the buffer of a read is zeroed before the
+ * command is sent, so whatever happens, a program never sees what the buffer
+ * held before, even if it ignores an error. Turning this off saves that work
+ * for programs that always check the result of their reads.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
  */
 int nbd_set_pread_initialize(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_PREAD_INITIALIZE     1
 
 /**
- * 1 if read buffers are zeroed before each read.
+ * Returns whether read buffers are zeroed before each read.
+ *
+ * This is the value set with `nbd_set_pread_initialize`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_pread_initialize(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_PREAD_INITIALIZE     1
 
 /**
- * Bytes sent to the server so far.
+ * Returns how many bytes the handle has sent to the server.
+ *
+ * All bytes count: the handshake, requests and the data of writes.
+ *
+ * # Return value
+ * The count. This call does not fail on a valid handle; with NULL `h`, it
+ * returns 0 and records an error.
  */
 uint64_t nbd_stats_bytes_sent(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_BYTES_SENT         1
 
 /**
- * Chunks (options, requests) sent to the server so far.
+ * Returns how many protocol units the handle has sent.
+ *
+ * A unit is one option of the handshake or one request.
+ *
+ * # Return value
+ * The count. This call does not fail on a valid handle; with NULL `h`, it
+ * returns 0 and records an error.
  */
 uint64_t nbd_stats_chunks_sent(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT        1
 
 /**
- * Bytes received from the server so far.
+ * Returns how many bytes the handle has received from the server.
+ *
+ * All bytes count: the handshake, replies and the data of reads.
+ *
+ * # Return value
+ * The count. This call does not fail on a valid handle; with NULL `h`, it
+ * returns 0 and records an error.
  */
 uint64_t nbd_stats_bytes_received(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED     1
 
 /**
- * Chunks (greeting, option replies, replies) received so far.
+ * Returns how many protocol units the handle has received.
+ *
+ * A unit is the greeting, one option reply, one simple reply or one chunk of a
+ * structured reply.
+ *
+ * # Return value
+ * The count. This call does not fail on a valid handle; with NULL `h`, it
+ * returns 0 and records an error.
  */
 uint64_t nbd_stats_chunks_received(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED    1
 
 /**
- * Whether GO/INFO ask for the requested meta contexts first.
+ * Sets whether the handshake asks for the meta contexts.
+ *
+ * When true (the default), connecting, `nbd_opt_go` and `nbd_opt_info` first
+ * ask the server for the contexts added with `nbd_add_meta_context`. Set it
+ * false to choose them by hand in option mode with `nbd_opt_set_meta_context`.
+ *
+ * The setting is read back with `nbd_get_request_meta_context`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
+ * in option mode.
  */
 int nbd_set_request_meta_context(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_META_CONTEXT 1
 
 /**
- * Whether GO/INFO ask for the requested meta contexts first.
+ * Returns whether the handshake asks for the meta contexts.
+ *
+ * This is the value set with `nbd_set_request_meta_context`, or the default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_request_meta_context(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT 1
 
 /**
- * Asks the server to switch the connection to TLS: 1 if it did, 0 if
- * the server refused.
+ * Asks the server to switch the connection to TLS.
+ *
+ * In option mode, this runs `NBD_OPT_STARTTLS` and, if the server agrees, the
+ * TLS handshake, with the TLS settings of the handle. Usually not needed:
+ * connecting with `nbd_set_tls` does it.
+ *
+ * # Return value
+ * 1 if the connection now uses TLS, 0 if the server refused, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_starttls(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_STARTTLS             1
 
 /**
- * Asks for structured replies: 1 if agreed, 0 if refused.
+ * Asks the server for structured replies.
+ *
+ * Usually not needed: connecting asks for them (see
+ * `nbd_set_request_structured_replies`).
+ *
+ * # Return value
+ * 1 if the server agreed, 0 if it refused, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_structured_reply(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_STRUCTURED_REPLY     1
 
 /**
- * Lists the meta contexts matching `queries`; returns how many.
+ * Lists the meta contexts matching some queries.
+ *
+ * As `nbd_opt_list_meta_context`, but asks about `queries`, a NULL-terminated
+ * list of names or name prefixes (such as `"qemu:"`), instead of the contexts
+ * added with `nbd_add_meta_context`.
+ *
+ * # Return value
+ * How many contexts the server listed, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT_QUERIES 1
 
 /**
- * Selects the requested meta contexts; returns how many the server agreed to.
+ * Selects the meta contexts to use.
+ *
+ * Asks the server to select, for the export named by `nbd_set_export_name`,
+ * the meta contexts added with `nbd_add_meta_context`. `context_callback` is
+ * called with the name of each context the server names in its reply. The
+ * selection is used by the next `nbd_opt_go`, which then need not ask again
+ * (see `nbd_set_request_meta_context`).
+ *
+ * # Return value
+ * How many contexts the server selected, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_SET_META_CONTEXT     1
 
 /**
- * Selects the meta contexts matching `queries`; returns how many.
+ * Selects the meta contexts matching some queries.
+ *
+ * As `nbd_opt_set_meta_context`, but with `queries`, a NULL-terminated list of
+ * names, instead of the contexts added with `nbd_add_meta_context`.
+ *
+ * # Return value
+ * How many contexts the server selected, or -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_OPT_SET_META_CONTEXT_QUERIES 1
 
 /**
- * Sets the socket name a socket-activated server is told.
+ * Sets the name of the socket passed under socket activation.
+ *
+ * The name is given to the server in `LISTEN_FDNAMES` by
+ * `nbd_connect_systemd_socket_activation`. It is a short string of letters and
+ * digits, or the empty string (the default) for no name. The string
+ * `socket_name` is copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `ENAMETOOLONG`: the name is too long.
+ * - `EINVAL`: the name has characters other than ASCII letters and digits.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_socket_activation_name(struct nbd_handle *h, const char *socket_name)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_SOCKET_ACTIVATION_NAME 1
 
 /**
- * The socket name a socket-activated server is told; the caller frees it.
+ * Returns the name of the socket passed under socket activation.
+ *
+ * See `nbd_set_socket_activation_name`; the empty string if none was set.
  */
 char *nbd_get_socket_activation_name(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -1159,7 +2813,15 @@ char *nbd_get_socket_activation_name(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_SOCKET_ACTIVATION_NAME 1
 
 /**
- * As nbd_poll, also waking when `fd` is readable.
+ * Waits for the connection or another descriptor, then makes progress.
+ *
+ * As `nbd_poll`, but also returns when `fd` becomes readable, so that a
+ * program can wake the wait from another thread (with a pipe or an eventfd).
+ * `fd` may be -1 for none.
+ *
+ * # Return value
+ * 1 if the handle made progress or `fd` became readable, 0 on timeout, -1 on
+ * error.
  */
 int nbd_poll2(struct nbd_handle *h, int fd, int timeout)
     LIBNBD_ATTRIBUTE_NONNULL (1);
@@ -1167,125 +2829,346 @@ int nbd_poll2(struct nbd_handle *h, int fd, int timeout)
 
 /**
  * Starts asking the server to switch the connection to TLS.
+ *
+ * As `nbd_opt_starttls`, without waiting: the handle runs the option as the
+ * program drives it (`nbd_aio_notify_read`, `nbd_poll`), then calls
+ * `completion_callback`, whose `error` is 0 on success.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_starttls(struct nbd_handle *h, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS         1
 
 /**
- * Starts NBD_OPT_STRUCTURED_REPLY.
+ * Starts asking for structured replies.
+ *
+ * As `nbd_opt_structured_reply`, but asynchronously: the program drives the
+ * handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_structured_reply(struct nbd_handle *h, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY 1
 
 /**
- * Starts NBD_OPT_LIST_META_CONTEXT for `queries`.
+ * Starts listing the meta contexts matching some queries.
+ *
+ * As `nbd_opt_list_meta_context_queries`, but asynchronously: the program
+ * drives the handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is
+ * over, then `completion_callback` is called with `*error` set to 0 or to the
+ * option's errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_list_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES 1
 
 /**
- * Starts NBD_OPT_SET_META_CONTEXT for the requested contexts.
+ * Starts selecting the meta contexts to use.
+ *
+ * As `nbd_opt_set_meta_context`, but asynchronously: the program drives the
+ * handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_set_meta_context(struct nbd_handle *h, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT 1
 
 /**
- * Starts NBD_OPT_SET_META_CONTEXT for `queries`.
+ * Starts selecting the meta contexts matching some queries.
+ *
+ * As `nbd_opt_set_meta_context_queries`, but asynchronously: the program
+ * drives the handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is
+ * over, then `completion_callback` is called with `*error` set to 0 or to the
+ * option's errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_set_meta_context_queries(struct nbd_handle *h, char **queries, nbd_context_callback context_callback, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES 1
 
 /**
- * Whether this library was built with AF_VSOCK support.
+ * Returns whether the library supports AF_VSOCK.
+ *
+ * This library always does on Linux; the kernel may still lack it, which
+ * connecting then reports.
+ *
+ * # Return value
+ * 1 if supported, 0 if not, -1 on error.
  */
 int nbd_supports_vsock(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_VSOCK           1
 
 /**
- * Whether to ask for extended headers.
+ * Sets whether the handshake asks the server for extended headers.
+ *
+ * Extended headers carry 64 bit lengths. They are asked for by default;
+ * whether the server agreed is told by `nbd_get_extended_headers_negotiated`.
+ *
+ * The setting is read back with `nbd_get_request_extended_headers`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_request_extended_headers(struct nbd_handle *h, bool request)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SET_REQUEST_EXTENDED_HEADERS 1
 
 /**
- * Whether extended headers will be asked for.
+ * Returns whether the handshake asks for extended headers.
+ *
+ * This is the value set with `nbd_set_request_extended_headers`, or the
+ * default.
+ *
+ * # Return value
+ * 1 if on, 0 if off, -1 on error.
  */
 int nbd_get_request_extended_headers(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_REQUEST_EXTENDED_HEADERS 1
 
 /**
- * Whether the server agreed to extended headers.
+ * Returns whether the server agreed to extended headers.
+ *
+ * # Return value
+ * 1 if extended headers are in use, 0 if not, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_get_extended_headers_negotiated(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_GET_EXTENDED_HEADERS_NEGOTIATED 1
 
 /**
- * Asks for extended headers: 1 if agreed, 0 if refused.
+ * Asks the server for extended headers.
+ *
+ * Extended headers carry 64 bit lengths, for requests larger than 4 GiB and
+ * for `nbd_block_status_filter`. Usually not needed: connecting asks for them
+ * (see `nbd_set_request_extended_headers`).
+ *
+ * # Return value
+ * 1 if the server agreed, 0 if it refused, -1 on error.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_opt_extended_headers(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_OPT_EXTENDED_HEADERS     1
 
 /**
- * 1 if the server supports the payload-length flag on block status.
+ * Returns whether the server supports filtered block status.
+ *
+ * Filtered block status is `nbd_block_status_filter` (the
+ * `LIBNBD_CMD_FLAG_PAYLOAD_LEN` flag). It needs extended headers, so without
+ * them the answer is 0.
+ *
+ * The server says so in the export flags of the handshake. Look before relying
+ * on it: a command the server does not support fails, and the strict mode
+ * (`nbd_set_strict_mode`) checks it client-side.
+ *
+ * # Return value
+ * 1 if it does, 0 if it does not, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+ *   before `nbd_opt_info`).
+ *
+ * # Handle state
+ * The handle must be negotiating, connected with the server, or shut down: the
+ * answer comes from the handshake.
  */
 int nbd_can_block_status_payload(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CAN_BLOCK_STATUS_PAYLOAD 1
 
 /**
- * Reads 64-bit block status, waiting for the whole reply.
+ * Reads the block status of a range of the export.
+ *
+ * As `nbd_block_status`, but `extent64_callback` receives an array of
+ * `nr_entries` `nbd_extent` structs, each the 64 bit `length` of an extent and
+ * its `flags`.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `flags` has a flag the command does not take, or the server does
+ *   not support the command (see the strict mode, `nbd_set_strict_mode`).
+ * - Any error the server reports for the command, such as `EIO`, or one of the
+ *   connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_64          1
 
 /**
- * Reads block status for only the named contexts, waiting for the reply.
+ * Reads the block status of a range for some meta contexts only.
+ *
+ * As `nbd_block_status_64`, but the server only reports the contexts named in
+ * `contexts`, a NULL-terminated list of names, each one the server agreed to.
+ * This needs extended headers (see `nbd_opt_extended_headers`) and server
+ * support (`nbd_can_block_status_payload`). `flags` may have
+ * `LIBNBD_CMD_FLAG_REQ_ONE` and `LIBNBD_CMD_FLAG_PAYLOAD_LEN`.
+ *
+ * # Return value
+ * 0 when the server has done it, -1 on error.
+ *
+ * # Errors
+ * - `ENOTSUP`: extended headers are not in use.
+ * - `EINVAL`: a flag the command does not take, or the server does not support
+ *   filtered block status.
+ * - Any error the server reports for the command, or one of the connection.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 4);
 #define LIBNBD_HAVE_NBD_BLOCK_STATUS_FILTER      1
 
 /**
- * Starts NBD_OPT_EXTENDED_HEADERS.
+ * Starts asking for extended headers.
+ *
+ * As `nbd_opt_extended_headers`, but asynchronously: the program drives the
+ * handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+ * `completion_callback` is called with `*error` set to 0 or to the option's
+ * errno.
+ *
+ * # Return value
+ * 0 if the option was started, -1 on error. How the option ended is told to
+ * the completion callback.
+ *
+ * # Handle state
+ * The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+ * connecting with option mode on (`nbd_set_opt_mode`).
  */
 int nbd_aio_opt_extended_headers(struct nbd_handle *h, nbd_completion_callback completion_callback)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS 1
 
 /**
- * Starts a 64-bit block status request; returns the cookie.
+ * Starts reading block status.
+ *
+ * As `nbd_block_status_64`, but asynchronously. The command is only queued:
+ * the call returns at once, and the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until the
+ * command completes. Then `completion_callback`, unless it is
+ * `NBD_NULL_COMPLETION`, is called with `*error` set to 0 or to the command's
+ * errno; if it returns 1, the command is retired at once, else the program
+ * retires it with `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_block_status_64(struct nbd_handle *h, uint64_t count, uint64_t offset, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64      1
 
 /**
- * Starts a block status request for only the named contexts.
+ * Starts reading block status for some meta contexts only.
+ *
+ * As `nbd_block_status_filter`, but asynchronously. The command is only
+ * queued: the call returns at once, and the program drives the handle
+ * (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until the
+ * command completes. Then `completion_callback`, unless it is
+ * `NBD_NULL_COMPLETION`, is called with `*error` set to 0 or to the command's
+ * errno; if it returns 1, the command is retired at once, else the program
+ * retires it with `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, a positive number that names it to
+ * `nbd_aio_command_completed`, or -1 if the command could not be started.
+ *
+ * # Handle state
+ * The handle must be connected with the server: the handshake is over and the
+ * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int64_t nbd_aio_block_status_filter(struct nbd_handle *h, uint64_t count, uint64_t offset, char **contexts, nbd_extent64_callback extent64_callback, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1, 4);
 #define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER  1
 
 /**
- * Sets the host name the server's TLS certificate is checked against.
+ * Sets the host name the server's TLS certificate must name.
+ *
+ * By default the certificate is checked against the host name the connection
+ * was made to (`nbd_connect_tcp`, `nbd_connect_uri`). This setting replaces
+ * it, for example when connecting through a tunnel. The string `hostname` is
+ * copied.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Handle state
+ * The handle must be newly created (`nbd_aio_is_created`): this is a setting
+ * for the connection still to be made.
  */
 int nbd_set_tls_hostname(struct nbd_handle *h, const char *hostname)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME         1
 
 /**
- * The host name used for TLS checks (`""` if none); the caller frees it.
+ * Returns the host name the server's TLS certificate must name.
+ *
+ * This is the name set with `nbd_set_tls_hostname`, else the host name of the
+ * connection, else the empty string.
  */
 char *nbd_get_tls_hostname(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)
@@ -1293,14 +3176,30 @@ char *nbd_get_tls_hostname(struct nbd_handle *h)
 #define LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME         1
 
 /**
- * Whether `uri` looks like an NBD URI.
+ * Returns whether a string looks like an NBD URI.
+ *
+ * This only looks at the form of `uri` (its scheme): it does not promise that
+ * `nbd_connect_uri` will accept it. It helps programs that take either a URI
+ * or a file name.
+ *
+ * # Return value
+ * 1 if it looks like an NBD URI, 0 if not, -1 on error.
  */
 int nbd_is_uri(struct nbd_handle *h, const char *uri)
     LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_IS_URI                   1
 
 /**
- * The process id of the server subprocess.
+ * Returns the process id of the server subprocess.
+ *
+ * The subprocess is the server started by `nbd_connect_command` or
+ * `nbd_connect_systemd_socket_activation`.
+ *
+ * # Return value
+ * The process id, or -1 on error.
+ *
+ * # Errors
+ * - `ESRCH`: the handle has no subprocess.
  */
 int64_t nbd_get_subprocess_pid(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);

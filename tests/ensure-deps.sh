@@ -2,18 +2,19 @@
 # tests/ensure-deps.sh
 #
 # Makes sure the test servers (nbdkit, qemu-nbd, nbd-server), Debian's libnbd
-# packages (1.14: the programs Debian ships, a second reference) and the
+# packages (1.14: the programs Debian ships, a second reference), man-db
+# (make check-man reads the generated man pages with it) and the
 # oracle, libnbd 1.22.2 in /opt/libnbd-1.22 (tests/oracle.sh ensure, which
 # runs ../shared/tools/build-oracle.sh), are installed.  As root it installs
 # what is missing; otherwise it prints the command to run and fails.
 
 set -u
 
-packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind libssl-dev gnutls-bin openssh-server openssh-client netcat-openbsd"
+packages="nbdkit qemu-utils nbd-server libnbd-bin libnbd-dev python3-libnbd pkg-config valgrind libssl-dev gnutls-bin openssh-server openssh-client netcat-openbsd man-db groff-base"
 install_cmd="apt-get update && apt-get install -y $packages"
 
 missing=()
-for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind certtool ssh nc; do
+for prog in nbdkit qemu-nbd nbd-server nbdinfo pkg-config valgrind certtool ssh nc man lexgrog groff; do
     command -v "$prog" >/dev/null 2>&1 || missing+=("program $prog")
 done
 # sshd is in sbin, which a user's PATH may lack.

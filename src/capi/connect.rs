@@ -39,7 +39,34 @@ unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
 
 // ---- URIs ---------------------------------------------------------------------
 
-/// Connects to the server an NBD URI names.
+/// Connects to the server and export an NBD URI names.
+///
+/// `uri` names the transport, server, export and TLS use, for example
+/// `nbd://example.com/disk`, `nbds://example.com:10809/` (TLS required),
+/// `nbd+unix:///disk?socket=/tmp/sock` or `nbd+vsock://2:10809/`. The export
+/// name and TLS setting it gives replace those of the handle. Which URIs are
+/// accepted can be limited with `nbd_set_uri_allow_transports`,
+/// `nbd_set_uri_allow_tls` and `nbd_set_uri_allow_local_file`.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
+///
+/// # Example
+/// ```c
+/// if (nbd_connect_uri (nbd, "nbd://localhost/") == -1) {
+///   fprintf (stderr, "%s\n", nbd_get_error ());
+///   exit (EXIT_FAILURE);
+/// }
+/// ```
 #[no_mangle]
 pub extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
     with_handle("nbd_connect_uri", h, -1, |h| {
@@ -50,6 +77,19 @@ pub extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_i
 }
 
 /// Starts connecting to the server an NBD URI names.
+///
+/// As `nbd_connect_uri`, but asynchronously. The call only starts connecting
+/// and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
     with_handle("nbd_aio_connect_uri", h, -1, |h| {
@@ -59,7 +99,16 @@ pub extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) ->
     })
 }
 
-/// An NBD URI for the current connection; the caller frees it.
+/// Returns an NBD URI for the handle's connection.
+///
+/// The URI names the same server, export and TLS use, so that passing it to
+/// `nbd_connect_uri` would connect to the same place. Only what the handle
+/// knows can be put in it: a connection over a socket the program made
+/// (`nbd_connect_socket`) or to a command has no URI.
+///
+/// # Handle state
+/// The handle must have started connecting: connecting, negotiating, connected
+/// with the server, shut down, or dead.
 #[no_mangle]
 pub extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_uri", h, std::ptr::null_mut(), |h| {
@@ -67,7 +116,14 @@ pub extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
     })
 }
 
-/// Whether `uri` looks like an NBD URI.
+/// Returns whether a string looks like an NBD URI.
+///
+/// This only looks at the form of `uri` (its scheme): it does not promise that
+/// `nbd_connect_uri` will accept it. It helps programs that take either a URI
+/// or a file name.
+///
+/// # Return value
+/// 1 if it looks like an NBD URI, 0 if not, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
     with_handle("nbd_is_uri", h, -1, |h| {
@@ -77,7 +133,12 @@ pub extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
     })
 }
 
-/// Whether this library was built with NBD URI support.
+/// Returns whether the library supports NBD URIs.
+///
+/// This library always does.
+///
+/// # Return value
+/// 1, or -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_supports_uri", h, -1, |h| {
@@ -85,7 +146,13 @@ pub extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Whether this library was built with AF_VSOCK support.
+/// Returns whether the library supports AF_VSOCK.
+///
+/// This library always does on Linux; the kernel may still lack it, which
+/// connecting then reports.
+///
+/// # Return value
+/// 1 if supported, 0 if not, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_supports_vsock", h, -1, |h| {
@@ -93,7 +160,23 @@ pub extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Sets which transports a URI may name (`LIBNBD_ALLOW_TRANSPORT_*`).
+/// Limits the transports `nbd_connect_uri` accepts.
+///
+/// `mask` is a mask of `LIBNBD_ALLOW_TRANSPORT_TCP`,
+/// `LIBNBD_ALLOW_TRANSPORT_UNIX`, `LIBNBD_ALLOW_TRANSPORT_VSOCK` and
+/// `LIBNBD_ALLOW_TRANSPORT_SSH`: a URI naming another transport is refused.
+/// Programs that take URIs from untrusted sources use it to limit what a URI
+/// can make them do.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `mask` has bits outside `LIBNBD_ALLOW_TRANSPORT_MASK`.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
     with_handle("nbd_set_uri_allow_transports", h, -1, |h| {
@@ -101,7 +184,21 @@ pub extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) ->
     })
 }
 
-/// Sets whether a URI may ask for TLS (a `LIBNBD_TLS_*` value).
+/// Limits the TLS use `nbd_connect_uri` accepts.
+///
+/// `tls` is a `LIBNBD_TLS_*` value: with `LIBNBD_TLS_DISABLE`, URIs that ask
+/// for TLS are refused; with `LIBNBD_TLS_REQUIRE`, URIs that do not are
+/// refused; `LIBNBD_TLS_ALLOW` accepts both.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `tls` is not a `LIBNBD_TLS_*` value.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
     with_handle("nbd_set_uri_allow_tls", h, -1, |h| {
@@ -109,7 +206,17 @@ pub extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int
     })
 }
 
-/// Chooses whether a URI may read local files.
+/// Sets whether `nbd_connect_uri` may read local files.
+///
+/// The URI parameters `tls-certificates` and `tls-psk-file` name local files to
+/// read. They are refused unless `allow` is true; the default is false.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) -> c_int {
     with_handle("nbd_set_uri_allow_local_file", h, -1, |h| {
@@ -120,6 +227,20 @@ pub extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) 
 // ---- transports -----------------------------------------------------------------
 
 /// Connects to a server on a Unix domain socket.
+///
+/// `unixsocket` is the path of the socket.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
     with_handle("nbd_connect_unix", h, -1, |h| {
@@ -130,6 +251,19 @@ pub extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char
 }
 
 /// Starts connecting to a server on a Unix domain socket.
+///
+/// As `nbd_connect_unix`, but asynchronously. The call only starts connecting
+/// and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
     with_handle("nbd_aio_connect_unix", h, -1, |h| {
@@ -140,6 +274,22 @@ pub extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: *const c_
 }
 
 /// Connects to a server over TCP.
+///
+/// `hostname` is a host name or address, and `port` a port number or service
+/// name (such as `"10809"` or `"nbd"`). Each address the name resolves to is
+/// tried in turn.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_connect_tcp(
     h: *mut nbd_handle,
@@ -154,6 +304,19 @@ pub extern "C" fn nbd_connect_tcp(
 }
 
 /// Starts connecting to a server over TCP.
+///
+/// As `nbd_connect_tcp`, but asynchronously. The call only starts connecting
+/// and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_tcp(
     h: *mut nbd_handle,
@@ -168,6 +331,21 @@ pub extern "C" fn nbd_aio_connect_tcp(
 }
 
 /// Connects to a server over AF_VSOCK.
+///
+/// Connects to `port` on the virtual machine or host whose context id is `cid`
+/// (2 is the host, as seen from a guest).
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
     with_handle("nbd_connect_vsock", h, -1, |h| {
@@ -176,6 +354,19 @@ pub extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> 
 }
 
 /// Starts connecting to a server over AF_VSOCK.
+///
+/// As `nbd_connect_vsock`, but asynchronously. The call only starts connecting
+/// and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
     with_handle("nbd_aio_connect_vsock", h, -1, |h| {
@@ -184,6 +375,21 @@ pub extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32)
 }
 
 /// Starts connecting to a socket address.
+///
+/// `addr` and `addrlen` are a socket address as for connect(2): an `AF_UNIX`,
+/// `AF_INET`, `AF_INET6` or `AF_VSOCK` address of an NBD server. There is no
+/// blocking twin of this call. The call only starts connecting and returns at
+/// once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect(
     h: *mut nbd_handle,
@@ -199,7 +405,23 @@ pub extern "C" fn nbd_aio_connect(
     })
 }
 
-/// Connects over a socket the caller has already connected.
+/// Connects over a socket the program has already connected.
+///
+/// `sock` is a connected stream socket (or the end of a socketpair) with an NBD
+/// server on the other end. The handle takes it over and closes it when done:
+/// the program must not use or close it any more.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
     with_handle("nbd_connect_socket", h, -1, |h| {
@@ -207,7 +429,20 @@ pub extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
     })
 }
 
-/// Starts a connection over a socket the caller has already connected.
+/// Starts a connection over a socket the program has already connected.
+///
+/// As `nbd_connect_socket`, but asynchronously. The call only starts connecting
+/// and returns at once: the program drives the handle (`nbd_aio_notify_read`,
+/// `nbd_aio_notify_write`, `nbd_poll`) until `nbd_aio_is_connecting` turns
+/// false, then checks `nbd_aio_is_ready` (or `nbd_aio_is_negotiating` in option
+/// mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
     with_handle("nbd_aio_connect_socket", h, -1, |h| {
@@ -217,7 +452,35 @@ pub extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_i
 
 // ---- subprocesses -------------------------------------------------------------------
 
-/// Runs `argv` as a server subprocess and connects to it.
+/// Runs an NBD server as a subprocess and connects to it.
+///
+/// `argv` is the command and its arguments, a NULL-terminated array of strings
+/// as for execvp(3): `argv[0]` is looked up in the `PATH`. The command runs
+/// with its standard input and output connected to the handle, and must serve
+/// NBD on them (as `nbdkit -s` does). It is stopped when the handle is closed;
+/// see also `nbd_get_subprocess_pid` and `nbd_kill_subprocess`.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
+///
+/// # Example
+/// ```c
+/// char *argv[] = { "nbdkit", "-s", "--exit-with-parent",
+///                  "memory", "size=1M", NULL };
+/// if (nbd_connect_command (nbd, argv) == -1) {
+///   fprintf (stderr, "%s\n", nbd_get_error ());
+///   exit (EXIT_FAILURE);
+/// }
+/// ```
 #[no_mangle]
 pub extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
     with_handle("nbd_connect_command", h, -1, |h| {
@@ -227,7 +490,20 @@ pub extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char
     })
 }
 
-/// Starts a server command and begins connecting to it over stdin/stdout.
+/// Starts an NBD server as a subprocess and connecting to it.
+///
+/// As `nbd_connect_command`, but asynchronously. The call only starts
+/// connecting and returns at once: the program drives the handle
+/// (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until
+/// `nbd_aio_is_connecting` turns false, then checks `nbd_aio_is_ready` (or
+/// `nbd_aio_is_negotiating` in option mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
     with_handle("nbd_aio_connect_command", h, -1, |h| {
@@ -237,7 +513,26 @@ pub extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: *mut *mut c_
     })
 }
 
-/// Runs a server command with systemd socket activation and connects to it.
+/// Runs an NBD server with systemd socket activation and connects to it.
+///
+/// `argv` is the command and its arguments, as for `nbd_connect_command`. The
+/// handle makes a listening Unix domain socket, passes it to the command as
+/// file descriptor 3 with `LISTEN_PID` and `LISTEN_FDS` set (and
+/// `LISTEN_FDNAMES`, if named with `nbd_set_socket_activation_name`), as
+/// systemd does, then connects to it. Servers such as nbdkit and qemu-nbd
+/// support this. The server is stopped when the handle is closed.
+///
+/// Connecting also runs the NBD handshake, with the handle's settings (export
+/// name, TLS, meta contexts, ...). The call returns when the handle is
+/// connected with the server, or negotiating if option mode is on
+/// (`nbd_set_opt_mode`).
+///
+/// # Return value
+/// 0 once connected (or negotiating), -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_connect_systemd_socket_activation(
     h: *mut nbd_handle,
@@ -250,7 +545,20 @@ pub extern "C" fn nbd_connect_systemd_socket_activation(
     })
 }
 
-/// Starts a server command with systemd socket activation and begins connecting.
+/// Starts an NBD server with systemd socket activation and connecting to it.
+///
+/// As `nbd_connect_systemd_socket_activation`, but asynchronously. The call
+/// only starts connecting and returns at once: the program drives the handle
+/// (`nbd_aio_notify_read`, `nbd_aio_notify_write`, `nbd_poll`) until
+/// `nbd_aio_is_connecting` turns false, then checks `nbd_aio_is_ready` (or
+/// `nbd_aio_is_negotiating` in option mode).
+///
+/// # Return value
+/// 0 if connecting started, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`). A handle connects
+/// once; to connect again, create a new handle.
 #[no_mangle]
 pub extern "C" fn nbd_aio_connect_systemd_socket_activation(
     h: *mut nbd_handle,
@@ -263,7 +571,23 @@ pub extern "C" fn nbd_aio_connect_systemd_socket_activation(
     })
 }
 
-/// Sets the socket name a socket-activated server is told.
+/// Sets the name of the socket passed under socket activation.
+///
+/// The name is given to the server in `LISTEN_FDNAMES` by
+/// `nbd_connect_systemd_socket_activation`. It is a short string of letters and
+/// digits, or the empty string (the default) for no name. The string
+/// `socket_name` is copied.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `ENAMETOOLONG`: the name is too long.
+/// - `EINVAL`: the name has characters other than ASCII letters and digits.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_socket_activation_name(
     h: *mut nbd_handle,
@@ -276,7 +600,9 @@ pub extern "C" fn nbd_set_socket_activation_name(
     })
 }
 
-/// The socket name a socket-activated server is told; the caller frees it.
+/// Returns the name of the socket passed under socket activation.
+///
+/// See `nbd_set_socket_activation_name`; the empty string if none was set.
 #[no_mangle]
 pub extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_char {
     with_handle(
@@ -287,7 +613,16 @@ pub extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_c
     )
 }
 
-/// The process id of the server subprocess.
+/// Returns the process id of the server subprocess.
+///
+/// The subprocess is the server started by `nbd_connect_command` or
+/// `nbd_connect_systemd_socket_activation`.
+///
+/// # Return value
+/// The process id, or -1 on error.
+///
+/// # Errors
+/// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
 pub extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
     with_handle("nbd_get_subprocess_pid", h, -1, |h| {
@@ -295,7 +630,18 @@ pub extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
     })
 }
 
-/// Sends a signal (SIGTERM if 0) to the server subprocess.
+/// Sends a signal to the server subprocess.
+///
+/// Sends `signum`, or SIGTERM if `signum` is 0, to the server started by
+/// `nbd_connect_command` or `nbd_connect_systemd_socket_activation`. The
+/// subprocess is still reaped when the handle is closed.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `ESRCH`: the handle has no subprocess.
+/// - `EINVAL`: `signum` is negative.
 #[no_mangle]
 pub extern "C" fn nbd_kill_subprocess(h: *mut nbd_handle, signum: c_int) -> c_int {
     with_handle("nbd_kill_subprocess", h, -1, |h| {

@@ -52,9 +52,19 @@ fn describe<T: 'static>(v: &T) -> String {
     }
 }
 
-/// Sends debug messages to `debug_callback` instead of stderr. The
-/// previous callback, if any, is freed. The callback's free function runs
-/// when it is replaced or cleared, or at `nbd_close`.
+/// Sends the handle's debug messages to a callback.
+///
+/// Instead of standard error, debug messages (see `nbd_set_debug`) go to
+/// `debug_callback`, which receives the name of the call or context that
+/// emitted the message and the message. A callback set before is replaced, and
+/// its free function is called. This one's free function is called when it is
+/// replaced or cleared (`nbd_clear_debug_callback`), or when the handle is
+/// closed.
+///
+/// Setting the callback does not turn debugging on.
+///
+/// # Return value
+/// 0 on success, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_set_debug_callback(
     h: *mut nbd_handle,
@@ -78,7 +88,13 @@ pub extern "C" fn nbd_set_debug_callback(
     })
 }
 
-/// Removes (and frees) the debug callback, if any.
+/// Removes the debug callback.
+///
+/// Debug messages go to standard error again. The callback's free function, if
+/// it has one, is called. Without a callback set, this does nothing.
+///
+/// # Return value
+/// 0 on success, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_clear_debug_callback", h, -1, |h| {

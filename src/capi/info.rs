@@ -5,7 +5,21 @@ use std::ffi::{c_char, c_int};
 use super::{nbd_handle, with_handle};
 use crate::{Handle, Result};
 
-/// The export's size in bytes.
+/// Returns the size of the export in bytes.
+///
+/// The server tells the size during the handshake.
+///
+/// # Return value
+/// The size, or -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the size yet (while negotiating, before
+///   `nbd_opt_info`).
+/// - `EOVERFLOW`: the server claims a size that does not fit in an `int64_t`.
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_get_size(h: *mut nbd_handle) -> i64 {
     with_handle("nbd_get_size", h, -1, |h| h.size().map(|s| s as i64))
@@ -15,43 +29,157 @@ fn flag_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c
     with_handle(api, h, -1, |h| f(h).map(c_int::from))
 }
 
-/// 1 if the export is read-only.
+/// Returns whether the export is read-only.
+///
+/// On a read-only export, writes, trims and zeroes fail.
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_is_read_only", h, Handle::is_read_only)
 }
 
-/// 1 if the server supports flush.
+/// Returns whether the server supports flush (`nbd_flush`).
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_flush", h, Handle::can_flush)
 }
 
-/// 1 if the server supports the FUA flag.
+/// Returns whether the server supports forced unit access.
+///
+/// Forced unit access is the `LIBNBD_CMD_FLAG_FUA` flag of writes, trims and
+/// zeroes: the command returns only once its data is durable.
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_fua", h, Handle::can_fua)
 }
 
-/// 1 if the server supports trim.
+/// Returns whether the server supports trim (`nbd_trim`).
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_trim", h, Handle::can_trim)
 }
 
-/// 1 if the server supports write-zeroes.
+/// Returns whether the server supports writing zeroes (`nbd_zero`).
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_zero", h, Handle::can_zero)
 }
 
-/// 1 if the server supports cache.
+/// Returns whether the server supports cache requests (`nbd_cache`).
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_cache", h, Handle::can_cache)
 }
 
-/// 1 if several connections to the export see consistent data.
+/// Returns whether several connections to the export are consistent.
+///
+/// When true, data written and flushed through one connection to the export is
+/// seen by reads on the others, so a program may spread its commands over
+/// several handles connected to the same export.
+///
+/// The server says so in the export flags of the handshake. Look before relying
+/// on it: a command the server does not support fails, and the strict mode
+/// (`nbd_set_strict_mode`) checks it client-side.
+///
+/// # Return value
+/// 1 if it does, 0 if it does not, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: the server has not sent the export flags yet (while negotiating,
+///   before `nbd_opt_info`).
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_can_multi_conn(h: *mut nbd_handle) -> c_int {
     flag_call("nbd_can_multi_conn", h, Handle::can_multi_conn)
@@ -61,49 +189,107 @@ fn state_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> bool) -> c_int {
     with_handle(api, h, -1, |h| Ok(f(h) as c_int))
 }
 
-/// 1 if the handle is newly created.
+/// Returns whether the handle is newly created, not yet connecting.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_created", h, Handle::aio_is_created)
 }
 
-/// 1 if the handle is connecting or in the handshake.
+/// Returns whether the handle is connecting.
+///
+/// Connecting covers opening the connection and the handshake, until the handle
+/// is connected or negotiating.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_connecting", h, Handle::aio_is_connecting)
 }
 
-/// 1 if the handle waits for the caller to negotiate options.
+/// Returns whether the handle is negotiating options.
+///
+/// With option mode on (`nbd_set_opt_mode`), connecting stops here and the
+/// program chooses what to ask the server with the `nbd_opt_*` calls.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_negotiating", h, Handle::aio_is_negotiating)
 }
 
-/// 1 if the handle is connected and idle.
+/// Returns whether the handle is connected and idle.
+///
+/// Connected and no command in flight: ready for a new command.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_ready", h, Handle::aio_is_ready)
 }
 
-/// 1 if the handle is mid-request or mid-reply.
+/// Returns whether the handle is connected and busy.
+///
+/// Connected, with commands being sent or replies awaited.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_processing", h, Handle::aio_is_processing)
 }
 
-/// 1 if the connection is dead.
+/// Returns whether the connection has failed.
+///
+/// A dead handle lost its connection or met an error it cannot recover from; it
+/// can only be closed.
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_dead", h, Handle::aio_is_dead)
 }
 
-/// 1 if the connection is closed.
+/// Returns whether the connection was shut down.
+///
+/// The handle is closed after a clean disconnect (`nbd_shutdown`,
+/// `nbd_aio_disconnect`, `nbd_opt_abort`).
+///
+/// This only reads the handle's state, and works in every state.
+///
+/// # Return value
+/// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
     state_call("nbd_aio_is_closed", h, Handle::aio_is_closed)
 }
 
-/// The state's name and description (a static string).
+/// Describes the state of the handle's connection.
+///
+/// The text names the state and says what it means, such as `"READY: Connection
+/// is ready to process NBD commands"`. It is meant for people: programs should
+/// test the state with the `nbd_aio_is_*` calls.
+///
+/// # Return value
+/// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
 pub extern "C" fn nbd_connection_state(h: *mut nbd_handle) -> *const c_char {
     with_handle("nbd_connection_state", h, std::ptr::null(), |h| {

@@ -4,7 +4,39 @@ use std::ffi::{c_int, c_void};
 
 use super::{check_nonnull, nbd_handle, with_handle};
 
-/// Reads `count` bytes at `offset` into `buf`.
+/// Reads from the export.
+///
+/// Reads `count` bytes at `offset` of the export into `buf`, and waits until
+/// they are there. A read past the end of the export fails. No flags are
+/// defined for this call: `flags` must be 0.
+///
+/// If the server fails the read, the contents of `buf` are unspecified, except
+/// that they are zeroed when `nbd_set_pread_initialize` is on (the default), so
+/// stale data never shows.
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+/// - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+///   in `nbd_get_block_size`).
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
+///
+/// # Example
+/// ```c
+/// char buf[512];
+/// if (nbd_pread (nbd, buf, sizeof buf, 0, 0) == -1) {
+///   fprintf (stderr, "%s\n", nbd_get_error ());
+///   exit (EXIT_FAILURE);
+/// }
+/// ```
 #[no_mangle]
 pub extern "C" fn nbd_pread(
     h: *mut nbd_handle,
@@ -21,7 +53,29 @@ pub extern "C" fn nbd_pread(
     })
 }
 
-/// Writes `count` bytes from `buf` at `offset`.
+/// Writes to the export.
+///
+/// Writes `count` bytes from `buf` at `offset` of the export, and waits until
+/// the server has replied. With `LIBNBD_CMD_FLAG_FUA` in `flags`, the server
+/// only replies once the data is durable (see `nbd_can_fua`); otherwise use
+/// `nbd_flush`. `flags` may also have `LIBNBD_CMD_FLAG_PAYLOAD_LEN`, which only
+/// matters with extended headers; with `LIBNBD_STRICT_AUTO_FLAG` in the strict
+/// mode, the client sets or clears it itself.
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+/// - `ERANGE`: `count` is too large for one request (see `LIBNBD_SIZE_PAYLOAD`
+///   in `nbd_get_block_size`).
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_pwrite(
     h: *mut nbd_handle,
@@ -38,13 +92,47 @@ pub extern "C" fn nbd_pwrite(
     })
 }
 
-/// Makes written data durable on the server.
+/// Makes the data written so far durable.
+///
+/// The server commits every write it has completed to stable storage before
+/// replying. Needs server support: see `nbd_can_flush`. No flags are defined:
+/// `flags` must be 0.
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
     with_handle("nbd_flush", h, -1, |h| h.flush(flags).map(|()| 0))
 }
 
-/// Discards `count` bytes at `offset`.
+/// Discards a range of the export.
+///
+/// Tells the server the `count` bytes at `offset` are no longer needed; what
+/// reading them returns afterwards is up to the server. Needs server support:
+/// see `nbd_can_trim`. `flags` may have `LIBNBD_CMD_FLAG_FUA`.
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_trim(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
     with_handle("nbd_trim", h, -1, |h| {
@@ -52,7 +140,24 @@ pub extern "C" fn nbd_trim(h: *mut nbd_handle, count: u64, offset: u64, flags: u
     })
 }
 
-/// Asks the server to prefetch `count` bytes at `offset`.
+/// Asks the server to prefetch a range of the export.
+///
+/// The server may load the `count` bytes at `offset` into its cache, so later
+/// reads are faster. Needs server support: see `nbd_can_cache`. No flags are
+/// defined: `flags` must be 0.
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_cache(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
     with_handle("nbd_cache", h, -1, |h| {
@@ -60,7 +165,27 @@ pub extern "C" fn nbd_cache(h: *mut nbd_handle, count: u64, offset: u64, flags: 
     })
 }
 
-/// Writes `count` zero bytes at `offset`.
+/// Writes zeroes to a range of the export.
+///
+/// Sets the `count` bytes at `offset` to zero without sending them. Needs
+/// server support: see `nbd_can_zero`. `flags` may have:
+/// - `LIBNBD_CMD_FLAG_FUA`: reply once the zeroes are durable;
+/// - `LIBNBD_CMD_FLAG_NO_HOLE`: allocate the range rather than leave a hole;
+/// - `LIBNBD_CMD_FLAG_FAST_ZERO`: fail rather than zero slowly (see
+///   `nbd_can_fast_zero`).
+///
+/// # Return value
+/// 0 when the server has done it, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has a flag the command does not take, or the server does
+///   not support the command (see the strict mode, `nbd_set_strict_mode`).
+/// - Any error the server reports for the command, such as `EIO`, or one of the
+///   connection.
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
     with_handle("nbd_zero", h, -1, |h| {
@@ -69,6 +194,22 @@ pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u
 }
 
 /// Disconnects from the server cleanly.
+///
+/// Sends the disconnect request after the commands already issued, and waits
+/// until the server has closed the connection; the handle is then closed
+/// (`nbd_aio_is_closed`) and must still be freed with `nbd_close`. With
+/// `LIBNBD_SHUTDOWN_ABANDON_PENDING` in `flags`, commands not yet sent are
+/// failed instead of sent.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `flags` has bits outside `LIBNBD_SHUTDOWN_MASK`.
+///
+/// # Handle state
+/// The handle must be connected with the server: the handshake is over and the
+/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
     with_handle("nbd_shutdown", h, -1, |h| h.shutdown(flags).map(|()| 0))

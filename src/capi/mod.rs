@@ -164,7 +164,20 @@ pub(crate) fn with_handle<T: 'static>(
     })
 }
 
-/// The message of this thread's last failed call, or NULL if none failed.
+/// Returns the message of the last error in this thread.
+///
+/// Every call that fails records, for the thread that made it, a message that
+/// starts with the call's name and describes what went wrong. The message stays
+/// until the next failing call in the same thread; calls that succeed leave it
+/// alone.
+///
+/// # Return value
+/// The message, which the caller must not free and which is only valid until
+/// the next call into the library from this thread; or NULL if no call has
+/// failed in this thread.
+///
+/// # Errors
+/// This call does not fail.
 #[no_mangle]
 pub extern "C" fn nbd_get_error() -> *const c_char {
     LAST_ERROR
@@ -177,7 +190,17 @@ pub extern "C" fn nbd_get_error() -> *const c_char {
         .unwrap_or(std::ptr::null())
 }
 
-/// The errno of this thread's last failed call, or 0.
+/// Returns the errno of the last error in this thread.
+///
+/// A failing call records an error number along with its message (see
+/// `nbd_get_error`), and also leaves it in `errno`; this call returns the
+/// recorded one, which later calls of other libraries cannot overwrite.
+///
+/// # Return value
+/// The error number, or 0 if no call has failed in this thread.
+///
+/// # Errors
+/// This call does not fail.
 #[no_mangle]
 pub extern "C" fn nbd_get_errno() -> c_int {
     LAST_ERROR.try_with(|last| last.borrow().errno).unwrap_or(0)

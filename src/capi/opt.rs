@@ -41,7 +41,23 @@ pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Turns option mode on or off (before connecting).
+/// Sets whether connecting stops to let the program negotiate.
+///
+/// With option mode on, connecting stops after the first steps of the
+/// handshake, in the negotiating state (`nbd_aio_is_negotiating`), where the
+/// program sends the options it wants with the `nbd_opt_*` calls: list the
+/// exports (`nbd_opt_list`) or meta contexts, ask about an export
+/// (`nbd_opt_info`), and finally choose one (`nbd_opt_go`) or give up
+/// (`nbd_opt_abort`). Off by default.
+///
+/// The setting is read back with `nbd_get_opt_mode`.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
     with_handle("nbd_set_opt_mode", h, -1, |h| {
@@ -49,38 +65,99 @@ pub extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
     })
 }
 
-/// Whether option mode is on.
+/// Returns whether connecting stops to let the program negotiate.
+///
+/// This is the value set with `nbd_set_opt_mode`, or the default.
+///
+/// # Return value
+/// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_opt_mode", h, -1, |h| Ok(h.opt_mode() as c_int))
 }
 
-/// Ends negotiation and enters transmission.
+/// Ends negotiation and starts using the export.
+///
+/// Asks the server for the export named by `nbd_set_export_name` (with the meta
+/// contexts, if `nbd_set_request_meta_context` is on) and, if the server
+/// agrees, the handle is connected with the server. If the server refuses, the
+/// handle stays negotiating, so the program can try another export.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_go", h, -1, |h| h.opt_go().map(|()| 0))
 }
 
-/// Ends the connection during negotiation.
+/// Ends negotiation and the connection.
+///
+/// Tells the server the client is going, and closes the connection: the handle
+/// is then closed (`nbd_aio_is_closed`).
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_abort", h, -1, |h| h.opt_abort().map(|()| 0))
 }
 
-/// Asks about the export without entering transmission.
+/// Asks about the export without starting to use it.
+///
+/// Asks the server about the export named by `nbd_set_export_name`. If the
+/// server answers, the handle stays negotiating, and the calls that describe
+/// the export (`nbd_get_size`, `nbd_is_read_only`, `nbd_can_meta_context`, ...)
+/// answer for it.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_info", h, -1, |h| h.opt_info().map(|()| 0))
 }
 
-/// Lists the server's exports; returns how many.
+/// Lists the server's exports.
+///
+/// `list_callback` is called for each export the server lists, with its name
+/// and description.
+///
+/// # Return value
+/// How many exports the server listed, or -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_list(h: *mut nbd_handle, list_callback: nbd_list_callback) -> c_int {
     let list = list(list_callback);
     with_handle("nbd_opt_list", h, -1, |h| h.opt_list(list?))
 }
 
-/// Lists the meta contexts matching the requested ones; returns how many.
+/// Lists the meta contexts the server has for the export.
+///
+/// Asks the server which of the meta contexts added with `nbd_add_meta_context`
+/// it has for the export named by `nbd_set_export_name`. `context_callback` is
+/// called with the name of each context the server names in its reply. This
+/// does not select any context: see `nbd_opt_set_meta_context`.
+///
+/// # Return value
+/// How many contexts the server listed, or -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_list_meta_context(
     h: *mut nbd_handle,
@@ -92,7 +169,18 @@ pub extern "C" fn nbd_opt_list_meta_context(
     })
 }
 
-/// Lists the meta contexts matching `queries`; returns how many.
+/// Lists the meta contexts matching some queries.
+///
+/// As `nbd_opt_list_meta_context`, but asks about `queries`, a NULL-terminated
+/// list of names or name prefixes (such as `"qemu:"`), instead of the contexts
+/// added with `nbd_add_meta_context`.
+///
+/// # Return value
+/// How many contexts the server listed, or -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_list_meta_context_queries(
     h: *mut nbd_handle,
@@ -107,7 +195,20 @@ pub extern "C" fn nbd_opt_list_meta_context_queries(
     })
 }
 
-/// Selects the requested meta contexts; returns how many the server agreed to.
+/// Selects the meta contexts to use.
+///
+/// Asks the server to select, for the export named by `nbd_set_export_name`,
+/// the meta contexts added with `nbd_add_meta_context`. `context_callback` is
+/// called with the name of each context the server names in its reply. The
+/// selection is used by the next `nbd_opt_go`, which then need not ask again
+/// (see `nbd_set_request_meta_context`).
+///
+/// # Return value
+/// How many contexts the server selected, or -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_set_meta_context(
     h: *mut nbd_handle,
@@ -119,7 +220,17 @@ pub extern "C" fn nbd_opt_set_meta_context(
     })
 }
 
-/// Selects the meta contexts matching `queries`; returns how many.
+/// Selects the meta contexts matching some queries.
+///
+/// As `nbd_opt_set_meta_context`, but with `queries`, a NULL-terminated list of
+/// names, instead of the contexts added with `nbd_add_meta_context`.
+///
+/// # Return value
+/// How many contexts the server selected, or -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_set_meta_context_queries(
     h: *mut nbd_handle,
@@ -134,7 +245,17 @@ pub extern "C" fn nbd_opt_set_meta_context_queries(
     })
 }
 
-/// Asks for structured replies: 1 if agreed, 0 if refused.
+/// Asks the server for structured replies.
+///
+/// Usually not needed: connecting asks for them (see
+/// `nbd_set_request_structured_replies`).
+///
+/// # Return value
+/// 1 if the server agreed, 0 if it refused, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_structured_reply", h, -1, |h| {
@@ -142,7 +263,18 @@ pub extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Asks for extended headers: 1 if agreed, 0 if refused.
+/// Asks the server for extended headers.
+///
+/// Extended headers carry 64 bit lengths, for requests larger than 4 GiB and
+/// for `nbd_block_status_filter`. Usually not needed: connecting asks for them
+/// (see `nbd_set_request_extended_headers`).
+///
+/// # Return value
+/// 1 if the server agreed, 0 if it refused, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_extended_headers", h, -1, |h| {
@@ -150,7 +282,20 @@ pub extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Starts NBD_OPT_GO.
+/// Starts ending negotiation and using the export.
+///
+/// As `nbd_opt_go`, but asynchronously: the program drives the handle
+/// (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_go(
     h: *mut nbd_handle,
@@ -162,7 +307,20 @@ pub extern "C" fn nbd_aio_opt_go(
     })
 }
 
-/// Starts NBD_OPT_INFO.
+/// Starts asking about the export.
+///
+/// As `nbd_opt_info`, but asynchronously: the program drives the handle
+/// (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_info(
     h: *mut nbd_handle,
@@ -174,7 +332,17 @@ pub extern "C" fn nbd_aio_opt_info(
     })
 }
 
-/// Starts NBD_OPT_ABORT.
+/// Starts ending negotiation and the connection.
+///
+/// As `nbd_opt_abort`, but asynchronously: the program drives the handle until
+/// it is closed.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_aio_opt_abort", h, -1, |h| {
@@ -182,7 +350,20 @@ pub extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Starts NBD_OPT_LIST.
+/// Starts listing the server's exports.
+///
+/// As `nbd_opt_list`, but asynchronously: the program drives the handle
+/// (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_list(
     h: *mut nbd_handle,
@@ -196,7 +377,20 @@ pub extern "C" fn nbd_aio_opt_list(
     })
 }
 
-/// Starts NBD_OPT_LIST_META_CONTEXT for the requested contexts.
+/// Starts listing meta contexts.
+///
+/// As `nbd_opt_list_meta_context`, but asynchronously: the program drives the
+/// handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_list_meta_context(
     h: *mut nbd_handle,
@@ -211,7 +405,20 @@ pub extern "C" fn nbd_aio_opt_list_meta_context(
     })
 }
 
-/// Starts NBD_OPT_LIST_META_CONTEXT for `queries`.
+/// Starts listing the meta contexts matching some queries.
+///
+/// As `nbd_opt_list_meta_context_queries`, but asynchronously: the program
+/// drives the handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is
+/// over, then `completion_callback` is called with `*error` set to 0 or to the
+/// option's errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
     h: *mut nbd_handle,
@@ -229,7 +436,20 @@ pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
     })
 }
 
-/// Starts NBD_OPT_SET_META_CONTEXT for the requested contexts.
+/// Starts selecting the meta contexts to use.
+///
+/// As `nbd_opt_set_meta_context`, but asynchronously: the program drives the
+/// handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_set_meta_context(
     h: *mut nbd_handle,
@@ -244,7 +464,20 @@ pub extern "C" fn nbd_aio_opt_set_meta_context(
     })
 }
 
-/// Starts NBD_OPT_SET_META_CONTEXT for `queries`.
+/// Starts selecting the meta contexts matching some queries.
+///
+/// As `nbd_opt_set_meta_context_queries`, but asynchronously: the program
+/// drives the handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is
+/// over, then `completion_callback` is called with `*error` set to 0 or to the
+/// option's errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
     h: *mut nbd_handle,
@@ -262,7 +495,20 @@ pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
     })
 }
 
-/// Starts NBD_OPT_STRUCTURED_REPLY.
+/// Starts asking for structured replies.
+///
+/// As `nbd_opt_structured_reply`, but asynchronously: the program drives the
+/// handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_structured_reply(
     h: *mut nbd_handle,
@@ -274,7 +520,20 @@ pub extern "C" fn nbd_aio_opt_structured_reply(
     })
 }
 
-/// Starts NBD_OPT_EXTENDED_HEADERS.
+/// Starts asking for extended headers.
+///
+/// As `nbd_opt_extended_headers`, but asynchronously: the program drives the
+/// handle (`nbd_aio_notify_read`, `nbd_poll`) until the option is over, then
+/// `completion_callback` is called with `*error` set to 0 or to the option's
+/// errno.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_extended_headers(
     h: *mut nbd_handle,
@@ -286,7 +545,19 @@ pub extern "C" fn nbd_aio_opt_extended_headers(
     })
 }
 
-/// Whether to ask for extended headers.
+/// Sets whether the handshake asks the server for extended headers.
+///
+/// Extended headers carry 64 bit lengths. They are asked for by default;
+/// whether the server agreed is told by `nbd_get_extended_headers_negotiated`.
+///
+/// The setting is read back with `nbd_get_request_extended_headers`.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_request_extended_headers(h: *mut nbd_handle, request: bool) -> c_int {
     with_handle("nbd_set_request_extended_headers", h, -1, |h| {
@@ -294,7 +565,13 @@ pub extern "C" fn nbd_set_request_extended_headers(h: *mut nbd_handle, request: 
     })
 }
 
-/// Whether extended headers will be asked for.
+/// Returns whether the handshake asks for extended headers.
+///
+/// This is the value set with `nbd_set_request_extended_headers`, or the
+/// default.
+///
+/// # Return value
+/// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_request_extended_headers", h, -1, |h| {
@@ -302,7 +579,14 @@ pub extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int 
     })
 }
 
-/// Whether the server agreed to extended headers.
+/// Returns whether the server agreed to extended headers.
+///
+/// # Return value
+/// 1 if extended headers are in use, 0 if not, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_get_extended_headers_negotiated(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_extended_headers_negotiated", h, -1, |h| {

@@ -20,19 +20,49 @@ unsafe fn str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
         .map_err(|_| Error::new(libc::EINVAL, format!("{param}: not valid UTF-8")))
 }
 
-/// Sets whether TLS is disabled, allowed or required (a `LIBNBD_TLS_*` value).
+/// Sets whether the connection uses TLS.
+///
+/// `tls` is one of:
+/// - `LIBNBD_TLS_DISABLE`: no TLS (the default);
+/// - `LIBNBD_TLS_ALLOW`: TLS if the server offers it, else in clear;
+/// - `LIBNBD_TLS_REQUIRE`: TLS, or no connection.
+///
+/// With TLS, the server is authenticated by its X.509 certificate (see
+/// `nbd_set_tls_certificates`, `nbd_set_tls_verify_peer`) or by a pre-shared
+/// key (see `nbd_set_tls_psk_file`). Whether TLS was used is told by
+/// `nbd_get_tls_negotiated`.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `tls` is not a `LIBNBD_TLS_*` value.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
     with_handle("nbd_set_tls", h, -1, |h| h.set_tls(tls).map(|()| 0))
 }
 
-/// The TLS setting chosen with `nbd_set_tls`.
+/// Returns the TLS setting.
+///
+/// # Return value
+/// The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_tls", h, -1, |h| Ok(h.tls()))
 }
 
-/// Whether the connection ended up using TLS.
+/// Returns whether the connection uses TLS.
+///
+/// # Return value
+/// 1 if the connection is encrypted with TLS, 0 if not, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating, connected with the server, or shut down: the
+/// answer comes from the handshake.
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_tls_negotiated", h, -1, |h| {
@@ -40,7 +70,21 @@ pub extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Sets the directory holding the TLS certificates.
+/// Sets the directory of the X.509 files used for TLS.
+///
+/// The directory holds the CA certificate the server's certificate is checked
+/// against (`ca-cert.pem`) and, for servers that ask for one, the client's
+/// certificate and key (`client-cert.pem`, `client-key.pem`). Without this
+/// setting, a few default directories are searched for these files, and if none
+/// has a CA certificate the system's CA certificates are trusted. The string
+/// `dir` is copied.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_char) -> c_int {
     with_handle("nbd_set_tls_certificates", h, -1, |h| {
@@ -51,7 +95,20 @@ pub extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_cha
     })
 }
 
-/// Chooses whether the server's TLS certificate is verified.
+/// Sets whether the server's TLS certificate is verified.
+///
+/// On by default: the connection fails unless the server's certificate is
+/// signed by a trusted CA and names the server. Turning it off makes TLS open
+/// to impersonation.
+///
+/// The setting is read back with `nbd_get_tls_verify_peer`.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c_int {
     with_handle("nbd_set_tls_verify_peer", h, -1, |h| {
@@ -59,7 +116,12 @@ pub extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c
     })
 }
 
-/// Whether the server's TLS certificate will be verified.
+/// Returns whether the server's TLS certificate is verified.
+///
+/// This is the value set with `nbd_set_tls_verify_peer`, or the default.
+///
+/// # Return value
+/// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_get_tls_verify_peer", h, -1, |h| {
@@ -67,7 +129,18 @@ pub extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Sets the user name for TLS with pre-shared keys.
+/// Sets the user name for TLS.
+///
+/// With pre-shared keys (`nbd_set_tls_psk_file`), it picks the key to use.
+/// Without this setting, the name of the user running the program is used. The
+/// string `username` is copied.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: *const c_char) -> c_int {
     with_handle("nbd_set_tls_username", h, -1, |h| {
@@ -77,7 +150,10 @@ pub extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: *const c_ch
     })
 }
 
-/// The user name for TLS with pre-shared keys; the caller frees it.
+/// Returns the user name for TLS.
+///
+/// This is the name set with `nbd_set_tls_username`, else the name of the user
+/// running the program.
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_tls_username", h, ptr::null_mut(), |h| {
@@ -85,7 +161,19 @@ pub extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
     })
 }
 
-/// Sets the file of TLS pre-shared keys.
+/// Sets the file of pre-shared keys for TLS.
+///
+/// Each line of the file is `username:key`, the key in hexadecimal. With this
+/// setting, TLS authenticates both ends with the key of the user (see
+/// `nbd_set_tls_username`) instead of certificates. The string `filename` is
+/// copied.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: *const c_char) -> c_int {
     with_handle("nbd_set_tls_psk_file", h, -1, |h| {
@@ -96,7 +184,19 @@ pub extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: *const c_ch
     })
 }
 
-/// Sets the host name the server's TLS certificate is checked against.
+/// Sets the host name the server's TLS certificate must name.
+///
+/// By default the certificate is checked against the host name the connection
+/// was made to (`nbd_connect_tcp`, `nbd_connect_uri`). This setting replaces
+/// it, for example when connecting through a tunnel. The string `hostname` is
+/// copied.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Handle state
+/// The handle must be newly created (`nbd_aio_is_created`): this is a setting
+/// for the connection still to be made.
 #[no_mangle]
 pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_char) -> c_int {
     with_handle("nbd_set_tls_hostname", h, -1, |h| {
@@ -106,7 +206,10 @@ pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_ch
     })
 }
 
-/// The host name used for TLS checks (`""` if none); the caller frees it.
+/// Returns the host name the server's TLS certificate must name.
+///
+/// This is the name set with `nbd_set_tls_hostname`, else the host name of the
+/// connection, else the empty string.
 #[no_mangle]
 pub extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
     with_handle("nbd_get_tls_hostname", h, ptr::null_mut(), |h| {
@@ -114,7 +217,12 @@ pub extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
     })
 }
 
-/// Whether this library was built with TLS support: it always is.
+/// Returns whether the library supports TLS.
+///
+/// This library always does.
+///
+/// # Return value
+/// 1, or -1 on error (NULL `h`).
 #[no_mangle]
 pub extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_supports_tls", h, -1, |h| {
@@ -122,8 +230,18 @@ pub extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
     })
 }
 
-/// Asks the server to switch the connection to TLS: 1 if it did, 0 if
-/// the server refused.
+/// Asks the server to switch the connection to TLS.
+///
+/// In option mode, this runs `NBD_OPT_STARTTLS` and, if the server agrees, the
+/// TLS handshake, with the TLS settings of the handle. Usually not needed:
+/// connecting with `nbd_set_tls` does it.
+///
+/// # Return value
+/// 1 if the connection now uses TLS, 0 if the server refused, -1 on error.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
     with_handle("nbd_opt_starttls", h, -1, |h| {
@@ -132,6 +250,18 @@ pub extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
 }
 
 /// Starts asking the server to switch the connection to TLS.
+///
+/// As `nbd_opt_starttls`, without waiting: the handle runs the option as the
+/// program drives it (`nbd_aio_notify_read`, `nbd_poll`), then calls
+/// `completion_callback`, whose `error` is 0 on success.
+///
+/// # Return value
+/// 0 if the option was started, -1 on error. How the option ended is told to
+/// the completion callback.
+///
+/// # Handle state
+/// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
+/// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub extern "C" fn nbd_aio_opt_starttls(
     h: *mut nbd_handle,
