@@ -994,11 +994,12 @@ int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t off
 /**
  * Disconnects from the server cleanly.
  *
- * Sends the disconnect request after the commands already issued, and waits
- * until the server has closed the connection; the handle is then closed
- * (`nbd_aio_is_closed`) and must still be freed with `nbd_close`. With
- * `LIBNBD_SHUTDOWN_ABANDON_PENDING` in `flags`, commands not yet sent are
- * failed instead of sent.
+ * Connected, it sends the disconnect request after the commands already
+ * issued; in option mode (negotiating) it ends the negotiation with
+ * `NBD_OPT_ABORT`. Either way it waits until the server has closed the
+ * connection; the handle is then closed (`nbd_aio_is_closed`) and must
+ * still be freed with `nbd_close`. With `LIBNBD_SHUTDOWN_ABANDON_PENDING`
+ * in `flags`, commands not yet sent are failed instead of sent.
  *
  * # Return value
  * 0 on success, -1 on error.
@@ -1007,8 +1008,8 @@ int nbd_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t off
  * - `EINVAL`: `flags` has bits outside `LIBNBD_SHUTDOWN_MASK`.
  *
  * # Handle state
- * The handle must be connected with the server: the handshake is over and the
- * connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
+ * The handle must be negotiating (`nbd_aio_is_negotiating`, option mode) or
+ * connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
  */
 int nbd_shutdown(struct nbd_handle *h, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);

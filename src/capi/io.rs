@@ -195,11 +195,12 @@ pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u
 
 /// Disconnects from the server cleanly.
 ///
-/// Sends the disconnect request after the commands already issued, and waits
-/// until the server has closed the connection; the handle is then closed
-/// (`nbd_aio_is_closed`) and must still be freed with `nbd_close`. With
-/// `LIBNBD_SHUTDOWN_ABANDON_PENDING` in `flags`, commands not yet sent are
-/// failed instead of sent.
+/// Connected, it sends the disconnect request after the commands already
+/// issued; in option mode (negotiating) it ends the negotiation with
+/// `NBD_OPT_ABORT`. Either way it waits until the server has closed the
+/// connection; the handle is then closed (`nbd_aio_is_closed`) and must
+/// still be freed with `nbd_close`. With `LIBNBD_SHUTDOWN_ABANDON_PENDING`
+/// in `flags`, commands not yet sent are failed instead of sent.
 ///
 /// # Return value
 /// 0 on success, -1 on error.
@@ -208,8 +209,8 @@ pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u
 /// - `EINVAL`: `flags` has bits outside `LIBNBD_SHUTDOWN_MASK`.
 ///
 /// # Handle state
-/// The handle must be connected with the server: the handshake is over and the
-/// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
+/// The handle must be negotiating (`nbd_aio_is_negotiating`, option mode) or
+/// connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
     with_handle("nbd_shutdown", h, -1, |h| h.shutdown(flags).map(|()| 0))
