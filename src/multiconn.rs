@@ -45,8 +45,10 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const DEFAULT_CONNECTIONS: usize = 4;
 
 /// Default largest chunk of a split read or write (also capped by the
-/// server's maximum payload).
-pub const DEFAULT_MAX_CHUNK: u64 = 2 * 1024 * 1024;
+/// server's maximum payload). Small enough that the buffers of the chunks
+/// in flight stay in cache on both sides: reading nbdkit's pattern plugin
+/// over 4 connections, 512 KiB chunks beat 2 MiB and 8 MiB ones by 20-50%.
+pub const DEFAULT_MAX_CHUNK: u64 = 512 * 1024;
 
 /// Default size from which a read or write is split over all connections.
 pub const DEFAULT_SPLIT_THRESHOLD: u64 = 512 * 1024;
