@@ -476,3 +476,43 @@ fn split_and_whole_requests_share_connections_without_stalling() {
             .expect("a thread stalled (or failed)");
     }
 }
+
+#[test]
+fn tls_connections_made_by_the_callers_closure() {
+    if !have("nbdkit", "multiconn") {
+        return;
+    }
+    // The closure sets TLS up; the pool then drives the TLS connections
+    // with its own poll loop for split requests.
+    let dir = TempDir::new("mc-tls");
+    let psk = dir.path("keys.psk");
+    std::fs::write(
+        &psk,
+        "alice:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+    )
+    .unwrap();
+    let psk_arg = format!("--tls-psk={}", psk.display());
+    let (_server, sock) = nbdkit_unix(&dir, &["--tls=require", &psk_arg, "memory", "32M"]);
+    let mc = MultiConn::builder()
+        .connections(3)
+        .max_chunk(128 * 1024)
+        .connect(|_| {
+            let h = Handle::new()?;
+            h.set_tls(nbd::capi::types::LIBNBD_TLS_REQUIRE)?;
+            h.set_tls_username("alice")?;
+            h.set_tls_psk_file(&psk)?;
+            h.connect_unix(&sock)?;
+            Ok(h)
+        })
+        .unwrap();
+    assert_eq!(mc.connections(), 3);
+    for i in 0..3 {
+        assert!(mc.handle(i).unwrap().tls_negotiated().unwrap());
+    }
+    let data = pattern(7 * MIB + 512, 4096, 21);
+    mc.pwrite(&data, 4096, 0).unwrap();
+    mc.flush(0).unwrap();
+    let mut back = vec![0; data.len()];
+    mc.pread(&mut back, 4096, 0).unwrap();
+    assert!(back == data);
+}
