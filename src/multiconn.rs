@@ -131,7 +131,7 @@ impl MultiConnBuilder {
         };
         let size = first.size()?;
         let read_only = first.is_read_only()?;
-        let mut payload = first.block_size(BlockSize::Payload)?;
+        let mut payload = largest_payload(&first)?;
         let mut minimum = first.block_size(BlockSize::Minimum)?;
         let mut handles = Vec::with_capacity(want);
         handles.push(first);
@@ -144,7 +144,7 @@ impl MultiConnBuilder {
                     format!("connection {i} does not reach the same export as connection 0"),
                 ));
             }
-            payload = payload.min(h.block_size(BlockSize::Payload)?);
+            payload = payload.min(largest_payload(&h)?);
             minimum = minimum.max(h.block_size(BlockSize::Minimum)?);
             handles.push(h);
         }
@@ -190,6 +190,16 @@ impl MultiConnBuilder {
             Ok(h)
         })
     }
+}
+
+/// The largest read or write `h` may send: the client's payload limit,
+/// and the server's maximum block size if it gave one.
+fn largest_payload(h: &Handle) -> Result<u64> {
+    let payload = h.block_size(BlockSize::Payload)?;
+    Ok(match h.block_size(BlockSize::Maximum)? {
+        0 => payload,
+        max => payload.min(max),
+    })
 }
 
 fn check_ready(h: &Handle, i: usize) -> Result<()> {

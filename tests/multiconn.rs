@@ -516,3 +516,37 @@ fn tls_connections_made_by_the_callers_closure() {
     mc.pread(&mut back, 4096, 0).unwrap();
     assert!(back == data);
 }
+
+#[test]
+fn chunks_respect_the_servers_maximum_block_size() {
+    if !have("nbdkit", "multiconn") {
+        return;
+    }
+    // The server refuses requests over 64 KiB: the pool's chunks must
+    // stay within that, for requests split or not.
+    let dir = TempDir::new("mc-bsize");
+    let (_server, sock) = nbdkit_unix(
+        &dir,
+        &[
+            "--filter=blocksize-policy",
+            "memory",
+            "16M",
+            "blocksize-maximum=64K",
+            "blocksize-minimum=512",
+            "blocksize-preferred=4K",
+            "blocksize-error-policy=error",
+        ],
+    );
+    let mc = MultiConn::builder()
+        .connections(2)
+        .connect_unix(&sock)
+        .unwrap();
+    assert_eq!(mc.max_chunk(), 64 * 1024);
+    for len in [100 * 1024, 3 * MIB] {
+        let data = pattern(len, 8192, 5);
+        mc.pwrite(&data, 8192, 0).unwrap();
+        let mut back = vec![0; len];
+        mc.pread(&mut back, 8192, 0).unwrap();
+        assert!(back == data, "{len} bytes differ");
+    }
+}
