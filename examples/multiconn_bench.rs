@@ -9,6 +9,11 @@
 //!       through one Handle, sequential Handle::pread calls of
 //!       REQUEST_BYTES (default 1 MiB), one at a time
 //!
+//!   multiconn_bench mt N SOCKET [THREADS] [SECS]
+//!       THREADS threads (default 8) doing sync 4 KiB preads for SECS
+//!       seconds (default 2) through a MultiConn of N connections (N = 0:
+//!       one plain Handle shared by the threads); prints ops/s
+//!
 //! MULTICONN_CHUNK=BYTES sets the pool's largest chunk. Every request's
 //! first and last 8-byte words are checked against the pattern (each word
 //! holds its own offset, big-endian).
@@ -95,9 +100,86 @@ fn run(args: &[String]) -> Result<String, String> {
     ))
 }
 
+/// The `mt` mode: many threads, small reads, one pool or one handle.
+fn run_mt(args: &[String]) -> Result<String, String> {
+    let usage = "usage: multiconn_bench mt N SOCKET [THREADS] [SECS]";
+    let parse = |s: &String| s.parse::<usize>().map_err(|e| format!("{s}: {e}"));
+    let n = parse(args.get(1).ok_or(usage)?)?;
+    let sock = args.get(2).ok_or(usage)?;
+    let threads = args.get(3).map(parse).transpose()?.unwrap_or(8);
+    let secs = args.get(4).map(parse).transpose()?.unwrap_or(2) as u64;
+    enum Target {
+        Pool(MultiConn),
+        One(Handle),
+    }
+    let target = if n == 0 {
+        let h = Handle::new().map_err(|e| e.to_string())?;
+        h.connect_unix(sock).map_err(|e| e.to_string())?;
+        Target::One(h)
+    } else {
+        let mc = MultiConn::builder()
+            .connections(n)
+            .connect_unix(sock)
+            .map_err(|e| e.to_string())?;
+        Target::Pool(mc)
+    };
+    let conns = match &target {
+        Target::Pool(mc) => mc.connections(),
+        Target::One(_) => 1,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let ops: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (target, stop) = (&target, &stop);
+                s.spawn(move || -> Result<usize, String> {
+                    let mut buf = [0u8; 4096];
+                    let mut done = 0;
+                    let mut off = (t as u64) << 20;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match target {
+                            Target::Pool(mc) => mc.pread(&mut buf, off, 0),
+                            Target::One(h) => h.pread(&mut buf, off, 0),
+                        }
+                        .map_err(|e| e.to_string())?;
+                        check(&buf, off)?;
+                        done += 1;
+                        off = (off + 4096) % (512 << 20);
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.iter().sum())
+    })?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let gib = (ops * 4096) as f64 / (1u64 << 30) as f64;
+    Ok(format!(
+        "RESULT mode=mt value={:.1} unit=ops/s secs={elapsed:.3} bytes={} cpu={cpu:.3} \
+         cpu_per_gib={:.3} connections={conns} threads={threads}",
+        ops as f64 / elapsed,
+        ops * 4096,
+        cpu / gib
+    ))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let result = if args.first().is_some_and(|m| m == "mt") {
+        run_mt(&args)
+    } else {
+        run(&args)
+    };
+    match result {
         Ok(line) => println!("{line}"),
         Err(e) => {
             println!("ERROR {e}");
