@@ -110,12 +110,12 @@ fn run_mt(args: &[String]) -> Result<String, String> {
     let secs = args.get(4).map(parse).transpose()?.unwrap_or(2) as u64;
     enum Target {
         Pool(MultiConn),
-        One(Handle),
+        One(Box<Handle>),
     }
     let target = if n == 0 {
         let h = Handle::new().map_err(|e| e.to_string())?;
         h.connect_unix(sock).map_err(|e| e.to_string())?;
-        Target::One(h)
+        Target::One(Box::new(h))
     } else {
         let mc = MultiConn::builder()
             .connections(n)
