@@ -22,5 +22,5 @@ mod uri;
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use handle::{BlockSize, Handle};
-pub use multiconn::{MultiConn, MultiConnBuilder};
+pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};
 pub use transport::TlsCredentials;

@@ -16,6 +16,10 @@
 //! (and an eventfd, so that a chunk finished by another thread driving the
 //! same connection wakes it).
 //!
+//! The `aio_` calls start one command on one connection (round-robin) and
+//! return a [`MultiCookie`]; [`MultiConn::poll`] drives all connections
+//! at once. They are not split and not tracked by [`MultiConn::flush`].
+//!
 //! # Errors
 //!
 //! There is no retry: a request that failed on one connection is never
@@ -263,6 +267,16 @@ impl std::fmt::Debug for MultiConn {
     }
 }
 
+/// An asynchronous command of a [`MultiConn`]: the connection it went to
+/// and its cookie there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MultiCookie {
+    /// The connection's index, as for [`MultiConn::handle`].
+    pub connection: usize,
+    /// The command's cookie on that connection.
+    pub cookie: u64,
+}
+
 /// Which way a split request moves data.
 #[derive(Clone, Copy)]
 enum Dir {
@@ -443,6 +457,120 @@ impl MultiConn {
     /// Closes every connection. Dropping does the same.
     pub fn close(self) {}
 
+    // ---- asynchronous commands ------------------------------------------
+
+    /// Starts reading `count` bytes at `offset` into `buf` on one
+    /// connection (round-robin); returns which connection and the cookie.
+    /// Not split: `count` must fit one command. Completion and retirement
+    /// work as on a [`Handle`]; drive the connections with
+    /// [`MultiConn::poll`] (or each [`Handle`] from [`MultiConn::handle`]).
+    ///
+    /// # Safety
+    /// As for [`Handle::aio_pread`]: `buf` must stay valid for writes of
+    /// `count` bytes until the command is retired or the pool is closed.
+    pub unsafe fn aio_pread(
+        &self,
+        buf: *mut u8,
+        count: usize,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<MultiCookie> {
+        // SAFETY: the caller's promise, passed on.
+        self.aio_on_one(|h| unsafe { h.aio_pread(buf, count, offset, completion, flags) })
+    }
+
+    /// Starts writing `count` bytes from `buf` at `offset` on one
+    /// connection (round-robin). [`MultiConn::flush`] does not wait for
+    /// asynchronous writes: issue a flush once the writes it must cover
+    /// have completed, as the NBD spec asks.
+    ///
+    /// # Safety
+    /// As for [`Handle::aio_pwrite`]: `buf` must stay valid for reads of
+    /// `count` bytes until the command is retired or the pool is closed.
+    pub unsafe fn aio_pwrite(
+        &self,
+        buf: *const u8,
+        count: usize,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<MultiCookie> {
+        // SAFETY: the caller's promise, passed on.
+        self.aio_on_one(|h| unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
+    }
+
+    /// Starts a flush on one connection: with multi-conn it covers every
+    /// write completed, on any connection, before it was issued.
+    pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<MultiCookie> {
+        self.aio_on_one(|h| h.aio_flush(completion, flags))
+    }
+
+    /// Starts a trim on one connection.
+    pub fn aio_trim(
+        &self,
+        count: u64,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<MultiCookie> {
+        self.aio_on_one(|h| h.aio_trim(count, offset, completion, flags))
+    }
+
+    /// Starts a write-zeroes request on one connection.
+    pub fn aio_zero(
+        &self,
+        count: u64,
+        offset: u64,
+        completion: Option<Completion>,
+        flags: u32,
+    ) -> Result<MultiCookie> {
+        self.aio_on_one(|h| h.aio_zero(count, offset, completion, flags))
+    }
+
+    /// Retires `cookie`'s command if it has finished ([`Handle::aio_command_completed`]).
+    pub fn aio_command_completed(&self, cookie: MultiCookie) -> Result<bool> {
+        let m = self.members.get(cookie.connection).ok_or_else(|| {
+            Error::new(
+                libc::EINVAL,
+                format!("invalid connection {}", cookie.connection),
+            )
+        })?;
+        m.handle
+            .aio_command_completed(cookie.cookie as i64)
+            .map_err(|e| self.note_failure(&m.handle, e))
+    }
+
+    /// Commands queued or awaiting replies, on all connections together.
+    pub fn aio_in_flight(&self) -> Result<usize> {
+        let mut n = 0;
+        for m in self.members.iter() {
+            n += m.handle.aio_in_flight()? as usize;
+        }
+        Ok(n)
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) for any connection's socket,
+    /// then runs the machines of those that are ready. Returns 1 if any
+    /// ran, 0 on timeout; a connection's error (it is then dead, and the
+    /// pool fails from now on).
+    pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
+        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+        loop {
+            return match self.poll_and_run(None, timeout) {
+                Ok((0, _)) => Ok(0),
+                Ok((_, None)) => Ok(1),
+                Ok((_, Some(e))) => Err(self.dead_error(e)),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EINVAL) => Err(Error::new(
+                    libc::EINVAL,
+                    "no connection has anything to poll for",
+                )),
+                Err(e) => Err(Error::new(e as i32, "poll")),
+            };
+        }
+    }
+
     // ---- internals -------------------------------------------------------
 
     fn should_split(&self, len: usize) -> bool {
@@ -488,6 +616,31 @@ impl MultiConn {
         let r = f(&m.handle);
         m.load.fetch_sub(1, Ordering::Relaxed);
         r.map_err(|e| self.note_failure(&m.handle, e))
+    }
+
+    /// Starts one asynchronous command on the next connection, round-robin.
+    fn aio_on_one(&self, f: impl FnOnce(&Handle) -> Result<u64>) -> Result<MultiCookie> {
+        self.check_fatal()?;
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
+        let h = &self.members[k].handle;
+        match f(h) {
+            Ok(cookie) => Ok(MultiCookie {
+                connection: k,
+                cookie,
+            }),
+            Err(e) => Err(self.note_failure(h, e)),
+        }
+    }
+
+    /// `e` came from driving the connections: the error of a connection
+    /// that died, recorded as the pool's, or `e` itself.
+    fn dead_error(&self, e: Error) -> Error {
+        for m in self.members.iter() {
+            if m.handle.aio_is_dead() {
+                return self.note_failure(&m.handle, e);
+            }
+        }
+        e
     }
 
     /// After a call on `h` failed with `e`: if `h` is dead, its error
@@ -655,75 +808,112 @@ impl MultiConn {
     /// Returns the first error a connection reported while being driven.
     fn wait_batch(&self, batch: &Batch, waker: &OwnedFd) -> Option<Error> {
         let mut conn_err = None;
-        let mut which = [0usize; MAX_CONNECTIONS + 1];
         loop {
             if batch.remaining.load(Ordering::Acquire) == 0 {
                 return conn_err;
             }
-            let mut fds: [PollFd; MAX_CONNECTIONS + 1] =
-                std::array::from_fn(|_| PollFd::new(waker.as_fd(), PollFlags::empty()));
-            fds[0] = PollFd::new(waker.as_fd(), PollFlags::POLLIN);
-            let mut nfds = 1;
-            for (k, m) in self.members.iter().enumerate() {
-                let Ok(fd) = m.handle.aio_get_fd() else {
-                    continue;
-                };
-                let dir = m.handle.aio_get_direction();
-                let mut events = PollFlags::empty();
-                if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
-                    events |= PollFlags::POLLIN;
+            match self.poll_and_run(Some(waker.as_fd()), PollTimeout::NONE) {
+                Ok((_, Some(e))) => {
+                    conn_err.get_or_insert(e);
                 }
-                if dir & LIBNBD_AIO_DIRECTION_WRITE != 0 {
-                    events |= PollFlags::POLLOUT;
-                }
-                if events.is_empty() {
-                    continue;
-                }
-                // SAFETY: only polled. If another thread closes the fd
-                // meanwhile (the connection dies), poll reports POLLNVAL or
-                // a spurious event, and notifying the dead handle then
-                // returns its error; nothing else is done with the fd.
-                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-                fds[nfds] = PollFd::new(fd, events);
-                which[nfds] = k;
-                nfds += 1;
-            }
-            match nix::poll::poll(&mut fds[..nfds], PollTimeout::NONE) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
+                Ok((_, None)) | Err(Errno::EINTR) => {}
+                Err(_) => {
                     // Cannot wait (ENOMEM...): the commands still point
                     // into the caller's buffer, so keep trying, gently.
-                    conn_err.get_or_insert_with(|| Error::new(e as i32, "poll"));
                     std::thread::sleep(std::time::Duration::from_millis(1));
                     for m in self.members.iter() {
                         let _ = m.handle.aio_notify_read();
                     }
-                    continue;
-                }
-            }
-            if fds[0].any() == Some(true) {
-                let mut count = 0u64;
-                // SAFETY: reads 8 bytes into count; non-blocking.
-                unsafe { libc::read(waker.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
-            }
-            for (pfd, &k) in fds[1..nfds].iter().zip(which[1..nfds].iter()) {
-                let Some(revents) = pfd.revents() else {
-                    continue;
-                };
-                if revents.is_empty() {
-                    continue;
-                }
-                let h = &self.members[k].handle;
-                let r = if revents == PollFlags::POLLOUT {
-                    h.aio_notify_write()
-                } else {
-                    h.aio_notify_read()
-                };
-                if let Err(e) = r {
-                    conn_err.get_or_insert(e);
                 }
             }
         }
+    }
+
+    /// Polls every connection's socket in the direction its machine waits
+    /// for, and `waker` (an eventfd, drained when readable) for reading,
+    /// up to `timeout`; then runs the machine of each ready connection.
+    /// Returns how many fds were ready and the first error a machine
+    /// reported; EINVAL if there was nothing at all to poll.
+    fn poll_and_run(
+        &self,
+        waker: Option<BorrowedFd<'_>>,
+        timeout: PollTimeout,
+    ) -> std::result::Result<(usize, Option<Error>), Errno> {
+        let mut which = [0usize; MAX_CONNECTIONS];
+        let mut raw = [(-1, PollFlags::empty()); MAX_CONNECTIONS + 1];
+        let mut nfds = 0;
+        for (k, m) in self.members.iter().enumerate() {
+            let Ok(fd) = m.handle.aio_get_fd() else {
+                continue;
+            };
+            let dir = m.handle.aio_get_direction();
+            let mut events = PollFlags::empty();
+            if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
+                events |= PollFlags::POLLIN;
+            }
+            if dir & LIBNBD_AIO_DIRECTION_WRITE != 0 {
+                events |= PollFlags::POLLOUT;
+            }
+            if events.is_empty() {
+                continue;
+            }
+            raw[nfds] = (fd, events);
+            which[nfds] = k;
+            nfds += 1;
+        }
+        let conns = nfds;
+        if let Some(w) = waker {
+            raw[nfds] = (w.as_raw_fd(), PollFlags::POLLIN);
+            nfds += 1;
+        }
+        if nfds == 0 {
+            return Err(Errno::EINVAL);
+        }
+        // Entries past nfds repeat the last fd; they are not polled.
+        let mut pollfds: [PollFd; MAX_CONNECTIONS + 1] = std::array::from_fn(|i| {
+            let (fd, events) = raw[i.min(nfds - 1)];
+            // SAFETY: only polled. The waker is borrowed for this call. A
+            // connection's fd may be closed by another thread meanwhile
+            // (the connection dies): poll then reports POLLNVAL or a
+            // spurious event, and notifying the dead handle returns its
+            // error; nothing else is done with the fd.
+            PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, events)
+        });
+        let ready = nix::poll::poll(&mut pollfds[..nfds], timeout)?;
+        if ready == 0 {
+            return Ok((0, None));
+        }
+        if waker.is_some() && pollfds[conns].any() == Some(true) {
+            let mut count = 0u64;
+            // SAFETY: reads 8 bytes into count from the eventfd; it is
+            // non-blocking.
+            unsafe {
+                libc::read(
+                    pollfds[conns].as_fd().as_raw_fd(),
+                    (&mut count as *mut u64).cast(),
+                    8,
+                )
+            };
+        }
+        let mut first_err = None;
+        for (pfd, &k) in pollfds[..conns].iter().zip(which.iter()) {
+            let Some(revents) = pfd.revents() else {
+                continue;
+            };
+            if revents.is_empty() {
+                continue;
+            }
+            let h = &self.members[k].handle;
+            let r = if revents == PollFlags::POLLOUT {
+                h.aio_notify_write()
+            } else {
+                h.aio_notify_read()
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        Ok((ready as usize, first_err))
     }
 }
 

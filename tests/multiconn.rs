@@ -550,3 +550,71 @@ fn chunks_respect_the_servers_maximum_block_size() {
         assert!(back == data, "{len} bytes differ");
     }
 }
+
+#[test]
+fn asynchronous_commands_spread_over_connections() {
+    if !have("nbdkit", "multiconn") {
+        return;
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const N: usize = 48;
+    const LEN: usize = 64 * 1024;
+    let dir = TempDir::new("mc-aio");
+    let (_server, sock) = nbdkit_unix(&dir, &["memory", "16M"]);
+    let mc = MultiConn::builder()
+        .connections(3)
+        .connect_unix(&sock)
+        .unwrap();
+    // Nothing in flight: a zero timeout just times out.
+    assert_eq!(mc.poll(0).unwrap(), 0);
+    assert_eq!(mc.aio_in_flight().unwrap(), 0);
+
+    let data: Vec<Vec<u8>> = (0..N).map(|i| pattern(LEN, (i * LEN) as u64, 33)).collect();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut used = [false; 3];
+    for (i, d) in data.iter().enumerate() {
+        let ok = Arc::clone(&ok);
+        let done = nbd::Completion::new(move |err| {
+            if *err == 0 {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            1
+        });
+        // SAFETY: data outlives the commands: we wait for all below.
+        let c = unsafe { mc.aio_pwrite(d.as_ptr(), LEN, (i * LEN) as u64, Some(done), 0) }.unwrap();
+        used[c.connection] = true;
+    }
+    assert_eq!(used, [true; 3], "not every connection was used");
+    while mc.aio_in_flight().unwrap() > 0 {
+        mc.poll(-1).unwrap();
+    }
+    assert_eq!(ok.load(Ordering::Relaxed), N);
+    let flush = mc.aio_flush(None, 0).unwrap();
+    while !mc.aio_command_completed(flush).unwrap() {
+        mc.poll(-1).unwrap();
+    }
+
+    let mut back = vec![vec![0u8; LEN]; N];
+    let cookies: Vec<_> = back
+        .iter_mut()
+        .enumerate()
+        .map(|(i, b)| {
+            // SAFETY: back outlives the commands: we wait for all below.
+            unsafe { mc.aio_pread(b.as_mut_ptr(), LEN, (i * LEN) as u64, None, 0) }.unwrap()
+        })
+        .collect();
+    let mut pending = cookies.clone();
+    while !pending.is_empty() {
+        mc.poll(-1).unwrap();
+        pending.retain(|&c| !mc.aio_command_completed(c).unwrap());
+    }
+    assert!(back == data);
+    let bad = nbd::MultiCookie {
+        connection: 7,
+        cookie: 1,
+    };
+    assert_eq!(
+        mc.aio_command_completed(bad).unwrap_err().errno(),
+        libc::EINVAL
+    );
+}
