@@ -743,6 +743,10 @@ impl MultiConn {
             waker: waker.as_raw_fd(),
         };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // Commands issued below point at `batch` and the caller's buffer
+        // until they complete: unwinding past them would leave them
+        // dangling, so a panic before the wait is over aborts.
+        let guard = AbortOnUnwind;
         let mut issued = [0usize; MAX_CONNECTIONS];
         let mut issue_err = None;
         let mut pos = 0;
@@ -789,6 +793,7 @@ impl MultiConn {
         // Issuing is over.
         batch.remaining.fetch_sub(1, Ordering::AcqRel);
         let conn_err = self.wait_batch(&batch, &waker);
+        std::mem::forget(guard);
         for (m, &c) in self.members.iter().zip(issued.iter()) {
             m.load.fetch_sub(c, Ordering::Relaxed);
         }
@@ -914,6 +919,17 @@ impl MultiConn {
             }
         }
         Ok((ready as usize, first_err))
+    }
+}
+
+/// Aborts the process if dropped while unwinding (see [`MultiConn::split`]).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::process::abort();
+        }
     }
 }
 
