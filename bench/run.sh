@@ -19,8 +19,21 @@
 #                  oracle's; /usr/lib/x86_64-linux-gnu for Debian's 1.14)
 #   NBDCOPY=/opt/libnbd-1.22/bin/nbdcopy   the nbdcopy of the nbdcopy metric
 #   METRICS="pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt
-#            read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy"
+#            read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy
+#            multiconn multiconn-1conn multiconn-nbdcopy"
 #                  (-nospin: our library with LIBNBD_SPIN_USEC=0)
+#   MC_CONNS=4 MC_REQUEST=8388608   the multiconn pool's connections and
+#                  the size of each of its reads
+#
+# The multiconn rows compare our nbd::MultiConn with other ways of reading
+# the whole 1 GiB pattern disk once (examples/multiconn_bench.rs, built
+# from this tree, so OURS does not apply to it; it links the Rust crate
+# statically).  There "ours" is the pool (MC_CONNS connections, reads of
+# MC_REQUEST bytes, each split over the connections) and "theirs" is:
+#   multiconn          one Handle, sequential 1 MiB Handle::pread
+#   multiconn-1conn    the same pool code with a single connection
+#   multiconn-nbdcopy  the oracle's nbdcopy --connections=MC_CONNS to null:
+# and the noise column is that baseline against itself.
 #   RESULTS=build/bench/results.txt    where the table is also written
 #
 # Exit status: 0 once the table is printed (a metric our library fails is
@@ -42,7 +55,9 @@ fi
 THEIRS=$(cd "${THEIRS:-$ORACLE_LIBDIR}" && pwd -P) || exit 2
 NBDCOPY=${NBDCOPY:-$ORACLE_BINDIR/nbdcopy}
 [ -x "$NBDCOPY" ] || NBDCOPY=$(command -v nbdcopy)
-METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy}
+METRICS=${METRICS:-pread4k pwrite4k pread4k-nospin pwrite4k-nospin pread4k-mt read1m write1m read1m-tls aio-loop aio-poll connect nbdcopy multiconn multiconn-1conn multiconn-nbdcopy}
+MC_CONNS=${MC_CONNS:-4}
+MC_REQUEST=${MC_REQUEST:-8388608}
 RESULTS=${RESULTS:-$ROOT/build/bench/results.txt}
 
 for tool in gcc nbdkit "$NBDCOPY"; do
@@ -72,6 +87,14 @@ BENCH=$WORK/nbdbench
 gcc -O2 -Wall -Wextra -pthread -I"$ROOT/include" -o "$BENCH" "$ROOT/bench/nbdbench.c" \
     -L"$OURS" -lnbd || { echo "bench: cannot build nbdbench" >&2; exit 2; }
 
+MCBENCH=
+if [[ " $METRICS " == *" multiconn"* ]]; then
+    (cd "$ROOT" && cargo build --release --quiet --example multiconn_bench) ||
+        { echo "bench: cannot build examples/multiconn_bench.rs" >&2; exit 2; }
+    MCBENCH=$(cd "$ROOT" && pwd)/${CARGO_TARGET_DIR:-target}/release/examples/multiconn_bench
+    [[ ${CARGO_TARGET_DIR:-} == /* ]] && MCBENCH=$CARGO_TARGET_DIR/release/examples/multiconn_bench
+fi
+
 start_server() { # SOCKET PLUGIN ARGS...
     local sock=$1; shift
     nbdkit -U "$sock" -f --exit-with-parent "$@" >"$WORK/nbdkit-$1.log" 2>&1 &
@@ -98,10 +121,47 @@ PSK_FILE=$WORK/bench.psk
 printf 'bench:%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$PSK_FILE"
 start_server "$TLS_SOCK" --tls=require --tls-psk="$PSK_FILE" pattern 1G
 
+# run_multiconn SIDE METRIC: one multiconn measurement; SIDE is $OURS for
+# the pool, anything else for the metric's baseline.  Output as run_one.
+run_multiconn() {
+    local side=$1 metric=$2 out line value cpu pergib
+    local uri="nbd+unix:///?socket=$PATTERN_SOCK"
+    if [ "$side" = "$OURS" ]; then
+        out=$("$MCBENCH" pool "$MC_CONNS" "$PATTERN_SOCK" "$MC_REQUEST" 2>&1)
+    else
+        case $metric in
+            multiconn) out=$("$MCBENCH" handle "$PATTERN_SOCK" 1048576 2>&1) ;;
+            multiconn-1conn) out=$("$MCBENCH" pool 1 "$PATTERN_SOCK" "$MC_REQUEST" 2>&1) ;;
+            multiconn-nbdcopy)
+                out=$(LD_LIBRARY_PATH=$THEIRS timeout 120 "$BENCH" exec \
+                      "$NBDCOPY" --connections="$MC_CONNS" "$uri" null: 2>&1) ;;
+        esac
+    fi
+    echo "$side $metric: $out" >>"$WORK/raw.log"
+    line=$(grep '^RESULT ' <<<"$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL $(head -n 2 <<<"$out" | paste -sd ';' | sed 's/;/; /g')"
+        return
+    fi
+    value=$(sed -n 's/.* value=\([^ ]*\).*/\1/p' <<<"$line")
+    cpu=$(sed -n 's/.* cpu=\([^ ]*\).*/\1/p' <<<"$line")
+    pergib=$(sed -n 's/.* cpu_per_gib=\([^ ]*\).*/\1/p' <<<"$line")
+    if grep -q 'mode=exec' <<<"$line"; then
+        # nbdcopy: 1 GiB in value seconds.
+        value=$(awk -v s="$value" 'BEGIN { printf "%.3f", 1024 / s }')
+        pergib=$cpu
+    fi
+    echo "$value $pergib"
+}
+
 # run_one LIBDIR METRIC: one measurement.  Prints "VALUE CPU_PER_GIB" on
 # success, or "FAIL error text" on failure.
 run_one() {
     local dir=$1 metric=$2 expect out line
+    if [[ $metric == multiconn* ]]; then
+        run_multiconn "$dir" "$metric"
+        return
+    fi
     if [ "$dir" = "$OURS" ]; then expect=$OURS_SO; else expect=$THEIRS_SO; fi
     if [ "$metric" = nbdcopy ]; then
         out=$(LD_LIBRARY_PATH=$dir timeout 120 "$BENCH" exec \
@@ -215,6 +275,8 @@ target_of() {
         aio-loop|aio-poll) echo 1.3 ;;
         connect) echo 1.2 ;;
         nbdcopy) echo 1.1 ;;
+        multiconn) echo 1.3 ;;   # issue 19: pool vs one connection
+        multiconn-*) echo - ;;
     esac
 }
 
@@ -260,6 +322,8 @@ for metric in $METRICS; do
     read -r ca cb cr clo chi < <(stats "$WORK/cmp.cpu")
     if [ "$metric" = connect ]; then
         name="cpu us/conn"; ctarget="-"; cmet="-"
+    elif [[ $metric == multiconn* ]]; then
+        name="cpu s/GiB $metric"; ctarget="-"; cmet="-"
     else
         name="cpu s/GiB $metric"; ctarget="<=0.7"; climit=0.7
         # TLS: costs at most what libnbd's GnuTLS path costs (issue 6).
@@ -279,6 +343,12 @@ cat "$CPUTABLE" >>"$TABLE"
     echo "noise = the same median ratio for the reference library against itself;"
     echo "nbdcopy = $NBDCOPY"
     echo "cpu/GiB = client CPU seconds (user+sys, all threads) per GiB moved (lower is better)."
+    if [[ " $METRICS " == *" multiconn"* ]]; then
+        echo "multiconn rows: ours = nbd::MultiConn, $MC_CONNS connections, $MC_REQUEST-byte reads of the"
+        echo "  1 GiB pattern disk; theirs = multiconn: one Handle, 1 MiB preads;"
+        echo "  multiconn-1conn: the pool with 1 connection; multiconn-nbdcopy: the oracle's"
+        echo "  nbdcopy --connections=$MC_CONNS to null:.  noise = that baseline against itself."
+    fi
     awk '$1 != "n/a" && $1 != "-" { v[++n] = $1 } $2 != "n/a" && $2 != "-" { v[++n] = $2 }
          END { if (n) { lo = hi = v[1]; for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
                         printf "noise: theirs-vs-theirs median ratios over all rows span %.3f..%.3f\n", lo, hi } }' \

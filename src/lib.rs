@@ -14,6 +14,7 @@ mod conn;
 mod error;
 mod flags;
 mod handle;
+pub mod multiconn;
 pub mod proto;
 mod spin;
 mod transport;
@@ -25,4 +26,5 @@ pub use flags::{
     AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls,
 };
 pub use handle::{BlockSize, Handle};
+pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};
 pub use transport::TlsCredentials;
