@@ -636,7 +636,7 @@ impl MultiConn {
     /// that died, recorded as the pool's, or `e` itself.
     fn dead_error(&self, e: Error) -> Error {
         for m in self.members.iter() {
-            if m.handle.aio_is_dead() {
+            if gone(&m.handle) {
                 return self.note_failure(&m.handle, e);
             }
         }
@@ -646,18 +646,17 @@ impl MultiConn {
     /// After a call on `h` failed with `e`: if `h` is dead, its error
     /// becomes the pool's and is returned; else `e` is.
     fn note_failure(&self, h: &Handle, e: Error) -> Error {
-        if !h.aio_is_dead() {
+        if !gone(h) {
             return e;
         }
-        // On a dead handle, notify_read reports what killed it.
-        let why = h.aio_notify_read().err().unwrap_or(e);
+        let why = h.fatal_error().unwrap_or(e);
         self.fatal.get_or_init(|| why).clone()
     }
 
     /// If a connection died, that error; else the first command error.
     fn batch_error(&self, errno: i32, what: &str, conn_err: Option<Error>) -> Result<()> {
         for m in self.members.iter() {
-            if m.handle.aio_is_dead() {
+            if gone(&m.handle) {
                 let e = conn_err.unwrap_or_else(|| Error::new(errno, "connection is dead"));
                 return Err(self.note_failure(&m.handle, e));
             }
@@ -827,7 +826,7 @@ impl MultiConn {
                     // into the caller's buffer, so keep trying, gently.
                     std::thread::sleep(std::time::Duration::from_millis(1));
                     for m in self.members.iter() {
-                        let _ = m.handle.aio_notify_read();
+                        let _ = m.handle.aio_run();
                     }
                 }
             }
@@ -908,18 +907,20 @@ impl MultiConn {
             if revents.is_empty() {
                 continue;
             }
-            let h = &self.members[k].handle;
-            let r = if revents == PollFlags::POLLOUT {
-                h.aio_notify_write()
-            } else {
-                h.aio_notify_read()
-            };
-            if let Err(e) = r {
+            // Another thread may have moved this machine on since its
+            // direction was read: run it whichever way it now waits.
+            if let Err(e) = self.members[k].handle.aio_run() {
                 first_err.get_or_insert(e);
             }
         }
         Ok((ready as usize, first_err))
     }
+}
+
+/// Whether a connection can serve no more commands: dead (a protocol or
+/// I/O error), or closed (the server went away between replies).
+fn gone(h: &Handle) -> bool {
+    h.aio_is_dead() || h.aio_is_closed()
 }
 
 /// Aborts the process if dropped while unwinding (see [`MultiConn::split`]).

@@ -546,6 +546,10 @@ impl Conn {
     pub(crate) fn is_dead(&self) -> bool {
         self.phase == Phase::Dead
     }
+    /// The error that killed the connection, once it is dead.
+    pub(crate) fn fatal_error(&self) -> Option<Error> {
+        self.fatal.clone().filter(|_| self.is_dead())
+    }
     pub(crate) fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }

@@ -38,6 +38,23 @@ impl Handle {
         c.progress_one()
     }
 
+    /// Runs the machine as far as it goes without waiting, whichever way
+    /// the socket is ready, handling every reply already there (beyond
+    /// libnbd: for programs that drive several handles from one poll loop
+    /// and threads, where another thread may have moved the machine on
+    /// since the direction was read). Unlike the notify calls it never
+    /// fails for being called at the wrong moment; it fails with the
+    /// connection's error once the connection has died.
+    pub fn aio_run(&self) -> Result<()> {
+        self.lock().progress()
+    }
+
+    /// The error that killed the connection, once the handle is dead
+    /// (beyond libnbd); `None` while it is alive.
+    pub fn fatal_error(&self) -> Option<Error> {
+        self.lock().fatal_error()
+    }
+
     /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
     /// machine, handling at most one reply. Returns 1 if it ran, 0 on
     /// timeout.
