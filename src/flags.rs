@@ -146,6 +146,19 @@ impl Size {
     }
 }
 
+/// Which IP addresses a TCP connect tries (beyond libnbd, which tries
+/// every address the name resolves to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IpFamily {
+    /// IPv4 and IPv6, in the order the resolver gives them (the default).
+    #[default]
+    Any = 0,
+    /// IPv4 only.
+    V4 = 4,
+    /// IPv6 only.
+    V6 = 6,
+}
+
 /// What a chunk of a structured read holds (`LIBNBD_READ_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadStatus {

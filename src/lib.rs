@@ -23,7 +23,8 @@ mod uri;
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use flags::{
-    AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls,
+    AllowTransport, CmdFlag, Direction, HandshakeFlag, IpFamily, ReadStatus, Shutdown, Size,
+    Strict, Tls,
 };
 pub use handle::{BlockSize, Handle};
 pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{Conn, Phase};
 use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
+use crate::flags::IpFamily;
 use crate::transport::{self, SockAddr, SocketDir, Stage, Started};
 use crate::{Error, Result};
 
@@ -34,6 +35,8 @@ pub(crate) struct Net {
     pub connaddr: Option<SockAddr>,
     /// The directory of a socket-activation listening socket.
     pub socket_dir: Option<SocketDir>,
+    /// Which addresses a TCP connect tries (beyond libnbd).
+    pub ip_family: IpFamily,
     /// Capture a subprocess's stderr (beyond libnbd; always for ssh).
     pub capture_stderr: bool,
     /// Closing the handle reaps the subprocess on a thread of its own
@@ -66,6 +69,7 @@ impl Default for Net {
             port: None,
             connaddr: None,
             socket_dir: None,
+            ip_family: IpFamily::Any,
             capture_stderr: false,
             detach_subprocess: false,
             ssh: None,
@@ -100,7 +104,12 @@ impl Conn {
     pub(crate) fn start_connect_tcp(&mut self, host: &str, port: &str) -> Result<()> {
         self.net.hostname = Some(host.to_string());
         self.net.port = Some(port.to_string());
-        let addrs = transport::resolve(host, port).map_err(|why| {
+        let family = match self.net.ip_family {
+            IpFamily::Any => libc::AF_UNSPEC,
+            IpFamily::V4 => libc::AF_INET,
+            IpFamily::V6 => libc::AF_INET6,
+        };
+        let addrs = transport::resolve(host, port, family).map_err(|why| {
             Error::new(
                 0,
                 format!("getaddrinfo: hostname \"{host}\" port \"{port}\": {why}"),

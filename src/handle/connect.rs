@@ -14,6 +14,7 @@ use std::path::Path;
 use super::{run_until, Handle, CONNECTED};
 use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::conn::{Conn, Perm};
+use crate::flags::IpFamily;
 use crate::transport::{self, SockAddr};
 use crate::uri::{self, Target};
 use crate::{proto, Error, Result};
@@ -256,6 +257,22 @@ impl Handle {
         c.subprocess = Some(child);
         c.start_handshake(Box::new(socket));
         Ok(())
+    }
+
+    /// Which IP addresses [`Handle::connect_tcp`] (and `nbd://` URIs)
+    /// try: IPv4 only, IPv6 only, or both in the resolver's order (the
+    /// default, as libnbd) (beyond libnbd). A name with no address of the
+    /// family fails with the resolver's message.
+    pub fn set_ip_family(&self, family: IpFamily) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        c.net.ip_family = family;
+        Ok(())
+    }
+
+    /// See [`Handle::set_ip_family`].
+    pub fn ip_family(&self) -> IpFamily {
+        self.lock().net.ip_family
     }
 
     /// Whether a subprocess's stderr is captured (default false, as

@@ -45,6 +45,18 @@ pub struct Handle {
     private_data: AtomicUsize,
 }
 
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The state without waiting for a thread that holds the lock.
+        let state = match self.conn.try_lock() {
+            Ok(c) => c.state_name().to_string(),
+            Err(std::sync::TryLockError::WouldBlock) => "(in use)".to_string(),
+            Err(std::sync::TryLockError::Poisoned(_)) => "(poisoned)".to_string(),
+        };
+        f.debug_struct("Handle").field("state", &state).finish()
+    }
+}
+
 static HANDLE_NUMBER: AtomicU64 = AtomicU64::new(1);
 
 impl Handle {

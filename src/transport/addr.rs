@@ -116,15 +116,15 @@ impl SockAddr {
 }
 
 /// Resolves `host` and `port` (a number or a service name) to stream
-/// socket addresses, in the order getaddrinfo gives them. The error is
-/// getaddrinfo's own text.
-pub(crate) fn resolve(host: &str, port: &str) -> Result<Vec<SockAddr>, String> {
+/// socket addresses of `family` (`AF_UNSPEC`, `AF_INET` or `AF_INET6`), in
+/// the order getaddrinfo gives them. The error is getaddrinfo's own text.
+pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAddr>, String> {
     let (Ok(c_host), Ok(c_port)) = (CString::new(host), CString::new(port)) else {
         return Err(crate::strerror(libc::EINVAL));
     };
     // SAFETY: addrinfo is plain data; all-zero is the empty hint.
     let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_family = family;
     hints.ai_socktype = libc::SOCK_STREAM;
     let mut result: *mut libc::addrinfo = std::ptr::null_mut();
     // SAFETY: valid C strings and hints; result receives a list we free below.
