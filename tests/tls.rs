@@ -1035,9 +1035,7 @@ fn client_certificates_from_memory_and_encrypted_keys() {
     let h = connect(creds(), Some(b"s3cret")).unwrap();
     check_io(&h);
     for password in [Some(&b"wrong"[..]), None] {
-        let e = connect(creds(), password)
-            .err()
-            .expect("connect should fail");
+        let e = connect(creds(), password).expect_err("connect should fail");
         assert!(e.message().contains("client-key.pem (in memory)"), "{e}");
     }
     // The password also opens an encrypted client-key.pem in a directory.
