@@ -157,9 +157,7 @@ fn close_in_another_thread_with_commands_in_flight() {
         let pid = h.subprocess_pid().unwrap();
         assert!(!reaped(pid));
         let closer = std::thread::spawn(move || {
-            let h = Arc::try_unwrap(h)
-                .ok()
-                .expect("the issuer is done with the handle");
+            let h = Arc::try_unwrap(h).expect("the issuer is done with the handle");
             let start = Instant::now();
             h.close();
             start.elapsed()
@@ -248,10 +246,7 @@ fn calls_from_other_threads_while_a_sync_read_waits() {
         assert_eq!(counts.ok.load(Ordering::SeqCst), 3);
         assert_eq!(counts.frees.load(Ordering::SeqCst), 3);
         let pid = h.subprocess_pid().unwrap();
-        Arc::try_unwrap(h)
-            .ok()
-            .expect("every thread is done")
-            .close();
+        Arc::try_unwrap(h).expect("every thread is done").close();
         assert!(reaped(pid));
     });
 }
@@ -315,7 +310,7 @@ fn shutdown_from_another_thread_while_one_polls() {
         assert_eq!(counts.frees.load(Ordering::SeqCst), N);
         assert_eq!(counts.twice.load(Ordering::SeqCst), 0);
         let pid = h.subprocess_pid().unwrap();
-        Arc::try_unwrap(h).ok().expect("the poller is done").close();
+        Arc::try_unwrap(h).expect("the poller is done").close();
         assert!(reaped(pid));
     });
 }
