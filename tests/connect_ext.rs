@@ -72,3 +72,82 @@ fn ip_family_limits_the_addresses_tried() {
         libc::EINVAL
     );
 }
+
+/// A ready callback that records each error it is called with.
+fn recorder() -> (nbd::Completion, std::sync::Arc<std::sync::Mutex<Vec<i32>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let cb = nbd::Completion::new(move |err| {
+        seen2.lock().unwrap().push(*err);
+        1
+    });
+    (cb, seen)
+}
+
+#[test]
+fn ready_callback_when_the_connection_is_ready_or_fails() {
+    if !have(
+        "nbdkit",
+        "ready_callback_when_the_connection_is_ready_or_fails",
+    ) {
+        return;
+    }
+    // Asynchronous connect: called once, with 0, when READY is reached.
+    let h = Handle::new().unwrap();
+    let (cb, seen) = recorder();
+    h.set_ready_callback(cb).unwrap();
+    h.aio_connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    assert!(seen.lock().unwrap().is_empty());
+    while !h.aio_is_ready() {
+        h.poll(-1).unwrap();
+    }
+    assert_eq!(*seen.lock().unwrap(), [0]);
+    h.pwrite(&[1; 512], 0, 0).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [0]);
+
+    // Option mode: not while negotiating, only once opt_go succeeds.
+    let h = Handle::new().unwrap();
+    let (cb, seen) = recorder();
+    h.set_ready_callback(cb).unwrap();
+    h.set_opt_mode(true).unwrap();
+    h.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    assert!(h.aio_is_negotiating());
+    assert!(seen.lock().unwrap().is_empty());
+    h.opt_go().unwrap();
+    assert_eq!(*seen.lock().unwrap(), [0]);
+
+    // An oldstyle server.
+    let h = Handle::new().unwrap();
+    let (cb, seen) = recorder();
+    h.set_ready_callback(cb).unwrap();
+    h.connect_command(&["nbdkit", "-s", "-o", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [0]);
+
+    // A server that dies in the handshake: called with an error.
+    let h = Handle::new().unwrap();
+    let (cb, seen) = recorder();
+    h.set_ready_callback(cb).unwrap();
+    assert!(h.connect_command(&["sh", "-c", "exit 1"]).is_err());
+    assert_eq!(*seen.lock().unwrap(), [libc::EIO]);
+
+    // Closed while negotiating: never called, and freed.
+    let h = Handle::new().unwrap();
+    let (cb, seen) = recorder();
+    h.set_ready_callback(cb).unwrap();
+    h.set_opt_mode(true).unwrap();
+    h.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    drop(h);
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(std::sync::Arc::strong_count(&seen), 1, "callback not freed");
+
+    // Only before connecting.
+    let h = Handle::new().unwrap();
+    h.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "1M"])
+        .unwrap();
+    let (cb, _) = recorder();
+    assert_eq!(h.set_ready_callback(cb).unwrap_err().errno(), libc::EINVAL);
+}

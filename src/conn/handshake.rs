@@ -212,7 +212,7 @@ impl Conn {
                     // but size and flags stay unknown (the info calls fail
                     // with EINVAL), as in libnbd.
                     self.negotiated.meta_valid = true;
-                    self.phase = Phase::Ready;
+                    self.enter_ready();
                     return Ok(());
                 }
                 let info = self.negotiated.export;
@@ -245,7 +245,7 @@ impl Conn {
         // wanted, or no structured replies): the agreed set is known to be
         // empty, so can_meta_context answers 0 rather than failing.
         self.negotiated.meta_valid = true;
-        self.phase = Phase::Ready;
+        self.enter_ready();
         Ok(())
     }
 }

@@ -405,6 +405,9 @@ pub(crate) struct Conn {
     pub stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
     fatal: Option<Error>,
+    /// Called once when the connection reaches READY (error 0), or fails
+    /// before it (beyond libnbd).
+    pub on_ready: Option<crate::callback::Completion>,
 
     /// Handshake bytes still to send.
     hs_out: Vec<u8>,
@@ -490,6 +493,7 @@ impl Conn {
             waker_signalled: false,
             stats: Stats::default(),
             fatal: None,
+            on_ready: None,
             hs_out: Vec::new(),
             hs_out_pos: 0,
             no_zeroes: false,
@@ -727,10 +731,28 @@ impl Conn {
     }
 
     /// Kills the machine: records why and fails every pending command.
+    /// The handshake is over: the connection is ready for commands, and
+    /// the caller's ready callback hears it.
+    pub(super) fn enter_ready(&mut self) {
+        self.phase = Phase::Ready;
+        if let Some(mut cb) = self.on_ready.take() {
+            cb.call(&mut 0);
+        }
+    }
+
     fn die(&mut self, err: Error) -> Error {
         if self.phase != Phase::Dead {
             self.phase = Phase::Dead;
             self.fatal = Some(err.clone());
+            // The connection will never be ready.
+            if let Some(mut cb) = self.on_ready.take() {
+                let mut errno = if err.errno() != 0 {
+                    err.errno()
+                } else {
+                    libc::EIO
+                };
+                cb.call(&mut errno);
+            }
             self.abort_commands(libc::ENOTCONN);
             // An option on the wire fails with the same error.
             self.finish_option(Err(err.clone()));

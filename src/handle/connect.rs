@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{run_until, Handle, CONNECTED};
+use crate::callback::Completion;
 use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::conn::{Conn, Perm};
 use crate::flags::IpFamily;
@@ -256,6 +257,19 @@ impl Handle {
             .map_err(|e| Error::io("connect_command", &e))?;
         c.subprocess = Some(child);
         c.start_handshake(Box::new(socket));
+        Ok(())
+    }
+
+    /// A callback for when the connection is ready for commands (beyond
+    /// libnbd): called once, with error 0 when the handshake completes
+    /// (after `opt_go` in option mode), or with the errno of the failure
+    /// (EIO when it has none) if the connection dies before that. Like
+    /// every callback it runs with the handle locked and must not call
+    /// the handle. Dropped unused if the handle is closed first.
+    pub fn set_ready_callback(&self, callback: Completion) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(&[Perm::Created])?;
+        c.on_ready = Some(callback);
         Ok(())
     }
 
