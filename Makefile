@@ -211,7 +211,7 @@ check-valgrind: all
 	@if ! command -v valgrind >/dev/null; then \
 	  echo "SKIP: valgrind is not installed"; \
 	else \
-	  TEST_WRAPPER="$(VALGRIND)" TEST_TIMEOUT=120 \
+	  TEST_WRAPPER="$(VALGRIND)" TEST_TIMEOUT=300 \
 	    bash tests/run-c-tests.sh $(CURDIR)/build $(CURDIR)/include; \
 	fi
 
