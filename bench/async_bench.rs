@@ -126,12 +126,13 @@ impl Conn {
         }
     }
 
-    async fn pread(&self, mut buf: Vec<u8>, off: u64) -> Vec<u8> {
+    async fn pread(&self, buf: Vec<u8>, off: u64) -> Vec<u8> {
         match self {
             #[cfg(feature = "ours")]
             Conn::Ours(h) => h.pread(buf, off, nbd::CmdFlag::empty()).await.unwrap(),
             #[cfg(feature = "theirs")]
             Conn::Theirs(h) => {
+                let mut buf = buf;
                 h.pread(&mut buf, off, None).await.unwrap();
                 buf
             }
