@@ -19,6 +19,7 @@ mod handle;
 #[cfg(feature = "log")]
 mod logging;
 pub mod multiconn;
+mod owned;
 pub mod proto;
 mod spin;
 mod transport;
@@ -35,4 +36,5 @@ pub use handle::{BlockSize, Handle};
 #[cfg(feature = "log")]
 pub use logging::log_to_log_crate;
 pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};
+pub use owned::OwnedCommand;
 pub use transport::TlsCredentials;

@@ -424,3 +424,41 @@ fn timeout_then_success_on_current_thread_runtime() {
         drop(nbd);
     });
 }
+
+#[test]
+fn owned_sync_aio_commands() {
+    if !have("nbdkit", "owned_sync_aio") {
+        return;
+    }
+    let h = common::nbdkit(&["memory", "1M"]);
+    let w = h
+        .aio_pwrite_owned(pattern(8192, 4096, 3), 4096, CmdFlag::empty())
+        .unwrap();
+    let mut r = h
+        .aio_pread_owned(vec![0; 8192], 4096, CmdFlag::empty())
+        .unwrap();
+    assert!(r.cookie() > w.cookie());
+    let got = loop {
+        match r.take() {
+            Ok(res) => break res.unwrap(),
+            Err(pending) => r = pending,
+        }
+        h.poll(-1).unwrap();
+    };
+    assert!(got == pattern(8192, 4096, 3));
+    assert!(w.is_done());
+    assert_eq!(w.take().unwrap().unwrap(), pattern(8192, 4096, 3));
+    // Dropped while in flight: freed when the reply comes.
+    drop(
+        h.aio_pread_owned(vec![0; 4096], 0, CmdFlag::empty())
+            .unwrap(),
+    );
+    while h.aio_in_flight().unwrap() > 0 {
+        h.poll(-1).unwrap();
+    }
+    // Past the end: refused before anything is sent (strict bounds).
+    let e = h
+        .aio_pread_owned(vec![0; 512], 1 << 20, CmdFlag::empty())
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+}
