@@ -1,31 +1,5 @@
 //! An asynchronous API on tokio: [`AsyncHandle`] (cargo feature `tokio`,
 //! on by default).
-//!
-//! Every command is an `async fn`. Any number of tasks may issue commands on
-//! one `AsyncHandle` (share it with an [`Arc`](std::sync::Arc)): they are
-//! pipelined on the one connection. The connection is driven by tokio's
-//! reactor: there is no helper thread or task; whichever command future is
-//! polled runs the connection's state machine when the socket is ready,
-//! and each command's future is woken by the completion of its command.
-//!
-//! Buffers are owned: [`AsyncHandle::pread`] and [`AsyncHandle::pwrite`]
-//! take a `Vec<u8>` and give it back when the command has completed. If a
-//! command's future is dropped before then (cancellation,
-//! [`tokio::time::timeout`](https://docs.rs/tokio/latest/tokio/time/fn.timeout.html),
-//! `select!`), the command stays in flight, owning its buffer, and its reply
-//! is discarded when it arrives; the buffer is freed then (or when the
-//! handle is closed). Nothing is ever written into memory the caller owns.
-//!
-//! ```no_run
-//! # async fn f() -> nbd::Result<()> {
-//! use nbd::{AsyncHandle, CmdFlag};
-//! let nbd = AsyncHandle::new()?;
-//! nbd.connect_uri("nbd+unix:///?socket=/tmp/sock").await?;
-//! let buf = nbd.pread(vec![0; 512], 0, CmdFlag::empty()).await?;
-//! nbd.pwrite(buf, 4096, CmdFlag::FUA).await?;
-//! nbd.shutdown().await?;
-//! # Ok(()) }
-//! ```
 #![warn(missing_docs)]
 
 use std::future::Future;
@@ -148,6 +122,36 @@ impl Wake for Waiters {
 
 /// An NBD handle whose commands are `async fn`s, driven by tokio's reactor
 /// (the libnbd calls are named on each method).
+///
+/// Every command is an `async fn`. Any number of tasks may issue commands on
+/// one `AsyncHandle` (share it with an [`Arc`](std::sync::Arc)): they are
+/// pipelined on the one connection. The connection is driven by tokio's
+/// reactor: there is no helper thread or task; whichever command future is
+/// polled runs the connection's state machine when the socket is ready,
+/// and each command's future is woken by the completion of its command.
+///
+/// Buffers are owned: [`AsyncHandle::pread`] and [`AsyncHandle::pwrite`]
+/// take a `Vec<u8>` and give it back when the command has completed. If a
+/// command's future is dropped before then (cancellation,
+/// [`tokio::time::timeout`](https://docs.rs/tokio/latest/tokio/time/fn.timeout.html),
+/// `select!`), the command stays in flight, owning its buffer, and its reply
+/// is discarded when it arrives; the buffer is freed then (or when the
+/// handle is closed). Nothing is ever written into memory the caller no
+/// longer owns.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use nbd::{AsyncHandle, CmdFlag};
+/// let nbd = AsyncHandle::new()?;
+/// nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "1M"])
+///     .await?;
+/// let buf = nbd.pwrite(vec![7; 512], 4096, CmdFlag::FUA).await?;
+/// let buf = nbd.pread(buf, 4096, CmdFlag::empty()).await?;
+/// assert_eq!(buf, vec![7; 512]);
+/// nbd.shutdown().await?;
+/// # Ok::<(), nbd::Error>(()) }).unwrap();
+/// ```
 ///
 /// Create it inside a tokio runtime with the I/O driver enabled
 /// (`enable_io()`, or `#[tokio::main]`). Share it between tasks with an

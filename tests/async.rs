@@ -462,3 +462,42 @@ fn owned_sync_aio_commands() {
         .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
 }
+
+/// Feature `log`: debug messages reach the `log` crate.
+#[cfg(feature = "log")]
+#[test]
+fn debug_messages_go_to_the_log_crate() {
+    use std::sync::Mutex;
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.target() == "nbd"
+        }
+        fn log(&self, r: &log::Record) {
+            if r.target() == "nbd" {
+                LINES.lock().unwrap().push(format!("{}", r.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    if !have("nbdkit", "log") {
+        return;
+    }
+    log::set_logger(&Capture).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+    rt().block_on(async {
+        let nbd = AsyncHandle::new().unwrap();
+        assert!(nbd.handle().debug(), "debug is on when the logger wants it");
+        nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "null", "1M"])
+            .await
+            .unwrap();
+        nbd.pread(vec![0; 512], 0, CmdFlag::empty()).await.unwrap();
+        nbd.shutdown().await.unwrap();
+    });
+    let lines = LINES.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("command completed")),
+        "{lines:?}"
+    );
+}
