@@ -332,7 +332,9 @@ impl AsyncHandle {
     /// Runs the state machine as far as the socket allows, unless another
     /// task is doing so (it then goes round once more for us).
     fn drive(&self) {
-        let Some(fd) = self.fd.get() else { return };
+        let Some(fd) = self.registered_fd() else {
+            return;
+        };
         loop {
             if self.driving.swap(true, SeqCst) {
                 self.redrive.store(true, SeqCst);
@@ -348,6 +350,22 @@ impl AsyncHandle {
                 return;
             }
         }
+    }
+
+    /// The socket's registration; made on first use for a handle that was
+    /// connected before it was wrapped ([`AsyncHandle::from_handle`]).
+    fn registered_fd(&self) -> Option<&AsyncFd<OwnedFd>> {
+        if let Some(fd) = self.fd.get() {
+            return Some(fd);
+        }
+        if self.handle.aio_is_connecting() {
+            // finish_connect registers it.
+            return None;
+        }
+        let raw = self.handle.aio_get_fd().ok()?;
+        let fd = register(raw).ok()?;
+        let _ = self.fd.set(fd);
+        self.fd.get()
     }
 
     fn drive_exclusive(&self, fd: &AsyncFd<OwnedFd>) {

@@ -501,3 +501,53 @@ fn debug_messages_go_to_the_log_crate() {
         "{lines:?}"
     );
 }
+
+/// Large writes fill the socket: the write-readiness path drives them.
+#[test]
+fn large_concurrent_writes_and_reads() {
+    if !have("nbdkit", "large_writes") {
+        return;
+    }
+    rt().block_on(async {
+        let nbd = Arc::new(AsyncHandle::new().unwrap());
+        nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "64M"])
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..16u64 {
+            let nbd = Arc::clone(&nbd);
+            tasks.push(tokio::spawn(async move {
+                let off = t * 4 * MIB;
+                let data = pattern(4 * MIB as usize, off, t as u8);
+                nbd.pwrite(data.clone(), off, CmdFlag::empty())
+                    .await
+                    .unwrap();
+                let got = nbd
+                    .pread(vec![0; 4 * MIB as usize], off, CmdFlag::empty())
+                    .await
+                    .unwrap();
+                assert!(got == data, "task {t}");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        nbd.shutdown().await.unwrap();
+    });
+}
+
+/// A handle connected synchronously, then wrapped.
+#[test]
+fn wrap_a_connected_handle() {
+    if !have("nbdkit", "wrap_connected") {
+        return;
+    }
+    let h = common::nbdkit(&["memory", "1M"]);
+    h.pwrite(&[5; 512], 0, 0).unwrap();
+    rt().block_on(async {
+        let nbd = AsyncHandle::from_handle(h);
+        let got = nbd.pread(vec![0; 512], 0, CmdFlag::empty()).await.unwrap();
+        assert_eq!(got, vec![5; 512]);
+        nbd.shutdown().await.unwrap();
+    });
+}
