@@ -154,7 +154,8 @@ impl Wake for Waiters {
 /// ```
 ///
 /// Create it inside a tokio runtime with the I/O driver enabled
-/// (`enable_io()`, or `#[tokio::main]`). Share it between tasks with an
+/// (`enable_io()`, or `#[tokio::main]`), and use it in that runtime only:
+/// its socket is registered with the runtime that connected it. Share it between tasks with an
 /// `Arc`; each method takes `&self`. Futures must be polled to make
 /// progress (`.await` does that); a future polled once and then left
 /// unpolled for long, while other commands wait, may delay them.
