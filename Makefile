@@ -242,9 +242,11 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
-# Ours against the oracle, libnbd 1.22.2, side by side (bench/run.sh; PAIRS, SECS).
+# Ours against the oracle, libnbd 1.22.2, side by side (bench/run.sh; PAIRS, SECS),
+# then the async row: nbd::AsyncHandle against libnbd's own crate (bench/async.sh).
 bench: all oracle
 	bench/run.sh
+	bench/async.sh
 
 clean:
 	$(CARGO) clean

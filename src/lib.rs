@@ -8,18 +8,25 @@
 //! (sockets and subprocesses) → [`Handle`] → `capi`.
 
 pub mod abi;
+#[cfg(feature = "tokio")]
+mod asyncio;
 pub mod callback;
 pub mod capi;
 mod conn;
 mod error;
 mod flags;
 mod handle;
+#[cfg(feature = "log")]
+mod logging;
 pub mod multiconn;
+mod owned;
 pub mod proto;
 mod spin;
 mod transport;
 mod uri;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::{AsyncHandle, ContextExtents, Export};
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use flags::{
@@ -27,5 +34,8 @@ pub use flags::{
     Strict, Tls,
 };
 pub use handle::{BlockSize, Handle};
+#[cfg(feature = "log")]
+pub use logging::log_to_log_crate;
 pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};
+pub use owned::OwnedCommand;
 pub use transport::TlsCredentials;
