@@ -726,6 +726,20 @@ impl Conn {
         self.die(err);
     }
 
+    /// Kills the machine after a panic unwound through a call: first
+    /// forgets every command's buffer (a synchronous caller's buffer may
+    /// be gone with its frame, so nothing, not even the zeroing of an
+    /// unfilled read, may write to it), then dies as [`Conn::kill`].
+    pub(crate) fn kill_after_panic(&mut self, err: Error) {
+        for slot in &mut self.slots {
+            slot.zero_unfilled = false;
+            slot.buf = std::ptr::null_mut();
+        }
+        // A reply being read into one of those buffers stops at once.
+        self.reading = Reading::Header;
+        self.die(err);
+    }
+
     /// Kills the machine: records why and fails every pending command.
     fn die(&mut self, err: Error) -> Error {
         if self.phase != Phase::Dead {
