@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::ffi::{c_char, c_int, CStr};
 
-use super::{nbd_handle, with_handle};
+use super::{entry, nbd_handle};
 use crate::capi::types::nbd_debug_callback;
 use crate::conn::DebugCallback;
 use crate::{Handle, Result};
@@ -66,7 +66,7 @@ fn describe<T: 'static>(v: &T) -> String {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_set_debug_callback(
+pub unsafe extern "C" fn nbd_set_debug_callback(
     h: *mut nbd_handle,
     debug_callback: nbd_debug_callback,
 ) -> c_int {
@@ -80,7 +80,7 @@ pub extern "C" fn nbd_set_debug_callback(
             debug_callback.free,
         )
     };
-    with_handle("nbd_set_debug_callback", h, -1, move |h| {
+    entry!(h, move |h| {
         if null {
             return Err(super::null_error("debug"));
         }
@@ -96,8 +96,6 @@ pub extern "C" fn nbd_set_debug_callback(
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_clear_debug_callback", h, -1, |h| {
-        h.clear_debug_callback().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.clear_debug_callback().map(|()| 0) })
 }
