@@ -9,7 +9,7 @@
 
 pub mod abi;
 pub mod callback;
-pub mod capi;
+mod capi;
 mod conn;
 mod error;
 mod flags;

@@ -364,9 +364,9 @@ impl Default for Settings {
             request_block_size: true,
             full_info: false,
             pread_initialize: true,
-            strict: crate::capi::types::LIBNBD_STRICT_MASK,
-            handshake_flags: crate::capi::types::LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
-                | crate::capi::types::LIBNBD_HANDSHAKE_FLAG_NO_ZEROES,
+            strict: crate::flags::raw::LIBNBD_STRICT_MASK,
+            handshake_flags: crate::flags::raw::LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
+                | crate::flags::raw::LIBNBD_HANDSHAKE_FLAG_NO_ZEROES,
             opt_mode: false,
             request_meta_context: true,
             request_extended_headers: true,

@@ -3,17 +3,17 @@
 
 use super::{run_until, Handle, CONNECTED};
 use crate::callback::{Chunk, Completion, Extent, Extent64Cb};
-use crate::capi::types::{
+use crate::conn::{
+    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
+};
+use crate::flags::raw::{
     LIBNBD_CMD_FLAG_DF, LIBNBD_CMD_FLAG_FAST_ZERO, LIBNBD_CMD_FLAG_FUA, LIBNBD_CMD_FLAG_NO_HOLE,
     LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
     LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::capi::types::{
+use crate::flags::raw::{
     LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE, LIBNBD_STRICT_AUTO_FLAG,
     LIBNBD_STRICT_PAYLOAD,
-};
-use crate::conn::{
-    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
 };
 use crate::proto;
 use crate::{Error, Result};

@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{run_until, Handle, CONNECTED};
-use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::conn::{Conn, Perm};
+use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::transport::{self, SockAddr};
 use crate::uri::{self, Target};
 use crate::{proto, Error, Result};

@@ -2,11 +2,11 @@
 //! callbacks and traffic statistics.
 
 use super::{Handle, INFO_STATES};
-use crate::capi::types::{
+use crate::conn::{Conn, DebugCallback, Perm};
+use crate::flags::raw::{
     LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
     LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
 };
-use crate::conn::{Conn, DebugCallback, Perm};
 use crate::proto;
 use crate::{Error, Result};
 
