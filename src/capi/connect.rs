@@ -12,7 +12,8 @@ use crate::{Error, Result};
 /// # Safety
 /// As [`c_str_arg`].
 unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
-    let s = c_str_arg(ptr, param)?;
+    // SAFETY: our caller's promise, the same as c_str_arg's.
+    let s = unsafe { c_str_arg(ptr, param) }?;
     s.to_str()
         .map_err(|_| Error::new(libc::EINVAL, format!("{param} is not valid UTF-8")))
 }
@@ -22,7 +23,8 @@ unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 /// # Safety
 /// As [`c_str_arg`].
 unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
-    let s = c_str_arg(ptr, param)?;
+    // SAFETY: our caller's promise, the same as c_str_arg's.
+    let s = unsafe { c_str_arg(ptr, param) }?;
     Ok(Path::new(
         <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s.to_bytes()),
     ))
@@ -33,7 +35,8 @@ unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
 /// # Safety
 /// `argv` must be NULL or a NULL-terminated array of C strings.
 unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
-    let args = c_str_list_arg(argv, "argv")?;
+    // SAFETY: our caller's promise, the same as c_str_list_arg's.
+    let args = unsafe { c_str_list_arg(argv, "argv") }?;
     Ok(args.into_iter().map(CStr::to_bytes).collect())
 }
 
