@@ -1,6 +1,7 @@
 //! What the handle knows: export size and flags, and the handle's state.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::Mutex;
 
 use super::{entry, nbd_handle};
 use crate::Handle;
@@ -284,5 +285,20 @@ pub unsafe extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connection_state(h: *mut nbd_handle) -> *const c_char {
-    entry!(h, |h| { Ok(h.connection_state_nul().as_ptr().cast()) })
+    entry!(h, |h| Ok(static_c_str(h.connection_state()).as_ptr()))
+}
+
+/// `s` as a C string that lives as long as the program: each distinct
+/// text is copied once (there are a few dozen states), then reused.
+fn static_c_str(s: &'static str) -> &'static CStr {
+    static CACHE: Mutex<Vec<(&'static str, &'static CStr)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, c)) = cache.iter().find(|(text, _)| *text == s) {
+        return c;
+    }
+    // State descriptions hold no NUL; if one did, it would end there.
+    let bytes = s.split('\0').next().unwrap_or_default();
+    let c: &'static CStr = Box::leak(CString::new(bytes).unwrap_or_default().into_boxed_c_str());
+    cache.push((s, c));
+    c
 }

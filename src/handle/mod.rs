@@ -216,11 +216,6 @@ impl Handle {
         self.lock().state_description()
     }
 
-    /// As [`Handle::connection_state`], NUL-terminated (for the C API).
-    pub(crate) fn connection_state_nul(&self) -> &'static str {
-        self.lock().state_description_nul()
-    }
-
     // ---- export information -------------------------------------------------------
 
     /// The export's size in bytes: EINVAL until the server has sent it,

@@ -242,11 +242,7 @@ impl Handle {
     /// Replaces (and frees) any previous callback. `f` runs with the handle
     /// locked: it must not call methods on this handle.
     pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
-        self.set_debug_callback_raw(DebugCallback::new(f))
-    }
-
-    pub(crate) fn set_debug_callback_raw(&self, callback: DebugCallback) -> Result<()> {
-        self.lock().debug.set_callback(Some(callback));
+        self.lock().debug.set_callback(Some(DebugCallback::new(f)));
         Ok(())
     }
 
