@@ -4,6 +4,12 @@
 //! an [`Error`] into libnbd's convention: the error value (-1 or NULL), a
 //! thread-local message that starts with the call's name, and the errno.
 //! No logic lives here, and no panic crosses into C.
+//!
+//! Every call's body is one [`entry!`], which does all of that in one place
+//! (only `nbd_get_error` and `nbd_get_errno`, which read the error state
+//! and cannot fail, do without it). The calls are `unsafe extern "C"`: the
+//! pointers they take are the C caller's promise, and this module is not
+//! part of the Rust API.
 #![allow(non_camel_case_types)]
 // Every call is `unsafe extern "C"`: C callers hand us raw pointers by
 // contract (libnbd's API); the wrappers check them for NULL and the rest is
