@@ -174,14 +174,17 @@ impl Chunk {
     ) -> i32 {
         match &mut self.0 {
             ChunkKind::Extern { callback, user } => match callback {
-                Some(f) => f(user.data, data.cast(), len, offset, status, error),
+                // SAFETY: the C caller promised f may be called with its
+                // user data; data holds len readable bytes (our contract).
+                Some(f) => unsafe { f(user.data, data.cast(), len, offset, status, error) },
                 None => 0,
             },
             ChunkKind::Rust(f) => {
                 let bytes = if len == 0 {
                     &[][..]
                 } else {
-                    std::slice::from_raw_parts(data, len)
+                    // SAFETY: data holds len readable bytes (our contract).
+                    unsafe { std::slice::from_raw_parts(data, len) }
                 };
                 guarded(error, |e| f(bytes, offset, status, e))
             }

@@ -170,6 +170,63 @@ pub enum ReadStatus {
     Error = 3,
 }
 
+/// libnbd's constants as plain numbers, for the core code that still works
+/// with raw flag words and modes (`u32` flags, `i32` modes, as the C API
+/// takes them). Each is defined by the typed value above, so the two cannot
+/// disagree; the C layer's literal copies (for cbindgen) are checked
+/// against the same types.
+pub(crate) mod raw {
+    use super::{
+        AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls,
+    };
+
+    pub(crate) const LIBNBD_TLS_DISABLE: i32 = Tls::Disable as i32;
+    pub(crate) const LIBNBD_TLS_ALLOW: i32 = Tls::Allow as i32;
+    pub(crate) const LIBNBD_TLS_REQUIRE: i32 = Tls::Require as i32;
+
+    pub(crate) const LIBNBD_SIZE_MINIMUM: i32 = Size::Minimum as i32;
+    pub(crate) const LIBNBD_SIZE_PREFERRED: i32 = Size::Preferred as i32;
+    pub(crate) const LIBNBD_SIZE_MAXIMUM: i32 = Size::Maximum as i32;
+    pub(crate) const LIBNBD_SIZE_PAYLOAD: i32 = Size::Payload as i32;
+
+    pub(crate) const LIBNBD_CMD_FLAG_FUA: u32 = CmdFlag::FUA.bits();
+    pub(crate) const LIBNBD_CMD_FLAG_NO_HOLE: u32 = CmdFlag::NO_HOLE.bits();
+    pub(crate) const LIBNBD_CMD_FLAG_DF: u32 = CmdFlag::DF.bits();
+    pub(crate) const LIBNBD_CMD_FLAG_REQ_ONE: u32 = CmdFlag::REQ_ONE.bits();
+    pub(crate) const LIBNBD_CMD_FLAG_FAST_ZERO: u32 = CmdFlag::FAST_ZERO.bits();
+    pub(crate) const LIBNBD_CMD_FLAG_PAYLOAD_LEN: u32 = CmdFlag::PAYLOAD_LEN.bits();
+
+    pub(crate) const LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE: u32 =
+        HandshakeFlag::FIXED_NEWSTYLE.bits();
+    pub(crate) const LIBNBD_HANDSHAKE_FLAG_NO_ZEROES: u32 = HandshakeFlag::NO_ZEROES.bits();
+    pub(crate) const LIBNBD_HANDSHAKE_FLAG_MASK: u32 = HandshakeFlag::all().bits();
+
+    pub(crate) const LIBNBD_STRICT_COMMANDS: u32 = Strict::COMMANDS.bits();
+    pub(crate) const LIBNBD_STRICT_FLAGS: u32 = Strict::FLAGS.bits();
+    pub(crate) const LIBNBD_STRICT_BOUNDS: u32 = Strict::BOUNDS.bits();
+    pub(crate) const LIBNBD_STRICT_ZERO_SIZE: u32 = Strict::ZERO_SIZE.bits();
+    pub(crate) const LIBNBD_STRICT_ALIGN: u32 = Strict::ALIGN.bits();
+    pub(crate) const LIBNBD_STRICT_PAYLOAD: u32 = Strict::PAYLOAD.bits();
+    pub(crate) const LIBNBD_STRICT_AUTO_FLAG: u32 = Strict::AUTO_FLAG.bits();
+    pub(crate) const LIBNBD_STRICT_MASK: u32 = Strict::all().bits();
+
+    pub(crate) const LIBNBD_ALLOW_TRANSPORT_TCP: u32 = AllowTransport::TCP.bits();
+    pub(crate) const LIBNBD_ALLOW_TRANSPORT_UNIX: u32 = AllowTransport::UNIX.bits();
+    pub(crate) const LIBNBD_ALLOW_TRANSPORT_VSOCK: u32 = AllowTransport::VSOCK.bits();
+    pub(crate) const LIBNBD_ALLOW_TRANSPORT_SSH: u32 = AllowTransport::SSH.bits();
+    pub(crate) const LIBNBD_ALLOW_TRANSPORT_MASK: u32 = AllowTransport::all().bits();
+
+    pub(crate) const LIBNBD_SHUTDOWN_ABANDON_PENDING: u32 = Shutdown::ABANDON_PENDING.bits();
+    pub(crate) const LIBNBD_SHUTDOWN_MASK: u32 = Shutdown::all().bits();
+
+    pub(crate) const LIBNBD_AIO_DIRECTION_READ: u32 = Direction::READ.bits();
+    pub(crate) const LIBNBD_AIO_DIRECTION_WRITE: u32 = Direction::WRITE.bits();
+
+    pub(crate) const LIBNBD_READ_DATA: i32 = ReadStatus::Data as i32;
+    pub(crate) const LIBNBD_READ_HOLE: i32 = ReadStatus::Hole as i32;
+    pub(crate) const LIBNBD_READ_ERROR: i32 = ReadStatus::Error as i32;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ pub mod abi;
 #[cfg(feature = "tokio")]
 mod asyncio;
 pub mod callback;
-pub mod capi;
+mod capi;
 mod conn;
 mod error;
 mod flags;

@@ -39,7 +39,7 @@ use std::thread::ThreadId;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::capi::types::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
+use crate::flags::raw::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
 use crate::{BlockSize, Completion, Error, Extent64Cb, Handle, Result};
 
 /// The most connections a [`MultiConn`] opens.

@@ -482,51 +482,59 @@ pub(crate) fn spawn_process(
 /// The child side of [`spawn_command`]: `sock` becomes stdin and stdout,
 /// and `stderr`, unless -1, stderr. Never returns.
 unsafe fn exec_child(sock: RawFd, stderr: RawFd, plan: &ExecPlan, envp: *const *const c_char) -> ! {
-    // Move both above stdio first (either may be 0-2 if the caller had
-    // closed those), so each dup2 below makes a new fd without
-    // close-on-exec and none overwrites the other.
-    let fd = libc::fcntl(sock, libc::F_DUPFD, 3);
-    let err = if stderr >= 0 {
-        libc::fcntl(stderr, libc::F_DUPFD, 3)
-    } else {
-        -1
-    };
-    if fd < 0 || (stderr >= 0 && err < 0) {
-        libc::_exit(126);
+    // SAFETY: in the forked child, only async-signal-safe calls on fds and memory
+    // the parent prepared before fork (our caller's contract).
+    unsafe {
+        // Move both above stdio first (either may be 0-2 if the caller had
+        // closed those), so each dup2 below makes a new fd without
+        // close-on-exec and none overwrites the other.
+        let fd = libc::fcntl(sock, libc::F_DUPFD, 3);
+        let err = if stderr >= 0 {
+            libc::fcntl(stderr, libc::F_DUPFD, 3)
+        } else {
+            -1
+        };
+        if fd < 0 || (stderr >= 0 && err < 0) {
+            libc::_exit(126);
+        }
+        if libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 || (err >= 0 && libc::dup2(err, 2) < 0) {
+            libc::_exit(126);
+        }
+        libc::close(fd);
+        if err >= 0 {
+            libc::close(err);
+        }
+        exec_plan(plan, envp)
     }
-    if libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 || (err >= 0 && libc::dup2(err, 2) < 0) {
-        libc::_exit(126);
-    }
-    libc::close(fd);
-    if err >= 0 {
-        libc::close(err);
-    }
-    exec_plan(plan, envp)
 }
 
 /// Runs the plan's program with environment `envp`, in a forked child.
 /// Never returns: if every exec fails, prints why and exits 127.
 unsafe fn exec_plan(plan: &ExecPlan, envp: *const *const c_char) -> ! {
-    // Give the server default signal handling whatever the parent set.
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // SAFETY: in the forked child, only async-signal-safe calls on fds and memory
+    // the parent prepared before fork (our caller's contract).
+    unsafe {
+        // Give the server default signal handling whatever the parent set.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
 
-    let mut errno = libc::ENOENT;
-    for path in &plan.paths {
-        libc::execve(path.as_ptr(), plan.argv.as_ptr(), envp);
-        let e = *libc::__errno_location();
-        // Keep the most telling error, as execvp does.
-        if e != libc::ENOENT && e != libc::ENOTDIR {
-            errno = e;
+        let mut errno = libc::ENOENT;
+        for path in &plan.paths {
+            libc::execve(path.as_ptr(), plan.argv.as_ptr(), envp);
+            let e = *libc::__errno_location();
+            // Keep the most telling error, as execvp does.
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                errno = e;
+            }
         }
+        let msg = match errno {
+            libc::ENOENT => &plan.enoent_msg,
+            libc::EACCES => &plan.eacces_msg,
+            _ => &plan.other_msg,
+        };
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127);
     }
-    let msg = match errno {
-        libc::ENOENT => &plan.enoent_msg,
-        libc::EACCES => &plan.eacces_msg,
-        _ => &plan.other_msg,
-    };
-    libc::write(2, msg.as_ptr().cast(), msg.len());
-    libc::_exit(127);
 }

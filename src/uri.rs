@@ -7,7 +7,7 @@
 
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::capi::types::{
+use crate::flags::raw::{
     LIBNBD_ALLOW_TRANSPORT_SSH, LIBNBD_ALLOW_TRANSPORT_TCP, LIBNBD_ALLOW_TRANSPORT_UNIX,
     LIBNBD_ALLOW_TRANSPORT_VSOCK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE,
 };
@@ -529,7 +529,7 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
+    use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
 
     const ANY: Policy = Policy {
         allow_transports: LIBNBD_ALLOW_TRANSPORT_MASK,

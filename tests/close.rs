@@ -141,11 +141,14 @@ fn close_in_another_thread_with_commands_in_flight() {
                             let _keep = &freed;
                             0
                         });
+                        // SAFETY: as above, the callback owns the buffer.
                         unsafe { h.aio_pread_structured(p, 4096, off, chunk, Some(cb), 0) }
                             .unwrap();
                     } else if i % 2 == 0 {
+                        // SAFETY: as above, the callback owns the buffer.
                         unsafe { h.aio_pread(p, 4096, off, Some(cb), 0) }.unwrap();
                     } else {
+                        // SAFETY: as above, the callback owns the buffer.
                         unsafe { h.aio_pwrite(p, 4096, off, Some(cb), 0) }.unwrap();
                     }
                 }

@@ -150,8 +150,7 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     // FUA writes, split and not.
     let fua_off = 40 * MIB as u64;
     let fua = pattern(2 * MIB, fua_off, 4);
-    mc.pwrite(&fua, fua_off, nbd::capi::types::LIBNBD_CMD_FLAG_FUA)
-        .unwrap();
+    mc.pwrite(&fua, fua_off, nbd::CmdFlag::FUA.bits()).unwrap();
     mc.zero(MIB as u64, 50 * MIB as u64, 0).unwrap();
     mc.trim(4096, 51 * MIB as u64, 0).unwrap();
     mc.cache(4096, 0, 0).unwrap();
@@ -498,7 +497,7 @@ fn tls_connections_made_by_the_callers_closure() {
         .max_chunk(128 * 1024)
         .connect(|_| {
             let h = Handle::new()?;
-            h.set_tls(nbd::capi::types::LIBNBD_TLS_REQUIRE)?;
+            h.set_tls(nbd::Tls::Require as i32)?;
             h.set_tls_username("alice")?;
             h.set_tls_psk_file(&psk)?;
             h.connect_unix(&sock)?;

@@ -94,7 +94,9 @@ impl Owned {
     }
     /// # Safety: only once the command has finished with the buffer.
     unsafe fn get(&self) -> &[u8] {
-        &*self.0
+        // SAFETY: the box is live, and the caller's promise: no command
+        // writes it any more.
+        unsafe { &*self.0 }
     }
 }
 impl Drop for Owned {

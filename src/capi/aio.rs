@@ -4,7 +4,7 @@
 use std::ffi::{c_int, c_uint, c_void};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
-use super::{check_nonnull, nbd_handle, null_error, with_handle};
+use super::{check_nonnull, entry, nbd_handle, null_error};
 use crate::{Chunk, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
@@ -52,7 +52,7 @@ pub(super) fn cookie(r: Result<u64>) -> Result<i64> {
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_pread(
+pub unsafe extern "C" fn nbd_aio_pread(
     h: *mut nbd_handle,
     buf: *mut c_void,
     count: usize,
@@ -61,7 +61,7 @@ pub extern "C" fn nbd_aio_pread(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_pread", h, -1, |h| {
+    entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
         cookie(unsafe { h.aio_pread(buf.cast(), count, offset, completion, flags) })
@@ -88,7 +88,7 @@ pub extern "C" fn nbd_aio_pread(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_pread_structured(
+pub unsafe extern "C" fn nbd_aio_pread_structured(
     h: *mut nbd_handle,
     buf: *mut c_void,
     count: usize,
@@ -99,7 +99,7 @@ pub extern "C" fn nbd_aio_pread_structured(
 ) -> i64 {
     let completion = completion(completion_callback);
     let chunk = chunk(chunk_callback);
-    with_handle("nbd_aio_pread_structured", h, -1, |h| {
+    entry!(h, |h| {
         let chunk = chunk?;
         check_nonnull(buf, "buf")?;
         // SAFETY: as in nbd_aio_pread.
@@ -131,7 +131,7 @@ pub extern "C" fn nbd_aio_pread_structured(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_pread_structured(
+pub unsafe extern "C" fn nbd_pread_structured(
     h: *mut nbd_handle,
     buf: *mut c_void,
     count: usize,
@@ -140,7 +140,7 @@ pub extern "C" fn nbd_pread_structured(
     flags: u32,
 ) -> c_int {
     let chunk = chunk(chunk_callback);
-    with_handle("nbd_pread_structured", h, -1, |h| {
+    entry!(h, |h| {
         let chunk = chunk?;
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` writable bytes.
@@ -169,7 +169,7 @@ pub extern "C" fn nbd_pread_structured(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_pwrite(
+pub unsafe extern "C" fn nbd_aio_pwrite(
     h: *mut nbd_handle,
     buf: *const c_void,
     count: usize,
@@ -178,7 +178,7 @@ pub extern "C" fn nbd_aio_pwrite(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_pwrite", h, -1, |h| {
+    entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
         cookie(unsafe { h.aio_pwrite(buf.cast(), count, offset, completion, flags) })
@@ -203,15 +203,13 @@ pub extern "C" fn nbd_aio_pwrite(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_flush(
+pub unsafe extern "C" fn nbd_aio_flush(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_flush", h, -1, |h| {
-        cookie(h.aio_flush(completion, flags))
-    })
+    entry!(h, |h| { cookie(h.aio_flush(completion, flags)) })
 }
 
 /// Starts a trim.
@@ -232,7 +230,7 @@ pub extern "C" fn nbd_aio_flush(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_trim(
+pub unsafe extern "C" fn nbd_aio_trim(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -240,7 +238,7 @@ pub extern "C" fn nbd_aio_trim(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_trim", h, -1, |h| {
+    entry!(h, |h| {
         cookie(h.aio_trim(count, offset, completion, flags))
     })
 }
@@ -263,7 +261,7 @@ pub extern "C" fn nbd_aio_trim(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_cache(
+pub unsafe extern "C" fn nbd_aio_cache(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -271,7 +269,7 @@ pub extern "C" fn nbd_aio_cache(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_cache", h, -1, |h| {
+    entry!(h, |h| {
         cookie(h.aio_cache(count, offset, completion, flags))
     })
 }
@@ -294,7 +292,7 @@ pub extern "C" fn nbd_aio_cache(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_zero(
+pub unsafe extern "C" fn nbd_aio_zero(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -302,7 +300,7 @@ pub extern "C" fn nbd_aio_zero(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_zero", h, -1, |h| {
+    entry!(h, |h| {
         cookie(h.aio_zero(count, offset, completion, flags))
     })
 }
@@ -324,10 +322,8 @@ pub extern "C" fn nbd_aio_zero(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c_int {
-    with_handle("nbd_aio_disconnect", h, -1, |h| {
-        h.aio_disconnect(flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c_int {
+    entry!(h, |h| { h.aio_disconnect(flags).map(|()| 0) })
 }
 
 /// Returns the file descriptor of the connection.
@@ -343,8 +339,8 @@ pub extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c_int {
 /// # Errors
 /// - `EINVAL`: the handle has no connection.
 #[no_mangle]
-pub extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_get_fd", h, -1, |h| h.aio_get_fd())
+pub unsafe extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| h.aio_get_fd())
 }
 
 /// Returns what the handle waits for on its file descriptor.
@@ -358,8 +354,8 @@ pub extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
 /// The mask. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
-    with_handle("nbd_aio_get_direction", h, 0, |h| Ok(h.aio_get_direction()))
+pub unsafe extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
+    entry!(h, |h| Ok(h.aio_get_direction()))
 }
 
 /// Tells the handle its file descriptor is readable.
@@ -371,10 +367,8 @@ pub extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
 /// 0 on success, -1 on error. The connection failing is an error: the handle is
 /// then dead (`nbd_aio_is_dead`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_notify_read(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_notify_read", h, -1, |h| {
-        h.aio_notify_read().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_notify_read(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.aio_notify_read().map(|()| 0) })
 }
 
 /// Tells the handle its file descriptor is writable.
@@ -386,10 +380,8 @@ pub extern "C" fn nbd_aio_notify_read(h: *mut nbd_handle) -> c_int {
 /// 0 on success, -1 on error. The connection failing is an error: the handle is
 /// then dead (`nbd_aio_is_dead`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_notify_write(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_notify_write", h, -1, |h| {
-        h.aio_notify_write().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_notify_write(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.aio_notify_write().map(|()| 0) })
 }
 
 /// Waits for the connection, then makes progress.
@@ -412,8 +404,8 @@ pub extern "C" fn nbd_aio_notify_write(h: *mut nbd_handle) -> c_int {
 /// if (r == -1) goto error;
 /// ```
 #[no_mangle]
-pub extern "C" fn nbd_poll(h: *mut nbd_handle, timeout: c_int) -> c_int {
-    with_handle("nbd_poll", h, -1, |h| h.poll(timeout))
+pub unsafe extern "C" fn nbd_poll(h: *mut nbd_handle, timeout: c_int) -> c_int {
+    entry!(h, |h| h.poll(timeout))
 }
 
 /// Waits for the connection or another descriptor, then makes progress.
@@ -426,8 +418,8 @@ pub extern "C" fn nbd_poll(h: *mut nbd_handle, timeout: c_int) -> c_int {
 /// 1 if the handle made progress or `fd` became readable, 0 on timeout, -1 on
 /// error.
 #[no_mangle]
-pub extern "C" fn nbd_poll2(h: *mut nbd_handle, fd: c_int, timeout: c_int) -> c_int {
-    with_handle("nbd_poll2", h, -1, |h| h.poll2(fd, timeout))
+pub unsafe extern "C" fn nbd_poll2(h: *mut nbd_handle, fd: c_int, timeout: c_int) -> c_int {
+    entry!(h, |h| h.poll2(fd, timeout))
 }
 
 /// Retires a command if it has completed.
@@ -444,8 +436,8 @@ pub extern "C" fn nbd_poll2(h: *mut nbd_handle, fd: c_int, timeout: c_int) -> c_
 /// - `EINVAL`: `cookie` is less than 1, so no command's cookie.
 /// - Any error the server reported for the command.
 #[no_mangle]
-pub extern "C" fn nbd_aio_command_completed(h: *mut nbd_handle, cookie: u64) -> c_int {
-    with_handle("nbd_aio_command_completed", h, -1, |h| {
+pub unsafe extern "C" fn nbd_aio_command_completed(h: *mut nbd_handle, cookie: u64) -> c_int {
+    entry!(h, |h| {
         h.aio_command_completed(cookie as i64).map(c_int::from)
     })
 }
@@ -462,10 +454,8 @@ pub extern "C" fn nbd_aio_command_completed(h: *mut nbd_handle, cookie: u64) -> 
 /// # Errors
 /// - `EINVAL`: no command is in flight.
 #[no_mangle]
-pub extern "C" fn nbd_aio_peek_command_completed(h: *mut nbd_handle) -> i64 {
-    with_handle("nbd_aio_peek_command_completed", h, -1, |h| {
-        h.aio_peek_command_completed()
-    })
+pub unsafe extern "C" fn nbd_aio_peek_command_completed(h: *mut nbd_handle) -> i64 {
+    entry!(h, |h| { h.aio_peek_command_completed() })
 }
 
 /// Returns how many commands are in flight.
@@ -479,6 +469,6 @@ pub extern "C" fn nbd_aio_peek_command_completed(h: *mut nbd_handle) -> i64 {
 /// # Handle state
 /// The handle must be connected with the server, shut down, or dead.
 #[no_mangle]
-pub extern "C" fn nbd_aio_in_flight(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_in_flight", h, -1, |h| h.aio_in_flight())
+pub unsafe extern "C" fn nbd_aio_in_flight(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| h.aio_in_flight())
 }

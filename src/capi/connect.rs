@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::path::Path;
 
-use super::{c_str_arg, c_str_list_arg, check_nonnull, malloc_c_string, nbd_handle, with_handle};
+use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
 use crate::transport::SockAddr;
 use crate::{Error, Result};
 
@@ -12,7 +12,8 @@ use crate::{Error, Result};
 /// # Safety
 /// As [`c_str_arg`].
 unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
-    let s = c_str_arg(ptr, param)?;
+    // SAFETY: our caller's promise, the same as c_str_arg's.
+    let s = unsafe { c_str_arg(ptr, param) }?;
     s.to_str()
         .map_err(|_| Error::new(libc::EINVAL, format!("{param} is not valid UTF-8")))
 }
@@ -22,7 +23,8 @@ unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 /// # Safety
 /// As [`c_str_arg`].
 unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
-    let s = c_str_arg(ptr, param)?;
+    // SAFETY: our caller's promise, the same as c_str_arg's.
+    let s = unsafe { c_str_arg(ptr, param) }?;
     Ok(Path::new(
         <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s.to_bytes()),
     ))
@@ -33,7 +35,8 @@ unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
 /// # Safety
 /// `argv` must be NULL or a NULL-terminated array of C strings.
 unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
-    let args = c_str_list_arg(argv, "argv")?;
+    // SAFETY: our caller's promise, the same as c_str_list_arg's.
+    let args = unsafe { c_str_list_arg(argv, "argv") }?;
     Ok(args.into_iter().map(CStr::to_bytes).collect())
 }
 
@@ -68,8 +71,8 @@ unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
 /// }
 /// ```
 #[no_mangle]
-pub extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
-    with_handle("nbd_connect_uri", h, -1, |h| {
+pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let uri = unsafe { c_str_arg(uri, "uri")? };
         h.connect_uri(uri.to_bytes()).map(|()| 0)
@@ -91,8 +94,8 @@ pub extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_i
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
-    with_handle("nbd_aio_connect_uri", h, -1, |h| {
+pub unsafe extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let uri = unsafe { c_str_arg(uri, "uri")? };
         h.aio_connect_uri(uri.to_bytes()).map(|()| 0)
@@ -110,8 +113,8 @@ pub extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) ->
 /// The handle must have started connecting: connecting, negotiating, connected
 /// with the server, shut down, or dead.
 #[no_mangle]
-pub extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_uri", h, std::ptr::null_mut(), |h| {
+pub unsafe extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| {
         h.get_uri().and_then(|s| malloc_c_string(s.as_bytes()))
     })
 }
@@ -125,8 +128,8 @@ pub extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
 /// # Return value
 /// 1 if it looks like an NBD URI, 0 if not, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
-    with_handle("nbd_is_uri", h, -1, |h| {
+pub unsafe extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let uri = unsafe { c_str_arg(uri, "uri")? };
         Ok(c_int::from(h.is_uri(uri.to_bytes())))
@@ -140,10 +143,8 @@ pub extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
 /// # Return value
 /// 1, or -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_supports_uri", h, -1, |h| {
-        Ok(c_int::from(h.supports_uri()))
-    })
+pub unsafe extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.supports_uri())) })
 }
 
 /// Returns whether the library supports AF_VSOCK.
@@ -154,10 +155,8 @@ pub extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if supported, 0 if not, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_supports_vsock", h, -1, |h| {
-        Ok(c_int::from(h.supports_vsock()))
-    })
+pub unsafe extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.supports_vsock())) })
 }
 
 /// Limits the transports `nbd_connect_uri` accepts.
@@ -178,10 +177,8 @@ pub extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
-    with_handle("nbd_set_uri_allow_transports", h, -1, |h| {
-        h.set_uri_allow_transports(mask).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
+    entry!(h, |h| { h.set_uri_allow_transports(mask).map(|()| 0) })
 }
 
 /// Limits the TLS use `nbd_connect_uri` accepts.
@@ -200,10 +197,8 @@ pub extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) ->
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
-    with_handle("nbd_set_uri_allow_tls", h, -1, |h| {
-        h.set_uri_allow_tls(tls).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
+    entry!(h, |h| { h.set_uri_allow_tls(tls).map(|()| 0) })
 }
 
 /// Sets whether `nbd_connect_uri` may read local files.
@@ -218,10 +213,8 @@ pub extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) -> c_int {
-    with_handle("nbd_set_uri_allow_local_file", h, -1, |h| {
-        h.set_uri_allow_local_file(allow).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) -> c_int {
+    entry!(h, |h| { h.set_uri_allow_local_file(allow).map(|()| 0) })
 }
 
 // ---- transports -----------------------------------------------------------------
@@ -242,8 +235,8 @@ pub extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) 
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
-    with_handle("nbd_connect_unix", h, -1, |h| {
+pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let path = unsafe { path_arg(unixsocket, "unixsocket")? };
         h.connect_unix(path).map(|()| 0)
@@ -265,8 +258,11 @@ pub extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
-    with_handle("nbd_aio_connect_unix", h, -1, |h| {
+pub unsafe extern "C" fn nbd_aio_connect_unix(
+    h: *mut nbd_handle,
+    unixsocket: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let path = unsafe { path_arg(unixsocket, "unixsocket")? };
         h.aio_connect_unix(path).map(|()| 0)
@@ -291,12 +287,12 @@ pub extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: *const c_
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_connect_tcp(
+pub unsafe extern "C" fn nbd_connect_tcp(
     h: *mut nbd_handle,
     hostname: *const c_char,
     port: *const c_char,
 ) -> c_int {
-    with_handle("nbd_connect_tcp", h, -1, |h| {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or C strings.
         let (host, port) = unsafe { (text_arg(hostname, "hostname")?, text_arg(port, "port")?) };
         h.connect_tcp(host, port).map(|()| 0)
@@ -318,12 +314,12 @@ pub extern "C" fn nbd_connect_tcp(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_tcp(
+pub unsafe extern "C" fn nbd_aio_connect_tcp(
     h: *mut nbd_handle,
     hostname: *const c_char,
     port: *const c_char,
 ) -> c_int {
-    with_handle("nbd_aio_connect_tcp", h, -1, |h| {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or C strings.
         let (host, port) = unsafe { (text_arg(hostname, "hostname")?, text_arg(port, "port")?) };
         h.aio_connect_tcp(host, port).map(|()| 0)
@@ -347,10 +343,8 @@ pub extern "C" fn nbd_aio_connect_tcp(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
-    with_handle("nbd_connect_vsock", h, -1, |h| {
-        h.connect_vsock(cid, port).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
+    entry!(h, |h| { h.connect_vsock(cid, port).map(|()| 0) })
 }
 
 /// Starts connecting to a server over AF_VSOCK.
@@ -368,10 +362,8 @@ pub extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> 
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
-    with_handle("nbd_aio_connect_vsock", h, -1, |h| {
-        h.aio_connect_vsock(cid, port).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
+    entry!(h, |h| { h.aio_connect_vsock(cid, port).map(|()| 0) })
 }
 
 /// Starts connecting to a socket address.
@@ -391,12 +383,12 @@ pub extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32)
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect(
+pub unsafe extern "C" fn nbd_aio_connect(
     h: *mut nbd_handle,
     addr: *const libc::sockaddr,
     addrlen: libc::socklen_t,
 ) -> c_int {
-    with_handle("nbd_aio_connect", h, -1, |h| {
+    entry!(h, |h| {
         check_nonnull(addr, "addr")?;
         // SAFETY: the caller promises addrlen readable bytes at addr.
         let addr =
@@ -423,10 +415,8 @@ pub extern "C" fn nbd_aio_connect(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
-    with_handle("nbd_connect_socket", h, -1, |h| {
-        h.connect_socket_fd(sock, true).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
+    entry!(h, |h| { h.connect_socket_fd(sock, true).map(|()| 0) })
 }
 
 /// Starts a connection over a socket the program has already connected.
@@ -444,10 +434,8 @@ pub extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
-    with_handle("nbd_aio_connect_socket", h, -1, |h| {
-        h.connect_socket_fd(sock, false).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
+    entry!(h, |h| { h.connect_socket_fd(sock, false).map(|()| 0) })
 }
 
 // ---- subprocesses -------------------------------------------------------------------
@@ -482,8 +470,8 @@ pub extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_i
 /// }
 /// ```
 #[no_mangle]
-pub extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
-    with_handle("nbd_connect_command", h, -1, |h| {
+pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
         let args = unsafe { argv_arg(argv)? };
         h.connect_command(&args).map(|()| 0)
@@ -505,8 +493,11 @@ pub extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
-    with_handle("nbd_aio_connect_command", h, -1, |h| {
+pub unsafe extern "C" fn nbd_aio_connect_command(
+    h: *mut nbd_handle,
+    argv: *mut *mut c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
         let args = unsafe { argv_arg(argv)? };
         h.aio_connect_command(&args).map(|()| 0)
@@ -534,11 +525,11 @@ pub extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: *mut *mut c_
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_connect_systemd_socket_activation(
+pub unsafe extern "C" fn nbd_connect_systemd_socket_activation(
     h: *mut nbd_handle,
     argv: *mut *mut c_char,
 ) -> c_int {
-    with_handle("nbd_connect_systemd_socket_activation", h, -1, |h| {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
         let args = unsafe { argv_arg(argv)? };
         h.connect_systemd_socket_activation(&args).map(|()| 0)
@@ -560,11 +551,11 @@ pub extern "C" fn nbd_connect_systemd_socket_activation(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub extern "C" fn nbd_aio_connect_systemd_socket_activation(
+pub unsafe extern "C" fn nbd_aio_connect_systemd_socket_activation(
     h: *mut nbd_handle,
     argv: *mut *mut c_char,
 ) -> c_int {
-    with_handle("nbd_aio_connect_systemd_socket_activation", h, -1, |h| {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
         let args = unsafe { argv_arg(argv)? };
         h.aio_connect_systemd_socket_activation(&args).map(|()| 0)
@@ -589,11 +580,11 @@ pub extern "C" fn nbd_aio_connect_systemd_socket_activation(
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_socket_activation_name(
+pub unsafe extern "C" fn nbd_set_socket_activation_name(
     h: *mut nbd_handle,
     socket_name: *const c_char,
 ) -> c_int {
-    with_handle("nbd_set_socket_activation_name", h, -1, |h| {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let name = unsafe { c_str_arg(socket_name, "socket_name")? };
         h.set_socket_activation_name(name.to_bytes()).map(|()| 0)
@@ -604,13 +595,10 @@ pub extern "C" fn nbd_set_socket_activation_name(
 ///
 /// See `nbd_set_socket_activation_name`; the empty string if none was set.
 #[no_mangle]
-pub extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_char {
-    with_handle(
-        "nbd_get_socket_activation_name",
-        h,
-        std::ptr::null_mut(),
-        |h| malloc_c_string(h.socket_activation_name().as_bytes()),
-    )
+pub unsafe extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| malloc_c_string(
+        h.socket_activation_name().as_bytes()
+    ),)
 }
 
 /// Returns the process id of the server subprocess.
@@ -624,10 +612,8 @@ pub extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_c
 /// # Errors
 /// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
-pub extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
-    with_handle("nbd_get_subprocess_pid", h, -1, |h| {
-        h.subprocess_pid().map(i64::from)
-    })
+pub unsafe extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
+    entry!(h, |h| { h.subprocess_pid().map(i64::from) })
 }
 
 /// Sends a signal to the server subprocess.
@@ -643,8 +629,6 @@ pub extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
 /// - `ESRCH`: the handle has no subprocess.
 /// - `EINVAL`: `signum` is negative.
 #[no_mangle]
-pub extern "C" fn nbd_kill_subprocess(h: *mut nbd_handle, signum: c_int) -> c_int {
-    with_handle("nbd_kill_subprocess", h, -1, |h| {
-        h.kill_subprocess(signum).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_kill_subprocess(h: *mut nbd_handle, signum: c_int) -> c_int {
+    entry!(h, |h| { h.kill_subprocess(signum).map(|()| 0) })
 }

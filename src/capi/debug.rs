@@ -2,11 +2,10 @@
 //! is on.
 
 use std::any::Any;
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, CStr, CString};
 
-use super::{nbd_handle, with_handle};
+use super::{entry, nbd_handle};
 use crate::capi::types::nbd_debug_callback;
-use crate::conn::DebugCallback;
 use crate::{Handle, Result};
 
 /// Runs `f` on `h`, logging `enter:` before and the result after, as
@@ -29,6 +28,43 @@ pub(crate) fn traced<T: 'static>(
 }
 
 /// A call's return value as the debug trace shows it.
+/// A C program's debug callback, as the Rust closure of
+/// `Handle::set_debug_callback` holds it: the closure is dropped when the
+/// callback is replaced or cleared, or the handle closed, and this calls the
+/// free function, once.
+struct CDebug(nbd_debug_callback);
+
+// SAFETY: C callers promise their callback and user data may be used from
+// whichever thread runs the handle, as libnbd requires.
+unsafe impl Send for CDebug {}
+
+impl CDebug {
+    fn call(&self, context: &str, msg: &str) {
+        if let Some(f) = self.0.callback {
+            let (context, msg) = (c_text(context), c_text(msg));
+            // SAFETY: the C caller's promise: f may be called with its user
+            // data; both strings live until it returns. Its result means
+            // nothing.
+            unsafe { f(self.0.user_data, context.as_ptr(), msg.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for CDebug {
+    fn drop(&mut self) {
+        if let Some(free) = self.0.free {
+            // SAFETY: the C caller gave this function for this data, to be
+            // called once when the callback is no longer needed.
+            unsafe { free(self.0.user_data) };
+        }
+    }
+}
+
+/// `s` as a C string, any NUL replaced so nothing is cut short.
+fn c_text(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).unwrap_or_default())
+}
+
 fn describe<T: 'static>(v: &T) -> String {
     let v = v as &dyn Any;
     macro_rules! plain {
@@ -66,25 +102,19 @@ fn describe<T: 'static>(v: &T) -> String {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_set_debug_callback(
+pub unsafe extern "C" fn nbd_set_debug_callback(
     h: *mut nbd_handle,
     debug_callback: nbd_debug_callback,
 ) -> c_int {
     let null = debug_callback.callback.is_none() && debug_callback.free.is_none();
-    // SAFETY: the caller promises the function and free function may be
-    // called with user_data. If the call fails, dropping `cb` frees it.
-    let cb = unsafe {
-        DebugCallback::from_c(
-            debug_callback.callback,
-            debug_callback.user_data,
-            debug_callback.free,
-        )
-    };
-    with_handle("nbd_set_debug_callback", h, -1, move |h| {
+    // If the call fails, dropping `cb` frees the user data.
+    let cb = CDebug(debug_callback);
+    entry!(h, move |h| {
         if null {
             return Err(super::null_error("debug"));
         }
-        h.set_debug_callback_raw(cb).map(|()| 0)
+        h.set_debug_callback(move |context, msg| cb.call(context, msg))
+            .map(|()| 0)
     })
 }
 
@@ -96,8 +126,6 @@ pub extern "C" fn nbd_set_debug_callback(
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_clear_debug_callback", h, -1, |h| {
-        h.clear_debug_callback().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.clear_debug_callback().map(|()| 0) })
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{c_str_arg, ffi_call, malloc_c_string, nbd_handle, with_handle};
+use super::{c_str_arg, entry, malloc_c_string, nbd_handle};
 use crate::handle::{PACKAGE_NAME, VERSION};
 use crate::Handle;
 
@@ -27,8 +27,8 @@ use crate::Handle;
 /// nbd_close (nbd);
 /// ```
 #[no_mangle]
-pub extern "C" fn nbd_create() -> *mut nbd_handle {
-    ffi_call("nbd_create", std::ptr::null_mut(), || {
+pub unsafe extern "C" fn nbd_create() -> *mut nbd_handle {
+    entry!(|| {
         let inner = Handle::new()?;
         Ok(Box::into_raw(Box::new(nbd_handle { inner })))
     })
@@ -46,11 +46,11 @@ pub extern "C" fn nbd_create() -> *mut nbd_handle {
 ///
 /// Passing NULL does nothing.
 #[no_mangle]
-pub extern "C" fn nbd_close(h: *mut nbd_handle) {
+pub unsafe extern "C" fn nbd_close(h: *mut nbd_handle) {
     if h.is_null() {
         return;
     }
-    ffi_call("nbd_close", (), || {
+    entry!(|| {
         // SAFETY: h came from nbd_create and the caller gives up its use.
         drop(unsafe { Box::from_raw(h) });
         Ok(())
@@ -65,12 +65,10 @@ pub extern "C" fn nbd_close(h: *mut nbd_handle) {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
     static VERSION_NUL: &str = concat!("1.22.2", "\0");
     debug_assert_eq!(&VERSION_NUL[..VERSION_NUL.len() - 1], VERSION);
-    with_handle("nbd_get_version", h, std::ptr::null(), |_| {
-        Ok(VERSION_NUL.as_ptr().cast())
-    })
+    entry!(h, |_| { Ok(VERSION_NUL.as_ptr().cast()) })
 }
 
 /// Returns the name of the library's package.
@@ -80,12 +78,10 @@ pub extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_char {
     static NAME_NUL: &str = concat!("libnbd", "\0");
     debug_assert_eq!(&NAME_NUL[..NAME_NUL.len() - 1], PACKAGE_NAME);
-    with_handle("nbd_get_package_name", h, std::ptr::null(), |_| {
-        Ok(NAME_NUL.as_ptr().cast())
-    })
+    entry!(h, |_| { Ok(NAME_NUL.as_ptr().cast()) })
 }
 
 /// Sets the name of the handle.
@@ -97,8 +93,11 @@ pub extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_char {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: *const c_char) -> c_int {
-    with_handle("nbd_set_handle_name", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_handle_name(
+    h: *mut nbd_handle,
+    handle_name: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let name = unsafe { c_str_arg(handle_name, "handle_name") }?;
         h.set_handle_name(&name.to_string_lossy())?;
@@ -111,10 +110,8 @@ pub extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: *const c_
 /// This is the name set with `nbd_set_handle_name`, or the name generated for
 /// the handle when it was created.
 #[no_mangle]
-pub extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_handle_name", h, std::ptr::null_mut(), |h| {
-        malloc_c_string(h.handle_name().as_bytes())
-    })
+pub unsafe extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| { malloc_c_string(h.handle_name().as_bytes()) })
 }
 
 /// Stores a value of the caller's in the handle.
@@ -127,10 +124,8 @@ pub extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char {
 /// The value stored before, 0 if none was. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_set_private_data(h: *mut nbd_handle, private_data: usize) -> usize {
-    with_handle("nbd_set_private_data", h, 0, |h| {
-        Ok(h.set_private_data(private_data))
-    })
+pub unsafe extern "C" fn nbd_set_private_data(h: *mut nbd_handle, private_data: usize) -> usize {
+    entry!(h, |h| { Ok(h.set_private_data(private_data)) })
 }
 
 /// Returns the value stored with `nbd_set_private_data`.
@@ -139,8 +134,8 @@ pub extern "C" fn nbd_set_private_data(h: *mut nbd_handle, private_data: usize) 
 /// The stored value, 0 if none was stored. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_get_private_data(h: *mut nbd_handle) -> usize {
-    with_handle("nbd_get_private_data", h, 0, |h| Ok(h.private_data()))
+pub unsafe extern "C" fn nbd_get_private_data(h: *mut nbd_handle) -> usize {
+    entry!(h, |h| Ok(h.private_data()))
 }
 
 /// Turns debug messages on or off.
@@ -154,8 +149,8 @@ pub extern "C" fn nbd_get_private_data(h: *mut nbd_handle) -> usize {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_set_debug(h: *mut nbd_handle, debug: bool) -> c_int {
-    with_handle("nbd_set_debug", h, -1, |h| h.set_debug(debug).map(|()| 0))
+pub unsafe extern "C" fn nbd_set_debug(h: *mut nbd_handle, debug: bool) -> c_int {
+    entry!(h, |h| h.set_debug(debug).map(|()| 0))
 }
 
 /// Returns whether debug messages are on.
@@ -165,8 +160,8 @@ pub extern "C" fn nbd_set_debug(h: *mut nbd_handle, debug: bool) -> c_int {
 /// # Return value
 /// 1 if debugging is on, 0 if it is off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_debug", h, -1, |h| Ok(h.debug() as c_int))
+pub unsafe extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(h.debug() as c_int))
 }
 
 /// Sets the name of the export to ask the server for.
@@ -188,8 +183,11 @@ pub extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: *const c_char) -> c_int {
-    with_handle("nbd_set_export_name", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_export_name(
+    h: *mut nbd_handle,
+    export_name: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let name = unsafe { c_str_arg(export_name, "export_name") }?;
         h.set_export_name(name.to_bytes()).map(|()| 0)
@@ -202,10 +200,8 @@ pub extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: *const c_
 /// to `nbd_connect_uri`), the empty string by default. The name the server
 /// calls the export may differ: see `nbd_get_canonical_export_name`.
 #[no_mangle]
-pub extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_export_name", h, std::ptr::null_mut(), |h| {
-        malloc_c_string(&h.export_name()?)
-    })
+pub unsafe extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| { malloc_c_string(&h.export_name()?) })
 }
 
 /// Sets whether to ask the server for structured replies.
@@ -224,8 +220,11 @@ pub extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_request_structured_replies(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_request_structured_replies", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_request_structured_replies(
+    h: *mut nbd_handle,
+    request: bool,
+) -> c_int {
+    entry!(h, |h| {
         h.set_request_structured_replies(request).map(|()| 0)
     })
 }
@@ -238,10 +237,8 @@ pub extern "C" fn nbd_set_request_structured_replies(h: *mut nbd_handle, request
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_request_structured_replies(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_request_structured_replies", h, -1, |h| {
-        Ok(h.request_structured_replies() as c_int)
-    })
+pub unsafe extern "C" fn nbd_get_request_structured_replies(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(h.request_structured_replies() as c_int) })
 }
 
 /// Returns whether the server agreed to structured replies.
@@ -253,8 +250,8 @@ pub extern "C" fn nbd_get_request_structured_replies(h: *mut nbd_handle) -> c_in
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_structured_replies_negotiated(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_structured_replies_negotiated", h, -1, |h| {
+pub unsafe extern "C" fn nbd_get_structured_replies_negotiated(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| {
         h.structured_replies_negotiated().map(c_int::from)
     })
 }
@@ -271,8 +268,8 @@ pub extern "C" fn nbd_get_structured_replies_negotiated(h: *mut nbd_handle) -> c
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_protocol(h: *mut nbd_handle) -> *const c_char {
-    with_handle("nbd_get_protocol", h, std::ptr::null(), |h| {
+pub unsafe extern "C" fn nbd_get_protocol(h: *mut nbd_handle) -> *const c_char {
+    entry!(h, |h| {
         Ok(match h.protocol()? {
             "newstyle-fixed" => c"newstyle-fixed".as_ptr(),
             "newstyle" => c"newstyle".as_ptr(),

@@ -1,9 +1,10 @@
 //! What the handle knows: export size and flags, and the handle's state.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::Mutex;
 
-use super::{nbd_handle, with_handle};
-use crate::{Handle, Result};
+use super::{entry, nbd_handle};
+use crate::Handle;
 
 /// Returns the size of the export in bytes.
 ///
@@ -21,12 +22,8 @@ use crate::{Handle, Result};
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_size(h: *mut nbd_handle) -> i64 {
-    with_handle("nbd_get_size", h, -1, |h| h.size().map(|s| s as i64))
-}
-
-fn flag_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c_int {
-    with_handle(api, h, -1, |h| f(h).map(c_int::from))
+pub unsafe extern "C" fn nbd_get_size(h: *mut nbd_handle) -> i64 {
+    entry!(h, |h| h.size().map(|s| s as i64))
 }
 
 /// Returns whether the export is read-only.
@@ -48,8 +45,8 @@ fn flag_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_is_read_only", h, Handle::is_read_only)
+pub unsafe extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::is_read_only(h).map(c_int::from))
 }
 
 /// Returns whether the server supports flush (`nbd_flush`).
@@ -69,8 +66,8 @@ pub extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_flush", h, Handle::can_flush)
+pub unsafe extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_flush(h).map(c_int::from))
 }
 
 /// Returns whether the server supports forced unit access.
@@ -93,8 +90,8 @@ pub extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_fua", h, Handle::can_fua)
+pub unsafe extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_fua(h).map(c_int::from))
 }
 
 /// Returns whether the server supports trim (`nbd_trim`).
@@ -114,8 +111,8 @@ pub extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_trim", h, Handle::can_trim)
+pub unsafe extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_trim(h).map(c_int::from))
 }
 
 /// Returns whether the server supports writing zeroes (`nbd_zero`).
@@ -135,8 +132,8 @@ pub extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_zero", h, Handle::can_zero)
+pub unsafe extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_zero(h).map(c_int::from))
 }
 
 /// Returns whether the server supports cache requests (`nbd_cache`).
@@ -156,8 +153,8 @@ pub extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_cache", h, Handle::can_cache)
+pub unsafe extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_cache(h).map(c_int::from))
 }
 
 /// Returns whether several connections to the export are consistent.
@@ -181,12 +178,8 @@ pub extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_multi_conn(h: *mut nbd_handle) -> c_int {
-    flag_call("nbd_can_multi_conn", h, Handle::can_multi_conn)
-}
-
-fn state_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> bool) -> c_int {
-    with_handle(api, h, -1, |h| Ok(f(h) as c_int))
+pub unsafe extern "C" fn nbd_can_multi_conn(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_multi_conn(h).map(c_int::from))
 }
 
 /// Returns whether the handle is newly created, not yet connecting.
@@ -196,8 +189,8 @@ fn state_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> bool) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_created", h, Handle::aio_is_created)
+pub unsafe extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_created(h))))
 }
 
 /// Returns whether the handle is connecting.
@@ -210,8 +203,8 @@ pub extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_connecting", h, Handle::aio_is_connecting)
+pub unsafe extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_connecting(h))))
 }
 
 /// Returns whether the handle is negotiating options.
@@ -224,8 +217,8 @@ pub extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_negotiating", h, Handle::aio_is_negotiating)
+pub unsafe extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_negotiating(h))))
 }
 
 /// Returns whether the handle is connected and idle.
@@ -237,8 +230,8 @@ pub extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_ready", h, Handle::aio_is_ready)
+pub unsafe extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_ready(h))))
 }
 
 /// Returns whether the handle is connected and busy.
@@ -250,8 +243,8 @@ pub extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_processing", h, Handle::aio_is_processing)
+pub unsafe extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_processing(h))))
 }
 
 /// Returns whether the connection has failed.
@@ -264,8 +257,8 @@ pub extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_dead", h, Handle::aio_is_dead)
+pub unsafe extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_dead(h))))
 }
 
 /// Returns whether the connection was shut down.
@@ -278,8 +271,8 @@ pub extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
-    state_call("nbd_aio_is_closed", h, Handle::aio_is_closed)
+pub unsafe extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(Handle::aio_is_closed(h))))
 }
 
 /// Describes the state of the handle's connection.
@@ -291,8 +284,21 @@ pub extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub extern "C" fn nbd_connection_state(h: *mut nbd_handle) -> *const c_char {
-    with_handle("nbd_connection_state", h, std::ptr::null(), |h| {
-        Ok(h.connection_state_nul().as_ptr().cast())
-    })
+pub unsafe extern "C" fn nbd_connection_state(h: *mut nbd_handle) -> *const c_char {
+    entry!(h, |h| Ok(static_c_str(h.connection_state()).as_ptr()))
+}
+
+/// `s` as a C string that lives as long as the program: each distinct
+/// text is copied once (there are a few dozen states), then reused.
+fn static_c_str(s: &'static str) -> &'static CStr {
+    static CACHE: Mutex<Vec<(&'static str, &'static CStr)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, c)) = cache.iter().find(|(text, _)| *text == s) {
+        return c;
+    }
+    // State descriptions hold no NUL; if one did, it would end there.
+    let bytes = s.split('\0').next().unwrap_or_default();
+    let c: &'static CStr = Box::leak(CString::new(bytes).unwrap_or_default().into_boxed_c_str());
+    cache.push((s, c));
+    c
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::{check_nonnull, nbd_handle, with_handle};
+use super::{check_nonnull, entry, nbd_handle};
 
 /// Reads from the export.
 ///
@@ -38,14 +38,14 @@ use super::{check_nonnull, nbd_handle, with_handle};
 /// }
 /// ```
 #[no_mangle]
-pub extern "C" fn nbd_pread(
+pub unsafe extern "C" fn nbd_pread(
     h: *mut nbd_handle,
     buf: *mut c_void,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
-    with_handle("nbd_pread", h, -1, |h| {
+    entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` writable bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
@@ -77,14 +77,14 @@ pub extern "C" fn nbd_pread(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_pwrite(
+pub unsafe extern "C" fn nbd_pwrite(
     h: *mut nbd_handle,
     buf: *const c_void,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
-    with_handle("nbd_pwrite", h, -1, |h| {
+    entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` readable bytes.
         let buf = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
@@ -111,8 +111,8 @@ pub extern "C" fn nbd_pwrite(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
-    with_handle("nbd_flush", h, -1, |h| h.flush(flags).map(|()| 0))
+pub unsafe extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
+    entry!(h, |h| h.flush(flags).map(|()| 0))
 }
 
 /// Discards a range of the export.
@@ -134,10 +134,13 @@ pub extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_trim(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
-    with_handle("nbd_trim", h, -1, |h| {
-        h.trim(count, offset, flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_trim(
+    h: *mut nbd_handle,
+    count: u64,
+    offset: u64,
+    flags: u32,
+) -> c_int {
+    entry!(h, |h| { h.trim(count, offset, flags).map(|()| 0) })
 }
 
 /// Asks the server to prefetch a range of the export.
@@ -159,10 +162,13 @@ pub extern "C" fn nbd_trim(h: *mut nbd_handle, count: u64, offset: u64, flags: u
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_cache(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
-    with_handle("nbd_cache", h, -1, |h| {
-        h.cache(count, offset, flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_cache(
+    h: *mut nbd_handle,
+    count: u64,
+    offset: u64,
+    flags: u32,
+) -> c_int {
+    entry!(h, |h| { h.cache(count, offset, flags).map(|()| 0) })
 }
 
 /// Writes zeroes to a range of the export.
@@ -187,10 +193,13 @@ pub extern "C" fn nbd_cache(h: *mut nbd_handle, count: u64, offset: u64, flags: 
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u32) -> c_int {
-    with_handle("nbd_zero", h, -1, |h| {
-        h.zero(count, offset, flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_zero(
+    h: *mut nbd_handle,
+    count: u64,
+    offset: u64,
+    flags: u32,
+) -> c_int {
+    entry!(h, |h| { h.zero(count, offset, flags).map(|()| 0) })
 }
 
 /// Disconnects from the server cleanly.
@@ -212,6 +221,6 @@ pub extern "C" fn nbd_zero(h: *mut nbd_handle, count: u64, offset: u64, flags: u
 /// The handle must be negotiating (`nbd_aio_is_negotiating`, option mode) or
 /// connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
-    with_handle("nbd_shutdown", h, -1, |h| h.shutdown(flags).map(|()| 0))
+pub unsafe extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
+    entry!(h, |h| h.shutdown(flags).map(|()| 0))
 }

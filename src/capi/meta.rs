@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
-use super::{c_str_arg, malloc_c_string, nbd_handle, null_error, with_handle};
+use super::{c_str_arg, entry, malloc_c_string, nbd_handle, null_error};
 use crate::callback::{Extent, Extent64, Extent64Cb};
 use crate::Result;
 
@@ -55,8 +55,8 @@ fn extent64(cb: nbd_extent64_callback) -> Result<Extent64Cb> {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: *const c_char) -> c_int {
-    with_handle("nbd_add_meta_context", h, -1, |h| {
+pub unsafe extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let name = unsafe { c_str_arg(name, "name") }?;
         h.add_meta_context(&name.to_string_lossy()).map(|()| 0)
@@ -70,10 +70,8 @@ pub extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: *const c_char) 
 /// # Return value
 /// The count, or -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::ssize_t {
-    with_handle("nbd_get_nr_meta_contexts", h, -1, |h| {
-        Ok(h.nr_meta_contexts() as libc::ssize_t)
-    })
+pub unsafe extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::ssize_t {
+    entry!(h, |h| { Ok(h.nr_meta_contexts() as libc::ssize_t) })
 }
 
 /// Returns one of the meta contexts to be asked for.
@@ -84,8 +82,8 @@ pub extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::ssize_t 
 /// # Errors
 /// - `EINVAL`: `i` is out of range.
 #[no_mangle]
-pub extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *mut c_char {
-    with_handle("nbd_get_meta_context", h, std::ptr::null_mut(), |h| {
+pub unsafe extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *mut c_char {
+    entry!(h, |h| {
         let name = h.meta_context(i)?;
         malloc_c_string(name.as_bytes())
     })
@@ -103,10 +101,8 @@ pub extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *mut c_c
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_clear_meta_contexts", h, -1, |h| {
-        h.clear_meta_contexts().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.clear_meta_contexts().map(|()| 0) })
 }
 
 /// Returns whether the server agreed to a meta context.
@@ -120,8 +116,11 @@ pub extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_meta_context(h: *mut nbd_handle, metacontext: *const c_char) -> c_int {
-    with_handle("nbd_can_meta_context", h, -1, |h| {
+pub unsafe extern "C" fn nbd_can_meta_context(
+    h: *mut nbd_handle,
+    metacontext: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let name = unsafe { c_str_arg(metacontext, "metacontext") }?;
         h.can_meta_context(&name.to_string_lossy()).map(c_int::from)
@@ -143,10 +142,8 @@ pub extern "C" fn nbd_can_meta_context(h: *mut nbd_handle, metacontext: *const c
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_set_request_meta_context(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_request_meta_context", h, -1, |h| {
-        h.set_request_meta_context(request).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_request_meta_context(h: *mut nbd_handle, request: bool) -> c_int {
+    entry!(h, |h| { h.set_request_meta_context(request).map(|()| 0) })
 }
 
 /// Returns whether the handshake asks for the meta contexts.
@@ -156,10 +153,8 @@ pub extern "C" fn nbd_set_request_meta_context(h: *mut nbd_handle, request: bool
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_request_meta_context(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_request_meta_context", h, -1, |h| {
-        Ok(h.request_meta_context() as c_int)
-    })
+pub unsafe extern "C" fn nbd_get_request_meta_context(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(h.request_meta_context() as c_int) })
 }
 
 /// Reads the block status of a range of the export, in 32 bit extents.
@@ -186,7 +181,7 @@ pub extern "C" fn nbd_get_request_meta_context(h: *mut nbd_handle) -> c_int {
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_block_status(
+pub unsafe extern "C" fn nbd_block_status(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -194,7 +189,7 @@ pub extern "C" fn nbd_block_status(
     flags: u32,
 ) -> c_int {
     let extent = extent(extent_callback);
-    with_handle("nbd_block_status", h, -1, |h| {
+    entry!(h, |h| {
         h.block_status(count, offset, extent?, flags).map(|()| 0)
     })
 }
@@ -218,7 +213,7 @@ pub extern "C" fn nbd_block_status(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_block_status_64(
+pub unsafe extern "C" fn nbd_block_status_64(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -226,7 +221,7 @@ pub extern "C" fn nbd_block_status_64(
     flags: u32,
 ) -> c_int {
     let extent = extent64(extent64_callback);
-    with_handle("nbd_block_status_64", h, -1, |h| {
+    entry!(h, |h| {
         h.block_status_64(count, offset, extent?, flags).map(|()| 0)
     })
 }
@@ -249,7 +244,7 @@ pub extern "C" fn nbd_block_status_64(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_block_status(
+pub unsafe extern "C" fn nbd_aio_block_status(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -259,7 +254,7 @@ pub extern "C" fn nbd_aio_block_status(
 ) -> i64 {
     let completion = completion(completion_callback);
     let extent = extent(extent_callback);
-    with_handle("nbd_aio_block_status", h, -1, |h| {
+    entry!(h, |h| {
         cookie(h.aio_block_status(count, offset, extent?, completion, flags))
     })
 }
@@ -282,7 +277,7 @@ pub extern "C" fn nbd_aio_block_status(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_block_status_64(
+pub unsafe extern "C" fn nbd_aio_block_status_64(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -292,7 +287,7 @@ pub extern "C" fn nbd_aio_block_status_64(
 ) -> i64 {
     let completion = completion(completion_callback);
     let extent = extent64(extent64_callback);
-    with_handle("nbd_aio_block_status_64", h, -1, |h| {
+    entry!(h, |h| {
         cookie(h.aio_block_status_64(count, offset, extent?, completion, flags))
     })
 }
@@ -318,7 +313,7 @@ pub extern "C" fn nbd_aio_block_status_64(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_block_status_filter(
+pub unsafe extern "C" fn nbd_block_status_filter(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -327,7 +322,7 @@ pub extern "C" fn nbd_block_status_filter(
     flags: u32,
 ) -> c_int {
     let extent = extent64(extent64_callback);
-    with_handle("nbd_block_status_filter", h, -1, |h| {
+    entry!(h, |h| {
         let extent = extent?;
         let names = context_list(contexts)?;
         h.block_status_filter(count, offset, &as_strs(&names), extent, flags)
@@ -353,7 +348,7 @@ pub extern "C" fn nbd_block_status_filter(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_block_status_filter(
+pub unsafe extern "C" fn nbd_aio_block_status_filter(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
@@ -364,7 +359,7 @@ pub extern "C" fn nbd_aio_block_status_filter(
 ) -> i64 {
     let completion = completion(completion_callback);
     let extent = extent64(extent64_callback);
-    with_handle("nbd_aio_block_status_filter", h, -1, |h| {
+    entry!(h, |h| {
         let extent = extent?;
         let names = context_list(contexts)?;
         cookie(h.aio_block_status_filter(

@@ -4,10 +4,19 @@
 //! an [`Error`] into libnbd's convention: the error value (-1 or NULL), a
 //! thread-local message that starts with the call's name, and the errno.
 //! No logic lives here, and no panic crosses into C.
+//!
+//! Every call's body is one [`entry!`], which does all of that in one place
+//! (only `nbd_get_error` and `nbd_get_errno`, which read the error state
+//! and cannot fail, do without it). The calls are `unsafe extern "C"`: the
+//! pointers they take are the C caller's promise, and this module is not
+//! part of the Rust API.
 #![allow(non_camel_case_types)]
-// C callers hand us raw pointers by contract (libnbd's API); the wrappers
-// check them for NULL and the rest is the caller's promise, as in C.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
+// Every call is `unsafe extern "C"`: C callers hand us raw pointers by
+// contract (libnbd's API); the wrappers check them for NULL and the rest is
+// the caller's promise, as in C. That contract is each call's documented
+// parameters; the doc comments are the C documentation (header and man
+// pages), so they carry no Rust `# Safety` section.
+#![allow(clippy::missing_safety_doc)]
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -120,47 +129,153 @@ pub(crate) unsafe fn c_str_list_arg<'a>(
     Ok(out)
 }
 
-/// Runs `f`, turning an `Err` or a panic into `err_value` with the error recorded.
-pub(crate) fn ffi_call<T>(api: &str, err_value: T, f: impl FnOnce() -> Result<T>) -> T {
+/// The value a C call returns when it fails, given by its return type.
+///
+/// Calls returning `int` or `int64_t` fail with -1, calls returning a
+/// pointer with NULL. Calls returning an unsigned number or nothing cannot
+/// report an error; the only way they fail (a NULL handle) gives 0.
+pub(crate) trait ErrorValue: Copy {
+    /// What the call returns when it fails.
+    const ERROR: Self;
+}
+
+impl ErrorValue for c_int {
+    const ERROR: Self = -1;
+}
+impl ErrorValue for i64 {
+    const ERROR: Self = -1;
+}
+impl ErrorValue for isize {
+    const ERROR: Self = -1;
+}
+impl ErrorValue for u32 {
+    const ERROR: Self = 0;
+}
+impl ErrorValue for u64 {
+    const ERROR: Self = 0;
+}
+impl ErrorValue for usize {
+    const ERROR: Self = 0;
+}
+impl ErrorValue for () {
+    const ERROR: Self = ();
+}
+impl<T> ErrorValue for *mut T {
+    const ERROR: Self = std::ptr::null_mut();
+}
+impl<T> ErrorValue for *const T {
+    const ERROR: Self = std::ptr::null();
+}
+
+/// The name of the function an item is declared in: given `f`, a
+/// function declared inside `nbd_pread`, returns `"nbd_pread"`. No
+/// allocation: the result is a piece of the compiler's static type name.
+#[inline]
+pub(crate) fn api_name<F>(_f: F) -> &'static str {
+    let full = std::any::type_name::<F>();
+    let outer = full.rsplit_once("::").map_or(full, |(outer, _)| outer);
+    outer.rsplit_once("::").map_or(outer, |(_, name)| name)
+}
+
+/// The one entry point of a C call: the body of every `extern "C"` call is
+/// `entry!(h, |h| ...)` (a call on a handle) or `entry!(|| ...)`.
+///
+/// It names the call after the function it is written in, takes the error
+/// value from the return type ([`ErrorValue`]), checks that `h` is not
+/// NULL, runs the closure inside the panic boundary (a panic kills the
+/// handle) with debug tracing, and turns an `Err` into the error value with
+/// this thread's error message and errno set.
+///
+/// In the form with a handle, the enclosing function's caller must pass a
+/// NULL `h` or one from `nbd_create` not yet given to `nbd_close`.
+macro_rules! entry {
+    ($h:expr, $f:expr $(,)?) => {{
+        fn here() {}
+        // The closure is made outside the unsafe block, so that its own
+        // unsafe operations need their own blocks and SAFETY comments.
+        let (api, h, f) = (
+            $crate::capi::api_name(here),
+            $h,
+            $crate::capi::on_handle($f),
+        );
+        // SAFETY: the C caller's promise for every call on a handle: `h`
+        // is NULL or came from nbd_create and is not yet closed.
+        unsafe { $crate::capi::with_handle(api, h, f) }
+    }};
+    ($f:expr $(,)?) => {{
+        fn here() {}
+        $crate::capi::ffi_call($crate::capi::api_name(here), $f)
+    }};
+}
+pub(crate) use entry;
+
+/// Returns `f`: gives the closure of [`entry!`] its argument type.
+#[inline(always)]
+pub(crate) fn on_handle<T, F: FnOnce(&Handle) -> Result<T>>(f: F) -> F {
+    f
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Runs `f`, turning an `Err` or a panic into the error value with the
+/// error recorded. Use it through [`entry!`].
+pub(crate) fn ffi_call<T: ErrorValue>(api: &'static str, f: impl FnOnce() -> Result<T>) -> T {
     // Debug messages emitted during the call name it as their context.
     let _context = crate::conn::ApiContext::enter(api);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => value,
         Ok(Err(err)) => {
             set_error(api, &err);
-            err_value
+            T::ERROR
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = panic_message(&*panic);
             set_error(
                 api,
                 &Error::new(libc::EIO, format!("internal error (panic): {what}")),
             );
-            err_value
+            T::ERROR
         }
     }
 }
 
 /// Runs `f` on the handle behind `h`: NULL `h` fails with EFAULT.
-/// With debugging on, the call's entry and result are logged.
-pub(crate) fn with_handle<T: 'static>(
-    api: &str,
+/// With debugging on, the call's entry and result are logged. A panic
+/// kills the handle: later calls on it fail. Use it through [`entry!`].
+///
+/// # Safety
+/// `h` must be NULL or a handle from `nbd_create` not yet closed.
+pub(crate) unsafe fn with_handle<T: ErrorValue + 'static>(
+    api: &'static str,
     h: *const nbd_handle,
-    err_value: T,
     f: impl FnOnce(&Handle) -> Result<T>,
 ) -> T {
-    ffi_call(api, err_value, || {
+    ffi_call(api, || {
         check_nonnull(h, "h")?;
-        // SAFETY: a non-NULL h came from nbd_create and is live until nbd_close.
+        // SAFETY: a non-NULL h came from nbd_create and is live until
+        // nbd_close (the caller's promise).
         let handle = unsafe { &(*h).inner };
-        if !handle.debug() {
-            return f(handle);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if !handle.debug() {
+                f(handle)
+            } else {
+                debug::traced(api, handle, f)
+            }
+        }));
+        match result {
+            Ok(r) => r,
+            Err(panic) => {
+                handle.kill_after_panic();
+                std::panic::resume_unwind(panic)
+            }
         }
-        debug::traced(api, handle, f)
     })
 }
 
@@ -179,7 +294,7 @@ pub(crate) fn with_handle<T: 'static>(
 /// # Errors
 /// This call does not fail.
 #[no_mangle]
-pub extern "C" fn nbd_get_error() -> *const c_char {
+pub unsafe extern "C" fn nbd_get_error() -> *const c_char {
     LAST_ERROR
         .try_with(|last| {
             last.borrow()
@@ -202,6 +317,75 @@ pub extern "C" fn nbd_get_error() -> *const c_char {
 /// # Errors
 /// This call does not fail.
 #[no_mangle]
-pub extern "C" fn nbd_get_errno() -> c_int {
+pub unsafe extern "C" fn nbd_get_errno() -> c_int {
     LAST_ERROR.try_with(|last| last.borrow().errno).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> (String, c_int) {
+        // SAFETY: these take no arguments; after a failed call the
+        // message is this thread's, not NULL.
+        let (msg, errno) = unsafe { (CStr::from_ptr(nbd_get_error()), nbd_get_errno()) };
+        (msg.to_string_lossy().into_owned(), errno)
+    }
+
+    /// A call made with `entry!` whose body panics.
+    unsafe extern "C" fn nbd_test_panic(h: *mut nbd_handle) -> c_int {
+        entry!(h, |_h| -> Result<c_int> { panic!("test bug") })
+    }
+
+    /// A call made with `entry!` returning a pointer, whose body fails.
+    unsafe extern "C" fn nbd_test_fail() -> *mut c_char {
+        entry!(|| Err(Error::new(libc::ENOENT, "nothing here")))
+    }
+
+    #[test]
+    fn entry_names_the_call_and_picks_the_error_value() {
+        // SAFETY: a NULL handle is allowed (it fails).
+        assert_eq!(unsafe { nbd_test_panic(std::ptr::null_mut()) }, -1);
+        assert_eq!(
+            last_error(),
+            (
+                "nbd_test_panic: h cannot be NULL: Bad address".into(),
+                libc::EFAULT
+            )
+        );
+        // SAFETY: takes no arguments.
+        assert!(unsafe { nbd_test_fail() }.is_null());
+        assert_eq!(
+            last_error(),
+            (
+                "nbd_test_fail: nothing here: No such file or directory".into(),
+                libc::ENOENT
+            )
+        );
+    }
+
+    /// Fail closed: a panic inside a call kills the handle; the next call
+    /// fails cleanly with EINVAL.
+    #[test]
+    fn panic_in_a_call_kills_the_handle() {
+        // SAFETY: the handle is used only here and closed at the end.
+        unsafe {
+            let h = handle::nbd_create();
+            assert!(!h.is_null());
+            assert_eq!(info::nbd_aio_is_dead(h), 0);
+            assert_eq!(nbd_test_panic(h), -1);
+            let (msg, errno) = last_error();
+            assert_eq!(
+                msg,
+                "nbd_test_panic: internal error (panic): test bug: Input/output error"
+            );
+            assert_eq!(errno, libc::EIO);
+            assert_eq!(info::nbd_aio_is_dead(h), 1);
+            assert_eq!(connect::nbd_connect_uri(h, c"nbd://localhost".as_ptr()), -1);
+            let (msg, errno) = last_error();
+            assert!(msg.starts_with("nbd_connect_uri: "), "{msg}");
+            assert_eq!(errno, libc::EINVAL);
+            handle::nbd_close(h);
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 
 use super::aio::completion;
 use super::types::{nbd_completion_callback, nbd_context_callback, nbd_list_callback};
-use super::{c_str_list_arg, nbd_handle, null_error, with_handle};
+use super::{c_str_list_arg, entry, nbd_handle, null_error};
 use crate::{Context, List, Result};
 
 /// Takes ownership of a required list callback; only a closure with
@@ -59,10 +59,8 @@ pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
-    with_handle("nbd_set_opt_mode", h, -1, |h| {
-        h.set_opt_mode(enable).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
+    entry!(h, |h| { h.set_opt_mode(enable).map(|()| 0) })
 }
 
 /// Returns whether connecting stops to let the program negotiate.
@@ -72,8 +70,8 @@ pub extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_opt_mode", h, -1, |h| Ok(h.opt_mode() as c_int))
+pub unsafe extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(h.opt_mode() as c_int))
 }
 
 /// Ends negotiation and starts using the export.
@@ -90,8 +88,8 @@ pub extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_go", h, -1, |h| h.opt_go().map(|()| 0))
+pub unsafe extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| h.opt_go().map(|()| 0))
 }
 
 /// Ends negotiation and the connection.
@@ -106,8 +104,8 @@ pub extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_abort", h, -1, |h| h.opt_abort().map(|()| 0))
+pub unsafe extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| h.opt_abort().map(|()| 0))
 }
 
 /// Asks about the export without starting to use it.
@@ -124,8 +122,8 @@ pub extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_info", h, -1, |h| h.opt_info().map(|()| 0))
+pub unsafe extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| h.opt_info().map(|()| 0))
 }
 
 /// Lists the server's exports.
@@ -140,9 +138,12 @@ pub extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_list(h: *mut nbd_handle, list_callback: nbd_list_callback) -> c_int {
+pub unsafe extern "C" fn nbd_opt_list(
+    h: *mut nbd_handle,
+    list_callback: nbd_list_callback,
+) -> c_int {
     let list = list(list_callback);
-    with_handle("nbd_opt_list", h, -1, |h| h.opt_list(list?))
+    entry!(h, |h| h.opt_list(list?))
 }
 
 /// Lists the meta contexts the server has for the export.
@@ -159,14 +160,12 @@ pub extern "C" fn nbd_opt_list(h: *mut nbd_handle, list_callback: nbd_list_callb
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_list_meta_context(
+pub unsafe extern "C" fn nbd_opt_list_meta_context(
     h: *mut nbd_handle,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
-    with_handle("nbd_opt_list_meta_context", h, -1, |h| {
-        h.opt_list_meta_context(context?)
-    })
+    entry!(h, |h| { h.opt_list_meta_context(context?) })
 }
 
 /// Lists the meta contexts matching some queries.
@@ -182,13 +181,13 @@ pub extern "C" fn nbd_opt_list_meta_context(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_list_meta_context_queries(
+pub unsafe extern "C" fn nbd_opt_list_meta_context_queries(
     h: *mut nbd_handle,
     queries: *mut *mut c_char,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
-    with_handle("nbd_opt_list_meta_context_queries", h, -1, |h| {
+    entry!(h, |h| {
         let context = context?;
         let q = self::queries(queries, "queries")?;
         h.opt_list_meta_context_queries(&as_strs(&q), context)
@@ -210,14 +209,12 @@ pub extern "C" fn nbd_opt_list_meta_context_queries(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_set_meta_context(
+pub unsafe extern "C" fn nbd_opt_set_meta_context(
     h: *mut nbd_handle,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
-    with_handle("nbd_opt_set_meta_context", h, -1, |h| {
-        h.opt_set_meta_context(context?)
-    })
+    entry!(h, |h| { h.opt_set_meta_context(context?) })
 }
 
 /// Selects the meta contexts matching some queries.
@@ -232,13 +229,13 @@ pub extern "C" fn nbd_opt_set_meta_context(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_set_meta_context_queries(
+pub unsafe extern "C" fn nbd_opt_set_meta_context_queries(
     h: *mut nbd_handle,
     queries: *mut *mut c_char,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
-    with_handle("nbd_opt_set_meta_context_queries", h, -1, |h| {
+    entry!(h, |h| {
         let context = context?;
         let q = self::queries(queries, "queries")?;
         h.opt_set_meta_context_queries(&as_strs(&q), context)
@@ -257,10 +254,8 @@ pub extern "C" fn nbd_opt_set_meta_context_queries(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_structured_reply", h, -1, |h| {
-        h.opt_structured_reply().map(c_int::from)
-    })
+pub unsafe extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.opt_structured_reply().map(c_int::from) })
 }
 
 /// Asks the server for extended headers.
@@ -276,10 +271,8 @@ pub extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_extended_headers", h, -1, |h| {
-        h.opt_extended_headers().map(c_int::from)
-    })
+pub unsafe extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.opt_extended_headers().map(c_int::from) })
 }
 
 /// Starts ending negotiation and using the export.
@@ -297,14 +290,12 @@ pub extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_go(
+pub unsafe extern "C" fn nbd_aio_opt_go(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_go", h, -1, |h| {
-        h.aio_opt_go(completion).map(|()| 0)
-    })
+    entry!(h, |h| { h.aio_opt_go(completion).map(|()| 0) })
 }
 
 /// Starts asking about the export.
@@ -322,14 +313,12 @@ pub extern "C" fn nbd_aio_opt_go(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_info(
+pub unsafe extern "C" fn nbd_aio_opt_info(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_info", h, -1, |h| {
-        h.aio_opt_info(completion).map(|()| 0)
-    })
+    entry!(h, |h| { h.aio_opt_info(completion).map(|()| 0) })
 }
 
 /// Starts ending negotiation and the connection.
@@ -344,10 +333,8 @@ pub extern "C" fn nbd_aio_opt_info(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_aio_opt_abort", h, -1, |h| {
-        h.aio_opt_abort().map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.aio_opt_abort().map(|()| 0) })
 }
 
 /// Starts listing the server's exports.
@@ -365,16 +352,14 @@ pub extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_list(
+pub unsafe extern "C" fn nbd_aio_opt_list(
     h: *mut nbd_handle,
     list_callback: nbd_list_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
     let list = list(list_callback);
-    with_handle("nbd_aio_opt_list", h, -1, |h| {
-        h.aio_opt_list(list?, completion).map(|()| 0)
-    })
+    entry!(h, |h| { h.aio_opt_list(list?, completion).map(|()| 0) })
 }
 
 /// Starts listing meta contexts.
@@ -392,14 +377,14 @@ pub extern "C" fn nbd_aio_opt_list(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_list_meta_context(
+pub unsafe extern "C" fn nbd_aio_opt_list_meta_context(
     h: *mut nbd_handle,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
     let context = context(context_callback);
-    with_handle("nbd_aio_opt_list_meta_context", h, -1, |h| {
+    entry!(h, |h| {
         h.aio_opt_list_meta_context(None, context?, completion)
             .map(|()| 0)
     })
@@ -420,7 +405,7 @@ pub extern "C" fn nbd_aio_opt_list_meta_context(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
+pub unsafe extern "C" fn nbd_aio_opt_list_meta_context_queries(
     h: *mut nbd_handle,
     queries: *mut *mut c_char,
     context_callback: nbd_context_callback,
@@ -428,7 +413,7 @@ pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
 ) -> c_int {
     let completion = completion(completion_callback);
     let context = context(context_callback);
-    with_handle("nbd_aio_opt_list_meta_context_queries", h, -1, |h| {
+    entry!(h, |h| {
         let context = context?;
         let q = self::queries(queries, "queries")?;
         h.aio_opt_list_meta_context(Some(&as_strs(&q)), context, completion)
@@ -451,14 +436,14 @@ pub extern "C" fn nbd_aio_opt_list_meta_context_queries(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_set_meta_context(
+pub unsafe extern "C" fn nbd_aio_opt_set_meta_context(
     h: *mut nbd_handle,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
     let context = context(context_callback);
-    with_handle("nbd_aio_opt_set_meta_context", h, -1, |h| {
+    entry!(h, |h| {
         h.aio_opt_set_meta_context(None, context?, completion)
             .map(|()| 0)
     })
@@ -479,7 +464,7 @@ pub extern "C" fn nbd_aio_opt_set_meta_context(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
+pub unsafe extern "C" fn nbd_aio_opt_set_meta_context_queries(
     h: *mut nbd_handle,
     queries: *mut *mut c_char,
     context_callback: nbd_context_callback,
@@ -487,7 +472,7 @@ pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
 ) -> c_int {
     let completion = completion(completion_callback);
     let context = context(context_callback);
-    with_handle("nbd_aio_opt_set_meta_context_queries", h, -1, |h| {
+    entry!(h, |h| {
         let context = context?;
         let q = self::queries(queries, "queries")?;
         h.aio_opt_set_meta_context(Some(&as_strs(&q)), context, completion)
@@ -510,12 +495,12 @@ pub extern "C" fn nbd_aio_opt_set_meta_context_queries(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_structured_reply(
+pub unsafe extern "C" fn nbd_aio_opt_structured_reply(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_structured_reply", h, -1, |h| {
+    entry!(h, |h| {
         h.aio_opt_structured_reply(completion).map(|()| 0)
     })
 }
@@ -535,12 +520,12 @@ pub extern "C" fn nbd_aio_opt_structured_reply(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_extended_headers(
+pub unsafe extern "C" fn nbd_aio_opt_extended_headers(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_extended_headers", h, -1, |h| {
+    entry!(h, |h| {
         h.aio_opt_extended_headers(completion).map(|()| 0)
     })
 }
@@ -559,8 +544,11 @@ pub extern "C" fn nbd_aio_opt_extended_headers(
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_request_extended_headers(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_request_extended_headers", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_request_extended_headers(
+    h: *mut nbd_handle,
+    request: bool,
+) -> c_int {
+    entry!(h, |h| {
         h.set_request_extended_headers(request).map(|()| 0)
     })
 }
@@ -573,10 +561,8 @@ pub extern "C" fn nbd_set_request_extended_headers(h: *mut nbd_handle, request: 
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_request_extended_headers", h, -1, |h| {
-        Ok(h.request_extended_headers() as c_int)
-    })
+pub unsafe extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(h.request_extended_headers() as c_int) })
 }
 
 /// Returns whether the server agreed to extended headers.
@@ -588,8 +574,6 @@ pub extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int 
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_extended_headers_negotiated(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_extended_headers_negotiated", h, -1, |h| {
-        h.extended_headers_negotiated().map(c_int::from)
-    })
+pub unsafe extern "C" fn nbd_get_extended_headers_negotiated(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.extended_headers_negotiated().map(c_int::from) })
 }

@@ -3,12 +3,8 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{malloc_c_string, nbd_handle, with_handle};
+use super::{entry, malloc_c_string, nbd_handle};
 use crate::{Handle, Result};
-
-fn bool_call(api: &str, h: *mut nbd_handle, f: fn(&Handle) -> Result<bool>) -> c_int {
-    with_handle(api, h, -1, |h| f(h).map(c_int::from))
-}
 
 fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
     malloc_c_string(&s?)
@@ -31,10 +27,8 @@ fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32) -> c_int {
-    with_handle("nbd_set_handshake_flags", h, -1, |h| {
-        h.set_handshake_flags(flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32) -> c_int {
+    entry!(h, |h| { h.set_handshake_flags(flags).map(|()| 0) })
 }
 
 /// Returns the handshake flags.
@@ -47,8 +41,8 @@ pub extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32) -> c_i
 /// A mask of `LIBNBD_HANDSHAKE_FLAG_*` bits. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
-    with_handle("nbd_get_handshake_flags", h, 0, |h| Ok(h.handshake_flags()))
+pub unsafe extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
+    entry!(h, |h| Ok(h.handshake_flags()))
 }
 
 /// Chooses which checks the client makes before sending a command.
@@ -65,10 +59,8 @@ pub extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
 /// # Errors
 /// - `EINVAL`: `flags` has bits outside `LIBNBD_STRICT_MASK`.
 #[no_mangle]
-pub extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> c_int {
-    with_handle("nbd_set_strict_mode", h, -1, |h| {
-        h.set_strict_mode(flags).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> c_int {
+    entry!(h, |h| { h.set_strict_mode(flags).map(|()| 0) })
 }
 
 /// Returns the checks the client makes before sending a command.
@@ -79,8 +71,8 @@ pub extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> c_int {
 /// A mask of `LIBNBD_STRICT_*` bits. This call does not fail on a valid handle;
 /// with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
-    with_handle("nbd_get_strict_mode", h, 0, |h| Ok(h.strict_mode()))
+pub unsafe extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
+    entry!(h, |h| Ok(h.strict_mode()))
 }
 
 /// Sets whether read buffers are zeroed before each read.
@@ -93,10 +85,8 @@ pub extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_set_pread_initialize(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_pread_initialize", h, -1, |h| {
-        h.set_pread_initialize(request).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_pread_initialize(h: *mut nbd_handle, request: bool) -> c_int {
+    entry!(h, |h| { h.set_pread_initialize(request).map(|()| 0) })
 }
 
 /// Returns whether read buffers are zeroed before each read.
@@ -106,10 +96,8 @@ pub extern "C" fn nbd_set_pread_initialize(h: *mut nbd_handle, request: bool) ->
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_pread_initialize(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_pread_initialize", h, -1, |h| {
-        Ok(c_int::from(h.pread_initialize()))
-    })
+pub unsafe extern "C" fn nbd_get_pread_initialize(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.pread_initialize())) })
 }
 
 /// Sets whether the handshake asks the server for its block size constraints.
@@ -126,10 +114,8 @@ pub extern "C" fn nbd_get_pread_initialize(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_set_request_block_size(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_request_block_size", h, -1, |h| {
-        h.set_request_block_size(request).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_request_block_size(h: *mut nbd_handle, request: bool) -> c_int {
+    entry!(h, |h| { h.set_request_block_size(request).map(|()| 0) })
 }
 
 /// Returns whether the handshake asks for block size constraints.
@@ -139,10 +125,8 @@ pub extern "C" fn nbd_set_request_block_size(h: *mut nbd_handle, request: bool) 
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_request_block_size(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_request_block_size", h, -1, |h| {
-        Ok(c_int::from(h.request_block_size()))
-    })
+pub unsafe extern "C" fn nbd_get_request_block_size(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.request_block_size())) })
 }
 
 /// Sets whether the handshake asks for the export's name and description.
@@ -160,10 +144,8 @@ pub extern "C" fn nbd_get_request_block_size(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) -> c_int {
-    with_handle("nbd_set_full_info", h, -1, |h| {
-        h.set_full_info(request).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) -> c_int {
+    entry!(h, |h| { h.set_full_info(request).map(|()| 0) })
 }
 
 /// Returns whether the handshake asks for the export's name and description.
@@ -173,10 +155,8 @@ pub extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) -> c_int 
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_full_info", h, -1, |h| {
-        Ok(c_int::from(h.full_info()))
-    })
+pub unsafe extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.full_info())) })
 }
 
 /// Returns one of the export's block size constraints.
@@ -204,8 +184,8 @@ pub extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int) -> i64 {
-    with_handle("nbd_get_block_size", h, -1, |h| h.block_size_c(size_type))
+pub unsafe extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int) -> i64 {
+    entry!(h, |h| h.block_size_c(size_type))
 }
 
 /// Returns the export's canonical name, as the server calls it.
@@ -219,13 +199,8 @@ pub extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int) -> i6
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_char {
-    with_handle(
-        "nbd_get_canonical_export_name",
-        h,
-        std::ptr::null_mut(),
-        |h| string_result(h.canonical_export_name()),
-    )
+pub unsafe extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| string_result(h.canonical_export_name()),)
 }
 
 /// Returns the description of the export the server sent.
@@ -239,10 +214,8 @@ pub extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_ch
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_export_description", h, std::ptr::null_mut(), |h| {
-        string_result(h.export_description())
-    })
+pub unsafe extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| { string_result(h.export_description()) })
 }
 
 /// Returns whether the export is on a rotational medium.
@@ -265,8 +238,8 @@ pub extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char 
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
-    bool_call("nbd_is_rotational", h, Handle::is_rotational)
+pub unsafe extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::is_rotational(h).map(c_int::from))
 }
 
 /// Returns whether the server supports the don't-fragment flag.
@@ -289,8 +262,8 @@ pub extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
-    bool_call("nbd_can_df", h, Handle::can_df)
+pub unsafe extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_df(h).map(c_int::from))
 }
 
 /// Returns whether the server supports the fast-zero flag.
@@ -313,8 +286,8 @@ pub extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
-    bool_call("nbd_can_fast_zero", h, Handle::can_fast_zero)
+pub unsafe extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_fast_zero(h).map(c_int::from))
 }
 
 /// Returns whether the server supports filtered block status.
@@ -338,12 +311,8 @@ pub extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_can_block_status_payload(h: *mut nbd_handle) -> c_int {
-    bool_call(
-        "nbd_can_block_status_payload",
-        h,
-        Handle::can_block_status_payload,
-    )
+pub unsafe extern "C" fn nbd_can_block_status_payload(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Handle::can_block_status_payload(h).map(c_int::from))
 }
 
 /// Returns how many bytes the handle has sent to the server.
@@ -354,8 +323,8 @@ pub extern "C" fn nbd_can_block_status_payload(h: *mut nbd_handle) -> c_int {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_stats_bytes_sent(h: *mut nbd_handle) -> u64 {
-    with_handle("nbd_stats_bytes_sent", h, 0, |h| Ok(h.stats_bytes_sent()))
+pub unsafe extern "C" fn nbd_stats_bytes_sent(h: *mut nbd_handle) -> u64 {
+    entry!(h, |h| Ok(h.stats_bytes_sent()))
 }
 
 /// Returns how many protocol units the handle has sent.
@@ -366,8 +335,8 @@ pub extern "C" fn nbd_stats_bytes_sent(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_stats_chunks_sent(h: *mut nbd_handle) -> u64 {
-    with_handle("nbd_stats_chunks_sent", h, 0, |h| Ok(h.stats_chunks_sent()))
+pub unsafe extern "C" fn nbd_stats_chunks_sent(h: *mut nbd_handle) -> u64 {
+    entry!(h, |h| Ok(h.stats_chunks_sent()))
 }
 
 /// Returns how many bytes the handle has received from the server.
@@ -378,10 +347,8 @@ pub extern "C" fn nbd_stats_chunks_sent(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_stats_bytes_received(h: *mut nbd_handle) -> u64 {
-    with_handle("nbd_stats_bytes_received", h, 0, |h| {
-        Ok(h.stats_bytes_received())
-    })
+pub unsafe extern "C" fn nbd_stats_bytes_received(h: *mut nbd_handle) -> u64 {
+    entry!(h, |h| { Ok(h.stats_bytes_received()) })
 }
 
 /// Returns how many protocol units the handle has received.
@@ -393,8 +360,6 @@ pub extern "C" fn nbd_stats_bytes_received(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub extern "C" fn nbd_stats_chunks_received(h: *mut nbd_handle) -> u64 {
-    with_handle("nbd_stats_chunks_received", h, 0, |h| {
-        Ok(h.stats_chunks_received())
-    })
+pub unsafe extern "C" fn nbd_stats_chunks_received(h: *mut nbd_handle) -> u64 {
+    entry!(h, |h| { Ok(h.stats_chunks_received()) })
 }

@@ -2,11 +2,10 @@
 
 use std::ffi::{c_char, c_int, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::ptr;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{c_str_arg, malloc_c_string, nbd_handle, with_handle};
+use super::{c_str_arg, entry, malloc_c_string, nbd_handle};
 use crate::{Error, Result};
 
 /// Borrows a C string argument as text.
@@ -42,8 +41,8 @@ unsafe fn str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
-    with_handle("nbd_set_tls", h, -1, |h| h.set_tls(tls).map(|()| 0))
+pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
+    entry!(h, |h| h.set_tls(tls).map(|()| 0))
 }
 
 /// Returns the TLS setting.
@@ -51,8 +50,8 @@ pub extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
 /// # Return value
 /// The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_tls", h, -1, |h| Ok(h.tls()))
+pub unsafe extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(h.tls()))
 }
 
 /// Returns whether the connection uses TLS.
@@ -64,10 +63,8 @@ pub extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_tls_negotiated", h, -1, |h| {
-        h.tls_negotiated().map(c_int::from)
-    })
+pub unsafe extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.tls_negotiated().map(c_int::from) })
 }
 
 /// Sets the directory of the X.509 files used for TLS.
@@ -86,8 +83,8 @@ pub extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_char) -> c_int {
-    with_handle("nbd_set_tls_certificates", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_char) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let dir = unsafe { c_str_arg(dir, "dir") }?;
         h.set_tls_certificates(OsStr::from_bytes(dir.to_bytes()))
@@ -110,10 +107,8 @@ pub extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_cha
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c_int {
-    with_handle("nbd_set_tls_verify_peer", h, -1, |h| {
-        h.set_tls_verify_peer(verify).map(|()| 0)
-    })
+pub unsafe extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c_int {
+    entry!(h, |h| { h.set_tls_verify_peer(verify).map(|()| 0) })
 }
 
 /// Returns whether the server's TLS certificate is verified.
@@ -123,10 +118,8 @@ pub extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_get_tls_verify_peer", h, -1, |h| {
-        Ok(c_int::from(h.tls_verify_peer()))
-    })
+pub unsafe extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.tls_verify_peer())) })
 }
 
 /// Sets the user name for TLS.
@@ -142,8 +135,11 @@ pub extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: *const c_char) -> c_int {
-    with_handle("nbd_set_tls_username", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_tls_username(
+    h: *mut nbd_handle,
+    username: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let username = unsafe { str_arg(username, "username") }?;
         h.set_tls_username(username).map(|()| 0)
@@ -155,10 +151,8 @@ pub extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: *const c_ch
 /// This is the name set with `nbd_set_tls_username`, else the name of the user
 /// running the program.
 #[no_mangle]
-pub extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_tls_username", h, ptr::null_mut(), |h| {
-        malloc_c_string(h.tls_username()?.as_bytes())
-    })
+pub unsafe extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| { malloc_c_string(h.tls_username()?.as_bytes()) })
 }
 
 /// Sets the file of pre-shared keys for TLS.
@@ -175,8 +169,11 @@ pub extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: *const c_char) -> c_int {
-    with_handle("nbd_set_tls_psk_file", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_tls_psk_file(
+    h: *mut nbd_handle,
+    filename: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let file = unsafe { c_str_arg(filename, "filename") }?;
         h.set_tls_psk_file(OsStr::from_bytes(file.to_bytes()))
@@ -198,8 +195,11 @@ pub extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: *const c_ch
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_char) -> c_int {
-    with_handle("nbd_set_tls_hostname", h, -1, |h| {
+pub unsafe extern "C" fn nbd_set_tls_hostname(
+    h: *mut nbd_handle,
+    hostname: *const c_char,
+) -> c_int {
+    entry!(h, |h| {
         // SAFETY: the caller passes NULL or a C string.
         let hostname = unsafe { str_arg(hostname, "hostname") }?;
         h.set_tls_hostname(hostname).map(|()| 0)
@@ -211,10 +211,8 @@ pub extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: *const c_ch
 /// This is the name set with `nbd_set_tls_hostname`, else the host name of the
 /// connection, else the empty string.
 #[no_mangle]
-pub extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
-    with_handle("nbd_get_tls_hostname", h, ptr::null_mut(), |h| {
-        malloc_c_string(h.tls_hostname().as_bytes())
-    })
+pub unsafe extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
+    entry!(h, |h| { malloc_c_string(h.tls_hostname().as_bytes()) })
 }
 
 /// Returns whether the library supports TLS.
@@ -224,10 +222,8 @@ pub extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
 /// # Return value
 /// 1, or -1 on error (NULL `h`).
 #[no_mangle]
-pub extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_supports_tls", h, -1, |h| {
-        Ok(c_int::from(h.supports_tls()))
-    })
+pub unsafe extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { Ok(c_int::from(h.supports_tls())) })
 }
 
 /// Asks the server to switch the connection to TLS.
@@ -243,10 +239,8 @@ pub extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
-    with_handle("nbd_opt_starttls", h, -1, |h| {
-        h.opt_starttls().map(c_int::from)
-    })
+pub unsafe extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| { h.opt_starttls().map(c_int::from) })
 }
 
 /// Starts asking the server to switch the connection to TLS.
@@ -263,12 +257,10 @@ pub extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub extern "C" fn nbd_aio_opt_starttls(
+pub unsafe extern "C" fn nbd_aio_opt_starttls(
     h: *mut nbd_handle,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
-    with_handle("nbd_aio_opt_starttls", h, -1, |h| {
-        h.aio_opt_starttls(completion).map(|()| 0)
-    })
+    entry!(h, |h| { h.aio_opt_starttls(completion).map(|()| 0) })
 }

@@ -1,4 +1,9 @@
 //! The constants and callback structs of `libnbd.h`, with libnbd's names and values.
+//!
+//! The constants are spelled here as literals for cbindgen, which writes
+//! them into the header; Rust code uses the core's typed flags (and
+//! `flags::raw`), so most of them have no Rust user.
+#![allow(dead_code)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 

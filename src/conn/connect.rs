@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{Conn, Phase};
-use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
+use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
 use crate::flags::IpFamily;
 use crate::transport::{self, SockAddr, SocketDir, Stage, Started};
 use crate::{Error, Result};

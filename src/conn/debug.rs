@@ -9,105 +9,30 @@
 //! The statistics are plain counters the I/O paths bump as they go.
 
 use std::cell::Cell;
-use std::ffi::{c_char, c_int, c_void, CString};
 use std::io::Write;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{Conn, Phase, Step};
-use crate::callback::FreeFn;
 use crate::proto;
-
-/// A C debug callback function.
-pub type DebugFnPtr = unsafe extern "C" fn(
-    user_data: *mut c_void,
-    context: *const c_char,
-    msg: *const c_char,
-) -> c_int;
 
 /// A Rust debug callback: `(context, message)`.
 type RustDebugFn = Box<dyn Fn(&str, &str) + Send>;
 
-enum DebugKind {
-    Extern {
-        callback: Option<DebugFnPtr>,
-        user_data: *mut c_void,
-        free: Option<FreeFn>,
-    },
-    Rust(RustDebugFn),
-}
-
 /// Receives a handle's debug messages: the context (the libnbd call that
-/// emitted it) and the message. A C callback's free function runs exactly
-/// once, when the value is dropped: when the callback is replaced or
-/// cleared, or when the handle is closed.
-pub struct DebugCallback(DebugKind);
-
-// SAFETY: C callers promise their callback and user data may be used from
-// whichever thread runs the handle, as libnbd requires.
-unsafe impl Send for DebugCallback {}
+/// emitted it) and the message. It is dropped when the callback is
+/// replaced or cleared, or when the handle is closed.
+pub struct DebugCallback(RustDebugFn);
 
 impl DebugCallback {
     /// A debug callback from a Rust closure taking `(context, message)`.
     pub fn new(f: impl Fn(&str, &str) + Send + 'static) -> DebugCallback {
-        DebugCallback(DebugKind::Rust(Box::new(f)))
-    }
-
-    /// A debug callback from C's function, user data and free function.
-    ///
-    /// # Safety
-    /// `callback` and `free` must be safe to call with `user_data`.
-    pub unsafe fn from_c(
-        callback: Option<DebugFnPtr>,
-        user_data: *mut c_void,
-        free: Option<FreeFn>,
-    ) -> DebugCallback {
-        DebugCallback(DebugKind::Extern {
-            callback,
-            user_data,
-            free,
-        })
+        DebugCallback(Box::new(f))
     }
 
     fn call(&self, context: &str, msg: &str) {
-        match &self.0 {
-            DebugKind::Extern {
-                callback: Some(f),
-                user_data,
-                ..
-            } => {
-                let context = c_text(context);
-                let msg = c_text(msg);
-                // SAFETY: the C caller's contract (from_c); both strings
-                // live until the call returns. The return value means nothing.
-                unsafe { f(*user_data, context.as_ptr(), msg.as_ptr()) };
-            }
-            DebugKind::Extern { callback: None, .. } => {}
-            DebugKind::Rust(f) => {
-                let _ = catch_unwind(AssertUnwindSafe(|| f(context, msg)));
-            }
-        }
+        let _ = catch_unwind(AssertUnwindSafe(|| (self.0)(context, msg)));
     }
-}
-
-impl Drop for DebugCallback {
-    fn drop(&mut self) {
-        if let DebugKind::Extern {
-            free: Some(free),
-            user_data,
-            ..
-        } = self.0
-        {
-            // SAFETY: the C caller gave this function for this data, to be
-            // called once when the callback is no longer needed.
-            unsafe { free(user_data) };
-        }
-    }
-}
-
-/// `s` as a C string, any NUL replaced so nothing is cut short.
-fn c_text(s: &str) -> CString {
-    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).expect("no NUL left"))
 }
 
 /// A handle's debug settings, kept where the state machine can reach them.

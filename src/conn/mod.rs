@@ -364,9 +364,9 @@ impl Default for Settings {
             request_block_size: true,
             full_info: false,
             pread_initialize: true,
-            strict: crate::capi::types::LIBNBD_STRICT_MASK,
-            handshake_flags: crate::capi::types::LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
-                | crate::capi::types::LIBNBD_HANDSHAKE_FLAG_NO_ZEROES,
+            strict: crate::flags::raw::LIBNBD_STRICT_MASK,
+            handshake_flags: crate::flags::raw::LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
+                | crate::flags::raw::LIBNBD_HANDSHAKE_FLAG_NO_ZEROES,
             opt_mode: false,
             request_meta_context: true,
             request_extended_headers: true,
@@ -727,6 +727,20 @@ impl Conn {
     /// Kills the machine from above, when a caller cannot wait for a
     /// command whose buffer it is about to give back (see [`Conn::die`]).
     pub(crate) fn kill(&mut self, err: Error) {
+        self.die(err);
+    }
+
+    /// Kills the machine after a panic unwound through a call: first
+    /// forgets every command's buffer (a synchronous caller's buffer may
+    /// be gone with its frame, so nothing, not even the zeroing of an
+    /// unfilled read, may write to it), then dies as [`Conn::kill`].
+    pub(crate) fn kill_after_panic(&mut self, err: Error) {
+        for slot in &mut self.slots {
+            slot.zero_unfilled = false;
+            slot.buf = std::ptr::null_mut();
+        }
+        // A reply being read into one of those buffers stops at once.
+        self.reading = Reading::Header;
         self.die(err);
     }
 

@@ -3,7 +3,7 @@
 use std::io;
 
 use super::{protocol_error, CommandId, Conn, Reading, MAX_ERROR_CHUNK, MAX_REQUEST_SIZE};
-use crate::capi::types::{LIBNBD_READ_DATA, LIBNBD_READ_ERROR, LIBNBD_READ_HOLE};
+use crate::flags::raw::{LIBNBD_READ_DATA, LIBNBD_READ_ERROR, LIBNBD_READ_HOLE};
 use crate::proto::{self, ReplyHeader};
 use crate::{Error, Result};
 

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use super::{Conn, Phase, Step};
-use crate::capi::types::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
+use crate::flags::raw::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::transport::{PskSource, TlsConfig, TlsCredentials, TlsTransport};
 use crate::{Error, Result};
 

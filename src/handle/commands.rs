@@ -3,17 +3,17 @@
 
 use super::{run_until, Handle, CONNECTED};
 use crate::callback::{Chunk, Completion, Extent, Extent64Cb};
-use crate::capi::types::{
+use crate::conn::{
+    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
+};
+use crate::flags::raw::{
     LIBNBD_CMD_FLAG_DF, LIBNBD_CMD_FLAG_FAST_ZERO, LIBNBD_CMD_FLAG_FUA, LIBNBD_CMD_FLAG_NO_HOLE,
     LIBNBD_SHUTDOWN_ABANDON_PENDING, LIBNBD_SHUTDOWN_MASK, LIBNBD_STRICT_ALIGN,
     LIBNBD_STRICT_BOUNDS, LIBNBD_STRICT_COMMANDS, LIBNBD_STRICT_FLAGS, LIBNBD_STRICT_ZERO_SIZE,
 };
-use crate::capi::types::{
+use crate::flags::raw::{
     LIBNBD_CMD_FLAG_PAYLOAD_LEN, LIBNBD_CMD_FLAG_REQ_ONE, LIBNBD_STRICT_AUTO_FLAG,
     LIBNBD_STRICT_PAYLOAD,
-};
-use crate::conn::{
-    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
 };
 use crate::proto;
 use crate::{Error, Result};
@@ -78,7 +78,8 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_read(&mut c, buf, count, offset, flags, None, completion)?;
+        // SAFETY: the caller keeps buf valid until the command retires.
+        let id = unsafe { start_read(&mut c, buf, count, offset, flags, None, completion) }?;
         Ok(c.cookie(id))
     }
 
@@ -96,7 +97,8 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_read(&mut c, buf, count, offset, flags, Some(chunk), completion)?;
+        // SAFETY: the caller keeps buf valid until the command retires.
+        let id = unsafe { start_read(&mut c, buf, count, offset, flags, Some(chunk), completion) }?;
         Ok(c.cookie(id))
     }
 
@@ -125,7 +127,8 @@ impl Handle {
         flags: u32,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start(&mut c, &WRITE, count as u64, offset, flags, buf, completion)?;
+        // SAFETY: the caller keeps buf valid until the command retires.
+        let id = unsafe { start(&mut c, &WRITE, count as u64, offset, flags, buf, completion) }?;
         Ok(c.cookie(id))
     }
 
@@ -478,21 +481,27 @@ unsafe fn start_read(
     // reads used about 14% more CPU with it).
     let eager = c.settings.pread_initialize && (chunk.is_some() || count <= EAGER_ZERO_MAX);
     if eager && count > 0 {
-        std::ptr::write_bytes(buf, 0, count);
+        // SAFETY: buf is valid for writes of count bytes (our contract).
+        unsafe { std::ptr::write_bytes(buf, 0, count) };
     }
     let zero_unfilled = c.settings.pread_initialize && !eager;
-    let issued = issue_read(
-        c,
-        buf,
-        count,
-        offset,
-        flags,
-        chunk,
-        completion,
-        zero_unfilled,
-    );
+    // SAFETY: buf is valid for writes of count bytes until the command
+    // retires (our contract).
+    let issued = unsafe {
+        issue_read(
+            c,
+            buf,
+            count,
+            offset,
+            flags,
+            chunk,
+            completion,
+            zero_unfilled,
+        )
+    };
     if issued.is_err() && zero_unfilled && count > 0 {
-        std::ptr::write_bytes(buf, 0, count);
+        // SAFETY: buf is valid for writes of count bytes (our contract).
+        unsafe { std::ptr::write_bytes(buf, 0, count) };
     }
     issued
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use super::{run_until, Handle, CONNECTED};
 use crate::callback::Completion;
-use crate::capi::types::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::conn::{Conn, Perm};
+use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::flags::IpFamily;
 use crate::transport::{self, SockAddr};
 use crate::uri::{self, Target};

@@ -6,7 +6,7 @@
 //! socket). Errors carry libnbd's errno and message.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
@@ -57,6 +57,11 @@ impl std::fmt::Debug for Handle {
     }
 }
 
+/// The error of a handle killed after a panic (see [`Handle::kill_after_panic`]).
+fn dead_after_panic() -> Error {
+    Error::new(libc::EINVAL, "handle is dead after an internal error")
+}
+
 static HANDLE_NUMBER: AtomicU64 = AtomicU64::new(1);
 
 impl Handle {
@@ -77,10 +82,29 @@ impl Handle {
         })
     }
 
+    /// Locks the connection. Fail closed: if a thread panicked while
+    /// holding the lock, the connection may be half-updated (a command
+    /// half-sent, a reply half-read into a buffer whose caller unwound),
+    /// so the handle is killed before anyone uses it again.
     fn lock(&self) -> MutexGuard<'_, Conn> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|p| self.recover(p))
+    }
+
+    /// The guard of a poisoned lock, after killing the connection (see
+    /// [`Handle::lock`]); also for a condition variable's wait.
+    fn recover<'h>(&'h self, poisoned: PoisonError<MutexGuard<'h, Conn>>) -> MutexGuard<'h, Conn> {
+        let mut c = poisoned.into_inner();
+        c.kill_after_panic(dead_after_panic());
+        self.conn.clear_poison();
+        c
+    }
+
+    /// Kills the handle after a panic unwound out of one of its calls (for
+    /// a binding that catches panics at its boundary, such as the C ABI):
+    /// later calls fail, and no command keeps a pointer into memory the
+    /// unwound call owned.
+    pub fn kill_after_panic(&self) {
+        self.lock().kill_after_panic(dead_after_panic());
     }
 
     // ---- settings -----------------------------------------------------------
@@ -204,11 +228,6 @@ impl Handle {
         self.lock().state_description()
     }
 
-    /// As [`Handle::connection_state`], NUL-terminated (for the C API).
-    pub(crate) fn connection_state_nul(&self) -> &'static str {
-        self.lock().state_description_nul()
-    }
-
     // ---- export information -------------------------------------------------------
 
     /// The export's size in bytes: EINVAL until the server has sent it,
@@ -320,7 +339,7 @@ impl Handle {
             }
             if c.has_unlocked_poller() {
                 c.spin.note_contention();
-                c = self.turn.wait(c).unwrap_or_else(|p| p.into_inner());
+                c = self.turn.wait(c).unwrap_or_else(|p| self.recover(p));
                 // That thread ran the machine as far as it could.
                 wait = !c.input_buffered() && !c.is_dead();
                 continue;
@@ -477,5 +496,36 @@ impl PollFds {
                 return Err(Error::io("poll", &err));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fail closed: a panic while the handle was locked kills it, and
+    /// later calls fail with a clear error instead of using a
+    /// half-updated connection.
+    #[test]
+    fn poisoned_lock_kills_the_handle() {
+        let h = Handle::new().unwrap();
+        h.set_export_name(b"before").unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _c = h.lock();
+            panic!("bug while locked");
+        }));
+        assert!(r.is_err());
+        assert!(h.aio_is_dead());
+        let err = h.set_export_name(b"after").unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert!(h.connect_uri("nbd://localhost").is_err());
+    }
+
+    #[test]
+    fn kill_after_panic_kills_the_handle() {
+        let h = Handle::new().unwrap();
+        h.kill_after_panic();
+        assert!(h.aio_is_dead());
+        assert!(h.connection_state().starts_with("DEAD"));
     }
 }

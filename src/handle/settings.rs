@@ -2,11 +2,11 @@
 //! callbacks and traffic statistics.
 
 use super::{Handle, INFO_STATES};
-use crate::capi::types::{
+use crate::conn::{Conn, DebugCallback, Perm};
+use crate::flags::raw::{
     LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
     LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
 };
-use crate::conn::{Conn, DebugCallback, Perm};
 use crate::proto;
 use crate::{Error, Result};
 
@@ -242,11 +242,7 @@ impl Handle {
     /// Replaces (and frees) any previous callback. `f` runs with the handle
     /// locked: it must not call methods on this handle.
     pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
-        self.set_debug_callback_raw(DebugCallback::new(f))
-    }
-
-    pub(crate) fn set_debug_callback_raw(&self, callback: DebugCallback) -> Result<()> {
-        self.lock().debug.set_callback(Some(callback));
+        self.lock().debug.set_callback(Some(DebugCallback::new(f)));
         Ok(())
     }
 

@@ -138,6 +138,8 @@ pub(crate) fn spawn_socket_activation(
         return Err(Error::io("fork", &io::Error::last_os_error()));
     }
     if pid == 0 {
+        // SAFETY: in the child right after fork; everything it uses was
+        // prepared before the fork.
         unsafe { activation_child(listener.as_raw_fd(), pid_digits, pid_room, envp, &plan) }
     }
     drop(listener);
@@ -149,23 +151,27 @@ pub(crate) fn spawn_socket_activation(
 /// Writes `n` in decimal, NUL-terminated, into `buf` (room `len`),
 /// without allocating.
 unsafe fn write_decimal(mut n: u64, buf: *mut u8, len: usize) {
-    let mut digits = [0u8; 20];
-    let mut count = 0;
-    loop {
-        digits[count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
+    // SAFETY: buf is valid for writes of len bytes (our caller's contract);
+    // we write at most len, and only _exit otherwise.
+    unsafe {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        if count + 1 > len {
+            libc::_exit(126);
+        }
+        for i in 0..count {
+            *buf.add(i) = digits[count - 1 - i];
+        }
+        *buf.add(count) = 0;
     }
-    if count + 1 > len {
-        libc::_exit(126);
-    }
-    for i in 0..count {
-        *buf.add(i) = digits[count - 1 - i];
-    }
-    *buf.add(count) = 0;
 }
 
 /// The child side of [`spawn_socket_activation`]. Never returns.
@@ -176,19 +182,23 @@ unsafe fn activation_child(
     envp: *const *const c_char,
     plan: &ExecPlan,
 ) -> ! {
-    if listener == FIRST_FD {
-        // Already in place: only close-on-exec must go.
-        let flags = libc::fcntl(listener, libc::F_GETFD);
-        if flags < 0 || libc::fcntl(listener, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-            libc::_exit(126);
+    // SAFETY: in the forked child, only async-signal-safe calls on fds and memory
+    // the parent prepared before fork (our caller's contract).
+    unsafe {
+        if listener == FIRST_FD {
+            // Already in place: only close-on-exec must go.
+            let flags = libc::fcntl(listener, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(listener, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                libc::_exit(126);
+            }
+        } else {
+            // dup2 leaves the new fd without close-on-exec.
+            if libc::dup2(listener, FIRST_FD) < 0 {
+                libc::_exit(126);
+            }
+            libc::close(listener);
         }
-    } else {
-        // dup2 leaves the new fd without close-on-exec.
-        if libc::dup2(listener, FIRST_FD) < 0 {
-            libc::_exit(126);
-        }
-        libc::close(listener);
+        write_decimal(libc::getpid() as u64, pid_digits, pid_room);
+        exec_plan(plan, envp)
     }
-    write_decimal(libc::getpid() as u64, pid_digits, pid_room);
-    exec_plan(plan, envp)
 }
