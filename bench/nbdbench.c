@@ -16,6 +16,11 @@
  *                     over aio_get_fd/aio_get_direction/aio_notify_*  (MiB/s)
  *         aio-poll    the same, driven by nbd_poll                (MiB/s)
  *         connect     nbd_create + nbd_connect_unix + nbd_close (conn/s)
+ *         handle-rss  resident memory per connected handle: opens
+ *                     NBDBENCH_HANDLES (500) handles, each connected and
+ *                     having done one 4 KiB nbd_pread, and divides the
+ *                     growth of VmRSS by their number (KiB/handle; lower
+ *                     is better; SECONDS is ignored)
  *   nbdbench exec CMD ARGS...
  *       runs CMD, reports its wall time and its CPU time (wait4 rusage).
  *
@@ -379,6 +384,71 @@ bench_connect (void)
   report ("connect", ops / t, "conn/s", t, 0, ops, cpu_s () - c0);
 }
 
+/* --- resident memory per handle ---------------------------------------- */
+
+/* VmRSS of this process in KiB. */
+static long
+rss_kib (void)
+{
+  FILE *f = fopen ("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+
+  if (!f) {
+    perror ("/proc/self/status");
+    exit (1);
+  }
+  while (fgets (line, sizeof line, f))
+    if (sscanf (line, "VmRSS: %ld", &kib) == 1)
+      break;
+  fclose (f);
+  return kib;
+}
+
+static void
+bench_handle_rss (void)
+{
+  const char *env = getenv ("NBDBENCH_HANDLES");
+  size_t n = env ? strtoul (env, NULL, 10) : 500, i;
+  struct nbd_handle **hs = calloc (n, sizeof *hs);
+  char *buf = malloc (4 * KiB);
+  struct rlimit rl;
+  double t0, c0;
+  long before, after;
+
+  if (!hs || !buf || n == 0) {
+    fprintf (stderr, "handle-rss: bad NBDBENCH_HANDLES or out of memory\n");
+    exit (1);
+  }
+  /* A socket (and maybe an eventfd) per handle. */
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit (RLIMIT_NOFILE, &rl);
+  }
+  /* One handle first, so that what the library sets up once per process
+   * is not counted. */
+  hs[0] = open_handle ();
+  if (nbd_pread (hs[0], buf, 4 * KiB, 0, 0) == -1)
+    die_nbd ("nbd_pread");
+  nbd_close (hs[0]);
+
+  t0 = now_s ();
+  c0 = cpu_s ();
+  before = rss_kib ();
+  for (i = 0; i < n; i++) {
+    hs[i] = open_handle ();
+    if (nbd_pread (hs[i], buf, 4 * KiB, i * 4 * KiB, 0) == -1)
+      die_nbd ("nbd_pread");
+  }
+  after = rss_kib ();
+  for (i = 0; i < n; i++)
+    nbd_close (hs[i]);
+  report ("handle-rss", (double) (after - before) / n, "KiB/handle",
+          now_s () - t0, 0, n, cpu_s () - c0);
+  free (buf);
+  free (hs);
+}
+
 /* --- run a command, report its time and CPU --------------------------- */
 
 static int
@@ -476,7 +546,7 @@ main (int argc, char **argv)
     return bench_exec (&argv[2]);
   if (argc != 4) {
     fprintf (stderr,
-             "usage: %s pread4k|pwrite4k|read1m|write1m|pread4k-mt|aio-loop|aio-poll|connect "
+             "usage: %s pread4k|pwrite4k|read1m|write1m|pread4k-mt|aio-loop|aio-poll|connect|handle-rss "
              "SOCKET SECONDS\n"
              "       %s exec CMD [ARGS...]\n", argv[0], argv[0]);
     return 2;
@@ -502,6 +572,8 @@ main (int argc, char **argv)
     bench_aio (mode, false);
   else if (strcmp (mode, "connect") == 0)
     bench_connect ();
+  else if (strcmp (mode, "handle-rss") == 0)
+    bench_handle_rss ();
   else {
     fprintf (stderr, "%s: unknown mode %s\n", argv[0], mode);
     return 2;
