@@ -11,6 +11,9 @@
 #                        through .gnu_debuglink), as distributions ship it;
 #                        libnbd.a loses its debug sections
 #   make check           every test; ends with "N passed, N failed"
+#   make bench           ours against libnbd 1.22.2 (bench/run.sh)
+#   make bench-chart     the same over request sizes and queue depths,
+#                        drawn into docs/*.png (bench/chart.sh, gnuplot)
 #   make example         stage an install in build/install and run the seed example
 #   make check-man       stage an install in build/man-stage and check its man pages
 #   make clean
@@ -55,7 +58,7 @@ VERSION ?= $(shell sed -n 's/^pub const VERSION: &str = "\([0-9.]*\)";.*/\1/p' s
 
 STAGE := $(CURDIR)/build/install
 
-.PHONY: all cargo-build link install install-strip example check clean bench \
+.PHONY: all cargo-build link install install-strip example check clean bench bench-chart \
         check-deps check-cargo-test check-shlib check-header check-abi \
         check-stale-header check-c-tests check-valgrind check-example check-fuzz fuzz \
         check-real-programs check-c-tests-oracle check-oracle-compare oracle \
@@ -264,6 +267,12 @@ fuzz:
 # Ours against the oracle, libnbd 1.22.2, side by side (bench/run.sh; PAIRS, SECS).
 bench: all oracle
 	bench/run.sh
+
+# Throughput and client CPU over request sizes and queue depths, ours and
+# libnbd 1.22.2, drawn by gnuplot into docs/bench-size.png and
+# docs/bench-depth.png (bench/chart.sh; REPS, SECS).
+bench-chart: all oracle
+	bench/chart.sh
 
 clean:
 	$(CARGO) clean
