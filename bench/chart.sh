@@ -17,6 +17,7 @@
 # Environment: REPS=3 SECS=1 OURS=build THEIRS=/opt/libnbd-1.22/lib
 #   SIZES="4096 16384 65536 262144 1048576 4194304"
 #   DEPTHS="1 2 4 8 16 32 64"   OUT=docs
+#   DRAW_ONLY=1: redraw the PNGs from the data files already in OUT
 # Needs gnuplot (apt: gnuplot-nox), nbdkit, gcc.
 
 set -u
@@ -85,6 +86,7 @@ series() {
 }
 
 mkdir -p "$OUT"
+if [ -z "${DRAW_ONLY:-}" ]; then
 {
     echo "# $(date -u +%Y-%m-%dT%H:%MZ) REPS=$REPS SECS=$SECS load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# size ours_MiB/s ours_cpu_s/GiB libnbd1.22_MiB/s libnbd1.22_cpu_s/GiB"
@@ -95,17 +97,18 @@ mkdir -p "$OUT"
     echo "# depth ours_MiB/s ours_cpu_s/GiB libnbd1.22_MiB/s libnbd1.22_cpu_s/GiB"
     series aio-loop NBDBENCH_DEPTH $DEPTHS
 } >"$OUT/bench-depth.dat" || exit 1
+fi
 
-# draw DATA PNG TITLE XLABEL XFORMAT
+# draw DATA PNG TITLE XLABEL XTICS
 draw() {
     gnuplot <<EOF
 set terminal pngcairo size 1000,420 font ",10"
 set output "$2"
 set multiplot layout 1,2 title "$3 (medians of $REPS runs; rust-libnbd vs libnbd 1.22.2)"
 set logscale x 2
-set xtics 4
+set xtics ($5)
+set offsets graph 0.03, graph 0.03, 0, 0
 set xlabel "$4"
-set format x "$5"
 set grid
 set key top left
 set ylabel "MiB/s (higher is better)"
@@ -120,7 +123,9 @@ unset multiplot
 EOF
 }
 draw "$OUT/bench-size.dat" "$OUT/bench-size.png" \
-    "sync nbd\\\\_pread, queue depth 1, by request size" "request size" "%.0b %BiB" || exit 1
+    "sync nbd\\\\_pread, queue depth 1, by request size" "request size" \
+    '"4 KiB" 4096, "16 KiB" 16384, "64 KiB" 65536, "256 KiB" 262144, "1 MiB" 1048576, "4 MiB" 4194304'  || exit 1
 draw "$OUT/bench-depth.dat" "$OUT/bench-depth.png" \
-    "nbd\\\\_aio\\\\_pread 64 KiB, own poll loop, by queue depth" "commands in flight" "%.0f" || exit 1
+    "nbd\\\\_aio\\\\_pread 64 KiB, own poll loop, by queue depth" "commands in flight" \
+    '1, 2, 4, 8, 16, 32, 64'  || exit 1
 echo "chart: wrote $OUT/bench-size.png $OUT/bench-depth.png" >&2
