@@ -122,9 +122,10 @@ impl Handle {
     /// without sleeping, before it sleeps in `poll` (microseconds; 0 never
     /// spins). Spinning is opt-in: the default is 0, or
     /// `LIBNBD_SPIN_USEC` from the environment on machines with more than
-    /// one CPU online. About 50 suits a server on the same machine: 4 KiB
-    /// operations then run 1.15-1.2 times as fast for about 1.7 times the
-    /// client CPU each. An extension: libnbd always sleeps.
+    /// one CPU online. About 50 suits a server on the same machine when
+    /// CPUs are idle: 4 KiB operations then ran 1.1-1.2 times as fast for
+    /// about 1.7 times the client CPU each (slower when the CPUs are busy,
+    /// BENCHMARKS.md). An extension: libnbd always sleeps.
     pub fn set_spin_usec(&self, usec: u32) {
         self.lock().spin = crate::spin::SpinPolicy::new(usec);
     }
