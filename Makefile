@@ -3,8 +3,17 @@
 #
 #   make                 cargo build --release, then link build/libnbd.so.0.0.0
 #   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR,
-#                        PKGCONFIGDIR, MANDIR overridable)
+#                        PKGCONFIGDIR, MANDIR overridable); the library
+#                        keeps its debug info (about 12 MB)
+#   make install-strip   the same, with libnbd.so.0.0.0 stripped (about
+#                        1.4 MB) and its debug info kept apart in
+#                        LIBDIR/.debug/libnbd.so.0.0.0.debug (gdb finds it
+#                        through .gnu_debuglink), as distributions ship it;
+#                        libnbd.a loses its debug sections
 #   make check           every test; ends with "N passed, N failed"
+#   make bench           ours against libnbd 1.22.2 (bench/run.sh)
+#   make bench-chart     the same over request sizes and queue depths,
+#                        drawn into docs/*.png (bench/chart.sh, gnuplot)
 #   make example         stage an install in build/install and run the seed example
 #   make check-man       stage an install in build/man-stage and check its man pages
 #   make clean
@@ -49,7 +58,7 @@ VERSION ?= $(shell sed -n 's/^pub const VERSION: &str = "\([0-9.]*\)";.*/\1/p' s
 
 STAGE := $(CURDIR)/build/install
 
-.PHONY: all cargo-build link install example check clean bench \
+.PHONY: all cargo-build link install install-strip example check clean bench bench-chart \
         check-deps check-cargo-test check-shlib check-header check-abi \
         check-stale-header check-c-tests check-valgrind check-example check-fuzz fuzz \
         check-real-programs check-c-tests-oracle check-oracle-compare oracle \
@@ -100,6 +109,19 @@ install: all
 	    pkgconfig/libnbd.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libnbd.pc
 	$(INSTALL) -m 644 $(MAN3)/*.3 $(DESTDIR)$(MANDIR)/man3/
+
+STRIP   ?= strip
+OBJCOPY ?= objcopy
+
+install-strip: install
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/.debug
+	$(OBJCOPY) --only-keep-debug $(DESTDIR)$(LIBDIR)/libnbd.so.0.0.0 \
+	  $(DESTDIR)$(LIBDIR)/.debug/libnbd.so.0.0.0.debug
+	chmod 644 $(DESTDIR)$(LIBDIR)/.debug/libnbd.so.0.0.0.debug
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/libnbd.so.0.0.0
+	cd $(DESTDIR)$(LIBDIR) && $(OBJCOPY) \
+	  --add-gnu-debuglink=.debug/libnbd.so.0.0.0.debug libnbd.so.0.0.0
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/libnbd.a
 
 # The seed example against a staged install.
 example: all
@@ -247,6 +269,12 @@ fuzz:
 bench: all oracle
 	bench/run.sh
 	bench/async.sh
+
+# Throughput and client CPU over request sizes and queue depths, ours and
+# libnbd 1.22.2, drawn by gnuplot into docs/bench-size.png and
+# docs/bench-depth.png (bench/chart.sh; REPS, SECS).
+bench-chart: all oracle
+	bench/chart.sh
 
 clean:
 	$(CARGO) clean

@@ -15,7 +15,15 @@
  *         aio-loop    nbd_aio_pread, 64 x 64 KiB in flight, own poll(2) loop
  *                     over aio_get_fd/aio_get_direction/aio_notify_*  (MiB/s)
  *         aio-poll    the same, driven by nbd_poll                (MiB/s)
+ *                     (NBDBENCH_DEPTH and NBDBENCH_SIZE change the 64 x
+ *                     64 KiB of both, for bench/chart.sh)
+ *         pread-size  sync nbd_pread of NBDBENCH_SIZE bytes, QD1  (MiB/s)
  *         connect     nbd_create + nbd_connect_unix + nbd_close (conn/s)
+ *         handle-rss  resident memory per connected handle: opens
+ *                     NBDBENCH_HANDLES (500) handles, each connected and
+ *                     having done one 4 KiB nbd_pread, and divides the
+ *                     growth of VmRSS by their number (KiB/handle; lower
+ *                     is better; SECONDS is ignored)
  *   nbdbench exec CMD ARGS...
  *       runs CMD, reports its wall time and its CPU time (wait4 rusage).
  *
@@ -59,6 +67,10 @@
 
 #define AIO_DEPTH 64
 #define AIO_SIZE  (64 * KiB)
+/* bench/chart.sh varies these: NBDBENCH_DEPTH (1..AIO_DEPTH) and
+ * NBDBENCH_SIZE (bytes) for aio-loop, NBDBENCH_SIZE for pread-size. */
+static int aio_depth = AIO_DEPTH;
+static size_t aio_size = AIO_SIZE;
 
 static const char *sock_path;
 static double run_secs;
@@ -206,7 +218,7 @@ bench_sync (const char *mode, size_t size, bool write)
   } while (t < run_secs);
   double cpu = cpu_s () - c0;
 
-  if (size >= MiB)
+  if (size >= MiB || strcmp (mode, "pread-size") == 0)
     report (mode, (double) ops * size / MiB / t, "MiB/s", t,
             ops * size, ops, cpu);
   else
@@ -236,7 +248,7 @@ aio_completed (void *user_data, int *error)
   s->busy = false;
   if (*error)
     s->error = *error;
-  else if (!pattern_ok (s->buf, AIO_SIZE, s->off)) {
+  else if (!pattern_ok (s->buf, aio_size, s->off)) {
     if (!s->bad_data)
       fprintf (stderr, "nbdbench: wrong data at offset %" PRIu64 "\n",
                s->off);
@@ -297,13 +309,13 @@ bench_aio (const char *mode, bool own_loop)
   bool stopping = false;
   double t0, c0, t;
 
-  for (int i = 0; i < AIO_DEPTH; i++) {
-    slots[i].buf = malloc (AIO_SIZE);
+  for (int i = 0; i < aio_depth; i++) {
+    slots[i].buf = malloc (aio_size);
     if (!slots[i].buf) {
       perror ("malloc");
       exit (1);
     }
-    memset (slots[i].buf, 0, AIO_SIZE);
+    memset (slots[i].buf, 0, aio_size);
     slots[i].busy = false;
     slots[i].error = 0;
     slots[i].bad_data = false;
@@ -316,7 +328,7 @@ bench_aio (const char *mode, bool own_loop)
     if (!stopping && now_s () - t0 >= run_secs)
       stopping = true;
     if (!stopping) {
-      for (int i = 0; i < AIO_DEPTH; i++) {
+      for (int i = 0; i < aio_depth; i++) {
         if (slots[i].busy)
           continue;
         nbd_completion_callback cb = {
@@ -324,11 +336,11 @@ bench_aio (const char *mode, bool own_loop)
         };
         slots[i].busy = true;
         slots[i].off = off;
-        if (nbd_aio_pread (h, slots[i].buf, AIO_SIZE, off, cb, 0) == -1)
+        if (nbd_aio_pread (h, slots[i].buf, aio_size, off, cb, 0) == -1)
           die_nbd ("nbd_aio_pread");
         issued++;
-        off += AIO_SIZE;
-        if (off + AIO_SIZE > SPAN)
+        off += aio_size;
+        if (off + aio_size > SPAN)
           off = 0;
       }
     }
@@ -343,7 +355,7 @@ bench_aio (const char *mode, bool own_loop)
   t = now_s () - t0;
   double cpu = cpu_s () - c0;
 
-  for (int i = 0; i < AIO_DEPTH; i++) {
+  for (int i = 0; i < aio_depth; i++) {
     if (slots[i].error) {
       printf ("ERROR aio_pread completed with error %d (%s)\n",
               slots[i].error, strerror (slots[i].error));
@@ -355,8 +367,8 @@ bench_aio (const char *mode, bool own_loop)
     }
     free (slots[i].buf);
   }
-  report (mode, (double) aio_done * AIO_SIZE / MiB / t, "MiB/s", t,
-          aio_done * AIO_SIZE, aio_done, cpu);
+  report (mode, (double) aio_done * aio_size / MiB / t, "MiB/s", t,
+          aio_done * aio_size, aio_done, cpu);
   nbd_close (h);
 }
 
@@ -377,6 +389,71 @@ bench_connect (void)
     t = now_s () - t0;
   } while (t < run_secs);
   report ("connect", ops / t, "conn/s", t, 0, ops, cpu_s () - c0);
+}
+
+/* --- resident memory per handle ---------------------------------------- */
+
+/* VmRSS of this process in KiB. */
+static long
+rss_kib (void)
+{
+  FILE *f = fopen ("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+
+  if (!f) {
+    perror ("/proc/self/status");
+    exit (1);
+  }
+  while (fgets (line, sizeof line, f))
+    if (sscanf (line, "VmRSS: %ld", &kib) == 1)
+      break;
+  fclose (f);
+  return kib;
+}
+
+static void
+bench_handle_rss (void)
+{
+  const char *env = getenv ("NBDBENCH_HANDLES");
+  size_t n = env ? strtoul (env, NULL, 10) : 500, i;
+  struct nbd_handle **hs = calloc (n, sizeof *hs);
+  char *buf = malloc (4 * KiB);
+  struct rlimit rl;
+  double t0, c0;
+  long before, after;
+
+  if (!hs || !buf || n == 0) {
+    fprintf (stderr, "handle-rss: bad NBDBENCH_HANDLES or out of memory\n");
+    exit (1);
+  }
+  /* A socket (and maybe an eventfd) per handle. */
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit (RLIMIT_NOFILE, &rl);
+  }
+  /* One handle first, so that what the library sets up once per process
+   * is not counted. */
+  hs[0] = open_handle ();
+  if (nbd_pread (hs[0], buf, 4 * KiB, 0, 0) == -1)
+    die_nbd ("nbd_pread");
+  nbd_close (hs[0]);
+
+  t0 = now_s ();
+  c0 = cpu_s ();
+  before = rss_kib ();
+  for (i = 0; i < n; i++) {
+    hs[i] = open_handle ();
+    if (nbd_pread (hs[i], buf, 4 * KiB, i * 4 * KiB, 0) == -1)
+      die_nbd ("nbd_pread");
+  }
+  after = rss_kib ();
+  for (i = 0; i < n; i++)
+    nbd_close (hs[i]);
+  report ("handle-rss", (double) (after - before) / n, "KiB/handle",
+          now_s () - t0, 0, n, cpu_s () - c0);
+  free (buf);
+  free (hs);
 }
 
 /* --- run a command, report its time and CPU --------------------------- */
@@ -476,7 +553,7 @@ main (int argc, char **argv)
     return bench_exec (&argv[2]);
   if (argc != 4) {
     fprintf (stderr,
-             "usage: %s pread4k|pwrite4k|read1m|write1m|pread4k-mt|aio-loop|aio-poll|connect "
+             "usage: %s pread4k|pwrite4k|read1m|write1m|pread4k-mt|aio-loop|aio-poll|connect|handle-rss "
              "SOCKET SECONDS\n"
              "       %s exec CMD [ARGS...]\n", argv[0], argv[0]);
     return 2;
@@ -484,6 +561,15 @@ main (int argc, char **argv)
   sock_path = argv[2];
   run_secs = atof (argv[3]);
   setvbuf (stdout, NULL, _IOLBF, 0);
+  if (getenv ("NBDBENCH_DEPTH"))
+    aio_depth = atoi (getenv ("NBDBENCH_DEPTH"));
+  if (getenv ("NBDBENCH_SIZE"))
+    aio_size = strtoull (getenv ("NBDBENCH_SIZE"), NULL, 10);
+  if (aio_depth < 1 || aio_depth > AIO_DEPTH || aio_size == 0 || aio_size > SPAN) {
+    fprintf (stderr, "%s: NBDBENCH_DEPTH 1..%d, NBDBENCH_SIZE 1..%llu\n",
+             argv[0], AIO_DEPTH, SPAN);
+    return 2;
+  }
 
   const char *mode = argv[1];
   if (strcmp (mode, "pread4k") == 0)
@@ -496,12 +582,17 @@ main (int argc, char **argv)
     bench_sync (mode, MiB, true);
   else if (strcmp (mode, "pread4k-mt") == 0)
     bench_mt (mode);
+  else if (strcmp (mode, "pread-size") == 0)
+    bench_sync (mode, getenv ("NBDBENCH_SIZE")
+                ? strtoull (getenv ("NBDBENCH_SIZE"), NULL, 10) : 4 * KiB, false);
   else if (strcmp (mode, "aio-loop") == 0)
     bench_aio (mode, true);
   else if (strcmp (mode, "aio-poll") == 0)
     bench_aio (mode, false);
   else if (strcmp (mode, "connect") == 0)
     bench_connect ();
+  else if (strcmp (mode, "handle-rss") == 0)
+    bench_handle_rss ();
   else {
     fprintf (stderr, "%s: unknown mode %s\n", argv[0], mode);
     return 2;

@@ -6,18 +6,21 @@
 //! a trip through the hypervisor). So a wait first checks the socket
 //! without blocking for up to a budget, and sleeps only if nothing came.
 //!
+//! Spinning buys latency with CPU (about 1.7x the client CPU per 4 KiB
+//! operation for 1.1-1.2x the rate, BENCHMARKS.md), the wrong default on a
+//! host running many handles or on a laptop, so it is OPT-IN: the budget
+//! is 0 (always sleep, as libnbd does) unless `LIBNBD_SPIN_USEC` in the
+//! environment or `Handle::set_spin_usec` sets one (50 us, a little more
+//! than the round trip of a 4 KiB read to a local nbdkit, suits a server
+//! on the same machine).
+//!
 //! The policy adapts, so slow servers cost no spinning: a spin that ends
 //! empty-handed turns spinning off; while off, each wait is timed, and a
 //! wait that turned out shorter than the budget turns it back on. Spinning
 //! at most wastes one budget per slow reply. With one CPU online there is
-//! nobody to spin for and the budget is 0.
+//! nobody to spin for: the environment's budget is ignored there.
 
 use std::time::{Duration, Instant};
-
-/// The budget unless `LIBNBD_SPIN_USEC` sets one: a little more than the
-/// round trip of a 4 KiB read to a local nbdkit (30-40 us on the 2-vCPU
-/// machine of BENCHMARKS.md).
-pub(crate) const DEFAULT_SPIN_USEC: u32 = 50;
 
 /// A handle's spin-then-sleep policy.
 #[derive(Debug, Clone, Copy)]
@@ -34,13 +37,12 @@ const CONTENTION_MEMORY: Duration = Duration::from_millis(100);
 
 impl SpinPolicy {
     /// The policy for a new handle: `LIBNBD_SPIN_USEC` microseconds if
-    /// set (0 turns spinning off), else [`DEFAULT_SPIN_USEC`] on machines
-    /// with more than one CPU online.
+    /// set on a machine with more than one CPU online, else 0 (no
+    /// spinning, the default).
     pub(crate) fn from_env() -> SpinPolicy {
         let usec = match std::env::var("LIBNBD_SPIN_USEC") {
-            Ok(v) => v.trim().parse().unwrap_or(0),
-            Err(_) if cpus_online() > 1 => DEFAULT_SPIN_USEC,
-            Err(_) => 0,
+            Ok(v) if cpus_online() > 1 => v.trim().parse().unwrap_or(0),
+            _ => 0,
         };
         SpinPolicy::new(usec)
     }

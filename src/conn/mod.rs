@@ -40,8 +40,15 @@ const MAX_ERROR_CHUNK: u64 = 6 + proto::MAX_STRING_LEN as u64 + 8;
 /// Most bytes asked of the socket when a reply header is wanted: a 4 KiB
 /// read reply with its chunk header and offset, or many small replies.
 const RECV_CHUNK: usize = 4096 + 64;
-/// Size of the receive buffer that small replies are read into.
+/// Size of the receive buffer that small replies are read into while
+/// several commands are in flight (room for a few 4 KiB read replies).
 const RBUF_SIZE: usize = 16 * 1024;
+/// Its size while at most one command is in flight: one receive of
+/// [`RECV_CHUNK`], a 4 KiB read reply with its header. The buffer is
+/// allocated at the first receive and grows only when needed, so an idle
+/// or queue-depth-1 handle keeps its resident memory low (the buffer is
+/// zeroed, which touches every page): issue 20, the `handle-rss` row.
+const RBUF_SMALL: usize = RECV_CHUNK;
 /// Most requests gathered into one `sendmsg`.
 const MAX_IOVS: usize = 64;
 
@@ -508,7 +515,7 @@ impl Conn {
             tried_extended_headers: false,
             tried_structured_replies: false,
             meta_set_by_caller: false,
-            rbuf: vec![0; RBUF_SIZE],
+            rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
             slots: Vec::new(),
@@ -520,7 +527,7 @@ impl Conn {
             in_flight: 0,
             reading: Reading::Header,
             disconnect_requested: false,
-            iovs: Vec::with_capacity(MAX_IOVS * 2),
+            iovs: Vec::new(),
             extents64: Vec::new(),
             extents32: Vec::new(),
         }
@@ -1027,12 +1034,28 @@ impl Conn {
         self.rend - self.rpos
     }
 
+    /// Gives `rbuf` its working size (never shrinking it): allocated at the
+    /// first receive, grown to [`RBUF_SIZE`] once several commands are in
+    /// flight, when many replies may be waiting.
+    #[inline]
+    fn size_rbuf(&mut self) {
+        let want = if self.in_flight > 1 {
+            RBUF_SIZE
+        } else {
+            RBUF_SMALL
+        };
+        if self.rbuf.len() < want {
+            self.rbuf.resize(want, 0);
+        }
+    }
+
     /// Makes sure `n` unconsumed bytes are in `rbuf`; false if the socket
     /// has no more for now.
     fn fill(&mut self, n: usize) -> Result<bool> {
         if self.buffered() >= n {
             return Ok(true);
         }
+        self.size_rbuf();
         if n > self.rbuf.len() {
             self.rbuf.resize(n.next_power_of_two(), 0);
         }

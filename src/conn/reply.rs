@@ -284,6 +284,7 @@ impl Conn {
         // The next reply's header (and a read chunk's offset) is received
         // with the end of this payload, into the empty `rbuf`; in a public
         // call, less than a whole reply.
+        self.size_rbuf();
         let then = if self.one_reply {
             self.read_ahead()
         } else {
@@ -493,6 +494,7 @@ impl Conn {
             if left == 0 {
                 break;
             }
+            self.size_rbuf();
             let want = (left as usize).min(self.rbuf.len());
             if !self.fill(want)? {
                 self.reading = Reading::Discard { id, left, done };

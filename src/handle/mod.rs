@@ -40,6 +40,10 @@ pub struct Handle {
     conn: Mutex<Conn>,
     /// Wakes threads waiting for the one that polls with the handle unlocked.
     turn: Condvar,
+    /// How many threads wait on `turn`; changed and read only with `conn`
+    /// locked. std's `Condvar::notify_all` makes a futex call even when
+    /// nobody waits, one system call per operation that this spares.
+    turn_waiters: AtomicUsize,
     /// A copy of `conn.debug.on`, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
@@ -77,6 +81,7 @@ impl Handle {
         Ok(Handle {
             conn: Mutex::new(conn),
             turn: Condvar::new(),
+            turn_waiters: AtomicUsize::new(0),
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
         })
@@ -339,7 +344,9 @@ impl Handle {
             }
             if c.has_unlocked_poller() {
                 c.spin.note_contention();
+                self.turn_waiters.fetch_add(1, Ordering::Relaxed);
                 c = self.turn.wait(c).unwrap_or_else(|p| self.recover(p));
+                self.turn_waiters.fetch_sub(1, Ordering::Relaxed);
                 // That thread ran the machine as far as it could.
                 wait = !c.input_buffered() && !c.is_dead();
                 continue;
@@ -355,17 +362,25 @@ impl Handle {
                     Err(_) => poll_once(&c, -1).map(drop),
                 };
                 if let Err(e) = waited {
-                    self.turn.notify_all();
+                    self.wake_waiters(&c);
                     return (c, Err(e));
                 }
             }
             let progressed = c.progress();
-            self.turn.notify_all();
+            self.wake_waiters(&c);
             if let Err(e) = progressed {
                 return (c, Err(e));
             }
             wait = true;
             first = false;
+        }
+    }
+
+    /// Wakes the threads waiting on `turn`, if any. Takes the guard to
+    /// show the lock is held, which makes `turn_waiters` exact.
+    fn wake_waiters(&self, _locked: &MutexGuard<'_, Conn>) {
+        if self.turn_waiters.load(Ordering::Relaxed) > 0 {
+            self.turn.notify_all();
         }
     }
 

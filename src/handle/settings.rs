@@ -120,9 +120,12 @@ impl Handle {
 
     /// Sets how long a synchronous command may spin, checking the socket
     /// without sleeping, before it sleeps in `poll` (microseconds; 0 never
-    /// spins). The default is 50 on machines with more than one CPU, or
-    /// `LIBNBD_SPIN_USEC` from the environment. An extension: libnbd
-    /// always sleeps.
+    /// spins). Spinning is opt-in: the default is 0, or
+    /// `LIBNBD_SPIN_USEC` from the environment on machines with more than
+    /// one CPU online. About 50 suits a server on the same machine when
+    /// CPUs are idle: 4 KiB operations then ran 1.1-1.2 times as fast for
+    /// about 1.7 times the client CPU each (slower when the CPUs are busy,
+    /// BENCHMARKS.md). An extension: libnbd always sleeps.
     pub fn set_spin_usec(&self, usec: u32) {
         self.lock().spin = crate::spin::SpinPolicy::new(usec);
     }
