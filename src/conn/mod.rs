@@ -156,6 +156,10 @@ struct Slot {
     /// A request payload the command owns (a filtered block status's
     /// context list); its capacity is kept for the slot's next use.
     payload: Vec<u8>,
+    /// Its caller gave up waiting (timeout, cancellation): `buf` is
+    /// forgotten, the reply is read and discarded, and the slot frees
+    /// itself when the reply is complete.
+    abandoned: bool,
 }
 
 impl Slot {
@@ -178,6 +182,7 @@ impl Slot {
             extent: None,
             completion: None,
             payload: Vec::new(),
+            abandoned: false,
         }
     }
 
@@ -1258,6 +1263,7 @@ impl Conn {
         slot.extent = callbacks.extent;
         slot.completion = callbacks.completion;
         slot.payload.clear();
+        slot.abandoned = false;
         slot.payload.extend_from_slice(&callbacks.payload);
         let wire_count = if slot.payload.is_empty() {
             count
@@ -1327,6 +1333,77 @@ impl Conn {
         }
         self.free_slot(id.index);
         Some((kind, error))
+    }
+
+    /// Detaches a command from its caller, who stops waiting for it
+    /// (timeout or cancellation) and takes its buffer back: from now on
+    /// nothing reads or writes that buffer and no callback of the command
+    /// runs (they are dropped, which calls their free functions). A
+    /// command not yet on the wire is dropped; one in flight stays, and
+    /// its reply is read and discarded when it comes, which frees the
+    /// slot. Returns false if that is impossible (a write whose data is
+    /// half sent from the caller's buffer): the caller must kill the
+    /// connection. A finished command is left for the caller to retire.
+    pub(crate) fn abandon(&mut self, id: CommandId) -> bool {
+        let Some(slot) = self.slots.get(id.index as usize) else {
+            return true;
+        };
+        if slot.generation != id.generation {
+            return true;
+        }
+        match slot.state {
+            SlotState::Free | SlotState::Done => return true,
+            SlotState::Queued => {
+                let pos = self.to_issue.iter().position(|&i| i == id.index);
+                match pos {
+                    // A write's data comes from the caller's buffer.
+                    Some(0) if self.issue_pos > 0 && slot.kind == proto::NBD_CMD_WRITE => {
+                        return false;
+                    }
+                    // The rest of the header comes from the slot itself;
+                    // the reply is discarded as below.
+                    Some(0) if self.issue_pos > 0 => {}
+                    Some(pos) => {
+                        self.to_issue.remove(pos);
+                        self.slots[id.index as usize].zero_rest();
+                        self.free_slot(id.index);
+                        return true;
+                    }
+                    None => {}
+                }
+            }
+            SlotState::Sent => {}
+        }
+        if let Reading::Data {
+            id: reading,
+            left,
+            done,
+            ..
+        } = self.reading
+        {
+            if reading == id {
+                // What has arrived of the chunk stays; the rest is skipped.
+                self.keep_partial_data();
+                self.reading = Reading::Discard {
+                    id: Some(id),
+                    left: left as u64,
+                    done,
+                };
+            }
+        }
+        // The caller still owns the buffer: what the server did not fill
+        // is zeroed as for any failed read, then the buffer is forgotten.
+        let slot = &mut self.slots[id.index as usize];
+        slot.zero_rest();
+        slot.abandoned = true;
+        slot.buf = std::ptr::null_mut();
+        slot.free_callbacks();
+        true
+    }
+
+    /// Whether a reply for command `id` is to be discarded.
+    fn is_abandoned(&self, id: CommandId) -> bool {
+        self.slots[id.index as usize].abandoned
     }
 
     /// Fails the queued commands no byte of which has been sent yet
@@ -1415,8 +1492,9 @@ impl Conn {
             )
         });
         let slot = &mut self.slots[index as usize];
-        // Nobody waits for a disconnect: it retires itself.
-        let mut retire = slot.kind == proto::NBD_CMD_DISC;
+        // Nobody waits for a disconnect or an abandoned command: they
+        // retire themselves.
+        let mut retire = slot.kind == proto::NBD_CMD_DISC || slot.abandoned;
         if let Some(cb) = slot.completion.as_mut().filter(|cb| cb.is_callable()) {
             let mut error = slot.error;
             match cb.call(&mut error) {
@@ -1501,7 +1579,7 @@ impl Conn {
     }
 
     /// Signals the unlocked poller, if there is one.
-    fn wake_unlocked_poller(&mut self) {
+    pub(crate) fn wake_unlocked_poller(&mut self) {
         use std::os::fd::AsRawFd;
         if let (true, false, Some(w)) = (self.unlocked_poller, self.waker_signalled, &self.waker) {
             let one = 1u64;

@@ -78,6 +78,20 @@ impl Conn {
                     )));
                 };
                 let slot = &self.slots[id.index as usize];
+                if slot.abandoned {
+                    // Its caller is gone: read data, if any, goes nowhere.
+                    let left = if error == 0 && slot.kind == proto::NBD_CMD_READ {
+                        slot.count
+                    } else {
+                        0
+                    };
+                    self.reading = Reading::Discard {
+                        id: Some(id),
+                        left,
+                        done: true,
+                    };
+                    return Ok(true);
+                }
                 if slot.kind == proto::NBD_CMD_READ && self.negotiated.structured_replies {
                     // Reads must be answered in chunks once structured
                     // replies are on; the data is still read, the read fails.
@@ -137,6 +151,15 @@ impl Conn {
             };
             return Ok(());
         };
+        if self.is_abandoned(id) {
+            // Its caller is gone: skip the chunk, whatever it holds.
+            self.reading = Reading::Discard {
+                id: Some(id),
+                left: length,
+                done,
+            };
+            return Ok(());
+        }
         let wrong_offset =
             self.negotiated.extended_headers && offset != self.slots[id.index as usize].offset;
         if !self.negotiated.structured_replies || wrong_offset {
