@@ -331,7 +331,9 @@ impl Handle {
         }
         if c.is_negotiating() {
             c.start_user_option(UserOption::Abort, None, None, None)?;
-            return run_until(&mut c, |c| c.is_closed() || c.is_dead());
+            return run_until(&mut c, self.limits().deadline, |c| {
+                c.is_closed() || c.is_dead()
+            });
         }
         if flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0 {
             c.abandon_unsent();
@@ -346,7 +348,9 @@ impl Handle {
                 Default::default(),
             )?;
         }
-        run_until(&mut c, |c| c.is_closed() || c.is_dead())
+        run_until(&mut c, self.limits().deadline, |c| {
+            c.is_closed() || c.is_dead()
+        })
     }
 }
 
@@ -851,9 +855,13 @@ impl Handle {
     fn wait_for_command(&self, c: MutexGuard<'_, Conn>, id: CommandId) -> Result<()> {
         let (mut c, driven) = self.drive_until(c, |c| c.command_result(id).is_some());
         if let (Err(e), None) = (&driven, c.command_result(id)) {
-            // Waiting failed (poll) with the command still out: its buffer
-            // goes back to the caller now, so no reply may land in it later.
-            c.kill(e.clone());
+            // Waiting failed with the command still out: its buffer goes
+            // back to the caller now, so no reply may land in it later.
+            // A caller who gave up (timeout, cancel) abandons the command
+            // and keeps the connection; any other failure kills it.
+            if !(super::gave_up(e) && c.abandon(id)) {
+                c.kill(e.clone());
+            }
         }
         let retired = c.retire(id);
         driven?;

@@ -77,11 +77,11 @@ impl Handle {
     fn connect_with(&self, start: impl FnOnce(&mut Conn) -> Result<()>) -> Result<()> {
         let mut c = self.lock();
         Self::aio_start(&mut c, start)?;
-        Self::wait_connected(&mut c)
+        Self::wait_connected(&mut c, self.limits().deadline)
     }
 
-    fn wait_connected(c: &mut Conn) -> Result<()> {
-        run_until(c, |c| !c.is_connecting())?;
+    fn wait_connected(c: &mut Conn, deadline: Option<std::time::Instant>) -> Result<()> {
+        run_until(c, deadline, |c| !c.is_connecting())?;
         // Opt mode stops in negotiation, which counts as success.
         if c.is_negotiating() {
             return Ok(());
@@ -155,7 +155,7 @@ impl Handle {
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
         Self::aio_start(&mut c, |c| Self::adopt_socket(c, sock.into_raw_fd()))?;
-        Self::wait_connected(&mut c)
+        Self::wait_connected(&mut c, self.limits().deadline)
     }
 
     /// Starts the handshake over `sock`, an already connected socket.
@@ -171,7 +171,7 @@ impl Handle {
         let mut c = self.lock();
         Self::aio_start(&mut c, |c| Self::adopt_socket(c, fd))?;
         if wait {
-            Self::wait_connected(&mut c)?;
+            Self::wait_connected(&mut c, self.limits().deadline)?;
         }
         Ok(())
     }

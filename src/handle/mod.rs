@@ -5,8 +5,10 @@
 //! machine until it completes (unlocking the handle while it waits for the
 //! socket). Errors carry libnbd's errno and message.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
@@ -47,6 +49,53 @@ pub struct Handle {
     /// A copy of `conn.debug.on`, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
+    /// The default timeout of synchronous calls in nanoseconds, 0 for none.
+    timeout_ns: AtomicU64,
+    /// Bumped by [`Handle::cancel_waits`] (with `conn` locked); a waiting
+    /// call fails once it differs from the value it started with.
+    cancel_gen: AtomicU64,
+}
+
+thread_local! {
+    /// The deadline [`Handle::with_timeout`] set for this thread's calls.
+    static CALL_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// When a synchronous call must give up: its deadline, and the cancel
+/// generation it started in.
+#[derive(Clone, Copy)]
+struct Limits {
+    deadline: Option<Instant>,
+    cancel_gen: u64,
+}
+
+impl Limits {
+    /// The error to give up with, if the call must give up now.
+    fn check(&self, h: &Handle) -> Result<()> {
+        if h.cancel_gen.load(Ordering::Relaxed) != self.cancel_gen {
+            return Err(Error::new(libc::ECANCELED, "operation cancelled"));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::new(libc::ETIMEDOUT, "operation timed out"));
+        }
+        Ok(())
+    }
+
+    /// Milliseconds a poll may wait (-1: no limit), rounded up.
+    fn poll_ms(&self) -> i32 {
+        match self.deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            }
+        }
+    }
+}
+
+/// Whether an error means the caller gave up waiting (see [`Limits`]).
+fn gave_up(e: &Error) -> bool {
+    matches!(e.errno(), libc::ETIMEDOUT | libc::ECANCELED)
 }
 
 impl std::fmt::Debug for Handle {
@@ -84,6 +133,8 @@ impl Handle {
             turn_waiters: AtomicUsize::new(0),
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
+            timeout_ns: AtomicU64::new(0),
+            cancel_gen: AtomicU64::new(0),
         })
     }
 
@@ -110,6 +161,81 @@ impl Handle {
     /// unwound call owned.
     pub fn kill_after_panic(&self) {
         self.lock().kill_after_panic(dead_after_panic());
+    }
+
+    // ---- timeouts and cancellation (beyond libnbd) ------------------------------
+
+    /// Sets the default timeout of this handle's synchronous calls
+    /// (commands, connecting, option calls); `None` (the default) waits
+    /// forever, as libnbd does. A command that runs out fails with
+    /// `ETIMEDOUT` and is abandoned: the caller's buffer is never touched
+    /// again, its completion callback never runs (it is only freed), its
+    /// late reply is read and discarded, and the handle stays usable. A
+    /// handshake (connect, option calls) that runs out leaves the handle
+    /// dead. A zero duration counts as `None`.
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let ns = timeout.map_or(0, |t| t.as_nanos().min(u64::MAX as u128) as u64);
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The default timeout of synchronous calls (see [`Handle::set_timeout`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Runs `f` with a deadline `timeout` from now for the synchronous
+    /// calls it makes on this thread (on any handle), instead of their
+    /// handles' default timeouts; they fail with `ETIMEDOUT` past it, as
+    /// with [`Handle::set_timeout`]. Nested calls keep the earlier deadline.
+    pub fn with_timeout<R>(&self, timeout: Duration, f: impl FnOnce(&Handle) -> R) -> R {
+        let deadline = Instant::now().checked_add(timeout);
+        let outer = CALL_DEADLINE.with(|d| d.get());
+        let deadline = match (outer, deadline) {
+            (Some(o), Some(n)) => Some(o.min(n)),
+            (o, n) => o.or(n),
+        };
+        struct Restore(Option<Instant>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CALL_DEADLINE.with(|d| d.set(self.0));
+            }
+        }
+        let _restore = Restore(outer);
+        CALL_DEADLINE.with(|d| d.set(deadline));
+        f(self)
+    }
+
+    /// Makes every synchronous call now waiting on this handle fail with
+    /// `ECANCELED` (calls that start later are not affected). A cancelled
+    /// command is abandoned as one that timed out (see
+    /// [`Handle::set_timeout`]). A handshake keeps the handle locked while
+    /// it waits, so this returns once it is over; bound handshakes with a
+    /// timeout instead.
+    pub fn cancel_waits(&self) {
+        let mut c = self.lock();
+        self.cancel_gen.fetch_add(1, Ordering::Relaxed);
+        c.wake_unlocked_poller();
+        if self.turn_waiters.load(Ordering::Relaxed) > 0 {
+            self.turn.notify_all();
+        }
+    }
+
+    /// The limits of a synchronous call starting now; call with `conn`
+    /// locked. Without timeouts, costs two loads and no clock read.
+    fn limits(&self) -> Limits {
+        let deadline = CALL_DEADLINE.with(|d| d.get()).or_else(|| {
+            match self.timeout_ns.load(Ordering::Relaxed) {
+                0 => None,
+                ns => Instant::now().checked_add(Duration::from_nanos(ns)),
+            }
+        });
+        Limits {
+            deadline,
+            cancel_gen: self.cancel_gen.load(Ordering::Relaxed),
+        }
     }
 
     // ---- settings -----------------------------------------------------------
@@ -307,17 +433,30 @@ impl Drop for Handle {
 }
 /// Alternates `progress` and `poll` until `done` holds, with the handle
 /// locked throughout (the handshake, options, shutdown).
-fn run_until(c: &mut Conn, done: impl Fn(&Conn) -> bool) -> Result<()> {
+/// Past `deadline` the connection is killed: a handshake cut short
+/// cannot be resumed.
+fn run_until(c: &mut Conn, deadline: Option<Instant>, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
+    let limits = Limits {
+        deadline,
+        cancel_gen: 0,
+    };
     loop {
         if done(c) {
             return Ok(());
         }
         if wait {
-            poll_once(c, -1)?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let err = Error::new(libc::ETIMEDOUT, "operation timed out");
+                c.kill(err.clone());
+                return Err(err);
+            }
+            if !poll_once(c, limits.poll_ms())? {
+                continue;
+            }
         }
         c.progress()?;
         wait = true;
@@ -338,14 +477,27 @@ impl Handle {
     ) -> (MutexGuard<'h, Conn>, Result<()>) {
         let mut wait = !c.input_buffered() && !c.is_dead();
         let mut first = true;
+        let limits = self.limits();
         loop {
             if done(&c) {
                 return (c, Ok(()));
             }
+            if let Err(e) = limits.check(self) {
+                return (c, Err(e));
+            }
             if c.has_unlocked_poller() {
                 c.spin.note_contention();
                 self.turn_waiters.fetch_add(1, Ordering::Relaxed);
-                c = self.turn.wait(c).unwrap_or_else(|p| self.recover(p));
+                c = match limits.deadline {
+                    None => self.turn.wait(c).unwrap_or_else(|p| self.recover(p)),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        match self.turn.wait_timeout(c, left) {
+                            Ok((g, _)) => g,
+                            Err(p) => self.recover(PoisonError::new(p.into_inner().0)),
+                        }
+                    }
+                };
                 self.turn_waiters.fetch_sub(1, Ordering::Relaxed);
                 // That thread ran the machine as far as it could.
                 wait = !c.input_buffered() && !c.is_dead();
@@ -354,12 +506,12 @@ impl Handle {
             if wait {
                 let waited = match c.start_unlocked_poll() {
                     Ok(waker) => {
-                        let (guard, waited) = self.wait_unlocked(c, waker, first);
+                        let (guard, waited) = self.wait_unlocked(c, waker, first, &limits);
                         c = guard;
                         waited
                     }
                     // No eventfd (out of fds): wait locked, as libnbd does.
-                    Err(_) => poll_once(&c, -1).map(drop),
+                    Err(_) => poll_once(&c, limits.poll_ms()).map(drop),
                 };
                 if let Err(e) = waited {
                     self.wake_waiters(&c);
@@ -392,6 +544,7 @@ impl Handle {
         mut c: MutexGuard<'h, Conn>,
         waker: i32,
         first: bool,
+        limits: &Limits,
     ) -> (MutexGuard<'h, Conn>, Result<()>) {
         let mut fds = match PollFds::for_conn(&c, Some(waker)) {
             Ok(Some(fds)) => fds,
@@ -405,12 +558,14 @@ impl Handle {
         let mut spin = c.spin;
         // With others in flight, or other threads using the handle, the
         // CPU is better left to them and to the server.
-        let spinning = first && c.pending() <= 1 && !c.spin.contended();
+        // A call with a deadline does not spin: its poll is bounded.
+        let spinning =
+            first && c.pending() <= 1 && !c.spin.contended() && limits.deadline.is_none();
         drop(c);
         let polled = if spinning {
             spin.wait(|timeout| fds.poll(timeout))
         } else {
-            fds.poll(-1).map(drop)
+            fds.poll(limits.poll_ms()).map(drop)
         };
         let mut c = self.lock();
         c.end_unlocked_poll();

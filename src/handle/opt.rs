@@ -12,13 +12,14 @@ const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
 /// Runs a caller's option to its end and returns how it ended.
 pub(super) fn run_option(
     c: &mut Conn,
+    deadline: Option<std::time::Instant>,
     option: UserOption,
     list: Option<List>,
     context: Option<Context>,
 ) -> Result<i32> {
     c.check_state(NEGOTIATING)?;
     c.start_user_option(option, None, list, context)?;
-    run_until(c, |c| !c.is_connecting())?;
+    run_until(c, deadline, |c| !c.is_connecting())?;
     c.take_option_result()
         .unwrap_or_else(|| Err(Error::new(libc::EIO, "option did not complete")))
 }
@@ -53,59 +54,124 @@ impl Handle {
     /// Ends negotiation: asks for the export (`NBD_OPT_GO`) and enters
     /// transmission. On failure the handle stays negotiating.
     pub fn opt_go(&self) -> Result<()> {
-        run_option(&mut self.lock(), UserOption::Go, None, None).map(drop)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::Go,
+            None,
+            None,
+        )
+        .map(drop)
     }
 
     /// Asks about the export (`NBD_OPT_INFO`) without entering transmission.
     pub fn opt_info(&self) -> Result<()> {
-        run_option(&mut self.lock(), UserOption::Info, None, None).map(drop)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::Info,
+            None,
+            None,
+        )
+        .map(drop)
     }
 
     /// Ends the connection during negotiation (`NBD_OPT_ABORT`).
     pub fn opt_abort(&self) -> Result<()> {
-        run_option(&mut self.lock(), UserOption::Abort, None, None).map(drop)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::Abort,
+            None,
+            None,
+        )
+        .map(drop)
     }
 
     /// Lists the server's exports, calling `list` for each; returns how many.
     pub fn opt_list(&self, list: List) -> Result<i32> {
-        run_option(&mut self.lock(), UserOption::List, Some(list), None)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::List,
+            Some(list),
+            None,
+        )
     }
 
     /// Lists the meta contexts matching the requested ones; returns how many.
     pub fn opt_list_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::ListMetaContext(None);
-        run_option(&mut self.lock(), option, None, Some(context))
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            option,
+            None,
+            Some(context),
+        )
     }
 
     /// Lists the meta contexts matching `queries`; returns how many.
     pub fn opt_list_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::ListMetaContext(Some(q));
-        run_option(&mut self.lock(), option, None, Some(context))
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            option,
+            None,
+            Some(context),
+        )
     }
 
     /// Selects the requested meta contexts for transmission; returns how
     /// many the server agreed to.
     pub fn opt_set_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::SetMetaContext(None);
-        run_option(&mut self.lock(), option, None, Some(context))
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            option,
+            None,
+            Some(context),
+        )
     }
 
     /// Selects the meta contexts matching `queries`; returns how many.
     pub fn opt_set_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::SetMetaContext(Some(q));
-        run_option(&mut self.lock(), option, None, Some(context))
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            option,
+            None,
+            Some(context),
+        )
     }
 
     /// Asks for structured replies; true if the server agreed.
     pub fn opt_structured_reply(&self) -> Result<bool> {
-        run_option(&mut self.lock(), UserOption::StructuredReply, None, None).map(|r| r == 1)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::StructuredReply,
+            None,
+            None,
+        )
+        .map(|r| r == 1)
     }
 
     /// Asks for extended headers; true if the server agreed.
     pub fn opt_extended_headers(&self) -> Result<bool> {
-        run_option(&mut self.lock(), UserOption::ExtendedHeaders, None, None).map(|r| r == 1)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::ExtendedHeaders,
+            None,
+            None,
+        )
+        .map(|r| r == 1)
     }
 
     /// Starts `NBD_OPT_GO`; `completion` reports its end.

@@ -157,7 +157,14 @@ impl Handle {
     /// Asks the server for TLS (`NBD_OPT_STARTTLS`) in option mode: true
     /// if the handshake succeeded, false if the server refused.
     pub fn opt_starttls(&self) -> Result<bool> {
-        run_option(&mut self.lock(), UserOption::StartTls, None, None).map(|r| r == 1)
+        run_option(
+            &mut self.lock(),
+            self.limits().deadline,
+            UserOption::StartTls,
+            None,
+            None,
+        )
+        .map(|r| r == 1)
     }
 
     /// Starts `NBD_OPT_STARTTLS`; `completion` reports its end (errno
