@@ -238,3 +238,38 @@ fn handshake_timeout_kills_the_handle() {
     assert!(h.pread(&mut buf, 0, 0).is_err());
     let (_conn, _) = listener.accept().unwrap();
 }
+
+/// An abandoned command's callbacks are freed when it is abandoned and
+/// never called, even when its late reply comes.
+#[test]
+fn timed_out_chunk_callback_never_runs() {
+    if !have("nbdkit", "timed_out_chunk_callback_never_runs") {
+        return;
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let h = nbdkit(&["--filter=delay", "pattern", "size=1M", "rdelay=1"]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (c, guard) = (calls.clone(), Dropped(drops.clone()));
+    let chunk = nbd::Chunk::new(move |_, _, _, _| {
+        let _keep = &guard;
+        c.fetch_add(1, Ordering::SeqCst);
+        0
+    });
+    let mut buf = vec![0u8; 8192];
+    let err = h
+        .with_timeout(SHORT, |h| h.pread_structured(&mut buf, 0, chunk, 0))
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    // The next read waits behind the late reply.
+    h.pread(&mut buf, 4096, 0).unwrap();
+    check_pattern(&buf, 4096);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
