@@ -211,9 +211,9 @@ impl Handle {
     /// Makes every synchronous call now waiting on this handle fail with
     /// `ECANCELED` (calls that start later are not affected). A cancelled
     /// command is abandoned as one that timed out (see
-    /// [`Handle::set_timeout`]). A handshake keeps the handle locked while
-    /// it waits, so this returns once it is over; bound handshakes with a
-    /// timeout instead.
+    /// [`Handle::set_timeout`]). A handshake, option call or `shutdown`
+    /// keeps the handle locked while it waits, is not cancelled, and this
+    /// returns once it is over; bound those with a timeout instead.
     pub fn cancel_waits(&self) {
         let mut c = self.lock();
         self.cancel_gen.fetch_add(1, Ordering::Relaxed);
