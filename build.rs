@@ -104,8 +104,12 @@ fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
         .to_string();
     let calls: Vec<man::Call<'_>> = abi::SYMBOLS
         .iter()
+        .chain(abi::EXT_SYMBOLS)
         .filter_map(|sym| {
-            let text = parsed.functions.get(sym.name)?;
+            let text = parsed
+                .functions
+                .get(sym.name)
+                .or_else(|| parsed.ext_functions.get(sym.name))?;
             Some(man::Call {
                 name: sym.name,
                 node: sym.node,
@@ -124,7 +128,7 @@ fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
     }
     write_if_changed(
         &man3.join("libnbd.3"),
-        &man::overview_page(&calls, abi::NODES, &version),
+        &man::overview_page(&calls, &[abi::NODES, abi::EXT_NODES].concat(), &version),
     );
     wanted.insert("libnbd.3".to_string());
     if let Ok(entries) = fs::read_dir(&man3) {
