@@ -194,6 +194,17 @@ int rnbd_set_close_waits_for_subprocess(struct nbd_handle *h, bool wait)
 #define RNBD_HAVE_RNBD_SET_CLOSE_WAITS_FOR_SUBPROCESS 1
 
 /**
+ * Returns whether `nbd_close` waits for the command to exit (see
+ * `rnbd_set_close_waits_for_subprocess`).
+ *
+ * # Return value
+ * 1 if it waits, 0 if not, -1 on error.
+ */
+int rnbd_get_close_waits_for_subprocess(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_GET_CLOSE_WAITS_FOR_SUBPROCESS 1
+
+/**
  * Sets which addresses a TCP connect (`nbd_connect_tcp`, `nbd://` URIs)
  * tries: `RNBD_IP_FAMILY_ANY` (IPv4 and IPv6, in the order the resolver
  * gives, the default), `RNBD_IP_FAMILY_V4` or `RNBD_IP_FAMILY_V6`.

@@ -247,6 +247,7 @@ pub const EXT_SYMBOLS: &[Symbol] = &[
     Symbol { name: "rnbd_get_capture_stderr", node: "RNBD_1.0" },
     Symbol { name: "rnbd_get_subprocess_stderr", node: "RNBD_1.0" },
     Symbol { name: "rnbd_set_close_waits_for_subprocess", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_close_waits_for_subprocess", node: "RNBD_1.0" },
     Symbol { name: "rnbd_set_ip_family", node: "RNBD_1.0" },
     Symbol { name: "rnbd_get_ip_family", node: "RNBD_1.0" },
     Symbol { name: "rnbd_set_ready_callback", node: "RNBD_1.0" },

@@ -277,6 +277,16 @@ pub unsafe extern "C" fn rnbd_set_close_waits_for_subprocess(
     })
 }
 
+/// Returns whether `nbd_close` waits for the command to exit (see
+/// `rnbd_set_close_waits_for_subprocess`).
+///
+/// # Return value
+/// 1 if it waits, 0 if not, -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_get_close_waits_for_subprocess(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| Ok(c_int::from(h.close_waits_for_subprocess())))
+}
+
 /// Sets which addresses a TCP connect (`nbd_connect_tcp`, `nbd://` URIs)
 /// tries: `RNBD_IP_FAMILY_ANY` (IPv4 and IPv6, in the order the resolver
 /// gives, the default), `RNBD_IP_FAMILY_V4` or `RNBD_IP_FAMILY_V6`.
