@@ -244,6 +244,10 @@ int rnbd_get_ip_family(struct nbd_handle *h)
  * # Return value
  * 0 on success, -1 on error (`free` has then been called).
  *
+ * # Errors
+ * - `EFAULT`: `cb` has neither a callback nor a free function
+ *   (`NBD_NULL_COMPLETION`).
+ *
  * # Handle state
  * The handle must be newly created (`nbd_aio_is_created`).
  */

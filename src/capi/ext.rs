@@ -337,6 +337,10 @@ pub unsafe extern "C" fn rnbd_get_ip_family(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 0 on success, -1 on error (`free` has then been called).
 ///
+/// # Errors
+/// - `EFAULT`: `cb` has neither a callback nor a free function
+///   (`NBD_NULL_COMPLETION`).
+///
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]

@@ -126,6 +126,12 @@ main (void)
     CHECK_INT (calls, 0);
     CHECK_INT (frees, 1);
 
+    /* No callback at all. */
+    h = tu_create ();
+    CHECK_ERR (rnbd_set_ready_callback (h, NBD_NULL_COMPLETION), EFAULT,
+               "rnbd_set_ready_callback: cb cannot be NULL: Bad address");
+    nbd_close (h);
+
     /* Replaced: the first is freed at once. */
     calls = frees = 0;
     h = tu_create ();
