@@ -82,6 +82,10 @@ fn main() {
     let parsed = run_cbindgen(&root, &types_rs);
     let header = header(&parsed, &types_rs);
     write_if_changed(&root.join("include").join("libnbd.h"), &header);
+    write_if_changed(
+        &root.join("include").join("libnbd-ext.h"),
+        &ext_header(&parsed),
+    );
 
     let man_dir = profile_dir(&out_dir).unwrap_or(out_dir).join("man");
     man_pages(&root, &parsed, &man_dir);
@@ -100,8 +104,12 @@ fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
         .to_string();
     let calls: Vec<man::Call<'_>> = abi::SYMBOLS
         .iter()
+        .chain(abi::EXT_SYMBOLS)
         .filter_map(|sym| {
-            let text = parsed.functions.get(sym.name)?;
+            let text = parsed
+                .functions
+                .get(sym.name)
+                .or_else(|| parsed.ext_functions.get(sym.name))?;
             Some(man::Call {
                 name: sym.name,
                 node: sym.node,
@@ -120,7 +128,7 @@ fn man_pages(root: &Path, parsed: &Parsed, dir: &Path) {
     }
     write_if_changed(
         &man3.join("libnbd.3"),
-        &man::overview_page(&calls, abi::NODES, &version),
+        &man::overview_page(&calls, &[abi::NODES, abi::EXT_NODES].concat(), &version),
     );
     wanted.insert("libnbd.3".to_string());
     if let Ok(entries) = fs::read_dir(&man3) {
@@ -220,6 +228,25 @@ fn version_script() -> String {
         } else {
             writeln!(s, "}} {};\n", abi::NODES[i - 1]).unwrap();
         }
+    }
+    for sym in abi::EXT_SYMBOLS {
+        assert!(
+            abi::EXT_NODES.contains(&sym.node) && sym.name.starts_with("rnbd_"),
+            "src/abi.rs: extension call {} must be rnbd_* at an EXT_NODES node",
+            sym.name
+        );
+        assert!(
+            seen.insert(sym.name),
+            "src/abi.rs: {} is listed twice",
+            sym.name
+        );
+    }
+    for node in abi::EXT_NODES {
+        writeln!(s, "{node} {{\n  global:").unwrap();
+        for sym in abi::EXT_SYMBOLS.iter().filter(|sym| sym.node == *node) {
+            writeln!(s, "    {};", sym.name).unwrap();
+        }
+        s.push_str("};\n\n");
     }
     s
 }
@@ -379,6 +406,10 @@ struct Parsed {
     structs: Vec<(String, String)>,
     functions: HashMap<String, String>,
     others: Vec<String>,
+    /// The `RNBD_*` constants, for `libnbd-ext.h`.
+    ext_consts: Vec<(String, String)>,
+    /// The `rnbd_*` calls, for `libnbd-ext.h`.
+    ext_functions: HashMap<String, String>,
 }
 
 fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
@@ -397,8 +428,21 @@ fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
     let mut parsed = Parsed::default();
     for block in raw.split("\n\n").map(str::trim).filter(|b| !b.is_empty()) {
         match classify(block) {
+            Item::Const { name, value } if name.starts_with("RNBD_") => {
+                parsed.ext_consts.push((name, value))
+            }
             Item::Const { name, value } => parsed.consts.push((name, value)),
             Item::Struct { name, text } => parsed.structs.push((name, text)),
+            Item::Function { name, text } if name.starts_with("rnbd_") => {
+                if abi::EXT_SYMBOLS.iter().any(|s| s.name == name) {
+                    parsed.ext_functions.insert(name, text);
+                } else {
+                    println!(
+                        "cargo:warning=libnbd-ext.h: {name} is not in src/abi.rs \
+                         EXT_SYMBOLS (so not exported); left out"
+                    );
+                }
+            }
             Item::Function { name, text } => {
                 if !name.starts_with("nbd_") {
                     println!("cargo:warning=libnbd.h: {name} is not an nbd_* call; left out");
@@ -551,10 +595,15 @@ fn attributes(name: &str, text: &str) -> Vec<String> {
 
 /// The calls in `abi::SYMBOLS` order, each with its attributes and followed
 /// by its `LIBNBD_HAVE_*`.
-fn write_functions(h: &mut String, functions: &HashMap<String, String>) {
+fn write_functions(
+    h: &mut String,
+    functions: &HashMap<String, String>,
+    symbols: &[abi::Symbol],
+    have_prefix: &str,
+) {
     let mut undeclared = Vec::new();
     let mut declared = BTreeSet::new();
-    for sym in abi::SYMBOLS {
+    for sym in symbols {
         let Some(text) = functions.get(sym.name) else {
             undeclared.push(sym.name);
             continue;
@@ -583,7 +632,7 @@ fn write_functions(h: &mut String, functions: &HashMap<String, String>) {
         h.push('\n');
         define(
             h,
-            &format!("LIBNBD_HAVE_{}", sym.name.to_ascii_uppercase()),
+            &format!("{have_prefix}{}", sym.name.to_ascii_uppercase()),
             "1",
         );
         h.push('\n');
@@ -620,7 +669,7 @@ fn header(parsed: &Parsed, types_rs: &str) -> String {
         h.push_str("\n\n");
     }
     write_callbacks(&mut h, &parsed.structs);
-    write_functions(&mut h, &parsed.functions);
+    write_functions(&mut h, &parsed.functions, abi::SYMBOLS, "LIBNBD_HAVE_");
 
     let strings = string_consts(types_rs);
     if !strings.is_empty() {
@@ -632,5 +681,36 @@ fn header(parsed: &Parsed, types_rs: &str) -> String {
     }
 
     h.push_str("#ifdef __cplusplus\n}\n#endif\n\n#endif /* LIBNBD_H */\n");
+    h
+}
+
+/// `include/libnbd-ext.h`: the calls beyond libnbd (`abi::EXT_SYMBOLS`),
+/// their `RNBD_*` constants and `RNBD_HAVE_*` macros. It includes
+/// `<libnbd.h>` for the handle, the callback structs and the attribute
+/// macros.
+fn ext_header(parsed: &Parsed) -> String {
+    let mut h = String::new();
+    h.push_str(
+        "/* libnbd-ext.h: the calls of rust-libnbd beyond libnbd's API\n \
+         * (prefix rnbd_, constants RNBD_*, symbol version RNBD_1.0), so that\n \
+         * no name can collide with a call of a future libnbd.  Each call has\n \
+         * an RNBD_HAVE_<CALL> macro, e.g. RNBD_HAVE_RNBD_SET_TLS_PSK.\n \
+         *\n \
+         * Generated by build.rs (cbindgen over src/capi, calls from\n \
+         * src/abi.rs).  Do not edit: change the Rust sources and rebuild.\n \
+         */\n\n",
+    );
+    h.push_str("#ifndef LIBNBD_EXT_H\n#define LIBNBD_EXT_H\n\n");
+    h.push_str("#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n");
+    h.push_str("#include <libnbd.h>\n\n");
+    h.push_str("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    write_constants(&mut h, &parsed.ext_consts);
+    write_functions(
+        &mut h,
+        &parsed.ext_functions,
+        abi::EXT_SYMBOLS,
+        "RNBD_HAVE_",
+    );
+    h.push_str("#ifdef __cplusplus\n}\n#endif\n\n#endif /* LIBNBD_EXT_H */\n");
     h
 }

@@ -320,7 +320,12 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     p.push_str(".SH NAME\n");
     writeln!(p, "{} \\- {}", call.name, summary(&doc)).unwrap();
 
-    p.push_str(".SH SYNOPSIS\n.nf\n.B #include <libnbd.h>\n.PP\n");
+    let ext = call.name.starts_with("rnbd_");
+    if ext {
+        p.push_str(".SH SYNOPSIS\n.nf\n.B #include <libnbd-ext.h>\n.PP\n");
+    } else {
+        p.push_str(".SH SYNOPSIS\n.nf\n.B #include <libnbd.h>\n.PP\n");
+    }
     p.push_str(&synopsis(&ret, &name, &params));
     p.push_str("\n.fi\n");
 
@@ -418,20 +423,37 @@ pub fn call_page(call: &Call<'_>, calls: &BTreeSet<&str>, version: &str) -> Stri
     }
 
     p.push_str(".SH VERSION\n");
-    writeln!(
-        p,
-        ".PP\n\
+    if ext {
+        writeln!(
+            p,
+            ".PP\n\
+             This call is an extension of rust-libnbd, not part of libnbd\n\
+             (symbol version\n\
+             .BR {node} ).\n\
+             A program can test for it at compile time:\n\
+             .B RNBD_HAVE_{upper}\n\
+             is defined in\n\
+             .BR <libnbd-ext.h> .",
+            node = call.node,
+            upper = call.name.to_ascii_uppercase()
+        )
+        .unwrap();
+    } else {
+        writeln!(
+            p,
+            ".PP\n\
          This call first appeared in libnbd {rel} (symbol version\n\
          .BR {node} ).\n\
          A program can test for it at compile time:\n\
          .B LIBNBD_HAVE_{upper}\n\
          is defined in\n\
          .BR <libnbd.h> .",
-        rel = release(call.node),
-        node = call.node,
-        upper = call.name.to_ascii_uppercase()
-    )
-    .unwrap();
+            rel = release(call.node),
+            node = call.node,
+            upper = call.name.to_ascii_uppercase()
+        )
+        .unwrap();
+    }
 
     if let Some(lines) = find("EXAMPLE") {
         p.push_str(".SH EXAMPLE\n");
@@ -540,7 +562,11 @@ pub fn overview_page(calls: &[Call<'_>], nodes: &[&str], version: &str) -> Strin
         if in_node.is_empty() {
             continue;
         }
-        writeln!(p, ".SS \"libnbd {}\"", release(node)).unwrap();
+        if node.starts_with("LIBNBD_") {
+            writeln!(p, ".SS \"libnbd {}\"", release(node)).unwrap();
+        } else {
+            writeln!(p, ".SS \"rust-libnbd extensions ({node}, <libnbd-ext.h>)\"").unwrap();
+        }
         for c in in_node {
             writeln!(
                 p,

@@ -226,3 +226,30 @@ pub const SYMBOLS: &[Symbol] = &[
     Symbol { name: "nbd_is_uri", node: "LIBNBD_1.22" },
     Symbol { name: "nbd_get_subprocess_pid", node: "LIBNBD_1.22" },
 ];
+
+/// The version node of the calls beyond libnbd (`include/libnbd-ext.h`,
+/// prefix `rnbd_`). It inherits no `LIBNBD_*` node, so libnbd's chain stays
+/// exactly libnbd's.
+pub const EXT_NODES: &[&str] = &["RNBD_1.0"];
+
+/// The calls beyond libnbd, declared in `include/libnbd-ext.h` with their
+/// `RNBD_HAVE_*` macros, never in `libnbd.h`.
+#[rustfmt::skip]
+pub const EXT_SYMBOLS: &[Symbol] = &[
+    Symbol { name: "rnbd_set_tls_ca_pem", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_tls_crl_pem", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_tls_client_pem", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_tls_psk", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_tls_key_password", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_connect_command_env", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_aio_connect_command_env", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_capture_stderr", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_capture_stderr", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_subprocess_stderr", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_close_waits_for_subprocess", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_close_waits_for_subprocess", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_ip_family", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_ip_family", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_ready_callback", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_aio_run", node: "RNBD_1.0" },
+];

@@ -52,8 +52,12 @@ fn main() {
             println!("{node} {parent}");
             parent = node;
         }
+        // The extension node (libnbd-ext.h) inherits none of libnbd's.
+        for node in abi::EXT_NODES {
+            println!("{node} -");
+        }
     } else {
-        for sym in abi::SYMBOLS {
+        for sym in abi::SYMBOLS.iter().chain(abi::EXT_SYMBOLS) {
             println!("{} {}", sym.name, sym.node);
         }
     }
@@ -138,7 +142,7 @@ exports() {
             } else if ((i = index(name, "@")) > 0) {
                 node = substr(name, i + 1); name = substr(name, 1, i - 1); mark = "@"
             }
-            if ($7 == "ABS" && (name == node || name ~ /^LIBNBD_[0-9.]+$/)) next
+            if ($7 == "ABS" && (name == node || name ~ /^(LIBNBD|RNBD)_[0-9.]+$/)) next
             print name, node, mark, $4
         }' | sort -u
 }
@@ -186,14 +190,22 @@ ntable=$(wc -l <"$tmp/table.sorted")
 oracle_lib=$ORACLE_LIBDIR/libnbd.so.0
 if oracle_ok; then
     verdefs "$oracle_lib" >"$tmp/oracle.nodes"
-    if diff -u "$tmp/oracle.nodes" "$tmp/lib.nodes" >"$tmp/onodes.diff"; then
-        echo "ok: the version nodes of libnbd $(oracle_version)"
+    # Exactly the extension node RNBD_1.0 (libnbd-ext.h) is ours alone; the
+    # rest must be libnbd's.
+    grep -v '^RNBD_' "$tmp/lib.nodes" >"$tmp/lib.libnbd.nodes"
+    if [ "$(grep '^RNBD_' "$tmp/lib.nodes" | paste -sd' ')" != "RNBD_1.0 -" ]; then
+        err "expected exactly the extension node RNBD_1.0 besides libnbd's, have:" \
+            "$(grep '^RNBD_' "$tmp/lib.nodes" | paste -sd' ')"
+    fi
+    if diff -u "$tmp/oracle.nodes" "$tmp/lib.libnbd.nodes" >"$tmp/onodes.diff"; then
+        echo "ok: the version nodes of libnbd $(oracle_version), and RNBD_1.0"
     else
         err "version definitions differ from libnbd $(oracle_version)'s (- oracle, + ours):"
         sed -n '3,$p' "$tmp/onodes.diff"
     fi
     exports "$oracle_lib" >"$tmp/oracle.syms"
-    if diff -u "$tmp/oracle.syms" "$tmp/lib.syms" >"$tmp/osyms.diff"; then
+    awk '$2 != "RNBD_1.0"' "$tmp/lib.syms" >"$tmp/lib.libnbd.syms"
+    if diff -u "$tmp/oracle.syms" "$tmp/lib.libnbd.syms" >"$tmp/osyms.diff"; then
         echo "ok: the $(wc -l <"$tmp/oracle.syms") exports of libnbd $(oracle_version), at the same nodes"
     else
         err "exports differ from $oracle_lib (- oracle, + ours):"

@@ -27,6 +27,7 @@ use crate::{Error, Handle, Result};
 pub mod aio;
 pub mod connect;
 pub mod debug;
+pub mod ext;
 pub mod handle;
 pub mod info;
 pub mod io;

@@ -106,6 +106,19 @@ impl Handle {
         Ok(())
     }
 
+    /// Changes the X.509 credentials from memory in place (starting from
+    /// none), for the C calls that set one part at a time.
+    pub(crate) fn update_tls_credentials(
+        &self,
+        f: impl FnOnce(TlsCredentials) -> TlsCredentials,
+    ) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        let old = c.tls.credentials.take().unwrap_or_default();
+        c.tls.credentials = Some(f(old));
+        Ok(())
+    }
+
     /// A pre-shared key from memory instead of a PSK file (beyond
     /// libnbd): `username` and its key, which authenticate both ends as
     /// [`Handle::set_tls_psk_file`] does. The key is wiped from memory when

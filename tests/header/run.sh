@@ -15,6 +15,10 @@
 #      every prototype as the oracle's header, and the same compiler
 #      warnings for a program passing NULL or freeing with the wrong call
 #      (tests/header/attributes.sh).
+#   5. INCLUDEDIR/libnbd-ext.h (the calls beyond libnbd) builds as C and
+#      C++ with -Wall -Wextra -Werror, declares exactly the rnbd_* calls of
+#      src/abi.rs EXT_SYMBOLS, each with its RNBD_HAVE_* macro, and
+#      libnbd.h names no rnbd_ call nor RNBD_ macro.
 # Prints "PASS"/"FAIL" per test and exits non-zero if any failed.
 
 set -u
@@ -80,7 +84,7 @@ build c++17 "$CXX" -std=c++17 $WARN -- "$here/use.cpp"
 
 # --- 2. declarations = src/abi.rs = LIBNBD_HAVE_* ------------------------------
 if "$root/tests/check-abi.sh" --print-table >"$tmp/table.raw" 2>"$tmp/table.err"; then
-    cut -d' ' -f1 "$tmp/table.raw" | sort -u >"$tmp/table"
+    grep '^nbd_' "$tmp/table.raw" | cut -d' ' -f1 | sort -u >"$tmp/table"
     "$CC" -E -P -I"$incdir" -x c "$header" -o "$tmp/pp.h"
     grep -v '^#' "$tmp/pp.h" | grep -oE '\bnbd_[a-z0-9_]+[[:space:]]*\(' |
         sed 's/[[:space:]]*($//' | sort -u >"$tmp/declared"
@@ -206,6 +210,38 @@ if [ -e "$debian_header" ]; then
             FAIL:*) failed=$((failed + 1)) ;;
         esac
     done < <("$here/attributes.sh" "$header" "$debian_header" 2>&1)
+fi
+
+# --- 5. the extension header libnbd-ext.h ---------------------------------------
+ext="$incdir/libnbd-ext.h"
+if [ ! -e "$ext" ]; then
+    fail "$ext not found"
+else
+    printf '#include <libnbd-ext.h>\n#include <libnbd-ext.h>\nint main (void) { return RNBD_IP_FAMILY_V6 == 6 ? 0 : 1; }\n' >"$tmp/ext.c"
+    cp "$tmp/ext.c" "$tmp/ext.cpp"
+    build ext-c99 "$CC" -std=c99 $WARN -- "$tmp/ext.c"
+    build ext-c++17 "$CXX" -std=c++17 $WARN -- "$tmp/ext.cpp"
+    if [ -s "$tmp/table.raw" ]; then
+        grep '^rnbd_' "$tmp/table.raw" | cut -d' ' -f1 | sort -u >"$tmp/ext.table"
+        "$CC" -E -P -I"$incdir" -x c "$ext" -o "$tmp/ext.pp.h"
+        grep -v '^#' "$tmp/ext.pp.h" | grep -oE '\brnbd_[a-z0-9_]+[[:space:]]*\(' |
+            sed 's/[[:space:]]*($//' | sort -u >"$tmp/ext.declared"
+        sed -n 's/^#define[[:space:]]\{1,\}RNBD_HAVE_\(RNBD_[A-Z0-9_]*\)[[:space:]].*/\1/p' "$ext" |
+            tr 'A-Z' 'a-z' | sort -u >"$tmp/ext.have"
+        if [ -s "$tmp/ext.table" ] && cmp -s "$tmp/ext.table" "$tmp/ext.declared" &&
+                cmp -s "$tmp/ext.table" "$tmp/ext.have"; then
+            pass "libnbd-ext.h declares the $(wc -l <"$tmp/ext.table") calls of EXT_SYMBOLS, each with RNBD_HAVE_*"
+        else
+            fail "libnbd-ext.h declarations, RNBD_HAVE_* and src/abi.rs EXT_SYMBOLS differ"
+            diff "$tmp/ext.table" "$tmp/ext.declared" | sed 's/^/    decl /'
+            diff "$tmp/ext.table" "$tmp/ext.have" | sed 's/^/    have /'
+        fi
+    fi
+    if grep -nE '\brnbd_|\bRNBD_' "$header" >"$tmp/leak"; then
+        fail "libnbd.h names extension calls or macros:"; sed 's/^/    /' "$tmp/leak"
+    else
+        pass "libnbd.h names no rnbd_ call nor RNBD_ macro"
+    fi
 fi
 
 echo "header tests: $passed passed, $failed failed"

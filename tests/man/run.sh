@@ -6,7 +6,8 @@
 # STAGE/share/man/man3, man(1) renders each one (and libnbd(3)) with no
 # groff warning, lexgrog reads its NAME line, each has the sections a
 # libnbd page has, each SYNOPSIS prototype is the declaration of the call
-# in STAGE/include/libnbd.h, and each VERSION names the call's node.
+# in STAGE/include/libnbd.h (libnbd-ext.h for the rnbd_* calls), and each
+# VERSION names the call's node.
 
 set -u
 stage=${1:?usage: run.sh STAGE ABI_RS}
@@ -25,7 +26,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # name node, one call a line, from the table.
-sed -n 's/.*Symbol { name: "\(nbd_[a-z0-9_]*\)", node: "\([A-Z0-9_.]*\)" }.*/\1 \2/p' \
+sed -n 's/.*Symbol { name: "\(r\{0,1\}nbd_[a-z0-9_]*\)", node: "\([A-Z0-9_.]*\)" }.*/\1 \2/p' \
     "$abi" >"$work/calls"
 ncalls=$(wc -l <"$work/calls")
 if [ "$ncalls" -lt 100 ]; then
@@ -78,12 +79,15 @@ def norm(s):
     return re.sub(r"\s*([(),;*])\s*", r"\1", s)
 
 # The header's declarations, comments and attribute macros left out.
-text = re.sub(r"/\*.*?\*/", "", open(header).read(), flags=re.S)
+ext_header = header.removesuffix("libnbd.h") + "libnbd-ext.h"
+text = open(header).read() + open(ext_header).read()
+text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 text = re.sub(r"^#.*$", "", text, flags=re.M)
+text = text.replace('extern "C" {', ";")
 decls = {}
 for stmt in text.split(";"):
     stmt = re.sub(r"LIBNBD_ATTRIBUTE_\w+\s*\([^()]*\)", "", stmt)
-    m = re.search(r"\b(nbd_\w+)\s*\(", stmt)
+    m = re.search(r"\b(r?nbd_\w+)\s*\(", stmt)
     if m and "typedef" not in stmt and "{" not in stmt:
         decls[m.group(1)] = norm(stmt) + ";"
 
@@ -114,10 +118,11 @@ for name, node in calls:
         print(f"man: {name}: sections out of order: {order}")
         bad = 1
     syn = "\n".join(sections.get("SYNOPSIS", []))
-    if "#include <libnbd.h>" not in syn:
-        print(f"man: {name}: SYNOPSIS lacks #include <libnbd.h>")
+    inc = "#include <libnbd-ext.h>" if name.startswith("rnbd_") else "#include <libnbd.h>"
+    if inc not in syn:
+        print(f"man: {name}: SYNOPSIS lacks {inc}")
         bad = 1
-    proto = norm(syn.split("#include <libnbd.h>", 1)[-1])
+    proto = norm(syn.split(inc, 1)[-1])
     if name not in decls:
         print(f"man: {name}: not declared in {header}")
         bad = 1
@@ -126,11 +131,18 @@ for name, node in calls:
         bad = 1
     version = " ".join(" ".join(sections.get("VERSION", [])).split())
     release = node.removeprefix("LIBNBD_")
-    if f"libnbd {release} " not in version or node not in version:
-        print(f"man: {name}: VERSION does not name {node}: {version}")
-        bad = 1
-    if f"LIBNBD_HAVE_{name.upper()}" not in version:
-        print(f"man: {name}: VERSION does not name LIBNBD_HAVE_{name.upper()}")
+    if name.startswith("rnbd_"):
+        have = f"RNBD_HAVE_{name.upper()}"
+        if node not in version or "extension" not in version:
+            print(f"man: {name}: VERSION does not name {node} as an extension: {version}")
+            bad = 1
+    else:
+        have = f"LIBNBD_HAVE_{name.upper()}"
+        if f"libnbd {release} " not in version or node not in version:
+            print(f"man: {name}: VERSION does not name {node}: {version}")
+            bad = 1
+    if have not in version:
+        print(f"man: {name}: VERSION does not name {have}")
         bad = 1
 
 # The overview lists every call.
