@@ -18,7 +18,10 @@ fn nbdkit_unix(dir: &TempDir, args: &[&str]) -> (Server, PathBuf) {
     let s = sock.to_str().unwrap().to_string();
     let mut argv = vec!["-U", &s, "-f", "--exit-with-parent"];
     argv.extend_from_slice(args);
-    let server = Server::start("nbdkit", &argv, || sock.exists());
+    // Ready once it accepts: the socket file exists from bind, before listen.
+    let server = Server::start("nbdkit", &argv, || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
     (server, sock)
 }
 
