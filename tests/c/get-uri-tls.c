@@ -11,25 +11,7 @@ static char sockpath[128];
 static pid_t
 start_server (void)
 {
-  pid_t pid;
-  int i;
-
-  snprintf (sockpath, sizeof sockpath, "/tmp/get-uri-tls-%d.sock",
-            (int) getpid ());
-  unlink (sockpath);
-  pid = fork ();
-  if (pid == -1)
-    FAIL ("fork: %s", strerror (errno));
-  if (pid == 0) {
-    execlp ("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sockpath,
-            "memory", "1M", NULL);
-    _exit (127);
-  }
-  for (i = 0; i < 1000 && access (sockpath, F_OK) == -1; ++i)
-    tu_msleep (10);
-  if (access (sockpath, F_OK) == -1)
-    FAIL ("nbdkit did not create %s", sockpath);
-  return pid;
+  return tu_start_nbdkit_unix ("get-uri-tls", sockpath, sizeof sockpath);
 }
 
 int

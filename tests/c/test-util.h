@@ -22,6 +22,8 @@
 #include <inttypes.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <libnbd.h>
 
@@ -241,6 +243,45 @@ tu_msleep (long ms)
 {
   struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
   nanosleep (&ts, NULL);
+}
+
+/* Start "nbdkit -f --exit-with-parent -U PATH memory 1M" (PATH is
+ * /tmp/TAG-PID.sock, written to PATH, of LEN bytes) and wait until it
+ * accepts connections: the socket file exists from bind, before listen.
+ * Returns its pid; the caller stops it by that pid.
+ */
+static inline pid_t
+tu_start_nbdkit_unix (const char *tag, char *path, size_t len)
+{
+  struct sockaddr_un sun = { .sun_family = AF_UNIX };
+  pid_t pid;
+  int i, fd, ok = 0;
+
+  snprintf (path, len, "/tmp/%s-%d.sock", tag, (int) getpid ());
+  if (strlen (path) >= sizeof sun.sun_path)
+    FAIL ("socket path too long: %s", path);
+  strcpy (sun.sun_path, path);
+  unlink (path);
+  pid = fork ();
+  if (pid == -1)
+    FAIL ("fork: %s", strerror (errno));
+  if (pid == 0) {
+    execlp ("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", path,
+            "memory", "1M", NULL);
+    _exit (127);
+  }
+  for (i = 0; i < 1000 && !ok; ++i) {
+    fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+      FAIL ("socket: %s", strerror (errno));
+    ok = connect (fd, (struct sockaddr *) &sun, sizeof sun) == 0;
+    close (fd);
+    if (!ok)
+      tu_msleep (10);
+  }
+  if (!ok)
+    FAIL ("nbdkit did not start listening on %s", path);
+  return pid;
 }
 
 /* Number of threads listed in /proc/PID/task (0 if unreadable). */
