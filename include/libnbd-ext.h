@@ -270,6 +270,110 @@ int rnbd_aio_run(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define RNBD_HAVE_RNBD_AIO_RUN                   1
 
+/**
+ * Sets the default timeout of the handle's synchronous calls.
+ *
+ * Each synchronous call may wait `timeout_ms` milliseconds: commands
+ * (`nbd_pread`, `nbd_pwrite`, `nbd_flush`, ...), connecting
+ * (`nbd_connect_*`) and option calls (`nbd_opt_*`); 0 (the default)
+ * waits forever, as libnbd does.
+ *
+ * A command that runs out fails with `ETIMEDOUT`, its message starting
+ * with the call's name ("nbd_pread: operation timed out"), and is
+ * abandoned: its buffer is never touched again, its completion callback
+ * is never called (only freed), its late reply is read and discarded,
+ * and the handle stays usable. A connect or option call that runs out
+ * leaves the handle dead, as any failed handshake does. The
+ * asynchronous calls (`nbd_aio_*`, `nbd_poll`) are not affected. A
+ * deadline set with `rnbd_set_thread_deadline` takes the place of this
+ * timeout.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `timeout_ms` is negative.
+ */
+int rnbd_set_timeout(struct nbd_handle *h, int64_t timeout_ms)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_SET_TIMEOUT               1
+
+/**
+ * Returns the default timeout of the handle's synchronous calls.
+ *
+ * The timeout set with `rnbd_set_timeout`, in milliseconds (rounded up),
+ * 0 for none.
+ *
+ * # Return value
+ * The timeout, or -1 on error.
+ */
+int64_t rnbd_get_timeout(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_GET_TIMEOUT               1
+
+/**
+ * Sets a deadline for this thread's synchronous calls.
+ *
+ * The deadline is `timeout_ms` milliseconds from now, for every
+ * synchronous call this thread makes, on any handle, until
+ * `rnbd_clear_thread_deadline`: the per-call form of `rnbd_set_timeout`,
+ * whose timeout it replaces meanwhile. The calls share the one deadline:
+ * set it just before the call (or the few calls) it must bound. Past it
+ * they fail with `ETIMEDOUT` exactly as with `rnbd_set_timeout`. Setting
+ * a deadline again replaces the previous one; other threads are not
+ * affected.
+ *
+ * # Example
+ * ```c
+ * rnbd_set_thread_deadline (500);
+ * r = nbd_pread (h, buf, sizeof buf, 0, 0);
+ * rnbd_clear_thread_deadline ();
+ * if (r == -1 && nbd_get_errno () == ETIMEDOUT)
+ *   fprintf (stderr, "%s\n", nbd_get_error ()); // h is still usable
+ * ```
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ *
+ * # Errors
+ * - `EINVAL`: `timeout_ms` is negative.
+ */
+int rnbd_set_thread_deadline(int64_t timeout_ms);
+#define RNBD_HAVE_RNBD_SET_THREAD_DEADLINE       1
+
+/**
+ * Removes this thread's deadline.
+ *
+ * After the deadline set with `rnbd_set_thread_deadline` is removed, the
+ * thread's synchronous calls use their handles' timeouts again.
+ *
+ * # Errors
+ * This call does not fail.
+ */
+void rnbd_clear_thread_deadline(void);
+#define RNBD_HAVE_RNBD_CLEAR_THREAD_DEADLINE     1
+
+/**
+ * Cancels the synchronous commands waiting on the handle.
+ *
+ * Every synchronous command now waiting on the handle, in any thread,
+ * fails with `ECANCELED` (its message starting with the call's
+ * name, "nbd_pread: operation cancelled"); calls that start later are not
+ * affected. Meant to be called from another thread than the waiting
+ * ones. A cancelled command is abandoned as one that timed out (see
+ * `rnbd_set_timeout`), and the handle stays usable.
+ *
+ * A connect, option call or `nbd_shutdown` keeps the handle locked while
+ * it waits and is not cancelled: this call then waits until it is over.
+ * Bound those with `rnbd_set_timeout` instead.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_cancel_waits(struct nbd_handle *h)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_CANCEL_WAITS              1
+
 #ifdef __cplusplus
 }
 #endif

@@ -252,4 +252,9 @@ pub const EXT_SYMBOLS: &[Symbol] = &[
     Symbol { name: "rnbd_get_ip_family", node: "RNBD_1.0" },
     Symbol { name: "rnbd_set_ready_callback", node: "RNBD_1.0" },
     Symbol { name: "rnbd_aio_run", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_timeout", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_get_timeout", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_set_thread_deadline", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_clear_thread_deadline", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_cancel_waits", node: "RNBD_1.0" },
 ];

@@ -3,6 +3,7 @@
 //! can collide with a call a future libnbd adds.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::time::{Duration, Instant};
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
@@ -366,4 +367,135 @@ pub unsafe extern "C" fn rnbd_set_ready_callback(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_aio_run(h: *mut nbd_handle) -> c_int {
     entry!(h, |h| h.aio_run().map(|()| 0))
+}
+
+/// Sets the default timeout of the handle's synchronous calls.
+///
+/// Each synchronous call may wait `timeout_ms` milliseconds: commands
+/// (`nbd_pread`, `nbd_pwrite`, `nbd_flush`, ...), connecting
+/// (`nbd_connect_*`) and option calls (`nbd_opt_*`); 0 (the default)
+/// waits forever, as libnbd does.
+///
+/// A command that runs out fails with `ETIMEDOUT`, its message starting
+/// with the call's name ("nbd_pread: operation timed out"), and is
+/// abandoned: its buffer is never touched again, its completion callback
+/// is never called (only freed), its late reply is read and discarded,
+/// and the handle stays usable. A connect or option call that runs out
+/// leaves the handle dead, as any failed handshake does. The
+/// asynchronous calls (`nbd_aio_*`, `nbd_poll`) are not affected. A
+/// deadline set with `rnbd_set_thread_deadline` takes the place of this
+/// timeout.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `timeout_ms` is negative.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_set_timeout(h: *mut nbd_handle, timeout_ms: i64) -> c_int {
+    entry!(h, |h| {
+        let ms = u64::try_from(timeout_ms).map_err(|_| {
+            Error::new(
+                libc::EINVAL,
+                format!("timeout_ms: invalid timeout {timeout_ms} (must be 0 or more)"),
+            )
+        })?;
+        h.set_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        Ok(0)
+    })
+}
+
+/// Returns the default timeout of the handle's synchronous calls.
+///
+/// The timeout set with `rnbd_set_timeout`, in milliseconds (rounded up),
+/// 0 for none.
+///
+/// # Return value
+/// The timeout, or -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_get_timeout(h: *mut nbd_handle) -> i64 {
+    entry!(h, |h| {
+        let ms = h
+            .timeout()
+            .map_or(0, |t| t.as_micros().div_ceil(1000).min(i64::MAX as u128));
+        Ok(ms as i64)
+    })
+}
+
+/// Sets a deadline for this thread's synchronous calls.
+///
+/// The deadline is `timeout_ms` milliseconds from now, for every
+/// synchronous call this thread makes, on any handle, until
+/// `rnbd_clear_thread_deadline`: the per-call form of `rnbd_set_timeout`,
+/// whose timeout it replaces meanwhile. The calls share the one deadline:
+/// set it just before the call (or the few calls) it must bound. Past it
+/// they fail with `ETIMEDOUT` exactly as with `rnbd_set_timeout`. Setting
+/// a deadline again replaces the previous one; other threads are not
+/// affected.
+///
+/// # Example
+/// ```c
+/// rnbd_set_thread_deadline (500);
+/// r = nbd_pread (h, buf, sizeof buf, 0, 0);
+/// rnbd_clear_thread_deadline ();
+/// if (r == -1 && nbd_get_errno () == ETIMEDOUT)
+///   fprintf (stderr, "%s\n", nbd_get_error ()); // h is still usable
+/// ```
+///
+/// # Return value
+/// 0 on success, -1 on error.
+///
+/// # Errors
+/// - `EINVAL`: `timeout_ms` is negative.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_set_thread_deadline(timeout_ms: i64) -> c_int {
+    entry!(|| {
+        let ms = u64::try_from(timeout_ms).map_err(|_| {
+            Error::new(
+                libc::EINVAL,
+                format!("timeout_ms: invalid timeout {timeout_ms} (must be 0 or more)"),
+            )
+        })?;
+        let deadline = Instant::now().checked_add(Duration::from_millis(ms));
+        crate::Handle::set_thread_deadline(deadline);
+        Ok(0)
+    })
+}
+
+/// Removes this thread's deadline.
+///
+/// After the deadline set with `rnbd_set_thread_deadline` is removed, the
+/// thread's synchronous calls use their handles' timeouts again.
+///
+/// # Errors
+/// This call does not fail.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_clear_thread_deadline() {
+    entry!(|| {
+        crate::Handle::set_thread_deadline(None);
+        Ok(())
+    })
+}
+
+/// Cancels the synchronous commands waiting on the handle.
+///
+/// Every synchronous command now waiting on the handle, in any thread,
+/// fails with `ECANCELED` (its message starting with the call's
+/// name, "nbd_pread: operation cancelled"); calls that start later are not
+/// affected. Meant to be called from another thread than the waiting
+/// ones. A cancelled command is abandoned as one that timed out (see
+/// `rnbd_set_timeout`), and the handle stays usable.
+///
+/// A connect, option call or `nbd_shutdown` keeps the handle locked while
+/// it waits and is not cancelled: this call then waits until it is over.
+/// Bound those with `rnbd_set_timeout` instead.
+///
+/// # Return value
+/// 0 on success, -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_cancel_waits(h: *mut nbd_handle) -> c_int {
+    entry!(h, |h| {
+        h.cancel_waits();
+        Ok(0)
+    })
 }

@@ -208,6 +208,14 @@ impl Handle {
         f(self)
     }
 
+    /// Sets (or with `None` removes) the deadline of the synchronous calls
+    /// this thread makes from now on, on any handle, as [`Handle::with_timeout`]
+    /// does for the calls of its closure; for the C API, whose callers
+    /// cannot pass a closure.
+    pub(crate) fn set_thread_deadline(deadline: Option<Instant>) {
+        CALL_DEADLINE.with(|d| d.set(deadline));
+    }
+
     /// Makes every synchronous call now waiting on this handle fail with
     /// `ECANCELED` (calls that start later are not affected). A cancelled
     /// command is abandoned as one that timed out (see
