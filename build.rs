@@ -704,6 +704,10 @@ fn ext_header(parsed: &Parsed) -> String {
     h.push_str("#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n");
     h.push_str("#include <libnbd.h>\n\n");
     h.push_str("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    h.push_str(
+        "/* Opaque: created by rnbd_multi_conn_connect*, freed by\n \
+         * rnbd_multi_conn_close. */\nstruct rnbd_multi_conn;\n\n",
+    );
     write_constants(&mut h, &parsed.ext_consts);
     write_functions(
         &mut h,

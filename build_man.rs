@@ -104,6 +104,10 @@ fn split_prototype(proto: &str) -> (String, String, Vec<String>) {
 
 /// The name a parameter declaration declares (`buf` of `void *buf`).
 fn param_name(decl: &str) -> String {
+    // A function pointer: `int (*name)(void *user_data, ...)`.
+    if let Some((_, rest)) = decl.split_once("(*") {
+        return rest.split(')').next().unwrap_or("").trim().to_string();
+    }
     let end = decl
         .rfind(|c: char| c.is_ascii_alphanumeric() || c == '_')
         .map_or(0, |i| i + 1);

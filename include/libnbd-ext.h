@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+/* Opaque: created by rnbd_multi_conn_connect*, freed by
+ * rnbd_multi_conn_close. */
+struct rnbd_multi_conn;
+
 #define RNBD_IP_FAMILY_ANY                       0
 #define RNBD_IP_FAMILY_V4                        4
 #define RNBD_IP_FAMILY_V6                        6
@@ -373,6 +377,324 @@ void rnbd_clear_thread_deadline(void);
 int rnbd_cancel_waits(struct nbd_handle *h)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define RNBD_HAVE_RNBD_CANCEL_WAITS              1
+
+/**
+ * Closes every connection of the pool and frees it. Commands still in
+ * flight fail as on `nbd_close`. NULL is ignored.
+ *
+ * # Errors
+ * This call does not fail.
+ */
+void rnbd_multi_conn_close(struct rnbd_multi_conn *mc);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CLOSE          1
+
+/**
+ * Opens up to `connections` connections (1 to 16) to the NBD URI `uri`
+ * and returns them as one pool.
+ *
+ * The pool has `connections` connections when the server advertises
+ * multi-conn (`nbd_can_multi_conn`), else one. Reads and writes go whole
+ * to the least-loaded connection; from 512 KiB up they are cut into
+ * chunks sent at once over all connections. `rnbd_multi_conn_flush`
+ * waits for the pool's writes in flight, then flushes once, which the
+ * multi-conn rules make cover every connection.
+ *
+ * There is no retry: when a connection dies the call that used it fails
+ * with its error, and so does every later call on the pool (anything
+ * written since the last successful flush may be lost); close it and
+ * open a new one. Any number of threads may use one pool at once.
+ *
+ * # Return value
+ * The pool, to free with `rnbd_multi_conn_close`; NULL on error.
+ *
+ * # Errors
+ * - `EINVAL`: `connections` is 0 or more than 16, or a connection does
+ *   not reach the same export as the first.
+ * - Any error of `nbd_connect_uri`.
+ */
+struct rnbd_multi_conn *rnbd_multi_conn_connect_uri(unsigned int connections, const char *uri)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (rnbd_multi_conn_close)
+    LIBNBD_ATTRIBUTE_NONNULL (2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CONNECT_URI    1
+
+/**
+ * Opens up to `connections` connections (1 to 16) made by the caller's
+ * function, and returns them as one pool.
+ *
+ * `connect(user_data, i)` must return a new handle from `nbd_create`,
+ * connected (ready for commands) to the export, for `i` = 0, 1, ...; or
+ * NULL after a libnbd call failed, whose error the pool then reports.
+ * It is called once, then, if the server advertises multi-conn, once for
+ * each further connection. It chooses the transport, TLS, meta contexts
+ * and so on; every connection must reach the same export. The pool owns
+ * each handle `connect` returns, from then on, even when this call fails:
+ * the program must not use or close it. Otherwise as
+ * `rnbd_multi_conn_connect_uri`.
+ *
+ * # Return value
+ * The pool, to free with `rnbd_multi_conn_close`; NULL on error.
+ *
+ * # Errors
+ * - `EFAULT`: `connect` is NULL.
+ * - `EINVAL`: `connections` is 0 or more than 16, a returned handle is
+ *   not ready for commands, or it does not reach the same export as the
+ *   first.
+ * - The error of the libnbd call that failed when `connect` returns NULL.
+ */
+struct rnbd_multi_conn *rnbd_multi_conn_connect(unsigned int connections, struct nbd_handle *(*connect)(void *user_data, unsigned int index), void *user_data)
+    LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (rnbd_multi_conn_close)
+    LIBNBD_ATTRIBUTE_NONNULL (2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CONNECT        1
+
+/**
+ * Returns how many connections the pool has open: as many as asked for
+ * when the server advertises multi-conn, else 1.
+ *
+ * # Return value
+ * The number of connections, or -1 on error.
+ */
+int rnbd_multi_conn_connections(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CONNECTIONS    1
+
+/**
+ * Returns the size of the export in bytes.
+ *
+ * # Return value
+ * The size, or -1 on error.
+ */
+int64_t rnbd_multi_conn_get_size(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_GET_SIZE       1
+
+/**
+ * Returns whether the export is read-only.
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_is_read_only(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_IS_READ_ONLY   1
+
+/**
+ * Returns whether the server supports flush.
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_flush(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_FLUSH      1
+
+/**
+ * Returns whether the server supports the FUA flag.
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_fua(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_FUA        1
+
+/**
+ * Returns whether the server supports trim.
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_trim(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_TRIM       1
+
+/**
+ * Returns whether the server supports write-zeroes.
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_zero(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_ZERO       1
+
+/**
+ * Returns whether the server supports cache (prefetch).
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_cache(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_CACHE      1
+
+/**
+ * Returns whether the server advertises multi-conn (without it the
+ * pool has one connection).
+ *
+ * # Return value
+ * 1 if true, 0 if false, -1 on error.
+ */
+int rnbd_multi_conn_can_multi_conn(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CAN_MULTI_CONN 1
+
+/**
+ * Reads `count` bytes at `offset` into `buf`, as `nbd_pread` (same
+ * flags); from 512 KiB up the read is split over all connections.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_pread(struct rnbd_multi_conn *mc, void *buf, size_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_PREAD          1
+
+/**
+ * Writes `count` bytes from `buf` at `offset`, as `nbd_pwrite` (same
+ * flags; FUA applies to each chunk); from 512 KiB up the write is split
+ * over all connections, and the call returns once every chunk is written.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_pwrite(struct rnbd_multi_conn *mc, const void *buf, size_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_PWRITE         1
+
+/**
+ * Makes durable every write of the pool that had finished before this
+ * call or was still in flight when it was made: waits for those, then
+ * sends one flush, which with multi-conn covers every connection.
+ * Asynchronous writes (`rnbd_multi_conn_aio_pwrite`) are not waited for.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_flush(struct rnbd_multi_conn *mc, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_FLUSH          1
+
+/**
+ * Trims `count` bytes at `offset` on one connection, as `nbd_trim`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_trim(struct rnbd_multi_conn *mc, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_TRIM           1
+
+/**
+ * Writes `count` zero bytes at `offset` on one connection, as
+ * `nbd_zero`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_zero(struct rnbd_multi_conn *mc, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_ZERO           1
+
+/**
+ * Asks the server to prefetch `count` bytes at `offset`, on one
+ * connection, as `nbd_cache`.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_cache(struct rnbd_multi_conn *mc, uint64_t count, uint64_t offset, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_CACHE          1
+
+/**
+ * Shuts every connection down cleanly, after the commands already
+ * issued, as `nbd_shutdown`; returns the first error. Later calls fail
+ * as on a closed handle.
+ *
+ * # Return value
+ * 0 on success, -1 on error.
+ */
+int rnbd_multi_conn_shutdown(struct rnbd_multi_conn *mc, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_SHUTDOWN       1
+
+/**
+ * Starts reading `count` bytes at `offset` into `buf` on one connection
+ * (round-robin), as `nbd_aio_pread`: not split, so `count` must fit one
+ * command. `buf` must stay valid until the command is retired. Drive the
+ * pool with `rnbd_multi_conn_poll`; retire the command with its
+ * completion callback (returning 1) or `rnbd_multi_conn_aio_command_completed`.
+ *
+ * # Return value
+ * The command's cookie, positive and naming the connection too, or -1 on
+ * error.
+ */
+int64_t rnbd_multi_conn_aio_pread(struct rnbd_multi_conn *mc, void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_PREAD      1
+
+/**
+ * Starts writing `count` bytes from `buf` at `offset` on one connection
+ * (round-robin), as `nbd_aio_pwrite`. `rnbd_multi_conn_flush` does not
+ * wait for it: flush once the writes it must cover have completed.
+ *
+ * # Return value
+ * The command's cookie, or -1 on error.
+ */
+int64_t rnbd_multi_conn_aio_pwrite(struct rnbd_multi_conn *mc, const void *buf, size_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_PWRITE     1
+
+/**
+ * Starts a flush on one connection, as `nbd_aio_flush`: with multi-conn
+ * it covers every write completed, on any connection, before it was
+ * started.
+ *
+ * # Return value
+ * The command's cookie, or -1 on error.
+ */
+int64_t rnbd_multi_conn_aio_flush(struct rnbd_multi_conn *mc, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_FLUSH      1
+
+/**
+ * Returns whether the command `cookie` has finished, retiring it if so,
+ * as `nbd_aio_command_completed`.
+ *
+ * # Return value
+ * 1 if it finished successfully (and is retired), 0 if it is still in
+ * flight, -1 if it failed (and is retired) or on error.
+ *
+ * # Errors
+ * - `EINVAL`: `cookie` names no command of the pool.
+ */
+int rnbd_multi_conn_aio_command_completed(struct rnbd_multi_conn *mc, int64_t cookie)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_COMMAND_COMPLETED 1
+
+/**
+ * Returns how many commands are queued or awaiting replies, on all
+ * connections together.
+ *
+ * # Return value
+ * The number of commands, or -1 on error.
+ */
+int rnbd_multi_conn_aio_in_flight(struct rnbd_multi_conn *mc)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_IN_FLIGHT  1
+
+/**
+ * Waits up to `timeout` milliseconds (-1: without limit) for any
+ * connection's socket, then makes progress on those that are ready, as
+ * `nbd_poll` does for one handle.
+ *
+ * # Return value
+ * 1 if a connection made progress, 0 on timeout, -1 on error (a
+ * connection died: the pool fails from then on).
+ */
+int rnbd_multi_conn_poll(struct rnbd_multi_conn *mc, int timeout)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_POLL           1
 
 #ifdef __cplusplus
 }

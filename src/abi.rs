@@ -21,7 +21,11 @@ pub struct Symbol {
 /// libnbd's header, every other pointer parameter of every call is declared
 /// non-NULL: `build.rs` lists them in the call's `LIBNBD_ATTRIBUTE_NONNULL`,
 /// so C compilers warn (`-Wnonnull`) when a program passes NULL there.
-pub const NULLABLE_PARAMS: &[(&str, &[usize])] = &[("nbd_close", &[1])];
+pub const NULLABLE_PARAMS: &[(&str, &[usize])] = &[
+    ("nbd_close", &[1]),
+    ("rnbd_multi_conn_connect", &[3]),
+    ("rnbd_multi_conn_close", &[1]),
+];
 
 /// Calls whose result the caller releases with another call of the library:
 /// (call, deallocator). `build.rs` declares them with
@@ -29,7 +33,11 @@ pub const NULLABLE_PARAMS: &[(&str, &[usize])] = &[("nbd_close", &[1])];
 /// earlier in [`SYMBOLS`]. Calls returning `char *` are released with
 /// `free`, and get `LIBNBD_ATTRIBUTE_ALLOC_DEALLOC (__builtin_free)` without
 /// being listed here.
-pub const DEALLOCATORS: &[(&str, &str)] = &[("nbd_create", "nbd_close")];
+pub const DEALLOCATORS: &[(&str, &str)] = &[
+    ("nbd_create", "nbd_close"),
+    ("rnbd_multi_conn_connect_uri", "rnbd_multi_conn_close"),
+    ("rnbd_multi_conn_connect", "rnbd_multi_conn_close"),
+];
 
 /// The version nodes in order; each inherits the one before it.
 pub const NODES: &[&str] = &[
@@ -257,4 +265,31 @@ pub const EXT_SYMBOLS: &[Symbol] = &[
     Symbol { name: "rnbd_set_thread_deadline", node: "RNBD_1.0" },
     Symbol { name: "rnbd_clear_thread_deadline", node: "RNBD_1.0" },
     Symbol { name: "rnbd_cancel_waits", node: "RNBD_1.0" },
+    // Multi-connection I/O; rnbd_multi_conn_close first: the connect
+    // calls' header attribute names it.
+    Symbol { name: "rnbd_multi_conn_close", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_connect_uri", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_connect", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_connections", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_get_size", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_is_read_only", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_flush", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_fua", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_trim", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_zero", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_cache", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_can_multi_conn", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_pread", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_pwrite", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_flush", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_trim", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_zero", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_cache", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_shutdown", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_pread", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_pwrite", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_flush", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_command_completed", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_in_flight", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_poll", node: "RNBD_1.0" },
 ];

@@ -5,6 +5,8 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::time::{Duration, Instant};
 
+pub mod multi;
+
 use super::aio::completion;
 use super::types::nbd_completion_callback;
 use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
