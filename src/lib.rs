@@ -10,6 +10,8 @@
 pub mod abi;
 #[cfg(feature = "tokio")]
 mod asyncio;
+#[cfg(feature = "tokio")]
+mod asyncio_multi;
 pub mod callback;
 mod capi;
 mod conn;
@@ -27,6 +29,8 @@ mod uri;
 
 #[cfg(feature = "tokio")]
 pub use asyncio::{AsyncHandle, ContextExtents, Export};
+#[cfg(feature = "tokio")]
+pub use asyncio_multi::AsyncMultiConn;
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use flags::{
