@@ -273,3 +273,49 @@ fn timed_out_chunk_callback_never_runs() {
     check_pattern(&buf, 4096);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// A server that stops (SIGSTOP'd nbdkit: the kernel still accepts
+/// connections): a connect, and an option call in option mode, time out
+/// and leave their handles dead; an established connection is unharmed.
+#[test]
+fn stopped_server_handshake_and_option_call_time_out() {
+    if !have(
+        "nbdkit",
+        "stopped_server_handshake_and_option_call_time_out",
+    ) {
+        return;
+    }
+    let srv = StoppableServer::start(&["memory", "size=1M"]);
+    let live = Handle::new().unwrap();
+    live.connect_unix(&srv.sock).unwrap();
+    let opt = Handle::new().unwrap();
+    opt.set_opt_mode(true).unwrap();
+    opt.connect_unix(&srv.sock).unwrap();
+    assert!(opt.aio_is_negotiating());
+    srv.signal(libc::SIGSTOP);
+
+    let h = Handle::new().unwrap();
+    h.set_timeout(Some(SHORT));
+    let start = Instant::now();
+    let err = h.connect_unix(&srv.sock).unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(h.aio_is_dead());
+
+    let uri = format!("nbd+unix:///?socket={}", srv.sock.display());
+    let h = Handle::new().unwrap();
+    let err = h.with_timeout(SHORT, |h| h.connect_uri(&uri)).unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(h.aio_is_dead());
+
+    let start = Instant::now();
+    let err = opt.with_timeout(SHORT, |h| h.opt_info()).unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(opt.aio_is_dead());
+
+    srv.signal(libc::SIGCONT);
+    let mut buf = [1u8; 512];
+    live.pread(&mut buf, 0, 0).unwrap();
+    assert_eq!(buf, [0u8; 512]);
+}
