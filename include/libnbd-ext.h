@@ -404,6 +404,13 @@ void rnbd_multi_conn_close(struct rnbd_multi_conn *mc);
  * written since the last successful flush may be lost); close it and
  * open a new one. Any number of threads may use one pool at once.
  *
+ * A request that goes whole to one connection is bounded by that
+ * handle's timeout (`rnbd_set_timeout`, on the handles of
+ * `rnbd_multi_conn_connect`) and by this thread's deadline
+ * (`rnbd_set_thread_deadline`), as on a lone handle; a split one waits
+ * until every chunk is answered, since the chunks point into the
+ * caller's buffer.
+ *
  * # Return value
  * The pool, to free with `rnbd_multi_conn_close`; NULL on error.
  *
@@ -656,6 +663,28 @@ int64_t rnbd_multi_conn_aio_pwrite(struct rnbd_multi_conn *mc, const void *buf, 
 int64_t rnbd_multi_conn_aio_flush(struct rnbd_multi_conn *mc, nbd_completion_callback completion_callback, uint32_t flags)
     LIBNBD_ATTRIBUTE_NONNULL (1);
 #define RNBD_HAVE_RNBD_MULTI_CONN_AIO_FLUSH      1
+
+/**
+ * Starts a trim of `count` bytes at `offset` on one connection
+ * (round-robin), as `nbd_aio_trim`.
+ *
+ * # Return value
+ * The command's cookie, or -1 on error.
+ */
+int64_t rnbd_multi_conn_aio_trim(struct rnbd_multi_conn *mc, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_TRIM       1
+
+/**
+ * Starts writing `count` zero bytes at `offset` on one connection
+ * (round-robin), as `nbd_aio_zero`.
+ *
+ * # Return value
+ * The command's cookie, or -1 on error.
+ */
+int64_t rnbd_multi_conn_aio_zero(struct rnbd_multi_conn *mc, uint64_t count, uint64_t offset, nbd_completion_callback completion_callback, uint32_t flags)
+    LIBNBD_ATTRIBUTE_NONNULL (1);
+#define RNBD_HAVE_RNBD_MULTI_CONN_AIO_ZERO       1
 
 /**
  * Returns whether the command `cookie` has finished, retiring it if so,

@@ -289,6 +289,8 @@ pub const EXT_SYMBOLS: &[Symbol] = &[
     Symbol { name: "rnbd_multi_conn_aio_pread", node: "RNBD_1.0" },
     Symbol { name: "rnbd_multi_conn_aio_pwrite", node: "RNBD_1.0" },
     Symbol { name: "rnbd_multi_conn_aio_flush", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_trim", node: "RNBD_1.0" },
+    Symbol { name: "rnbd_multi_conn_aio_zero", node: "RNBD_1.0" },
     Symbol { name: "rnbd_multi_conn_aio_command_completed", node: "RNBD_1.0" },
     Symbol { name: "rnbd_multi_conn_aio_in_flight", node: "RNBD_1.0" },
     Symbol { name: "rnbd_multi_conn_poll", node: "RNBD_1.0" },

@@ -94,6 +94,18 @@ make_connection (void *user_data, unsigned index)
   return h;
 }
 
+static int completions, completion_errors;
+
+static int
+completed (void *user_data, int *error)
+{
+  CHECK (user_data == &completions);
+  completions++;
+  if (*error)
+    completion_errors++;
+  return 1; /* retire the command */
+}
+
 static unsigned char
 byte_at (uint64_t i)
 {
@@ -238,6 +250,23 @@ main (void)
   }
   CHECK (memcmp (back, buf + (1 << 20), 4 * 4096) == 0);
   CHECK_INT (rnbd_multi_conn_aio_in_flight (mc), 0);
+  /* Zero and trim, retired by their completion callback. */
+  {
+    nbd_completion_callback cb = { .callback = completed,
+                                   .user_data = &completions };
+    CHECK (rnbd_multi_conn_aio_zero (mc, 4096, 2 << 20, cb, 0) > 0);
+    CHECK (rnbd_multi_conn_aio_trim (mc, 4096, (2 << 20) + 4096, cb, 0) > 0);
+    CHECK (rnbd_multi_conn_aio_flush (mc, NBD_NULL_COMPLETION, 0) > 0);
+    while (completions < 2)
+      CHECK (rnbd_multi_conn_poll (mc, 1000) != -1);
+    CHECK_INT (completion_errors, 0);
+    while (rnbd_multi_conn_aio_in_flight (mc) > 0)
+      CHECK (rnbd_multi_conn_poll (mc, 1000) != -1);
+    CHECK_OK (rnbd_multi_conn_pread (mc, back, 8192, 2 << 20, 0));
+    for (i = 0; i < 8192; ++i)
+      CHECK (back[i] == 0);
+    memset (buf + (1 << 20), 0, 8192); /* buf mirrors the disk from 1M */
+  }
   CHECK_ERR (rnbd_multi_conn_aio_command_completed (mc, 0), EINVAL,
              "rnbd_multi_conn_aio_command_completed: invalid cookie 0: "
              "Invalid argument");
@@ -296,6 +325,29 @@ main (void)
   CHECK_OK (rnbd_multi_conn_flush (mc, 0));
   CHECK_OK (rnbd_multi_conn_pread (mc, back, sizeof back, 0, 0));
   CHECK (memcmp (back, buf, sizeof buf) == 0);
+  rnbd_multi_conn_close (mc);
+  stop_nbdkit (pid, sock);
+
+  /* 6. This thread's deadline bounds a request that goes to one
+   * connection; the pool stays usable.
+   */
+  {
+    char *args[] = { "--filter=multi-conn", "--filter=delay", "memory",
+                     "size=8M", "rdelay=2", NULL };
+    pid = start_nbdkit ("ext-multiconn", sock, sizeof sock, args);
+  }
+  mc = rnbd_multi_conn_connect_uri (2, uri);
+  if (mc == NULL)
+    FAIL ("rnbd_multi_conn_connect_uri: %s", tu_errmsg ());
+  CHECK_INT (rnbd_multi_conn_connections (mc), 2);
+  CHECK_OK (rnbd_set_thread_deadline (200));
+  CHECK_ERR (rnbd_multi_conn_pread (mc, back, 4096, 0, 0), ETIMEDOUT,
+             "rnbd_multi_conn_pread: operation timed out: "
+             "Connection timed out");
+  rnbd_clear_thread_deadline ();
+  CHECK_OK (rnbd_multi_conn_pwrite (mc, buf, 4096, 0, 0));
+  CHECK_OK (rnbd_multi_conn_pread (mc, back, 4096, 0, 0));
+  CHECK (memcmp (back, buf, 4096) == 0);
   rnbd_multi_conn_close (mc);
   stop_nbdkit (pid, sock);
   return 0;

@@ -96,6 +96,13 @@ fn connect_fn_error(i: usize) -> Error {
 /// written since the last successful flush may be lost); close it and
 /// open a new one. Any number of threads may use one pool at once.
 ///
+/// A request that goes whole to one connection is bounded by that
+/// handle's timeout (`rnbd_set_timeout`, on the handles of
+/// `rnbd_multi_conn_connect`) and by this thread's deadline
+/// (`rnbd_set_thread_deadline`), as on a lone handle; a split one waits
+/// until every chunk is answered, since the chunks point into the
+/// caller's buffer.
+///
 /// # Return value
 /// The pool, to free with `rnbd_multi_conn_close`; NULL on error.
 ///
@@ -496,6 +503,48 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_flush(
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
         to_c_cookie(mc.aio_flush(completion, flags)?)
+    })
+}
+
+/// Starts a trim of `count` bytes at `offset` on one connection
+/// (round-robin), as `nbd_aio_trim`.
+///
+/// # Return value
+/// The command's cookie, or -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
+    mc: *mut rnbd_multi_conn,
+    count: u64,
+    offset: u64,
+    completion_callback: nbd_completion_callback,
+    flags: u32,
+) -> i64 {
+    let completion = completion(completion_callback);
+    entry!(|| {
+        // SAFETY: mc is NULL or a live pool (the caller's promise).
+        let mc = unsafe { pool(mc) }?;
+        to_c_cookie(mc.aio_trim(count, offset, completion, flags)?)
+    })
+}
+
+/// Starts writing `count` zero bytes at `offset` on one connection
+/// (round-robin), as `nbd_aio_zero`.
+///
+/// # Return value
+/// The command's cookie, or -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
+    mc: *mut rnbd_multi_conn,
+    count: u64,
+    offset: u64,
+    completion_callback: nbd_completion_callback,
+    flags: u32,
+) -> i64 {
+    let completion = completion(completion_callback);
+    entry!(|| {
+        // SAFETY: mc is NULL or a live pool (the caller's promise).
+        let mc = unsafe { pool(mc) }?;
+        to_c_cookie(mc.aio_zero(count, offset, completion, flags)?)
     })
 }
 
