@@ -166,7 +166,11 @@ main (void)
     rd[i].offset = 4096 * i;
     CHECK (pthread_create (&rd[i].thread, NULL, read_thread, &rd[i]) == 0);
   }
-  tu_msleep (300);
+  /* A command is issued and its wait begins under one hold of the
+   * handle's lock: once all three are in flight, all three wait.
+   */
+  for (i = 0; i < 2000 && nbd_aio_in_flight (h) < 3; ++i)
+    tu_msleep (5);
   CHECK_INT (nbd_aio_in_flight (h), 3);
   start = now ();
   CHECK_OK (rnbd_cancel_waits (h));
