@@ -1,24 +1,5 @@
 //! Multi-connection I/O on tokio: [`AsyncMultiConn`] (cargo feature
 //! `tokio`), the asynchronous form of [`MultiConn`](crate::MultiConn).
-//!
-//! It holds up to [`MAX_CONNECTIONS`] [`AsyncHandle`]s to one export: as
-//! many as asked for when the server advertises multi-conn, else one.
-//! Each command goes, whole, to the least-loaded connection (searched from
-//! a round-robin start), so the commands of concurrent tasks spread over
-//! all connections. Requests are not split: issue several at once (from
-//! several tasks, or joined futures) to keep the connections busy.
-//!
-//! # Flush
-//!
-//! [`AsyncMultiConn::flush`] sends one flush, on one connection. With
-//! multi-conn, the NBD spec makes it cover every write that had completed,
-//! on any connection, before it was sent: as on a single connection,
-//! await the writes a flush must cover before calling it.
-//!
-//! # Errors
-//!
-//! As with [`MultiConn`](crate::MultiConn): nothing is retried, and once a
-//! connection has died every call fails with its error.
 #![warn(missing_docs)]
 
 use std::future::Future;
@@ -44,8 +25,22 @@ impl Drop for Load<'_> {
     }
 }
 
-/// Several asynchronous connections to one export, used as one handle. See
-/// the [module documentation](self).
+/// Several asynchronous connections to one export, used as one handle.
+///
+/// It holds up to [`MAX_CONNECTIONS`] [`AsyncHandle`]s to one export: as
+/// many as asked for when the server advertises multi-conn, else one.
+/// Each command goes, whole, to the least-loaded connection (searched from
+/// a round-robin start), so the commands of concurrent tasks spread over
+/// all connections. Requests are not split: issue several at once (from
+/// several tasks, or joined futures) to keep the connections busy.
+///
+/// [`AsyncMultiConn::flush`] sends one flush, on one connection. With
+/// multi-conn, the NBD spec makes it cover every write that had completed,
+/// on any connection, before it was sent: as on a single connection,
+/// await the writes a flush must cover before calling it.
+///
+/// As with [`MultiConn`](crate::MultiConn), nothing is retried, and once a
+/// connection has died every call fails with its error.
 ///
 /// ```no_run
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
