@@ -412,10 +412,47 @@ struct Parsed {
     ext_functions: HashMap<String, String>,
 }
 
+/// The parameter types of `src/capi/args.rs` and the C types they stand
+/// for: cbindgen sees a newtype over a pointer; the header shows the
+/// pointer, as libnbd spells it.
+const ARG_TYPES: &[(&str, &str)] = &[
+    ("CStrArg", "const char *"),
+    ("CStrList", "char **"),
+    ("BufIn", "const void *"),
+    ("BufOut", "void *"),
+];
+
+/// `raw` with every parameter type of [`ARG_TYPES`] spelt as its C type:
+/// `CStrArg name` becomes `const char *name`.
+fn spell_arg_types(raw: &str) -> String {
+    let mut out = raw.to_string();
+    for (name, c_type) in ARG_TYPES {
+        let pattern = format!("{name} ");
+        let mut done = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(&pattern) {
+            let word_start = rest[..i]
+                .chars()
+                .next_back()
+                .map_or(true, |c| !(c.is_ascii_alphanumeric() || c == '_'));
+            done.push_str(&rest[..i]);
+            done.push_str(if word_start { c_type } else { &pattern });
+            rest = &rest[i + pattern.len()..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
+
 fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
     let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml"))
         .unwrap_or_else(|e| panic!("cbindgen.toml: {e}"));
     config.export.include.extend(callback_structs(types_rs));
+    config
+        .export
+        .exclude
+        .extend(ARG_TYPES.iter().map(|(name, _)| name.to_string()));
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(root.join("src/capi/mod.rs"))
@@ -423,7 +460,7 @@ fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
         .unwrap_or_else(|e| panic!("cbindgen could not read src/capi: {e}"));
     let mut raw = Vec::new();
     bindings.write(&mut raw);
-    let raw = String::from_utf8(raw).expect("cbindgen output is UTF-8");
+    let raw = spell_arg_types(&String::from_utf8(raw).expect("cbindgen output is UTF-8"));
 
     let mut parsed = Parsed::default();
     for block in raw.split("\n\n").map(str::trim).filter(|b| !b.is_empty()) {

@@ -1,10 +1,10 @@
 //! The asynchronous API: commands that return a cookie, and the calls that
 //! let a caller's event loop drive the handle.
 
-use std::ffi::{c_int, c_uint, c_void};
+use std::ffi::{c_int, c_uint};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
-use super::{check_nonnull, entry, nbd_handle, null_error};
+use super::{entry, nbd_handle, null_error, BufIn, BufOut};
 use crate::{Chunk, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
@@ -54,7 +54,7 @@ pub(super) fn cookie(r: Result<u64>) -> Result<i64> {
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pread(
     h: *mut nbd_handle,
-    buf: *mut c_void,
+    buf: BufOut,
     count: usize,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -62,9 +62,11 @@ pub unsafe extern "C" fn nbd_aio_pread(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller keeps buf valid until the command retires.
-        cookie(unsafe { h.aio_pread(buf.cast(), count, offset, completion, flags) })
+        let buf = buf.retained("buf")?;
+        // SAFETY: what Handle::aio_pread asks is the C caller's promise for
+        // `buf` (see BufOut): `count` writable bytes, untouched by the
+        // program, until the command retires or the handle is closed.
+        cookie(unsafe { h.aio_pread(buf, count, offset, completion, flags) })
     })
 }
 
@@ -90,7 +92,7 @@ pub unsafe extern "C" fn nbd_aio_pread(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pread_structured(
     h: *mut nbd_handle,
-    buf: *mut c_void,
+    buf: BufOut,
     count: usize,
     offset: u64,
     chunk_callback: nbd_chunk_callback,
@@ -101,11 +103,9 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
     let chunk = chunk(chunk_callback);
     entry!(h, |h| {
         let chunk = chunk?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: as in nbd_aio_pread.
-        cookie(unsafe {
-            h.aio_pread_structured(buf.cast(), count, offset, chunk, completion, flags)
-        })
+        let buf = buf.retained("buf")?;
+        // SAFETY: as in nbd_aio_pread (the same contract for `buf`).
+        cookie(unsafe { h.aio_pread_structured(buf, count, offset, chunk, completion, flags) })
     })
 }
 
@@ -133,7 +133,7 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pread_structured(
     h: *mut nbd_handle,
-    buf: *mut c_void,
+    mut buf: BufOut,
     count: usize,
     offset: u64,
     chunk_callback: nbd_chunk_callback,
@@ -142,9 +142,7 @@ pub unsafe extern "C" fn nbd_pread_structured(
     let chunk = chunk(chunk_callback);
     entry!(h, |h| {
         let chunk = chunk?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller gives a buffer of `count` writable bytes.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
+        let buf = buf.get(count, "buf")?;
         h.pread_structured(buf, offset, chunk, flags).map(|()| 0)
     })
 }
@@ -171,7 +169,7 @@ pub unsafe extern "C" fn nbd_pread_structured(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pwrite(
     h: *mut nbd_handle,
-    buf: *const c_void,
+    buf: BufIn,
     count: usize,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -179,9 +177,11 @@ pub unsafe extern "C" fn nbd_aio_pwrite(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller keeps buf valid until the command retires.
-        cookie(unsafe { h.aio_pwrite(buf.cast(), count, offset, completion, flags) })
+        let buf = buf.retained("buf")?;
+        // SAFETY: what Handle::aio_pwrite asks is the C caller's promise for
+        // `buf` (see BufIn): `count` readable bytes, unchanged, until the
+        // command retires or the handle is closed.
+        cookie(unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
     })
 }
 

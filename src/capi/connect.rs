@@ -3,41 +3,28 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::path::Path;
 
-use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
+use super::{check_nonnull, entry, malloc_c_string, nbd_handle, CStrArg, CStrList};
 use crate::transport::SockAddr;
 use crate::{Error, Result};
 
-/// Borrows a C string argument as UTF-8 text (host names, ports).
-///
-/// # Safety
-/// As [`c_str_arg`].
-unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
-    // SAFETY: our caller's promise, the same as c_str_arg's.
-    let s = unsafe { c_str_arg(ptr, param) }?;
-    s.to_str()
+/// A C string argument as UTF-8 text (host names, ports).
+fn text_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
+    arg.get(param)?
+        .to_str()
         .map_err(|_| Error::new(libc::EINVAL, format!("{param} is not valid UTF-8")))
 }
 
-/// Borrows a C string argument as a path.
-///
-/// # Safety
-/// As [`c_str_arg`].
-unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
-    // SAFETY: our caller's promise, the same as c_str_arg's.
-    let s = unsafe { c_str_arg(ptr, param) }?;
+/// A C string argument as a path.
+fn path_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a Path> {
+    let s = arg.get(param)?;
     Ok(Path::new(
         <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s.to_bytes()),
     ))
 }
 
-/// Checks and borrows a C `argv` as byte strings.
-///
-/// # Safety
-/// `argv` must be NULL or a NULL-terminated array of C strings.
-unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
-    // SAFETY: our caller's promise, the same as c_str_list_arg's.
-    let args = unsafe { c_str_list_arg(argv, "argv") }?;
-    Ok(args.into_iter().map(CStr::to_bytes).collect())
+/// A C `argv` as byte strings.
+fn argv_arg(argv: &CStrList) -> Result<Vec<&[u8]>> {
+    Ok(argv.get("argv")?.into_iter().map(CStr::to_bytes).collect())
 }
 
 // ---- URIs ---------------------------------------------------------------------
@@ -71,10 +58,9 @@ unsafe fn argv_arg<'a>(argv: *mut *mut c_char) -> Result<Vec<&'a [u8]>> {
 /// }
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let uri = unsafe { c_str_arg(uri, "uri")? };
+        let uri = uri.get("uri")?;
         h.connect_uri(uri.to_bytes()).map(|()| 0)
     })
 }
@@ -94,10 +80,9 @@ pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: *const c_char)
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let uri = unsafe { c_str_arg(uri, "uri")? };
+        let uri = uri.get("uri")?;
         h.aio_connect_uri(uri.to_bytes()).map(|()| 0)
     })
 }
@@ -128,10 +113,9 @@ pub unsafe extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
 /// # Return value
 /// 1 if it looks like an NBD URI, 0 if not, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let uri = unsafe { c_str_arg(uri, "uri")? };
+        let uri = uri.get("uri")?;
         Ok(c_int::from(h.is_uri(uri.to_bytes())))
     })
 }
@@ -235,10 +219,9 @@ pub unsafe extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow:
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let path = unsafe { path_arg(unixsocket, "unixsocket")? };
+        let path = path_arg(&unixsocket, "unixsocket")?;
         h.connect_unix(path).map(|()| 0)
     })
 }
@@ -258,13 +241,9 @@ pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: *const
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_unix(
-    h: *mut nbd_handle,
-    unixsocket: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let path = unsafe { path_arg(unixsocket, "unixsocket")? };
+        let path = path_arg(&unixsocket, "unixsocket")?;
         h.aio_connect_unix(path).map(|()| 0)
     })
 }
@@ -289,12 +268,11 @@ pub unsafe extern "C" fn nbd_aio_connect_unix(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connect_tcp(
     h: *mut nbd_handle,
-    hostname: *const c_char,
-    port: *const c_char,
+    hostname: CStrArg,
+    port: CStrArg,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or C strings.
-        let (host, port) = unsafe { (text_arg(hostname, "hostname")?, text_arg(port, "port")?) };
+        let (host, port) = (text_arg(&hostname, "hostname")?, text_arg(&port, "port")?);
         h.connect_tcp(host, port).map(|()| 0)
     })
 }
@@ -316,12 +294,11 @@ pub unsafe extern "C" fn nbd_connect_tcp(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_tcp(
     h: *mut nbd_handle,
-    hostname: *const c_char,
-    port: *const c_char,
+    hostname: CStrArg,
+    port: CStrArg,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or C strings.
-        let (host, port) = unsafe { (text_arg(hostname, "hostname")?, text_arg(port, "port")?) };
+        let (host, port) = (text_arg(&hostname, "hostname")?, text_arg(&port, "port")?);
         h.aio_connect_tcp(host, port).map(|()| 0)
     })
 }
@@ -470,10 +447,9 @@ pub unsafe extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int)
 /// }
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut c_char) -> c_int {
+pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: CStrList) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
-        let args = unsafe { argv_arg(argv)? };
+        let args = argv_arg(&argv)?;
         h.connect_command(&args).map(|()| 0)
     })
 }
@@ -493,13 +469,9 @@ pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: *mut *mut
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_command(
-    h: *mut nbd_handle,
-    argv: *mut *mut c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: CStrList) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
-        let args = unsafe { argv_arg(argv)? };
+        let args = argv_arg(&argv)?;
         h.aio_connect_command(&args).map(|()| 0)
     })
 }
@@ -527,11 +499,10 @@ pub unsafe extern "C" fn nbd_aio_connect_command(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connect_systemd_socket_activation(
     h: *mut nbd_handle,
-    argv: *mut *mut c_char,
+    argv: CStrList,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
-        let args = unsafe { argv_arg(argv)? };
+        let args = argv_arg(&argv)?;
         h.connect_systemd_socket_activation(&args).map(|()| 0)
     })
 }
@@ -553,11 +524,10 @@ pub unsafe extern "C" fn nbd_connect_systemd_socket_activation(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_systemd_socket_activation(
     h: *mut nbd_handle,
-    argv: *mut *mut c_char,
+    argv: CStrList,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
-        let args = unsafe { argv_arg(argv)? };
+        let args = argv_arg(&argv)?;
         h.aio_connect_systemd_socket_activation(&args).map(|()| 0)
     })
 }
@@ -582,11 +552,10 @@ pub unsafe extern "C" fn nbd_aio_connect_systemd_socket_activation(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_socket_activation_name(
     h: *mut nbd_handle,
-    socket_name: *const c_char,
+    socket_name: CStrArg,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let name = unsafe { c_str_arg(socket_name, "socket_name")? };
+        let name = socket_name.get("socket_name")?;
         h.set_socket_activation_name(name.to_bytes()).map(|()| 0)
     })
 }

@@ -2,14 +2,14 @@
 //! `rnbd_`, constants `RNBD_*`, version node `RNBD_1.0`), so that no name
 //! can collide with a call a future libnbd adds.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, CStr};
 use std::time::{Duration, Instant};
 
 pub mod multi;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
+use super::{entry, malloc_c_string, nbd_handle, BufIn, CStrArg, CStrList};
 use crate::{Error, IpFamily, Result};
 
 /// `rnbd_set_ip_family`: IPv4 and IPv6 (the default).
@@ -19,25 +19,9 @@ pub const RNBD_IP_FAMILY_V4: c_int = 4;
 /// `rnbd_set_ip_family`: IPv6 only.
 pub const RNBD_IP_FAMILY_V6: c_int = 6;
 
-/// Borrows `len` bytes at `ptr`, failing with EFAULT naming `param` when
-/// `ptr` is NULL.
-///
-/// # Safety
-/// `ptr` must be NULL or point to `len` readable bytes that outlive `'a`.
-unsafe fn bytes_arg<'a>(ptr: *const c_void, len: usize, param: &str) -> Result<&'a [u8]> {
-    check_nonnull(ptr, param)?;
-    // SAFETY: non-NULL, and the caller promises `len` readable bytes.
-    Ok(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
-}
-
-/// Borrows a NULL-terminated array of C strings as byte strings.
-///
-/// # Safety
-/// `list` must be NULL or a NULL-terminated array of C strings.
-unsafe fn list_arg<'a>(list: *mut *mut c_char, param: &str) -> Result<Vec<&'a [u8]>> {
-    // SAFETY: our caller's promise, the same as c_str_list_arg's.
-    let items = unsafe { c_str_list_arg(list, param) }?;
-    Ok(items.into_iter().map(CStr::to_bytes).collect())
+/// A list of C strings as byte strings.
+fn list_arg<'a>(list: &'a CStrList, param: &str) -> Result<Vec<&'a [u8]>> {
+    Ok(list.get(param)?.into_iter().map(CStr::to_bytes).collect())
 }
 
 /// Sets the CA certificate(s) the server's certificate must lead to, from
@@ -54,14 +38,9 @@ unsafe fn list_arg<'a>(list: *mut *mut c_char, param: &str) -> Result<Vec<&'a [u
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_ca_pem(
-    h: *mut nbd_handle,
-    pem: *const c_void,
-    len: usize,
-) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_ca_pem(h: *mut nbd_handle, pem: BufIn, len: usize) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes `len` readable bytes at `pem`.
-        let pem = unsafe { bytes_arg(pem, len, "pem") }?;
+        let pem = pem.get(len, "pem")?;
         h.update_tls_credentials(|c| c.ca_pem(pem)).map(|()| 0)
     })
 }
@@ -75,14 +54,9 @@ pub unsafe extern "C" fn rnbd_set_tls_ca_pem(
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_crl_pem(
-    h: *mut nbd_handle,
-    pem: *const c_void,
-    len: usize,
-) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_crl_pem(h: *mut nbd_handle, pem: BufIn, len: usize) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes `len` readable bytes at `pem`.
-        let pem = unsafe { bytes_arg(pem, len, "pem") }?;
+        let pem = pem.get(len, "pem")?;
         h.update_tls_credentials(|c| c.crl_pem(pem)).map(|()| 0)
     })
 }
@@ -100,19 +74,13 @@ pub unsafe extern "C" fn rnbd_set_tls_crl_pem(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_set_tls_client_pem(
     h: *mut nbd_handle,
-    cert: *const c_void,
+    cert: BufIn,
     certlen: usize,
-    key: *const c_void,
+    key: BufIn,
     keylen: usize,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes `certlen` bytes at `cert`, `keylen` at `key`.
-        let (cert, key) = unsafe {
-            (
-                bytes_arg(cert, certlen, "cert")?,
-                bytes_arg(key, keylen, "key")?,
-            )
-        };
+        let (cert, key) = (cert.get(certlen, "cert")?, key.get(keylen, "key")?);
         h.update_tls_credentials(|c| c.client_pem(cert, key))
             .map(|()| 0)
     })
@@ -134,18 +102,12 @@ pub unsafe extern "C" fn rnbd_set_tls_client_pem(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_set_tls_psk(
     h: *mut nbd_handle,
-    username: *const c_char,
-    key: *const c_void,
+    username: CStrArg,
+    key: BufIn,
     keylen: usize,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes a C string and `keylen` bytes at `key`.
-        let (user, key) = unsafe {
-            (
-                c_str_arg(username, "username")?,
-                bytes_arg(key, keylen, "key")?,
-            )
-        };
+        let (user, key) = (username.get("username")?, key.get(keylen, "key")?);
         let user = user
             .to_str()
             .map_err(|_| Error::new(libc::EINVAL, "username: not valid UTF-8"))?;
@@ -163,13 +125,9 @@ pub unsafe extern "C" fn rnbd_set_tls_psk(
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_key_password(
-    h: *mut nbd_handle,
-    password: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_key_password(h: *mut nbd_handle, password: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes a C string.
-        let password = unsafe { c_str_arg(password, "password") }?;
+        let password = password.get("password")?;
         h.set_tls_key_password(password.to_bytes()).map(|()| 0)
     })
 }
@@ -186,12 +144,11 @@ pub unsafe extern "C" fn rnbd_set_tls_key_password(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_connect_command_env(
     h: *mut nbd_handle,
-    argv: *mut *mut c_char,
-    envp: *mut *mut c_char,
+    argv: CStrList,
+    envp: CStrList,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL-terminated arrays of C strings.
-        let (args, env) = unsafe { (list_arg(argv, "argv")?, list_arg(envp, "envp")?) };
+        let (args, env) = (list_arg(&argv, "argv")?, list_arg(&envp, "envp")?);
         h.connect_command_env(&args, &env).map(|()| 0)
     })
 }
@@ -208,12 +165,11 @@ pub unsafe extern "C" fn rnbd_connect_command_env(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_aio_connect_command_env(
     h: *mut nbd_handle,
-    argv: *mut *mut c_char,
-    envp: *mut *mut c_char,
+    argv: CStrList,
+    envp: CStrList,
 ) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL-terminated arrays of C strings.
-        let (args, env) = unsafe { (list_arg(argv, "argv")?, list_arg(envp, "envp")?) };
+        let (args, env) = (list_arg(&argv, "argv")?, list_arg(&envp, "envp")?);
         h.aio_connect_command_env(&args, &env).map(|()| 0)
     })
 }

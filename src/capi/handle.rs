@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{c_str_arg, entry, malloc_c_string, nbd_handle};
+use super::{entry, malloc_c_string, nbd_handle, CStrArg};
 use crate::handle::{PACKAGE_NAME, VERSION};
 use crate::Handle;
 
@@ -93,13 +93,9 @@ pub unsafe extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_ch
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_handle_name(
-    h: *mut nbd_handle,
-    handle_name: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let name = unsafe { c_str_arg(handle_name, "handle_name") }?;
+        let name = handle_name.get("handle_name")?;
         h.set_handle_name(&name.to_string_lossy())?;
         Ok(0)
     })
@@ -183,13 +179,9 @@ pub unsafe extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_export_name(
-    h: *mut nbd_handle,
-    export_name: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let name = unsafe { c_str_arg(export_name, "export_name") }?;
+        let name = export_name.get("export_name")?;
         h.set_export_name(name.to_bytes()).map(|()| 0)
     })
 }

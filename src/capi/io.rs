@@ -1,8 +1,8 @@
 //! Synchronous commands: read, write, flush, trim, zero, cache, shutdown.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 
-use super::{check_nonnull, entry, nbd_handle};
+use super::{entry, nbd_handle, BufIn, BufOut};
 
 /// Reads from the export.
 ///
@@ -40,15 +40,13 @@ use super::{check_nonnull, entry, nbd_handle};
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pread(
     h: *mut nbd_handle,
-    buf: *mut c_void,
+    mut buf: BufOut,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(h, |h| {
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller gives a buffer of `count` writable bytes.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
+        let buf = buf.get(count, "buf")?;
         h.pread(buf, offset, flags).map(|()| 0)
     })
 }
@@ -79,15 +77,13 @@ pub unsafe extern "C" fn nbd_pread(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pwrite(
     h: *mut nbd_handle,
-    buf: *const c_void,
+    buf: BufIn,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(h, |h| {
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller gives a buffer of `count` readable bytes.
-        let buf = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
+        let buf = buf.get(count, "buf")?;
         h.pwrite(buf, offset, flags).map(|()| 0)
     })
 }

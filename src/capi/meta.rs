@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
-use super::{c_str_arg, entry, malloc_c_string, nbd_handle, null_error};
+use super::{entry, malloc_c_string, nbd_handle, null_error, CStrArg, CStrList};
 use crate::callback::{Extent, Extent64, Extent64Cb};
 use crate::Result;
 
@@ -55,10 +55,9 @@ fn extent64(cb: nbd_extent64_callback) -> Result<Extent64Cb> {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let name = unsafe { c_str_arg(name, "name") }?;
+        let name = name.get("name")?;
         h.add_meta_context(&name.to_string_lossy()).map(|()| 0)
     })
 }
@@ -116,13 +115,9 @@ pub unsafe extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_meta_context(
-    h: *mut nbd_handle,
-    metacontext: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_can_meta_context(h: *mut nbd_handle, metacontext: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let name = unsafe { c_str_arg(metacontext, "metacontext") }?;
+        let name = metacontext.get("metacontext")?;
         h.can_meta_context(&name.to_string_lossy()).map(c_int::from)
     })
 }
@@ -317,14 +312,14 @@ pub unsafe extern "C" fn nbd_block_status_filter(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
-    contexts: *mut *mut c_char,
+    contexts: CStrList,
     extent64_callback: nbd_extent64_callback,
     flags: u32,
 ) -> c_int {
     let extent = extent64(extent64_callback);
     entry!(h, |h| {
         let extent = extent?;
-        let names = context_list(contexts)?;
+        let names = context_list(&contexts)?;
         h.block_status_filter(count, offset, &as_strs(&names), extent, flags)
             .map(|()| 0)
     })
@@ -352,7 +347,7 @@ pub unsafe extern "C" fn nbd_aio_block_status_filter(
     h: *mut nbd_handle,
     count: u64,
     offset: u64,
-    contexts: *mut *mut c_char,
+    contexts: CStrList,
     extent64_callback: nbd_extent64_callback,
     completion_callback: nbd_completion_callback,
     flags: u32,
@@ -361,7 +356,7 @@ pub unsafe extern "C" fn nbd_aio_block_status_filter(
     let extent = extent64(extent64_callback);
     entry!(h, |h| {
         let extent = extent?;
-        let names = context_list(contexts)?;
+        let names = context_list(&contexts)?;
         cookie(h.aio_block_status_filter(
             count,
             offset,
@@ -373,6 +368,6 @@ pub unsafe extern "C" fn nbd_aio_block_status_filter(
     })
 }
 
-fn context_list(contexts: *mut *mut c_char) -> Result<Vec<String>> {
+fn context_list(contexts: &CStrList) -> Result<Vec<String>> {
     queries(contexts, "contexts")
 }

@@ -9,7 +9,10 @@
 //! (only `nbd_get_error` and `nbd_get_errno`, which read the error state
 //! and cannot fail, do without it). The calls are `unsafe extern "C"`: the
 //! pointers they take are the C caller's promise, and this module is not
-//! part of the Rust API.
+//! part of the Rust API. String, list and buffer parameters are declared
+//! with the types of [`args`], which hold that promise: their safe methods
+//! check for NULL and borrow what the pointer addresses, so the bodies of
+//! the calls need no `unsafe` to read them.
 #![allow(non_camel_case_types)]
 // Every call is `unsafe extern "C"`: C callers hand us raw pointers by
 // contract (libnbd's API); the wrappers check them for NULL and the rest is
@@ -19,12 +22,15 @@
 #![allow(clippy::missing_safety_doc)]
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Error, Handle, Result};
 
+pub(crate) use args::{BufIn, BufOut, CStrArg, CStrList};
+
 pub mod aio;
+pub mod args;
 pub mod connect;
 pub mod debug;
 pub mod ext;
@@ -82,16 +88,6 @@ pub(crate) fn check_nonnull<T>(ptr: *const T, param: &str) -> Result<()> {
     }
 }
 
-/// Borrows a C string argument, failing with EFAULT when it is NULL.
-///
-/// # Safety
-/// `ptr` must be NULL or point to a NUL-terminated string that outlives `'a`.
-pub(crate) unsafe fn c_str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a CStr> {
-    check_nonnull(ptr, param)?;
-    // SAFETY: non-NULL, and the caller promises NUL termination.
-    Ok(unsafe { CStr::from_ptr(ptr) })
-}
-
 /// Copies `s` into memory from `malloc`, for a `char *` the caller
 /// `free`s; fails with ENOMEM.
 pub(crate) fn malloc_c_string(s: &[u8]) -> Result<*mut c_char> {
@@ -105,29 +101,6 @@ pub(crate) fn malloc_c_string(s: &[u8]) -> Result<*mut c_char> {
         *p.add(s.len()) = 0;
         Ok(p as *mut c_char)
     }
-}
-
-/// Borrows a NULL-terminated array of C strings (an `argv`, a list of
-/// queries or contexts), failing with EFAULT naming `param` when NULL.
-///
-/// # Safety
-/// `list` must be NULL or a NULL-terminated array of C strings that
-/// outlive `'a`.
-pub(crate) unsafe fn c_str_list_arg<'a>(
-    list: *const *mut c_char,
-    param: &str,
-) -> Result<Vec<&'a CStr>> {
-    check_nonnull(list, param)?;
-    let mut out = Vec::new();
-    let mut p = list;
-    // SAFETY: the caller's promise: entries up to the NULL are C strings.
-    unsafe {
-        while !(*p).is_null() {
-            out.push(CStr::from_ptr(*p));
-            p = p.add(1);
-        }
-    }
-    Ok(out)
 }
 
 /// The value a C call returns when it fails, given by its return type.
@@ -325,6 +298,7 @@ pub unsafe extern "C" fn nbd_get_errno() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
 
     fn last_error() -> (String, c_int) {
         // SAFETY: these take no arguments; after a failed call the
@@ -382,7 +356,10 @@ mod tests {
             );
             assert_eq!(errno, libc::EIO);
             assert_eq!(info::nbd_aio_is_dead(h), 1);
-            assert_eq!(connect::nbd_connect_uri(h, c"nbd://localhost".as_ptr()), -1);
+            assert_eq!(
+                connect::nbd_connect_uri(h, CStrArg::new(c"nbd://localhost".as_ptr())),
+                -1
+            );
             let (msg, errno) = last_error();
             assert!(msg.starts_with("nbd_connect_uri: "), "{msg}");
             assert_eq!(errno, libc::EINVAL);

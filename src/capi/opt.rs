@@ -1,10 +1,10 @@
 //! Option mode: negotiating by hand before transmission.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
 use super::aio::completion;
 use super::types::{nbd_completion_callback, nbd_context_callback, nbd_list_callback};
-use super::{c_str_list_arg, entry, nbd_handle, null_error};
+use super::{entry, nbd_handle, null_error, CStrList};
 use crate::{Context, List, Result};
 
 /// Takes ownership of a required list callback; only a closure with
@@ -28,10 +28,9 @@ fn context(cb: nbd_context_callback) -> Result<Context> {
 }
 
 /// Reads a NULL-terminated `char **` list of strings (queries, contexts).
-pub(super) fn queries(list: *mut *mut c_char, param: &str) -> Result<Vec<String>> {
-    // SAFETY: the caller passes NULL or a NULL-terminated array of C strings.
-    let list = unsafe { c_str_list_arg(list, param) }?;
+pub(super) fn queries(list: &CStrList, param: &str) -> Result<Vec<String>> {
     Ok(list
+        .get(param)?
         .iter()
         .map(|s| s.to_string_lossy().into_owned())
         .collect())
@@ -183,13 +182,13 @@ pub unsafe extern "C" fn nbd_opt_list_meta_context(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_list_meta_context_queries(
     h: *mut nbd_handle,
-    queries: *mut *mut c_char,
+    queries: CStrList,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
     entry!(h, |h| {
         let context = context?;
-        let q = self::queries(queries, "queries")?;
+        let q = self::queries(&queries, "queries")?;
         h.opt_list_meta_context_queries(&as_strs(&q), context)
     })
 }
@@ -231,13 +230,13 @@ pub unsafe extern "C" fn nbd_opt_set_meta_context(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_set_meta_context_queries(
     h: *mut nbd_handle,
-    queries: *mut *mut c_char,
+    queries: CStrList,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
     entry!(h, |h| {
         let context = context?;
-        let q = self::queries(queries, "queries")?;
+        let q = self::queries(&queries, "queries")?;
         h.opt_set_meta_context_queries(&as_strs(&q), context)
     })
 }
@@ -407,7 +406,7 @@ pub unsafe extern "C" fn nbd_aio_opt_list_meta_context(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_list_meta_context_queries(
     h: *mut nbd_handle,
-    queries: *mut *mut c_char,
+    queries: CStrList,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
@@ -415,7 +414,7 @@ pub unsafe extern "C" fn nbd_aio_opt_list_meta_context_queries(
     let context = context(context_callback);
     entry!(h, |h| {
         let context = context?;
-        let q = self::queries(queries, "queries")?;
+        let q = self::queries(&queries, "queries")?;
         h.aio_opt_list_meta_context(Some(&as_strs(&q)), context, completion)
             .map(|()| 0)
     })
@@ -466,7 +465,7 @@ pub unsafe extern "C" fn nbd_aio_opt_set_meta_context(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_set_meta_context_queries(
     h: *mut nbd_handle,
-    queries: *mut *mut c_char,
+    queries: CStrList,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
@@ -474,7 +473,7 @@ pub unsafe extern "C" fn nbd_aio_opt_set_meta_context_queries(
     let context = context(context_callback);
     entry!(h, |h| {
         let context = context?;
-        let q = self::queries(queries, "queries")?;
+        let q = self::queries(&queries, "queries")?;
         h.aio_opt_set_meta_context(Some(&as_strs(&q)), context, completion)
             .map(|()| 0)
     })

@@ -5,17 +5,13 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{c_str_arg, entry, malloc_c_string, nbd_handle};
+use super::{entry, malloc_c_string, nbd_handle, CStrArg};
 use crate::{Error, Result};
 
-/// Borrows a C string argument as text.
-///
-/// # Safety
-/// As [`c_str_arg`].
-unsafe fn str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
-    // SAFETY: passed on from the caller.
-    let s = unsafe { c_str_arg(ptr, param) }?;
-    s.to_str()
+/// A C string argument as text.
+fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
+    arg.get(param)?
+        .to_str()
         .map_err(|_| Error::new(libc::EINVAL, format!("{param}: not valid UTF-8")))
 }
 
@@ -83,10 +79,9 @@ pub unsafe extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: *const c_char) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let dir = unsafe { c_str_arg(dir, "dir") }?;
+        let dir = dir.get("dir")?;
         h.set_tls_certificates(OsStr::from_bytes(dir.to_bytes()))
             .map(|()| 0)
     })
@@ -135,13 +130,9 @@ pub unsafe extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_username(
-    h: *mut nbd_handle,
-    username: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let username = unsafe { str_arg(username, "username") }?;
+        let username = str_arg(&username, "username")?;
         h.set_tls_username(username).map(|()| 0)
     })
 }
@@ -169,13 +160,9 @@ pub unsafe extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_psk_file(
-    h: *mut nbd_handle,
-    filename: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let file = unsafe { c_str_arg(filename, "filename") }?;
+        let file = filename.get("filename")?;
         h.set_tls_psk_file(OsStr::from_bytes(file.to_bytes()))
             .map(|()| 0)
     })
@@ -195,13 +182,9 @@ pub unsafe extern "C" fn nbd_set_tls_psk_file(
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_hostname(
-    h: *mut nbd_handle,
-    hostname: *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: CStrArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller passes NULL or a C string.
-        let hostname = unsafe { str_arg(hostname, "hostname") }?;
+        let hostname = str_arg(&hostname, "hostname")?;
         h.set_tls_hostname(hostname).map(|()| 0)
     })
 }

@@ -6,11 +6,13 @@
 //! the thread's message (starting with the call's name) and errno for
 //! `nbd_get_error` and `nbd_get_errno`.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::ffi::{c_int, c_uint, c_void, CStr};
 
 use super::super::aio::completion;
 use super::super::types::nbd_completion_callback;
-use super::super::{c_str_arg, check_nonnull, entry, nbd_get_errno, nbd_get_error, nbd_handle};
+use super::super::{
+    check_nonnull, entry, nbd_get_errno, nbd_get_error, nbd_handle, BufIn, BufOut, CStrArg,
+};
 use crate::multiconn::MAX_CONNECTIONS;
 use crate::{Error, Handle, MultiConn, MultiCookie, Result};
 
@@ -113,11 +115,10 @@ fn connect_fn_error(i: usize) -> Error {
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_connect_uri(
     connections: c_uint,
-    uri: *const c_char,
+    uri: CStrArg,
 ) -> *mut rnbd_multi_conn {
     entry!(|| {
-        // SAFETY: the caller passes a C string.
-        let uri = unsafe { c_str_arg(uri, "uri") }?;
+        let uri = uri.get("uri")?;
         let uri = uri
             .to_str()
             .map_err(|_| Error::new(libc::EINVAL, "uri: not valid UTF-8"))?;
@@ -305,7 +306,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_multi_conn(mc: *mut rnbd_multi_conn
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_pread(
     mc: *mut rnbd_multi_conn,
-    buf: *mut c_void,
+    mut buf: BufOut,
     count: usize,
     offset: u64,
     flags: u32,
@@ -313,9 +314,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_pread(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller passes `count` writable bytes at buf.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
+        let buf = buf.get(count, "buf")?;
         mc.pread(buf, offset, flags).map(|()| 0)
     })
 }
@@ -329,7 +328,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_pread(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
     mc: *mut rnbd_multi_conn,
-    buf: *const c_void,
+    buf: BufIn,
     count: usize,
     offset: u64,
     flags: u32,
@@ -337,9 +336,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller passes `count` readable bytes at buf.
-        let buf = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
+        let buf = buf.get(count, "buf")?;
         mc.pwrite(buf, offset, flags).map(|()| 0)
     })
 }
@@ -443,7 +440,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: *mut rnbd_multi_conn, flag
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
     mc: *mut rnbd_multi_conn,
-    buf: *mut c_void,
+    buf: BufOut,
     count: usize,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -453,9 +450,11 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller keeps buf valid until the command retires.
-        let c = unsafe { mc.aio_pread(buf.cast(), count, offset, completion, flags) }?;
+        let buf = buf.retained("buf")?;
+        // SAFETY: what MultiConn::aio_pread asks is the C caller's promise
+        // for `buf` (see BufOut): `count` writable bytes, untouched by the
+        // program, until the command retires or the pool is closed.
+        let c = unsafe { mc.aio_pread(buf, count, offset, completion, flags) }?;
         to_c_cookie(c)
     })
 }
@@ -469,7 +468,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
     mc: *mut rnbd_multi_conn,
-    buf: *const c_void,
+    buf: BufIn,
     count: usize,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -479,9 +478,11 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        check_nonnull(buf, "buf")?;
-        // SAFETY: the caller keeps buf valid until the command retires.
-        let c = unsafe { mc.aio_pwrite(buf.cast(), count, offset, completion, flags) }?;
+        let buf = buf.retained("buf")?;
+        // SAFETY: what MultiConn::aio_pwrite asks is the C caller's promise
+        // for `buf` (see BufIn): `count` readable bytes, unchanged, until
+        // the command retires or the pool is closed.
+        let c = unsafe { mc.aio_pwrite(buf, count, offset, completion, flags) }?;
         to_c_cookie(c)
     })
 }

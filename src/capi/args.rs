@@ -1,0 +1,173 @@
+//! The pointer parameters of the C calls, as types.
+//!
+//! A C call declares its pointer parameters with these types rather than
+//! raw pointers. Each is `#[repr(transparent)]` over the pointer C passes,
+//! so the ABI is the C one, and `build.rs` prints it in the header as that
+//! C type (`CStrArg` as `const char *`, see `ARG_TYPES` there).
+//!
+//! Their field is private: Rust code gets a value only as a parameter of an
+//! `unsafe extern "C"` call, whose C caller promises what the type's
+//! documentation says (libnbd's contract for that parameter), or from the
+//! type's `unsafe fn new`, whose caller promises the same. None is `Clone`.
+//! Their safe methods rely on that promise: each checks for NULL (failing
+//! with EFAULT, "PARAM cannot be NULL") and holds the one `unsafe` block
+//! that reads through the pointer.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use super::null_error;
+use crate::Result;
+
+/// A `const char *` parameter: NULL, or a NUL-terminated string that stays
+/// valid and unchanged until the call returns.
+#[repr(transparent)]
+pub struct CStrArg(*const c_char);
+
+impl CStrArg {
+    /// Wraps `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or point to a NUL-terminated string that stays
+    /// valid and unchanged while the value lives.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn new(ptr: *const c_char) -> CStrArg {
+        CStrArg(ptr)
+    }
+
+    /// The string, borrowed; EFAULT naming `param` when NULL.
+    pub(crate) fn get(&self, param: &str) -> Result<&CStr> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        // SAFETY: not NULL, so a NUL-terminated string valid while `self`
+        // lives (the type's invariant: the C caller's promise).
+        Ok(unsafe { CStr::from_ptr(self.0) })
+    }
+}
+
+/// A `char **` parameter (an `argv`, a list of names): NULL, or an array of
+/// pointers to NUL-terminated strings ended by a NULL pointer, all valid
+/// and unchanged until the call returns.
+#[repr(transparent)]
+pub struct CStrList(*const *mut c_char);
+
+impl CStrList {
+    /// Wraps `list`.
+    ///
+    /// # Safety
+    /// `list` must be NULL or a NULL-terminated array of NUL-terminated
+    /// strings, all valid and unchanged while the value lives.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn new(list: *const *mut c_char) -> CStrList {
+        CStrList(list)
+    }
+
+    /// The strings, borrowed; EFAULT naming `param` when NULL.
+    pub(crate) fn get(&self, param: &str) -> Result<Vec<&CStr>> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        let mut out = Vec::new();
+        let mut p = self.0;
+        // SAFETY: not NULL, so (the type's invariant) every entry up to the
+        // NULL one is a string valid while `self` lives, and the entries
+        // read are all inside the array.
+        unsafe {
+            while !(*p).is_null() {
+                out.push(CStr::from_ptr(*p));
+                p = p.add(1);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A `const void *` buffer parameter, read by the call: NULL, or readable
+/// for the number of bytes the call's length parameter says, until the
+/// call returns.
+///
+/// The length is a separate C parameter, so it is given to [`BufIn::get`]:
+/// the body of the call the value is a parameter of must pass that
+/// parameter, as libnbd's contract pairs them.
+#[repr(transparent)]
+pub struct BufIn(*const c_void);
+
+impl BufIn {
+    /// Wraps `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or readable, while the value lives, for every
+    /// length its [`BufIn::get`] is called with.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn new(ptr: *const c_void) -> BufIn {
+        BufIn(ptr)
+    }
+
+    /// The `len` bytes, borrowed; EFAULT naming `param` when NULL. `len`
+    /// is the length parameter of the same call (see the type).
+    pub(crate) fn get(&self, len: usize, param: &str) -> Result<&[u8]> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        // SAFETY: not NULL, so `len` readable bytes while `self` lives
+        // (the type's invariant: the C caller's promise for this length).
+        Ok(unsafe { std::slice::from_raw_parts(self.0.cast::<u8>(), len) })
+    }
+}
+
+/// A `void *` buffer parameter the call fills: NULL, or writable for the
+/// number of bytes the call's length parameter says, and not otherwise
+/// accessed, until the call returns (for the `aio` calls: until the command
+/// retires).
+///
+/// As for [`BufIn`], the length is given to the methods.
+#[repr(transparent)]
+pub struct BufOut(*mut c_void);
+
+impl BufOut {
+    /// Wraps `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or writable, and not accessed by anything else,
+    /// while the value lives, for every length its [`BufOut::get`] is
+    /// called with.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn new(ptr: *mut c_void) -> BufOut {
+        BufOut(ptr)
+    }
+
+    /// The `len` bytes, borrowed for writing; EFAULT naming `param` when
+    /// NULL. `len` is the length parameter of the same call (see
+    /// [`BufIn`]).
+    pub(crate) fn get(&mut self, len: usize, param: &str) -> Result<&mut [u8]> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        // SAFETY: not NULL, so `len` writable bytes no one else accesses
+        // while `self` lives (the type's invariant), and `&mut self` lends
+        // them out once at a time.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.0.cast::<u8>(), len) })
+    }
+
+    /// The pointer, for a command that keeps it until it retires (the
+    /// `aio` reads); EFAULT naming `param` when NULL. Reading or writing
+    /// through it is up to the (unsafe) code it is given to.
+    pub(crate) fn retained(self, param: &str) -> Result<*mut u8> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        Ok(self.0.cast())
+    }
+}
+
+impl BufIn {
+    /// The pointer, for a command that keeps it until it retires (the
+    /// `aio` writes); EFAULT naming `param` when NULL. Reading through it
+    /// is up to the (unsafe) code it is given to.
+    pub(crate) fn retained(self, param: &str) -> Result<*const u8> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        Ok(self.0.cast())
+    }
+}
