@@ -70,8 +70,22 @@ pub(crate) fn set_error(api: &str, err: &Error) {
         last.message = message;
         last.errno = errno;
     });
-    // SAFETY: __errno_location always returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = errno };
+    nix::errno::Errno::set_raw(errno);
+}
+
+/// This thread's last error, as `nbd_get_error` and `nbd_get_errno` give
+/// it: the message (None if no call has failed) and the errno.
+pub(crate) fn last_error() -> (Option<String>, c_int) {
+    LAST_ERROR
+        .try_with(|last| {
+            let last = last.borrow();
+            let message = last
+                .message
+                .as_ref()
+                .map(|m| m.to_string_lossy().into_owned());
+            (message, last.errno)
+        })
+        .unwrap_or((None, 0))
 }
 
 /// The error for a NULL pointer where the call needs one.
@@ -298,13 +312,10 @@ pub unsafe extern "C" fn nbd_get_errno() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CStr;
 
     fn last_error() -> (String, c_int) {
-        // SAFETY: these take no arguments; after a failed call the
-        // message is this thread's, not NULL.
-        let (msg, errno) = unsafe { (CStr::from_ptr(nbd_get_error()), nbd_get_errno()) };
-        (msg.to_string_lossy().into_owned(), errno)
+        let (msg, errno) = super::last_error();
+        (msg.expect("a call failed"), errno)
     }
 
     /// A call made with `entry!` whose body panics.

@@ -6,13 +6,11 @@
 //! the thread's message (starting with the call's name) and errno for
 //! `nbd_get_error` and `nbd_get_errno`.
 
-use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::ffi::{c_int, c_uint, c_void};
 
 use super::super::aio::completion;
 use super::super::types::nbd_completion_callback;
-use super::super::{
-    check_nonnull, entry, nbd_get_errno, nbd_get_error, nbd_handle, BufIn, BufOut, CStrArg,
-};
+use super::super::{check_nonnull, entry, last_error, nbd_handle, BufIn, BufOut, CStrArg};
 use crate::multiconn::MAX_CONNECTIONS;
 use crate::{Error, Handle, MultiConn, MultiCookie, Result};
 
@@ -62,17 +60,8 @@ fn from_c_cookie(cookie: i64) -> Result<MultiCookie> {
 /// The error a connect function reported by returning NULL: this
 /// thread's last libnbd error, as its failed call left it.
 fn connect_fn_error(i: usize) -> Error {
-    // SAFETY: both read this thread's error state; the message stays valid
-    // until the next failing call of this thread, and is copied at once.
-    let (msg, errno) = unsafe {
-        let m = nbd_get_error();
-        let msg = if m.is_null() {
-            "no error was reported".to_string()
-        } else {
-            CStr::from_ptr(m).to_string_lossy().into_owned()
-        };
-        (msg, nbd_get_errno())
-    };
+    let (msg, errno) = last_error();
+    let msg = msg.unwrap_or_else(|| "no error was reported".to_string());
     let errno = if errno == 0 { libc::EIO } else { errno };
     // The new message gets the strerror suffix again.
     let suffix = format!(": {}", crate::strerror(errno));
