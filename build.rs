@@ -412,14 +412,16 @@ struct Parsed {
     ext_functions: HashMap<String, String>,
 }
 
-/// The parameter types of `src/capi/args.rs` and the C types they stand
-/// for: cbindgen sees a newtype over a pointer; the header shows the
-/// pointer, as libnbd spells it.
+/// The parameter types of `src/capi/args.rs` (and `MultiConnArg`, in
+/// `src/capi/ext/multi.rs`) and the C types they stand for: cbindgen sees
+/// a newtype over a pointer; the header shows the pointer, as libnbd
+/// spells it.
 const ARG_TYPES: &[(&str, &str)] = &[
     ("CStrArg", "const char *"),
     ("CStrList", "char **"),
     ("BufIn", "const void *"),
     ("BufOut", "void *"),
+    ("MultiConnArg", "struct rnbd_multi_conn *"),
 ];
 
 /// `raw` with every parameter type of [`ARG_TYPES`] spelt as its C type:

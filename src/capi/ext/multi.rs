@@ -21,15 +21,21 @@ pub struct rnbd_multi_conn {
     inner: MultiConn,
 }
 
-/// Borrows the pool behind `mc`, failing with EFAULT when it is NULL.
-///
-/// # Safety
-/// `mc` must be NULL or come from `rnbd_multi_conn_connect*` and not be
-/// closed yet.
-unsafe fn pool<'a>(mc: *const rnbd_multi_conn) -> Result<&'a MultiConn> {
-    check_nonnull(mc, "mc")?;
-    // SAFETY: non-NULL, and the caller promises a live pool.
-    Ok(unsafe { &(*mc).inner })
+/// A `struct rnbd_multi_conn *` parameter: NULL, or a pool from
+/// `rnbd_multi_conn_connect*` that `rnbd_multi_conn_close` does not free
+/// before the call returns. Like the types of `capi::args`, only a C
+/// caller makes one (its field is private, and it has no constructor).
+#[repr(transparent)]
+pub struct MultiConnArg(*const rnbd_multi_conn);
+
+impl MultiConnArg {
+    /// The pool, borrowed; EFAULT ("mc cannot be NULL") when NULL.
+    fn get(&self) -> Result<&MultiConn> {
+        check_nonnull(self.0, "mc")?;
+        // SAFETY: not NULL, so a live pool while `self` lives (the type's
+        // invariant: the C caller's promise).
+        Ok(unsafe { &(*self.0).inner })
+    }
 }
 
 /// A new pool for C.
@@ -185,10 +191,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_close(mc: *mut rnbd_multi_conn) {
 /// # Return value
 /// The number of connections, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_connections(mc: *mut rnbd_multi_conn) -> c_int {
+pub unsafe extern "C" fn rnbd_multi_conn_connections(mc: MultiConnArg) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         Ok(mc.connections() as c_int)
     })
 }
@@ -198,22 +203,16 @@ pub unsafe extern "C" fn rnbd_multi_conn_connections(mc: *mut rnbd_multi_conn) -
 /// # Return value
 /// The size, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_get_size(mc: *mut rnbd_multi_conn) -> i64 {
+pub unsafe extern "C" fn rnbd_multi_conn_get_size(mc: MultiConnArg) -> i64 {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         Ok(mc.size() as i64)
     })
 }
 
 /// A query of the export's flags, answered by the first connection.
-///
-/// # Safety
-/// `mc` must be NULL or a live pool.
-unsafe fn flag(mc: *const rnbd_multi_conn, query: fn(&MultiConn) -> Result<bool>) -> Result<c_int> {
-    // SAFETY: the caller's promise.
-    let mc = unsafe { pool(mc) }?;
-    query(mc).map(c_int::from)
+fn flag(mc: &MultiConnArg, query: fn(&MultiConn) -> Result<bool>) -> Result<c_int> {
+    query(mc.get()?).map(c_int::from)
 }
 
 /// Returns whether the export is read-only.
@@ -221,9 +220,8 @@ unsafe fn flag(mc: *const rnbd_multi_conn, query: fn(&MultiConn) -> Result<bool>
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_is_read_only(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::is_read_only) })
+pub unsafe extern "C" fn rnbd_multi_conn_is_read_only(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::is_read_only))
 }
 
 /// Returns whether the server supports flush.
@@ -231,9 +229,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_is_read_only(mc: *mut rnbd_multi_conn) 
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_flush(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_flush) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_flush(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_flush))
 }
 
 /// Returns whether the server supports the FUA flag.
@@ -241,9 +238,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_flush(mc: *mut rnbd_multi_conn) -> 
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_fua(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_fua) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_fua(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_fua))
 }
 
 /// Returns whether the server supports trim.
@@ -251,9 +247,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_fua(mc: *mut rnbd_multi_conn) -> c_
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_trim(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_trim) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_trim(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_trim))
 }
 
 /// Returns whether the server supports write-zeroes.
@@ -261,9 +256,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_trim(mc: *mut rnbd_multi_conn) -> c
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_zero(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_zero) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_zero(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_zero))
 }
 
 /// Returns whether the server supports cache (prefetch).
@@ -271,9 +265,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_zero(mc: *mut rnbd_multi_conn) -> c
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_cache(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_cache) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_cache(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_cache))
 }
 
 /// Returns whether the server advertises multi-conn (without it the
@@ -282,9 +275,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_cache(mc: *mut rnbd_multi_conn) -> 
 /// # Return value
 /// 1 if true, 0 if false, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_can_multi_conn(mc: *mut rnbd_multi_conn) -> c_int {
-    // SAFETY: mc is NULL or a live pool (the caller's promise).
-    entry!(|| unsafe { flag(mc, MultiConn::can_multi_conn) })
+pub unsafe extern "C" fn rnbd_multi_conn_can_multi_conn(mc: MultiConnArg) -> c_int {
+    entry!(|| flag(&mc, MultiConn::can_multi_conn))
 }
 
 /// Reads `count` bytes at `offset` into `buf`, as `nbd_pread` (same
@@ -294,15 +286,14 @@ pub unsafe extern "C" fn rnbd_multi_conn_can_multi_conn(mc: *mut rnbd_multi_conn
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_pread(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     mut buf: BufOut,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         let buf = buf.get(count, "buf")?;
         mc.pread(buf, offset, flags).map(|()| 0)
     })
@@ -316,15 +307,14 @@ pub unsafe extern "C" fn rnbd_multi_conn_pread(
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     buf: BufIn,
     count: usize,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         let buf = buf.get(count, "buf")?;
         mc.pwrite(buf, offset, flags).map(|()| 0)
     })
@@ -338,10 +328,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_flush(mc: *mut rnbd_multi_conn, flags: u32) -> c_int {
+pub unsafe extern "C" fn rnbd_multi_conn_flush(mc: MultiConnArg, flags: u32) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.flush(flags).map(|()| 0)
     })
 }
@@ -352,14 +341,13 @@ pub unsafe extern "C" fn rnbd_multi_conn_flush(mc: *mut rnbd_multi_conn, flags: 
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_trim(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     count: u64,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.trim(count, offset, flags).map(|()| 0)
     })
 }
@@ -371,14 +359,13 @@ pub unsafe extern "C" fn rnbd_multi_conn_trim(
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_zero(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     count: u64,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.zero(count, offset, flags).map(|()| 0)
     })
 }
@@ -390,14 +377,13 @@ pub unsafe extern "C" fn rnbd_multi_conn_zero(
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_cache(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     count: u64,
     offset: u64,
     flags: u32,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.cache(count, offset, flags).map(|()| 0)
     })
 }
@@ -409,10 +395,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_cache(
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: *mut rnbd_multi_conn, flags: u32) -> c_int {
+pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: MultiConnArg, flags: u32) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.shutdown(flags).map(|()| 0)
     })
 }
@@ -428,7 +413,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: *mut rnbd_multi_conn, flag
 /// error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     buf: BufOut,
     count: usize,
     offset: u64,
@@ -437,8 +422,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         let buf = buf.retained("buf")?;
         // SAFETY: what MultiConn::aio_pread asks is the C caller's promise
         // for `buf` (see BufOut): `count` writable bytes, untouched by the
@@ -456,7 +440,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
 /// The command's cookie, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     buf: BufIn,
     count: usize,
     offset: u64,
@@ -465,8 +449,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         let buf = buf.retained("buf")?;
         // SAFETY: what MultiConn::aio_pwrite asks is the C caller's promise
         // for `buf` (see BufIn): `count` readable bytes, unchanged, until
@@ -484,14 +467,13 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
 /// The command's cookie, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_flush(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     completion_callback: nbd_completion_callback,
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         to_c_cookie(mc.aio_flush(completion, flags)?)
     })
 }
@@ -503,7 +485,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_flush(
 /// The command's cookie, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     count: u64,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -511,8 +493,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         to_c_cookie(mc.aio_trim(count, offset, completion, flags)?)
     })
 }
@@ -524,7 +505,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
 /// The command's cookie, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     count: u64,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -532,8 +513,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         to_c_cookie(mc.aio_zero(count, offset, completion, flags)?)
     })
 }
@@ -549,12 +529,11 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
 /// - `EINVAL`: `cookie` names no command of the pool.
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_multi_conn_aio_command_completed(
-    mc: *mut rnbd_multi_conn,
+    mc: MultiConnArg,
     cookie: i64,
 ) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.aio_command_completed(from_c_cookie(cookie)?)
             .map(c_int::from)
     })
@@ -566,10 +545,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_command_completed(
 /// # Return value
 /// The number of commands, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_aio_in_flight(mc: *mut rnbd_multi_conn) -> c_int {
+pub unsafe extern "C" fn rnbd_multi_conn_aio_in_flight(mc: MultiConnArg) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         Ok(mc.aio_in_flight()?.min(c_int::MAX as usize) as c_int)
     })
 }
@@ -582,10 +560,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_in_flight(mc: *mut rnbd_multi_conn)
 /// 1 if a connection made progress, 0 on timeout, -1 on error (a
 /// connection died: the pool fails from then on).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_poll(mc: *mut rnbd_multi_conn, timeout: c_int) -> c_int {
+pub unsafe extern "C" fn rnbd_multi_conn_poll(mc: MultiConnArg, timeout: c_int) -> c_int {
     entry!(|| {
-        // SAFETY: mc is NULL or a live pool (the caller's promise).
-        let mc = unsafe { pool(mc) }?;
+        let mc = mc.get()?;
         mc.poll(timeout)
     })
 }
