@@ -9,22 +9,14 @@ use crate::{Chunk, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
 pub(super) fn completion(cb: nbd_completion_callback) -> Option<Completion> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return None;
-    }
-    // SAFETY: the C caller provides a callback and free valid for user_data.
-    Some(unsafe { Completion::from_c(cb.callback, cb.user_data, cb.free) })
+    cb.into_core()
 }
 
 /// Takes ownership of a C chunk callback, which must not be NULL: a
 /// closure with only a free function is not (it is never called, and
 /// freed once), as in libnbd.
 fn chunk(cb: nbd_chunk_callback) -> Result<Chunk> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return Err(null_error("chunk"));
-    }
-    // SAFETY: as in `completion`; dropping it on error calls free once.
-    Ok(unsafe { Chunk::from_c(cb.callback, cb.user_data, cb.free) })
+    cb.into_core().ok_or_else(|| null_error("chunk"))
 }
 
 /// A started command's cookie as the C API returns it.

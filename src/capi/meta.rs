@@ -6,37 +6,18 @@ use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
 use super::{entry, malloc_c_string, nbd_handle, null_error, CStrArg, CStrList};
-use crate::callback::{Extent, Extent64, Extent64Cb};
+use crate::callback::{Extent, Extent64Cb};
 use crate::Result;
 
 /// Takes ownership of a required extent callback; only a closure with
 /// neither function nor free function is NULL (as in libnbd).
 fn extent(cb: nbd_extent_callback) -> Result<Extent> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return Err(null_error("extent"));
-    }
-    // SAFETY: the C caller's callback and free are valid for user_data;
-    // dropping the value on error calls free once.
-    Ok(unsafe { Extent::from_c(cb.callback, cb.user_data, cb.free) })
+    cb.into_core().ok_or_else(|| null_error("extent"))
 }
-
-// nbd_extent and Extent64 are the same C struct: two uint64_t.
-const _: () = assert!(
-    std::mem::size_of::<super::types::nbd_extent>() == std::mem::size_of::<Extent64>()
-        && std::mem::align_of::<super::types::nbd_extent>() == std::mem::align_of::<Extent64>()
-);
 
 /// As [`extent`], with 64-bit extents.
 fn extent64(cb: nbd_extent64_callback) -> Result<Extent64Cb> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return Err(null_error("extent64"));
-    }
-    // SAFETY: the function takes `nbd_extent *`, which has Extent64's
-    // layout (checked above), so the pointer types are interchangeable.
-    let callback: Option<crate::callback::Extent64FnPtr> =
-        unsafe { std::mem::transmute(cb.callback) };
-    // SAFETY: as in `extent`.
-    Ok(unsafe { Extent64Cb::from_c(callback, cb.user_data, cb.free) })
+    cb.into_core().ok_or_else(|| null_error("extent64"))
 }
 
 /// Adds a meta context to ask the server for.

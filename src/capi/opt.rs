@@ -10,21 +10,12 @@ use crate::{Context, List, Result};
 /// Takes ownership of a required list callback; only a closure with
 /// neither function nor free function is NULL (as in libnbd).
 fn list(cb: nbd_list_callback) -> Result<List> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return Err(null_error("list"));
-    }
-    // SAFETY: the C caller's callback and free are valid for user_data;
-    // dropping the value on error calls free once.
-    Ok(unsafe { List::from_c(cb.callback, cb.user_data, cb.free) })
+    cb.into_core().ok_or_else(|| null_error("list"))
 }
 
 /// Takes ownership of a required context callback (as `list`).
 fn context(cb: nbd_context_callback) -> Result<Context> {
-    if cb.callback.is_none() && cb.free.is_none() {
-        return Err(null_error("context"));
-    }
-    // SAFETY: as in `list`.
-    Ok(unsafe { Context::from_c(cb.callback, cb.user_data, cb.free) })
+    cb.into_core().ok_or_else(|| null_error("context"))
 }
 
 /// Reads a NULL-terminated `char **` list of strings (queries, contexts).

@@ -52,9 +52,8 @@ pub const LIBNBD_READ_ERROR: c_int = 3;
 
 /// Called for each chunk of a structured read.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_chunk_callback {
-    pub callback: Option<
+    callback: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
             subbuf: *const c_void,
@@ -64,17 +63,16 @@ pub struct nbd_chunk_callback {
             error: *mut c_int,
         ) -> c_int,
     >,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// Called once when an asynchronous command completes.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_completion_callback {
-    pub callback: Option<unsafe extern "C" fn(user_data: *mut c_void, error: *mut c_int) -> c_int>,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    callback: Option<unsafe extern "C" fn(user_data: *mut c_void, error: *mut c_int) -> c_int>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// Called for each debug message.
@@ -94,9 +92,8 @@ pub struct nbd_debug_callback {
 
 /// Called for each metadata context's extents in a block status reply.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_extent_callback {
-    pub callback: Option<
+    callback: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
             metacontext: *const c_char,
@@ -106,33 +103,30 @@ pub struct nbd_extent_callback {
             error: *mut c_int,
         ) -> c_int,
     >,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// Called for each export the server lists.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_list_callback {
-    pub callback: Option<
+    callback: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
             name: *const c_char,
             description: *const c_char,
         ) -> c_int,
     >,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// Called for each metadata context the server lists or sets.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_context_callback {
-    pub callback:
-        Option<unsafe extern "C" fn(user_data: *mut c_void, name: *const c_char) -> c_int>,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    callback: Option<unsafe extern "C" fn(user_data: *mut c_void, name: *const c_char) -> c_int>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 // Added after libnbd 1.14.
@@ -169,9 +163,8 @@ pub struct nbd_extent {
 
 /// Called for each metadata context's extents in a 64-bit block status reply.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_extent64_callback {
-    pub callback: Option<
+    callback: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
             metacontext: *const c_char,
@@ -181,8 +174,78 @@ pub struct nbd_extent64_callback {
             error: *mut c_int,
         ) -> c_int,
     >,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+// The callback structs are made only by C callers: they are passed by
+// value to the `unsafe extern "C"` calls, and their fields are private to
+// this module (and they are neither Clone nor Copy). Whoever passes one
+// promises, as libnbd's contract, that `callback` and `free` may be called
+// with `user_data` (from whichever thread drives the handle), and hands
+// `user_data` over to the library. `into_core` relies on that.
+macro_rules! callback_into_core {
+    ($($c:ident => $core:ty),* $(,)?) => {$(
+        impl $c {
+            /// The callback as the core's type, which now owns `user_data`
+            /// (dropping it calls `free` once); None for libnbd's NULL
+            /// closure, with neither a function nor a free function.
+            pub(crate) fn into_core(self) -> Option<$core> {
+                if self.callback.is_none() && self.free.is_none() {
+                    return None;
+                }
+                // SAFETY: the struct's invariant (above): C's function and
+                // free function may be called with its user_data, given
+                // up to us; `self` is consumed, so this happens once.
+                Some(unsafe { <$core>::from_c(self.callback, self.user_data, self.free) })
+            }
+        }
+    )*};
+}
+
+callback_into_core!(
+    nbd_completion_callback => crate::Completion,
+    nbd_chunk_callback => crate::Chunk,
+    nbd_list_callback => crate::List,
+    nbd_context_callback => crate::Context,
+    nbd_extent_callback => crate::callback::Extent,
+);
+
+// nbd_extent and Extent64 are the same C struct: two uint64_t.
+const _: () = assert!(
+    std::mem::size_of::<nbd_extent>() == std::mem::size_of::<crate::callback::Extent64>()
+        && std::mem::align_of::<nbd_extent>() == std::mem::align_of::<crate::callback::Extent64>()
+);
+
+impl nbd_extent64_callback {
+    /// As the `into_core` of the other callback structs.
+    pub(crate) fn into_core(self) -> Option<crate::callback::Extent64Cb> {
+        if self.callback.is_none() && self.free.is_none() {
+            return None;
+        }
+        // SAFETY: C's function takes `nbd_extent *`, which has Extent64's
+        // layout (checked above), so it is also an Extent64FnPtr; and then
+        // as in `callback_into_core`: the struct's invariant, consumed once.
+        Some(unsafe {
+            crate::callback::Extent64Cb::from_c(
+                std::mem::transmute::<
+                    Option<
+                        unsafe extern "C" fn(
+                            *mut c_void,
+                            *const c_char,
+                            u64,
+                            *mut nbd_extent,
+                            usize,
+                            *mut c_int,
+                        ) -> c_int,
+                    >,
+                    Option<crate::callback::Extent64FnPtr>,
+                >(self.callback),
+                self.user_data,
+                self.free,
+            )
+        })
+    }
 }
 
 // The C constants above are the Rust types' values: cbindgen needs them
