@@ -262,18 +262,33 @@ pub(crate) fn ffi_call<T: ErrorValue>(api: &'static str, f: impl FnOnce() -> Res
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => value,
         Ok(Err(err)) => {
-            set_error(api, &err);
+            record_error(api, err);
             T::ERROR
         }
         Err(panic) => {
-            let what = panic_message(&*panic);
-            set_error(
-                api,
-                &Error::new(libc::EIO, format!("internal error (panic): {what}")),
-            );
+            record_panic(api, panic);
             T::ERROR
         }
     }
+}
+
+// The failure paths of `ffi_call`, out of line and not generic: they are
+// compiled once instead of into each of the library's C calls.
+
+#[cold]
+#[inline(never)]
+fn record_error(api: &str, err: Error) {
+    set_error(api, &err);
+}
+
+#[cold]
+#[inline(never)]
+fn record_panic(api: &str, panic: Box<dyn std::any::Any + Send>) {
+    let what = panic_message(&*panic);
+    set_error(
+        api,
+        &Error::new(libc::EIO, format!("internal error (panic): {what}")),
+    );
 }
 
 /// Runs `f` on the handle behind `h`: NULL `h` fails with EFAULT.
