@@ -1,6 +1,8 @@
 //! Block status replies: decoding extents and handing them to the
 //! command's extent callback, in 32-bit or 64-bit form as it wants.
 
+use std::ffi::{CStr, CString};
+
 use super::{CommandId, Conn};
 use crate::callback::{Extent, Extent64, Extent64Cb};
 use crate::proto;
@@ -29,14 +31,6 @@ pub(super) fn plausible_length(kind: u16, length: u64) -> bool {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
-}
-
 impl Conn {
     /// Handles a whole block status chunk of `length` bytes at `rbuf[rpos..]`.
     ///
@@ -53,94 +47,49 @@ impl Conn {
             self.set_command_error(id, libc::EPROTO);
         }
         let payload = &self.rbuf[self.rpos..self.rpos + length];
-        if wide_chunk && be32(payload, 4) as usize != (length - 8) / 16 {
+        if wide_chunk && proto::be32(payload, 4) as usize != (length - 8) / 16 {
             // The descriptor count does not match the length.
             self.set_command_error(id, libc::EPROTO);
             return;
         }
-        let context_id = be32(payload, 0);
-        let Some(name) = self
-            .negotiated
-            .meta_contexts
-            .iter()
-            .find(|(cid, _)| *cid == context_id)
-            .map(|(_, n)| n.clone())
-        else {
+        let context_id = proto::be32(payload, 0);
+        let Some(name) = self.meta_context_name(context_id) else {
             self.debug
                 .log(|| format!("server sent unexpected meta context ID {context_id}"));
             return;
         };
-        // Decode into reusable scratch space.
-        self.extents64.clear();
-        if wide_chunk {
-            for d in payload[8..].chunks_exact(16) {
-                self.extents64.push(Extent64 {
-                    length: be64(d, 0),
-                    flags: be64(d, 8),
-                });
-            }
-        } else {
-            for d in payload[4..].chunks_exact(8) {
-                self.extents64.push(Extent64 {
-                    length: be32(d, 0) as u64,
-                    flags: be32(d, 4) as u64,
-                });
-            }
-        }
+        decode_extents(wide_chunk, payload, &mut self.extents64);
         let export_size = self.negotiated.export.size;
         let slot = &mut self.slots[id.index as usize];
         let narrow = matches!(slot.extent, Some(ExtentCallback::Narrow(_)));
-        let offset = slot.offset;
-        let cap = export_size.saturating_sub(offset);
-        let mut total = 0u64;
-        let mut shown = 0;
-        for (i, e) in self.extents64.iter_mut().enumerate() {
-            let mut stop = false;
-            if e.length > i64::MAX as u64 {
-                stop = true;
-                e.length = i64::MAX as u64 + 1 - super::MAX_REQUEST_SIZE;
-            }
-            if narrow && e.length > u32::MAX as u64 {
-                stop = true;
-                e.length = u32::MAX as u64 + 1 - super::MAX_REQUEST_SIZE;
-            }
-            if narrow && e.flags > u32::MAX as u64 {
-                if i > 0 {
-                    break;
-                }
-                stop = true;
-                if slot.error == 0 {
-                    slot.error = libc::EOVERFLOW;
-                }
-                e.flags &= u32::MAX as u64;
-            }
-            if e.length > cap - total {
-                e.length = cap - total;
-                stop = true;
-                if slot.error == 0 {
-                    slot.error = libc::EPROTO;
-                }
-            }
-            if e.length == 0 {
-                if i > 0 {
-                    break;
-                }
-                stop = true;
-                if slot.error == 0 {
-                    slot.error = libc::EPROTO;
-                }
-            }
-            total += e.length;
-            shown = i + 1;
-            if stop {
-                break;
-            }
-        }
+        let cap = export_size.saturating_sub(slot.offset);
+        let (shown, errno) = clamp_extents(&mut self.extents64, narrow, cap);
         self.extents64.truncate(shown);
+        if slot.error == 0 {
+            slot.error = errno;
+        }
+        self.call_extent(id, &name);
+    }
+
+    /// The name of the meta context the server agreed to as `context_id`.
+    fn meta_context_name(&self, context_id: u32) -> Option<CString> {
+        self.negotiated
+            .meta_contexts
+            .iter()
+            .find(|(cid, _)| *cid == context_id)
+            .map(|(_, n)| n.clone())
+    }
+
+    /// Shows the extents in `extents64` to the command's extent callback,
+    /// converted at the last moment for a 32-bit one; a failure (-1) sets
+    /// the command's error if it has none.
+    fn call_extent(&mut self, id: CommandId, name: &CStr) {
+        let slot = &mut self.slots[id.index as usize];
+        let offset = slot.offset;
         let mut error = slot.error;
         let r = match slot.extent.as_mut() {
             Some(ExtentCallback::Wide(cb)) if cb.is_callable() => {
-                cb.call(&name, offset, &mut self.extents64, &mut error)
+                cb.call(name, offset, &mut self.extents64, &mut error)
             }
             Some(ExtentCallback::Narrow(cb)) if cb.is_callable() => {
                 self.extents32.clear();
@@ -148,7 +97,7 @@ impl Conn {
                     self.extents32.push(e.length as u32);
                     self.extents32.push(e.flags as u32);
                 }
-                cb.call(&name, offset, &mut self.extents32, &mut error)
+                cb.call(name, offset, &mut self.extents32, &mut error)
             }
             _ => 0,
         };
@@ -156,4 +105,73 @@ impl Conn {
             slot.error = if error != 0 { error } else { libc::EPROTO };
         }
     }
+}
+
+/// Decodes a block status payload's descriptors (after the context id,
+/// and for an extended chunk the count) into `out`, reused scratch space.
+fn decode_extents(wide_chunk: bool, payload: &[u8], out: &mut Vec<Extent64>) {
+    out.clear();
+    if wide_chunk {
+        out.extend(payload[8..].chunks_exact(16).map(|d| Extent64 {
+            length: proto::be64(d, 0),
+            flags: proto::be64(d, 8),
+        }));
+    } else {
+        out.extend(payload[4..].chunks_exact(8).map(|d| Extent64 {
+            length: proto::be32(d, 0) as u64,
+            flags: proto::be32(d, 4) as u64,
+        }));
+    }
+}
+
+/// Clamps the extents a callback is shown (see
+/// [`Conn::block_status_chunk`]); `cap` is what is left of the export
+/// from the request's offset. Returns how many to show and the errno the
+/// command gets (0 for none).
+fn clamp_extents(extents: &mut [Extent64], narrow: bool, cap: u64) -> (usize, i32) {
+    let mut errno = 0;
+    let mut set = |e: i32| {
+        if errno == 0 {
+            errno = e;
+        }
+    };
+    let mut total = 0u64;
+    let mut shown = 0;
+    for (i, e) in extents.iter_mut().enumerate() {
+        let mut stop = false;
+        if e.length > i64::MAX as u64 {
+            stop = true;
+            e.length = i64::MAX as u64 + 1 - super::MAX_REQUEST_SIZE;
+        }
+        if narrow && e.length > u32::MAX as u64 {
+            stop = true;
+            e.length = u32::MAX as u64 + 1 - super::MAX_REQUEST_SIZE;
+        }
+        if narrow && e.flags > u32::MAX as u64 {
+            if i > 0 {
+                break;
+            }
+            stop = true;
+            set(libc::EOVERFLOW);
+            e.flags &= u32::MAX as u64;
+        }
+        if e.length > cap - total {
+            e.length = cap - total;
+            stop = true;
+            set(libc::EPROTO);
+        }
+        if e.length == 0 {
+            if i > 0 {
+                break;
+            }
+            stop = true;
+            set(libc::EPROTO);
+        }
+        total += e.length;
+        shown = i + 1;
+        if stop {
+            break;
+        }
+    }
+    (shown, errno)
 }
