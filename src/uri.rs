@@ -241,7 +241,33 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     };
     let url = url.map_err(|_| unparsable())?;
 
-    // Schemes are case-insensitive (RFC 3986), as are parameter names.
+    let (kind, tls) = lookup_scheme(raw, scheme)?;
+    check_policy(kind, tls, scheme, policy)?;
+
+    let queries = match url.query() {
+        Some(q) => parse_query(q).ok_or_else(unparsable)?,
+        None => Vec::new(),
+    };
+    let socket = socket_param(&queries, kind, tls, scheme)?;
+    let uri_tls = tls_params(&queries, tls, policy)?;
+
+    let username = match hostless_user.unwrap_or(url.username()) {
+        "" => None,
+        user => Some(decode(user).ok_or_else(unparsable)?),
+    };
+    let export_name = export_name(&url).ok_or_else(unparsable)?;
+    let host = host(&url).ok_or_else(unparsable)?;
+    Ok(NbdUri {
+        target: target(kind, host, url.port(), socket)?,
+        export_name,
+        username,
+        tls: uri_tls,
+    })
+}
+
+/// The transport and TLS of a known scheme (in any case, as RFC 3986
+/// says), which must be followed by `//`.
+fn lookup_scheme(raw: &str, scheme: &str) -> Result<(Kind, bool)> {
     let Some(&(_, kind, tls)) = SCHEMES
         .iter()
         .find(|(name, _, _)| name.eq_ignore_ascii_case(scheme))
@@ -251,7 +277,11 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     if !raw[scheme.len()..].starts_with("://") {
         return Err(einval(format!("URI must begin with '{scheme}://'")));
     }
+    Ok((kind, tls))
+}
 
+/// Whether the handle's policy permits the scheme's transport and TLS.
+fn check_policy(kind: Kind, tls: bool, scheme: &str, policy: &Policy) -> Result<()> {
     let allowed = match kind {
         Kind::Tcp => LIBNBD_ALLOW_TRANSPORT_TCP,
         Kind::Unix => LIBNBD_ALLOW_TRANSPORT_UNIX,
@@ -272,19 +302,23 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
             format!("URI TLS setting {scheme} is not permitted"),
         ));
     }
+    Ok(())
+}
 
-    let queries = match url.query() {
-        Some(q) => parse_query(q).ok_or_else(unparsable)?,
-        None => Vec::new(),
-    };
+/// The last `socket` parameter: required for Unix sockets, optional
+/// through ssh, else refused.
+fn socket_param(
+    queries: &[(Vec<u8>, Vec<u8>)],
+    kind: Kind,
+    tls: bool,
+    scheme: &str,
+) -> Result<Option<Vec<u8>>> {
     let socket = queries
         .iter()
         .rev()
         .find(|(name, _)| name.eq_ignore_ascii_case(b"socket"))
         .map(|(_, value)| value.clone());
-    // Required for Unix sockets, optional through ssh, else refused.
-    let socket_required = kind == Kind::Unix;
-    if socket_required && socket.is_none() {
+    if kind == Kind::Unix && socket.is_none() {
         return Err(einval(format!(
             "cannot parse socket parameter from NBD URI \
              (did you mean to use \"{scheme}:///?socket=...\"?)"
@@ -297,12 +331,17 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
              (did you mean to use \"{base}+unix:///?socket=...\"?)"
         )));
     }
+    Ok(socket)
+}
 
+/// The `tls-*` parameters (local files only if the policy allows them);
+/// other parameters are ignored, as libnbd ignores them.
+fn tls_params(queries: &[(Vec<u8>, Vec<u8>)], require: bool, policy: &Policy) -> Result<UriTls> {
     let mut uri_tls = UriTls {
-        require: tls,
+        require,
         ..UriTls::default()
     };
-    for (name, value) in &queries {
+    for (name, value) in queries {
         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
         if (name == "tls-certificates" || name == "tls-psk-file") && !policy.allow_local_file {
             return Err(Error::new(
@@ -313,7 +352,6 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
                 ),
             ));
         }
-        // Other parameters are ignored, as libnbd ignores them.
         match &*name {
             "tls-certificates" => uri_tls.certificates = Some(value.clone()),
             "tls-psk-file" => uri_tls.psk_file = Some(value.clone()),
@@ -322,71 +360,69 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
             _ => {}
         }
     }
+    Ok(uri_tls)
+}
 
-    let username = match hostless_user.unwrap_or(url.username()) {
-        "" => None,
-        user => Some(decode(user).ok_or_else(unparsable)?),
-    };
-    let path = decode(url.path()).ok_or_else(unparsable)?;
-    let export_name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
-    if export_name.contains(&0) {
-        return Err(unparsable());
-    }
+/// The export name: the decoded path without its first `/` (no NUL).
+fn export_name(url: &url::Url) -> Option<Vec<u8>> {
+    let path = decode(url.path())?;
+    let name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
+    (!name.contains(&0)).then_some(name)
+}
 
-    let host = match url.host_str() {
-        None => String::new(),
-        Some(h) => {
-            let h = h
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(h);
-            String::from_utf8(decode(h).ok_or_else(unparsable)?).map_err(|_| unparsable())?
-        }
+/// The decoded host, without an IPv6 literal's brackets ("" for none).
+fn host(url: &url::Url) -> Option<String> {
+    let Some(h) = url.host_str() else {
+        return Some(String::new());
     };
-    let target = match kind {
+    let h = h
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h);
+    String::from_utf8(decode(h)?).ok()
+}
+
+/// Where to connect, from the transport, host, port and socket.
+fn target(kind: Kind, host: String, port: Option<u16>, socket: Option<Vec<u8>>) -> Result<Target> {
+    Ok(match kind {
         Kind::Tcp => Target::Tcp {
             host: if host.is_empty() {
                 "localhost".to_string()
             } else {
                 host
             },
-            port: url.port().unwrap_or(DEFAULT_PORT).to_string(),
+            port: port.unwrap_or(DEFAULT_PORT).to_string(),
         },
         Kind::Unix => Target::Unix {
             path: socket.unwrap_or_default(),
         },
-        Kind::Vsock => {
-            let cid = if host.is_empty() {
-                VSOCK_HOST_CID
-            } else {
-                // Leading decimal digits, as sscanf("%u") reads them.
-                let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
-                digits
-                    .parse::<u32>()
-                    .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))?
-            };
-            Target::Vsock {
-                cid,
-                port: url.port().map_or(u32::from(DEFAULT_PORT), u32::from),
-            }
-        }
+        Kind::Vsock => Target::Vsock {
+            cid: vsock_cid(&host)?,
+            port: port.map_or(u32::from(DEFAULT_PORT), u32::from),
+        },
         Kind::Ssh => {
             if host.is_empty() {
                 return Err(einval("SSH transport requires a server name".into()));
             }
             Target::Ssh {
                 host,
-                port: url.port().unwrap_or(SSH_PORT),
+                port: port.unwrap_or(SSH_PORT),
                 socket,
             }
         }
-    };
-    Ok(NbdUri {
-        target,
-        export_name,
-        username,
-        tls: uri_tls,
     })
+}
+
+/// A vsock URI's host is the CID: its leading decimal digits, as
+/// sscanf("%u") reads them; the host's CID when there is none.
+fn vsock_cid(host: &str) -> Result<u32> {
+    if host.is_empty() {
+        return Ok(VSOCK_HOST_CID);
+    }
+    let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits
+        .parse::<u32>()
+        .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))
 }
 
 /// Whether `s` could be an NBD URI: it starts with an NBD scheme (in any
