@@ -1,7 +1,7 @@
 //! The handshake: greeting, global flags, options, export information.
 
 use super::{protocol_error, Conn, Phase, Step};
-use crate::proto::{self, ExportInfo};
+use crate::proto::{self, ExportInfo, OptionReply};
 use crate::{Error, Result};
 
 /// Longest option reply payload kept. The largest meaningful one is an
@@ -13,153 +13,167 @@ const MAX_OPTION_PAYLOAD: usize = 2 * proto::MAX_STRING_LEN + 8;
 impl Conn {
     // ---- handshake -------------------------------------------------------------
 
+    /// Handles one step of the handshake; false if it needs more bytes.
     pub(super) fn read_handshake(&mut self, step: Step) -> Result<bool> {
         match step {
-            Step::Greeting => {
-                if !self.fill(proto::GREETING_LEN)? {
-                    return Ok(false);
-                }
-                let mut g = [0u8; proto::GREETING_LEN];
-                g.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::GREETING_LEN]);
-                self.consume(proto::GREETING_LEN);
-                match proto::decode_greeting(&g) {
-                    Some(proto::Greeting::Oldstyle) => {
-                        self.negotiated.protocol = "oldstyle";
-                        self.phase = Phase::Handshake(Step::OldstyleRest);
-                    }
-                    Some(proto::Greeting::Newstyle) => {
-                        self.phase = Phase::Handshake(Step::GlobalFlags);
-                    }
-                    None => {
-                        return Err(protocol_error(
-                            "handshake: server did not send expected NBD magic",
-                        ))
-                    }
-                }
-            }
-            Step::OldstyleRest => {
-                if !self.fill(proto::OLDSTYLE_REST_LEN)? {
-                    return Ok(false);
-                }
-                // An oldstyle server cannot do TLS.
-                self.check_tls_not_required("is oldstyle")?;
-                let info = proto::decode_oldstyle_rest(&self.rbuf[self.rpos..self.rend]);
-                // The high half of the 32 flag bits is global flags, which
-                // an oldstyle server must leave zero.
-                let gflags = &self.rbuf[self.rpos + 8..self.rpos + 10];
-                if gflags != [0, 0] {
-                    return Err(protocol_error(
-                        "handshake: oldstyle server should not set gflags",
-                    ));
-                }
-                self.consume(proto::OLDSTYLE_REST_LEN);
-                self.settings.handshake_flags = 0;
-                self.finish_handshake(info)?;
-            }
-            Step::GlobalFlags => {
-                if !self.fill(2)? {
-                    return Ok(false);
-                }
-                let gflags = u16::from_be_bytes([self.rbuf[self.rpos], self.rbuf[self.rpos + 1]]);
-                self.consume(2);
-                // Use only what both sides want (the caller may mask bits
-                // with nbd_set_handshake_flags); the setting then reads
-                // back as what was used, as in libnbd.
-                let used = self.settings.handshake_flags & u32::from(gflags);
-                self.settings.handshake_flags = used;
-                let fixed = used & proto::NBD_FLAG_C_FIXED_NEWSTYLE != 0;
-                if !fixed {
-                    self.check_tls_not_required("is not using fixed newstyle")?;
-                }
-                self.no_zeroes = used & proto::NBD_FLAG_C_NO_ZEROES != 0;
-                self.hs_out.extend_from_slice(&used.to_be_bytes());
-                if fixed {
-                    self.negotiated.protocol = "newstyle-fixed";
-                    self.next_auto_option();
-                } else {
-                    self.negotiated.protocol = "newstyle";
-                    if self.settings.opt_mode {
-                        // The caller may still set the export name; only
-                        // nbd_opt_go (and nbd_opt_abort) can follow.
-                        self.phase = Phase::Negotiating;
-                    } else {
-                        self.send_export_name();
-                    }
-                }
-            }
+            Step::Greeting => self.read_greeting(),
+            Step::OldstyleRest => self.read_oldstyle_rest(),
+            Step::GlobalFlags => self.read_global_flags(),
             Step::OptionReply(option) if self.opt_skip.is_some() => {
-                // Skipping a long reply's payload.
-                let (reply_type, mut left) = self.opt_skip.expect("checked");
-                while left > 0 {
-                    if !self.fill(1)? {
-                        self.opt_skip = Some((reply_type, left));
-                        return Ok(false);
-                    }
-                    let take = self.buffered().min(left);
-                    self.consume(take);
-                    left -= take;
-                }
-                self.opt_skip = None;
-                match reply_type {
-                    proto::NBD_REP_INFO | proto::NBD_REP_SERVER | proto::NBD_REP_META_CONTEXT => {
-                        self.debug.log(|| {
-                            format!("skipping large reply of type {reply_type} to option {option}")
-                        });
-                    }
-                    _ => return Err(protocol_error("handshake: option reply payload too large")),
-                }
+                self.skip_option_payload(option)
             }
-            Step::OptionReply(option) => {
-                if !self.fill(proto::OPTION_REPLY_LEN)? {
-                    return Ok(false);
-                }
-                let mut h = [0u8; proto::OPTION_REPLY_LEN];
-                h.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::OPTION_REPLY_LEN]);
-                let reply = proto::decode_option_reply(&h)
-                    .filter(|r| r.option == option)
-                    .ok_or_else(|| {
-                        protocol_error("handshake: invalid option reply magic or option")
-                    })?;
-                let len = reply.length as usize;
-                if len as u64 > super::MAX_REQUEST_SIZE {
-                    return Err(protocol_error("handshake: invalid option reply length"));
-                }
-                // Lengths the protocol fixes (as libnbd checks them).
-                if reply.reply_type == proto::NBD_REP_ACK && len != 0 {
-                    return Err(protocol_error(
-                        "handshake: invalid NBD_REP_ACK option reply length",
-                    ));
-                }
-                if reply.reply_type & proto::NBD_REP_FLAG_ERROR != 0 && len > proto::MAX_STRING_LEN
-                {
-                    return Err(protocol_error("handshake: option error string too long"));
-                }
-                if len > MAX_OPTION_PAYLOAD {
-                    self.consume(proto::OPTION_REPLY_LEN);
-                    self.opt_skip = Some((reply.reply_type, len));
-                    return self.read_handshake(step);
-                }
-                if !self.fill(proto::OPTION_REPLY_LEN + len)? {
-                    return Ok(false);
-                }
-                let start = self.rpos + proto::OPTION_REPLY_LEN;
-                let payload = self.rbuf[start..start + len].to_vec();
-                self.consume(proto::OPTION_REPLY_LEN + len);
-                self.handle_option_reply(option, reply.reply_type, &payload)?;
+            Step::OptionReply(option) => self.read_option_reply(option),
+            Step::TlsHandshake => self.tls_handshake_step(),
+            Step::ExportNameReply => self.read_export_name_reply(),
+        }
+    }
+
+    /// The server's first 16 bytes: `NBDMAGIC`, then `IHAVEOPT` for
+    /// newstyle or the oldstyle magic.
+    fn read_greeting(&mut self) -> Result<bool> {
+        if !self.fill(proto::GREETING_LEN)? {
+            return Ok(false);
+        }
+        let mut g = [0u8; proto::GREETING_LEN];
+        g.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::GREETING_LEN]);
+        self.consume(proto::GREETING_LEN);
+        match proto::decode_greeting(&g) {
+            Some(proto::Greeting::Oldstyle) => {
+                self.negotiated.protocol = "oldstyle";
+                self.phase = Phase::Handshake(Step::OldstyleRest);
             }
-            Step::TlsHandshake => return self.tls_handshake_step(),
-            Step::ExportNameReply => {
-                let len = proto::EXPORT_NAME_REPLY_LEN + if self.no_zeroes { 0 } else { 124 };
-                if !self.fill(len)? {
-                    return Ok(false);
-                }
-                let info = proto::decode_export_name_reply(&self.rbuf[self.rpos..self.rend]);
-                self.consume(len);
-                self.finish_handshake(info)?;
-                // A caller's nbd_opt_go (plain newstyle, option mode) ends here.
-                self.finish_option(Ok(0));
+            Some(proto::Greeting::Newstyle) => {
+                self.phase = Phase::Handshake(Step::GlobalFlags);
+            }
+            None => {
+                return Err(protocol_error(
+                    "handshake: server did not send expected NBD magic",
+                ))
             }
         }
+        Ok(true)
+    }
+
+    /// Oldstyle: the export's size, 32 bits of flags and 124 zero bytes.
+    fn read_oldstyle_rest(&mut self) -> Result<bool> {
+        if !self.fill(proto::OLDSTYLE_REST_LEN)? {
+            return Ok(false);
+        }
+        // An oldstyle server cannot do TLS.
+        self.check_tls_not_required("is oldstyle")?;
+        let rest = &self.rbuf[self.rpos..self.rend];
+        let info = proto::decode_oldstyle_rest(rest);
+        // The high half of the 32 flag bits is global flags, which
+        // an oldstyle server must leave zero.
+        if proto::be16(rest, 8) != 0 {
+            return Err(protocol_error(
+                "handshake: oldstyle server should not set gflags",
+            ));
+        }
+        self.consume(proto::OLDSTYLE_REST_LEN);
+        self.settings.handshake_flags = 0;
+        self.finish_handshake(info)?;
+        Ok(true)
+    }
+
+    /// Newstyle: the server's 16 bits of global flags, answered with the
+    /// client's 32; then option haggling (fixed newstyle) or the export
+    /// name.
+    fn read_global_flags(&mut self) -> Result<bool> {
+        if !self.fill(2)? {
+            return Ok(false);
+        }
+        let gflags = proto::be16(&self.rbuf, self.rpos);
+        self.consume(2);
+        // Use only what both sides want (the caller may mask bits
+        // with nbd_set_handshake_flags); the setting then reads
+        // back as what was used, as in libnbd.
+        let used = self.settings.handshake_flags & u32::from(gflags);
+        self.settings.handshake_flags = used;
+        let fixed = used & proto::NBD_FLAG_C_FIXED_NEWSTYLE != 0;
+        if !fixed {
+            self.check_tls_not_required("is not using fixed newstyle")?;
+        }
+        self.no_zeroes = used & proto::NBD_FLAG_C_NO_ZEROES != 0;
+        self.hs_out.extend_from_slice(&used.to_be_bytes());
+        if fixed {
+            self.negotiated.protocol = "newstyle-fixed";
+            self.next_auto_option();
+        } else {
+            self.negotiated.protocol = "newstyle";
+            if self.settings.opt_mode {
+                // The caller may still set the export name; only
+                // nbd_opt_go (and nbd_opt_abort) can follow.
+                self.phase = Phase::Negotiating;
+            } else {
+                self.send_export_name();
+            }
+        }
+        Ok(true)
+    }
+
+    /// An option reply: its 20-byte header, checked, then its payload,
+    /// handled whole (or skipped when too long to matter).
+    fn read_option_reply(&mut self, option: u32) -> Result<bool> {
+        if !self.fill(proto::OPTION_REPLY_LEN)? {
+            return Ok(false);
+        }
+        let mut h = [0u8; proto::OPTION_REPLY_LEN];
+        h.copy_from_slice(&self.rbuf[self.rpos..self.rpos + proto::OPTION_REPLY_LEN]);
+        let reply = check_option_reply(option, &h)?;
+        let len = reply.length as usize;
+        if len > MAX_OPTION_PAYLOAD {
+            self.consume(proto::OPTION_REPLY_LEN);
+            self.opt_skip = Some((reply.reply_type, len));
+            return self.skip_option_payload(option);
+        }
+        if !self.fill(proto::OPTION_REPLY_LEN + len)? {
+            return Ok(false);
+        }
+        let start = self.rpos + proto::OPTION_REPLY_LEN;
+        let payload = self.rbuf[start..start + len].to_vec();
+        self.consume(proto::OPTION_REPLY_LEN + len);
+        self.handle_option_reply(option, reply.reply_type, &payload)?;
+        Ok(true)
+    }
+
+    /// Skips the payload of an option reply too long to keep: fine for
+    /// the types that may be ignored, fatal for the others.
+    fn skip_option_payload(&mut self, option: u32) -> Result<bool> {
+        let (reply_type, mut left) = self.opt_skip.expect("skipping a payload");
+        while left > 0 {
+            if !self.fill(1)? {
+                self.opt_skip = Some((reply_type, left));
+                return Ok(false);
+            }
+            let take = self.buffered().min(left);
+            self.consume(take);
+            left -= take;
+        }
+        self.opt_skip = None;
+        match reply_type {
+            proto::NBD_REP_INFO | proto::NBD_REP_SERVER | proto::NBD_REP_META_CONTEXT => {
+                self.debug.log(|| {
+                    format!("skipping large reply of type {reply_type} to option {option}")
+                });
+                Ok(true)
+            }
+            _ => Err(protocol_error("handshake: option reply payload too large")),
+        }
+    }
+
+    /// The reply to `NBD_OPT_EXPORT_NAME`: size, flags and (unless both
+    /// sides agreed to `NO_ZEROES`) 124 zero bytes.
+    fn read_export_name_reply(&mut self) -> Result<bool> {
+        let len = proto::EXPORT_NAME_REPLY_LEN + if self.no_zeroes { 0 } else { 124 };
+        if !self.fill(len)? {
+            return Ok(false);
+        }
+        let info = proto::decode_export_name_reply(&self.rbuf[self.rpos..self.rend]);
+        self.consume(len);
+        self.finish_handshake(info)?;
+        // A caller's nbd_opt_go (plain newstyle, option mode) ends here.
+        self.finish_option(Ok(0));
         Ok(true)
     }
 
@@ -250,6 +264,27 @@ impl Conn {
     }
 }
 
+/// Checks an option reply header against the option on the wire and
+/// the lengths the protocol fixes (as libnbd checks them).
+fn check_option_reply(option: u32, h: &[u8; proto::OPTION_REPLY_LEN]) -> Result<OptionReply> {
+    let reply = proto::decode_option_reply(h)
+        .filter(|r| r.option == option)
+        .ok_or_else(|| protocol_error("handshake: invalid option reply magic or option"))?;
+    let len = reply.length as usize;
+    if len as u64 > super::MAX_REQUEST_SIZE {
+        return Err(protocol_error("handshake: invalid option reply length"));
+    }
+    if reply.reply_type == proto::NBD_REP_ACK && len != 0 {
+        return Err(protocol_error(
+            "handshake: invalid NBD_REP_ACK option reply length",
+        ));
+    }
+    if reply.reply_type & proto::NBD_REP_FLAG_ERROR != 0 && len > proto::MAX_STRING_LEN {
+        return Err(protocol_error("handshake: option error string too long"));
+    }
+    Ok(reply)
+}
+
 /// The error a refused option reports, as libnbd words it: what the
 /// error reply means, then the server's own message (non-printable bytes
 /// escaped), if it sent one.
@@ -335,7 +370,7 @@ fn bad_info_length(payload: &[u8]) -> Error {
     if payload.len() < 2 {
         return protocol_error("handshake: NBD_REP_INFO reply length too small");
     }
-    let what = match u16::from_be_bytes([payload[0], payload[1]]) {
+    let what = match proto::be16(payload, 0) {
         proto::NBD_INFO_EXPORT => "NBD_INFO_EXPORT",
         proto::NBD_INFO_BLOCK_SIZE => "NBD_INFO_BLOCK_SIZE",
         proto::NBD_INFO_NAME => "NBD_INFO_NAME",
@@ -343,3 +378,4 @@ fn bad_info_length(payload: &[u8]) -> Error {
     };
     protocol_error(format!("handshake: incorrect {what} option reply length"))
 }
+
