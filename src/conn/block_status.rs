@@ -175,3 +175,252 @@ fn clamp_extents(extents: &mut [Extent64], narrow: bool, cap: u64) -> (usize, i3
     }
     (shown, errno)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::testwire::Wire;
+    use super::super::CommandCallbacks;
+    use super::*;
+    use crate::proto::*;
+
+    fn e(length: u64, flags: u64) -> Extent64 {
+        Extent64 { length, flags }
+    }
+
+    #[test]
+    fn clamping() {
+        let max = super::super::MAX_REQUEST_SIZE;
+        /// Extents, narrow, cap; then how many are shown, the errno, and them.
+        type Case = (Vec<Extent64>, bool, u64, usize, i32, Vec<Extent64>);
+        let cases: Vec<Case> = vec![
+            // All shown.
+            (
+                vec![e(512, 0), e(512, 3)],
+                false,
+                4096,
+                2,
+                0,
+                vec![e(512, 0), e(512, 3)],
+            ),
+            // A zero length: EPROTO if first, else the list stops there.
+            (
+                vec![e(0, 1), e(8, 0)],
+                false,
+                4096,
+                1,
+                libc::EPROTO,
+                vec![e(0, 1)],
+            ),
+            (vec![e(8, 1), e(0, 0)], false, 4096, 1, 0, vec![e(8, 1)]),
+            // Past the end of the export: clamped, EPROTO.
+            (
+                vec![e(4000, 0), e(200, 1)],
+                false,
+                4096,
+                2,
+                libc::EPROTO,
+                vec![e(4000, 0), e(96, 1)],
+            ),
+            // Flags a 32-bit callback cannot hold: EOVERFLOW if first.
+            (
+                vec![e(8, 1 << 32 | 5)],
+                true,
+                4096,
+                1,
+                libc::EOVERFLOW,
+                vec![e(8, 5)],
+            ),
+            (
+                vec![e(8, 1), e(8, 1 << 32)],
+                true,
+                4096,
+                1,
+                0,
+                vec![e(8, 1)],
+            ),
+            // ... which a 64-bit one can.
+            (vec![e(8, 1 << 32)], false, 4096, 1, 0, vec![e(8, 1 << 32)]),
+            // A length a 32-bit callback cannot hold: clamped, no error.
+            (
+                vec![e(1 << 33, 0), e(8, 0)],
+                true,
+                u64::MAX,
+                1,
+                0,
+                vec![e((1 << 32) - max, 0)],
+            ),
+            // Past i64::MAX: clamped for anyone.
+            (
+                vec![e(u64::MAX, 0)],
+                false,
+                u64::MAX,
+                1,
+                0,
+                vec![e(i64::MAX as u64 + 1 - max, 0)],
+            ),
+        ];
+        for (mut extents, narrow, cap, shown, errno, want) in cases {
+            let before = extents.clone();
+            let got = clamp_extents(&mut extents, narrow, cap);
+            assert_eq!(got, (shown, errno), "{before:?}");
+            assert_eq!(&extents[..shown], &want[..], "{before:?}");
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        assert!(plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS, 12));
+        assert!(plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS, 20));
+        assert!(!plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS, 4));
+        assert!(!plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS, 16));
+        assert!(plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS_EXT, 24));
+        assert!(!plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS_EXT, 8));
+        assert!(!plausible_length(NBD_REPLY_TYPE_BLOCK_STATUS_EXT, 32));
+        assert!(!plausible_length(
+            NBD_REPLY_TYPE_BLOCK_STATUS,
+            MAX_BLOCK_STATUS_PAYLOAD + 4
+        ));
+    }
+
+    type Seen = Arc<Mutex<Vec<(String, u64, Vec<u64>)>>>;
+
+    /// A block status command for [offset, offset + 4096) whose callback
+    /// (32- or 64-bit) records what it sees as flat numbers.
+    fn issue(c: &mut Conn, offset: u64, narrow: bool) -> (CommandId, u64, Seen) {
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let extent = if narrow {
+            ExtentCallback::Narrow(Extent::new(move |name, off, entries, _| {
+                let flat = entries.iter().map(|&x| x as u64).collect();
+                s.lock().unwrap().push((name.to_string(), off, flat));
+                0
+            }))
+        } else {
+            ExtentCallback::Wide(Extent64Cb::new(move |name, off, entries, _| {
+                let flat = entries.iter().flat_map(|x| [x.length, x.flags]).collect();
+                s.lock().unwrap().push((name.to_string(), off, flat));
+                0
+            }))
+        };
+        let callbacks = CommandCallbacks {
+            extent: Some(extent),
+            ..CommandCallbacks::default()
+        };
+        let id = c
+            .issue(
+                NBD_CMD_BLOCK_STATUS,
+                0,
+                offset,
+                4096,
+                std::ptr::null_mut(),
+                callbacks,
+            )
+            .unwrap();
+        (id, id.wire_cookie(), seen)
+    }
+
+    fn ready(extended: bool) -> (Conn, Wire) {
+        let (mut c, wire) = Conn::test_ready(true, extended);
+        c.negotiated.meta_contexts = vec![(9, CString::new("base:allocation").unwrap())];
+        (c, wire)
+    }
+
+    fn chunk(flags: u16, kind: u16, cookie: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = encode_chunk_header(flags, kind, cookie, payload.len() as u32).to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn extents_reach_either_callback() {
+        for narrow in [true, false] {
+            let (mut c, wire) = ready(false);
+            let (id, cookie, seen) = issue(&mut c, 512, narrow);
+            let p = encode_block_status(9, &[(1024, 0), (2048, 3)]);
+            wire.push(&chunk(
+                NBD_REPLY_FLAG_DONE,
+                NBD_REPLY_TYPE_BLOCK_STATUS,
+                cookie,
+                &p,
+            ));
+            c.progress().unwrap();
+            assert_eq!(c.command_result(id), Some(0));
+            assert_eq!(
+                *seen.lock().unwrap(),
+                vec![("base:allocation".to_string(), 512, vec![1024, 0, 2048, 3])]
+            );
+        }
+    }
+
+    #[test]
+    fn extended_chunks() {
+        let (mut c, wire) = ready(true);
+        let (id, cookie, seen) = issue(&mut c, 0, false);
+        let p = encode_block_status_ext(9, &[(1 << 12, 1 << 40)]);
+        let mut r = encode_extended_chunk_header(
+            NBD_REPLY_FLAG_DONE,
+            NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            cookie,
+            0,
+            p.len() as u64,
+        )
+        .to_vec();
+        r.extend(p);
+        wire.push(&r);
+        c.progress().unwrap();
+        assert_eq!(c.command_result(id), Some(0));
+        assert_eq!(seen.lock().unwrap()[0].2, vec![4096, 1 << 40]);
+
+        // A descriptor count that does not match the length: EPROTO, not shown.
+        let (mut c, wire) = ready(true);
+        let (id, cookie, seen) = issue(&mut c, 0, false);
+        let mut p = encode_block_status_ext(9, &[(512, 0)]);
+        p[7] = 2;
+        let mut r = encode_extended_chunk_header(
+            NBD_REPLY_FLAG_DONE,
+            NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            cookie,
+            0,
+            p.len() as u64,
+        )
+        .to_vec();
+        r.extend(p);
+        wire.push(&r);
+        c.progress().unwrap();
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_chunk_type_or_unknown_context() {
+        // A 64-bit chunk without extended headers: shown, but EPROTO.
+        let (mut c, wire) = ready(false);
+        let (id, cookie, seen) = issue(&mut c, 0, true);
+        let p = encode_block_status_ext(9, &[(512, 1)]);
+        wire.push(&chunk(
+            NBD_REPLY_FLAG_DONE,
+            NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            cookie,
+            &p,
+        ));
+        c.progress().unwrap();
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+        assert_eq!(seen.lock().unwrap()[0].2, vec![512, 1]);
+
+        // A context never agreed: ignored.
+        let (mut c, wire) = ready(false);
+        let (id, cookie, seen) = issue(&mut c, 0, true);
+        let p = encode_block_status(4, &[(512, 1)]);
+        wire.push(&chunk(
+            NBD_REPLY_FLAG_DONE,
+            NBD_REPLY_TYPE_BLOCK_STATUS,
+            cookie,
+            &p,
+        ));
+        c.progress().unwrap();
+        assert_eq!(c.command_result(id), Some(0));
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}

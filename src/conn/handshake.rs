@@ -379,3 +379,309 @@ fn bad_info_length(payload: &[u8]) -> Error {
     protocol_error(format!("handshake: incorrect {what} option reply length"))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::super::testwire::Wire;
+    use super::*;
+    use crate::proto::*;
+
+    const EXPORT: ExportInfo = ExportInfo {
+        size: 1 << 30,
+        flags: NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH,
+    };
+
+    fn feed(c: &mut Conn, wire: &Wire, bytes: &[u8]) -> Option<Error> {
+        wire.push(bytes);
+        c.progress().err()
+    }
+
+    fn reply(option: u32, reply_type: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_option_reply(&mut v, option, reply_type, payload);
+        v
+    }
+
+    fn assert_error(err: Option<Error>, errno: i32, message: &str) {
+        let err = err.expect("the handshake should fail");
+        assert_eq!((err.errno(), err.message()), (errno, message));
+    }
+
+    /// A fixed-newstyle server with `NO_ZEROES`: the client answers the
+    /// flags and asks for extended headers.
+    fn at_first_option() -> (Conn, Wire) {
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Newstyle).to_vec();
+        g.extend_from_slice(&(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES).to_be_bytes());
+        assert!(feed(&mut c, &wire, &g).is_none());
+        let mut expect = 3u32.to_be_bytes().to_vec();
+        encode_option(&mut expect, NBD_OPT_EXTENDED_HEADERS, &[]);
+        assert_eq!(wire.take_sent(), expect);
+        (c, wire)
+    }
+
+    #[test]
+    fn fixed_newstyle_to_ready() {
+        let (mut c, wire) = at_first_option();
+        let ack = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[]);
+        assert!(feed(&mut c, &wire, &ack).is_none());
+        let mut go = Vec::new();
+        encode_opt_go(&mut go, NBD_OPT_GO, b"", &[NBD_INFO_BLOCK_SIZE]);
+        assert_eq!(wire.take_sent(), go);
+        let mut r = reply(
+            NBD_OPT_GO,
+            NBD_REP_INFO,
+            &encode_info(&Info::Export(EXPORT)),
+        );
+        let sizes = Info::BlockSize {
+            minimum: 512,
+            preferred: 4096,
+            maximum: 1 << 25,
+        };
+        r.extend(reply(NBD_OPT_GO, NBD_REP_INFO, &encode_info(&sizes)));
+        r.extend(reply(
+            NBD_OPT_GO,
+            NBD_REP_INFO,
+            &encode_info(&Info::Unknown(77)),
+        ));
+        r.extend(reply(NBD_OPT_GO, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert!(c.is_ready());
+        assert_eq!(c.negotiated.protocol, "newstyle-fixed");
+        assert!(c.negotiated.extended_headers && c.negotiated.structured_replies);
+        assert_eq!(c.negotiated.export, EXPORT);
+        assert_eq!(c.negotiated.block_preferred, 4096);
+    }
+
+    #[test]
+    fn oldstyle() {
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Oldstyle).to_vec();
+        g.extend_from_slice(&encode_oldstyle_rest(EXPORT, 0));
+        assert!(feed(&mut c, &wire, &g).is_none());
+        assert!(c.is_ready());
+        assert_eq!(c.negotiated.protocol, "oldstyle");
+        assert_eq!(c.negotiated.export, EXPORT);
+
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Oldstyle).to_vec();
+        g.extend_from_slice(&encode_oldstyle_rest(EXPORT, 1));
+        assert_error(
+            feed(&mut c, &wire, &g),
+            libc::EPROTO,
+            "handshake: oldstyle server should not set gflags",
+        );
+
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Oldstyle).to_vec();
+        let no_flags = ExportInfo { size: 1, flags: 0 };
+        g.extend_from_slice(&encode_oldstyle_rest(no_flags, 0));
+        assert_error(
+            feed(&mut c, &wire, &g),
+            libc::EINVAL,
+            "handshake: invalid eflags == 0 from server",
+        );
+    }
+
+    #[test]
+    fn bad_greeting() {
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Newstyle);
+        g[15] ^= 1;
+        assert_error(
+            feed(&mut c, &wire, &g),
+            libc::EPROTO,
+            "handshake: server did not send expected NBD magic",
+        );
+        assert!(c.is_dead());
+    }
+
+    #[test]
+    fn plain_newstyle_sends_the_export_name() {
+        let (mut c, wire) = Conn::test_handshake();
+        let mut g = encode_greeting(Greeting::Newstyle).to_vec();
+        g.extend_from_slice(&0u16.to_be_bytes());
+        assert!(feed(&mut c, &wire, &g).is_none());
+        let mut expect = 0u32.to_be_bytes().to_vec();
+        encode_option(&mut expect, NBD_OPT_EXPORT_NAME, b"");
+        assert_eq!(wire.take_sent(), expect);
+        // Without NO_ZEROES, 124 zeros follow size and flags.
+        let r = encode_export_name_reply(EXPORT, false);
+        assert!(feed(&mut c, &wire, &r[..r.len() - 1]).is_none());
+        assert!(!c.is_ready());
+        assert!(feed(&mut c, &wire, &r[r.len() - 1..]).is_none());
+        assert!(c.is_ready());
+        assert_eq!(c.negotiated.protocol, "newstyle");
+        assert_eq!(c.negotiated.export, EXPORT);
+    }
+
+    #[test]
+    fn malformed_option_replies() {
+        let mut bad_magic = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[]);
+        bad_magic[0] ^= 1;
+        let mut too_long = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_SERVER, &[]);
+        too_long[16..20]
+            .copy_from_slice(&(super::super::MAX_REQUEST_SIZE as u32 + 1).to_be_bytes());
+        let long_error = vec![b'e'; MAX_STRING_LEN + 1];
+        let big = vec![0; MAX_OPTION_PAYLOAD + 1];
+        for (bytes, message) in [
+            (bad_magic, "handshake: invalid option reply magic or option"),
+            (
+                reply(NBD_OPT_GO, NBD_REP_ACK, &[]),
+                "handshake: invalid option reply magic or option",
+            ),
+            (too_long, "handshake: invalid option reply length"),
+            (
+                reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[0]),
+                "handshake: invalid NBD_REP_ACK option reply length",
+            ),
+            (
+                reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_POLICY, &long_error),
+                "handshake: option error string too long",
+            ),
+            (
+                reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_SERVER, &[]),
+                "handshake: unexpected option reply type 2",
+            ),
+            (
+                reply(NBD_OPT_EXTENDED_HEADERS, 99, &big),
+                "handshake: option reply payload too large",
+            ),
+        ] {
+            let (mut c, wire) = at_first_option();
+            assert_error(feed(&mut c, &wire, &bytes), libc::EPROTO, message);
+            assert!(c.is_dead());
+        }
+    }
+
+    #[test]
+    fn long_info_reply_is_skipped() {
+        let (mut c, wire) = at_first_option();
+        let big = vec![0; MAX_OPTION_PAYLOAD + 1];
+        let r = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_INFO, &big);
+        // In pieces: the skip resumes.
+        assert!(feed(&mut c, &wire, &r[..100]).is_none());
+        assert!(feed(&mut c, &wire, &r[100..]).is_none());
+        assert!(!c.is_dead());
+        assert_eq!(wire.unread(), 0);
+        let ack = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[]);
+        assert!(feed(&mut c, &wire, &ack).is_none());
+        assert!(c.negotiated.extended_headers);
+    }
+
+    #[test]
+    fn refused_options() {
+        // Extended headers refused: structured replies are asked next.
+        let (mut c, wire) = at_first_option();
+        let no = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_UNSUP, b"");
+        assert!(feed(&mut c, &wire, &no).is_none());
+        let mut expect = Vec::new();
+        encode_option(&mut expect, NBD_OPT_STRUCTURED_REPLY, &[]);
+        assert_eq!(wire.take_sent(), expect);
+        assert!(!c.negotiated.extended_headers);
+
+        // GO refused: the handshake fails with the reply's meaning and
+        // the server's message, escaped.
+        let ack = reply(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, &[]);
+        assert!(feed(&mut c, &wire, &ack).is_none());
+        wire.take_sent();
+        let no = reply(NBD_OPT_GO, NBD_REP_ERR_UNKNOWN, b"gone\x01");
+        assert_error(
+            feed(&mut c, &wire, &no),
+            libc::ENOENT,
+            "the server has no export named '': gone\\x01",
+        );
+    }
+
+    #[test]
+    fn go_unsupported_falls_back_to_export_name() {
+        let (mut c, wire) = at_first_option();
+        let ack = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[]);
+        assert!(feed(&mut c, &wire, &ack).is_none());
+        wire.take_sent();
+        let no = reply(NBD_OPT_GO, NBD_REP_ERR_UNSUP, &[]);
+        assert!(feed(&mut c, &wire, &no).is_none());
+        let mut expect = Vec::new();
+        encode_option(&mut expect, NBD_OPT_EXPORT_NAME, b"");
+        assert_eq!(wire.take_sent(), expect);
+        // NO_ZEROES was agreed: size and flags alone.
+        assert!(feed(&mut c, &wire, &encode_export_name_reply(EXPORT, true)).is_none());
+        assert!(c.is_ready());
+        assert_eq!(c.negotiated.export, EXPORT);
+    }
+
+    #[test]
+    fn bad_info_lengths() {
+        let mut short_export = encode_info(&Info::Export(EXPORT));
+        short_export.pop();
+        let mut long_sizes = encode_info(&Info::BlockSize {
+            minimum: 1,
+            preferred: 1,
+            maximum: 1,
+        });
+        long_sizes.push(0);
+        let mut long_name = encode_info(&Info::Name(vec![b'n'; MAX_STRING_LEN]));
+        long_name.push(b'n');
+        for (payload, message) in [
+            (vec![0], "handshake: NBD_REP_INFO reply length too small"),
+            (
+                short_export,
+                "handshake: incorrect NBD_INFO_EXPORT option reply length",
+            ),
+            (
+                long_sizes,
+                "handshake: incorrect NBD_INFO_BLOCK_SIZE option reply length",
+            ),
+            (
+                long_name,
+                "handshake: incorrect NBD_INFO_NAME option reply length",
+            ),
+        ] {
+            let (mut c, wire) = at_first_option();
+            let ack = reply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, &[]);
+            assert!(feed(&mut c, &wire, &ack).is_none());
+            let r = reply(NBD_OPT_GO, NBD_REP_INFO, &payload);
+            assert_error(feed(&mut c, &wire, &r), libc::EPROTO, message);
+        }
+    }
+
+    #[test]
+    fn option_reply_header_checks() {
+        let h = |option, reply_type, length: u32| {
+            let mut v = reply(option, reply_type, &[]);
+            v[16..20].copy_from_slice(&length.to_be_bytes());
+            <[u8; OPTION_REPLY_LEN]>::try_from(v).unwrap()
+        };
+        let ok = check_option_reply(NBD_OPT_GO, &h(NBD_OPT_GO, NBD_REP_INFO, 12)).unwrap();
+        assert_eq!(
+            ok,
+            OptionReply {
+                option: NBD_OPT_GO,
+                reply_type: NBD_REP_INFO,
+                length: 12
+            }
+        );
+        let msg = |option, header| {
+            check_option_reply(option, &header)
+                .unwrap_err()
+                .message()
+                .to_string()
+        };
+        assert_eq!(
+            msg(NBD_OPT_INFO, h(NBD_OPT_GO, NBD_REP_ACK, 0)),
+            "handshake: invalid option reply magic or option"
+        );
+        assert_eq!(
+            msg(NBD_OPT_GO, h(NBD_OPT_GO, NBD_REP_ACK, 4)),
+            "handshake: invalid NBD_REP_ACK option reply length"
+        );
+        assert!(check_option_reply(NBD_OPT_GO, &h(NBD_OPT_GO, NBD_REP_ERR_POLICY, 4096)).is_ok());
+        assert_eq!(
+            msg(NBD_OPT_GO, h(NBD_OPT_GO, NBD_REP_ERR_POLICY, 4097)),
+            "handshake: option error string too long"
+        );
+        assert_eq!(
+            msg(NBD_OPT_GO, h(NBD_OPT_GO, NBD_REP_INFO, 64 << 20 | 1)),
+            "handshake: invalid option reply length"
+        );
+    }
+}

@@ -25,6 +25,8 @@ mod connect;
 mod debug;
 mod handshake;
 mod options;
+#[cfg(test)]
+mod testwire;
 mod tls;
 
 pub(crate) use block_status::ExtentCallback;

@@ -575,3 +575,176 @@ fn decode_rep_meta_context(payload: &[u8]) -> Result<(u32, String)> {
     Ok((id, String::from_utf8_lossy(&payload[4..]).into_owned()))
 }
 
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::testwire::Wire;
+    use super::*;
+    use crate::proto::*;
+
+    fn feed(c: &mut Conn, wire: &Wire, bytes: &[u8]) -> Option<Error> {
+        wire.push(bytes);
+        c.progress().err()
+    }
+
+    fn reply(option: u32, reply_type: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_option_reply(&mut v, option, reply_type, payload);
+        v
+    }
+
+    /// A fixed-newstyle connection in option mode, negotiating, with
+    /// structured replies agreed.
+    fn negotiating() -> (Conn, Wire) {
+        let (mut c, wire) = Conn::test_handshake();
+        c.settings.opt_mode = true;
+        c.settings.request_extended_headers = false;
+        let mut g = encode_greeting(Greeting::Newstyle).to_vec();
+        g.extend_from_slice(&NBD_FLAG_FIXED_NEWSTYLE.to_be_bytes());
+        g.extend(reply(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &g).is_none());
+        assert!(c.is_negotiating());
+        wire.take_sent();
+        (c, wire)
+    }
+
+    fn server(name: &[u8], desc: &[u8]) -> Vec<u8> {
+        let mut p = (name.len() as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(name);
+        p.extend_from_slice(desc);
+        p
+    }
+
+    #[test]
+    fn list_exports() {
+        let (mut c, wire) = negotiating();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let list = List::new(move |name, desc| {
+            s.lock().unwrap().push((name.to_string(), desc.to_string()));
+            0
+        });
+        c.start_user_option(UserOption::List, None, Some(list), None)
+            .unwrap();
+        let mut expect = Vec::new();
+        encode_option(&mut expect, NBD_OPT_LIST, &[]);
+        assert_eq!(wire.take_sent(), expect);
+        let mut r = reply(NBD_OPT_LIST, NBD_REP_SERVER, &server(b"a", b"first"));
+        r.extend(reply(NBD_OPT_LIST, NBD_REP_SERVER, &server(b"", b"")));
+        r.extend(reply(NBD_OPT_LIST, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.take_option_result().unwrap().unwrap(), 2);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("a".into(), "first".into()), ("".into(), "".into())]
+        );
+        assert!(c.is_negotiating());
+    }
+
+    #[test]
+    fn refused_list() {
+        let (mut c, wire) = negotiating();
+        c.start_user_option(UserOption::List, None, None, None)
+            .unwrap();
+        let r = reply(NBD_OPT_LIST, NBD_REP_ERR_POLICY, b"no");
+        assert!(feed(&mut c, &wire, &r).is_none());
+        let err = c.take_option_result().unwrap().unwrap_err();
+        assert_eq!(err.errno(), libc::EPERM);
+        assert_eq!(err.message(), "server replied with error to list request");
+        assert!(c.is_negotiating());
+    }
+
+    #[test]
+    fn malformed_list_replies_kill_the_handle() {
+        let mut long_name = server(&[b'n'; MAX_STRING_LEN + 1], b"");
+        long_name.truncate(4 + MAX_STRING_LEN + 1);
+        for (payload, reply_type, message) in [
+            (
+                vec![0, 0, 0],
+                NBD_REP_SERVER,
+                "handshake: invalid NBD_REP_SERVER length",
+            ),
+            (
+                vec![0, 0, 0, 9, b'x'],
+                NBD_REP_SERVER,
+                "invalid export length",
+            ),
+            (long_name, NBD_REP_SERVER, "invalid export length"),
+            (
+                vec![],
+                NBD_REP_INFO,
+                "handshake: unexpected option reply type 3",
+            ),
+        ] {
+            let (mut c, wire) = negotiating();
+            c.start_user_option(UserOption::List, None, None, None)
+                .unwrap();
+            let err =
+                feed(&mut c, &wire, &reply(NBD_OPT_LIST, reply_type, &payload)).expect("fatal");
+            assert_eq!((err.errno(), err.message()), (libc::EPROTO, message));
+            assert!(c.is_dead());
+        }
+    }
+
+    #[test]
+    fn set_meta_context() {
+        let (mut c, wire) = negotiating();
+        let queries = vec!["base:allocation".to_string()];
+        c.start_user_option(UserOption::SetMetaContext(Some(queries)), None, None, None)
+            .unwrap();
+        let mut expect = Vec::new();
+        let payload = meta_payload(b"", &["base:allocation".to_string()]);
+        encode_option(&mut expect, NBD_OPT_SET_META_CONTEXT, &payload);
+        assert_eq!(wire.take_sent(), expect);
+        let mut p = 7u32.to_be_bytes().to_vec();
+        p.extend_from_slice(b"base:allocation");
+        let mut r = reply(NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT, &p);
+        r.extend(reply(NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.take_option_result().unwrap().unwrap(), 1);
+        assert_eq!(c.negotiated.meta_contexts.len(), 1);
+        assert_eq!(c.negotiated.meta_contexts[0].0, 7);
+        assert_eq!(
+            c.negotiated.meta_contexts[0].1.to_str().unwrap(),
+            "base:allocation"
+        );
+    }
+
+    #[test]
+    fn reply_payload_decoders() {
+        assert_eq!(
+            decode_rep_server(&server(b"exp", b"desc")).unwrap(),
+            ("exp".to_string(), "desc".to_string())
+        );
+        assert_eq!(
+            decode_rep_server(&[0, 0, 0]).unwrap_err().message(),
+            "handshake: invalid NBD_REP_SERVER length"
+        );
+        assert_eq!(
+            decode_rep_server(&[0, 0, 0, 2, b'x'])
+                .unwrap_err()
+                .message(),
+            "invalid export length"
+        );
+        assert_eq!(
+            decode_rep_meta_context(&[0, 0, 0, 3, b'a', b':', b'b']).unwrap(),
+            (3, "a:b".to_string())
+        );
+        let mut long = vec![0, 0, 0, 1];
+        long.resize(4 + MAX_STRING_LEN + 1, b'x');
+        for bad in [&[0u8, 0, 0, 1][..], &[0, 0], &long] {
+            let err = decode_rep_meta_context(bad).unwrap_err();
+            assert_eq!(err.errno(), libc::EPROTO);
+            assert_eq!(
+                err.message(),
+                "handshake: invalid NBD_REP_META_CONTEXT reply length"
+            );
+        }
+        assert!(expect_ack(NBD_REP_ACK).is_ok());
+        assert_eq!(
+            expect_ack(NBD_REP_SERVER).unwrap_err().message(),
+            "handshake: unexpected option reply type 2"
+        );
+    }
+}

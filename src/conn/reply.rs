@@ -580,3 +580,441 @@ fn decode_hole_or_error(kind: u16, payload: &[u8]) -> Option<proto::ChunkPrefix>
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::testwire::Wire;
+    use super::super::CommandCallbacks;
+    use super::*;
+    use crate::callback::Chunk;
+    use crate::proto::*;
+
+    const DONE: u16 = NBD_REPLY_FLAG_DONE;
+
+    /// A structured chunk: header then payload.
+    fn chunk(flags: u16, kind: u16, cookie: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = encode_chunk_header(flags, kind, cookie, payload.len() as u32).to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn data_chunk(flags: u16, cookie: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut p = offset.to_be_bytes().to_vec();
+        p.extend_from_slice(data);
+        chunk(flags, NBD_REPLY_TYPE_OFFSET_DATA, cookie, &p)
+    }
+
+    /// Feeds `bytes` and runs the machine; the error that killed it, if any.
+    fn feed(c: &mut Conn, wire: &Wire, bytes: &[u8]) -> Option<Error> {
+        wire.push(bytes);
+        c.progress().err()
+    }
+
+    fn assert_fatal(err: Option<Error>, message: &str) {
+        let err = err.expect("the connection should die");
+        assert_eq!(err.errno(), libc::EPROTO);
+        assert_eq!(err.message(), message);
+    }
+
+    /// A chunk callback that records (data, offset, status).
+    #[allow(clippy::type_complexity)]
+    fn recorder() -> (CommandCallbacks, Arc<Mutex<Vec<(Vec<u8>, u64, u32)>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let chunk = Chunk::new(move |data, offset, status, _err| {
+            s.lock().unwrap().push((data.to_vec(), offset, status));
+            0
+        });
+        let cbs = CommandCallbacks {
+            chunk: Some(chunk),
+            ..CommandCallbacks::default()
+        };
+        (cbs, seen)
+    }
+
+    #[test]
+    fn simple_reply_data_lands_in_the_buffer() {
+        let (mut c, wire) = Conn::test_ready(false, false);
+        let mut buf = [0xffu8; 8];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let mut r = encode_simple_reply(NBD_SUCCESS, cookie).to_vec();
+        r.extend_from_slice(b"abcdefgh");
+        // Delivered in two parts: the second lands straight in the buffer.
+        assert!(feed(&mut c, &wire, &r[..19]).is_none());
+        assert_eq!(c.command_result(id), None);
+        assert!(feed(&mut c, &wire, &r[19..]).is_none());
+        assert_eq!(c.command_result(id), Some(0));
+        assert_eq!(&buf, b"abcdefgh");
+    }
+
+    #[test]
+    fn simple_reply_error_maps_errno() {
+        let (mut c, wire) = Conn::test_ready(false, false);
+        let mut buf = [0u8; 8];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        assert!(feed(&mut c, &wire, &encode_simple_reply(NBD_ENOSPC, cookie)).is_none());
+        assert_eq!(c.command_result(id), Some(libc::ENOSPC));
+        assert!(!c.is_dead());
+    }
+
+    #[test]
+    fn simple_reply_to_a_read_with_structured_replies_is_eproto() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 4];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let mut r = encode_simple_reply(NBD_SUCCESS, cookie).to_vec();
+        r.extend_from_slice(b"wxyz");
+        assert!(feed(&mut c, &wire, &r).is_none());
+        // The data is still read (the stream stays in step); the read fails.
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+        assert_eq!(wire.unread(), 0);
+    }
+
+    #[test]
+    fn bad_magic_kills_the_connection() {
+        let (mut c, wire) = Conn::test_ready(false, false);
+        let mut buf = [0u8; 4];
+        let (id, _) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let err = feed(&mut c, &wire, &[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0]);
+        assert_fatal(err, "invalid or unexpected reply magic 0xdeadbeef");
+        assert!(c.is_dead());
+        assert_eq!(c.command_result(id), Some(libc::ENOTCONN));
+    }
+
+    #[test]
+    fn extended_magic_needs_extended_headers() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let h = encode_extended_chunk_header(DONE, NBD_REPLY_TYPE_NONE, 1, 0, 0);
+        assert_fatal(
+            feed(&mut c, &wire, &h),
+            "invalid or unexpected reply magic 0x6e8a278c",
+        );
+        // And the other way round.
+        let (mut c, wire) = Conn::test_ready(true, true);
+        let h = encode_chunk_header(DONE, NBD_REPLY_TYPE_NONE, 1, 0);
+        assert_fatal(
+            feed(&mut c, &wire, &h),
+            "invalid or unexpected reply magic 0x668e33ef",
+        );
+    }
+
+    #[test]
+    fn chunk_length_over_the_limit_is_fatal() {
+        let (mut c, wire) = Conn::test_ready(true, true);
+        let length = MAX_REQUEST_SIZE + 9;
+        let h = encode_extended_chunk_header(DONE, NBD_REPLY_TYPE_OFFSET_DATA, 1, 0, length);
+        assert_fatal(
+            feed(&mut c, &wire, &h),
+            &format!("invalid server reply length {length}"),
+        );
+    }
+
+    #[test]
+    fn unknown_cookie() {
+        // Simple replies without structured replies: fatal (unless an error).
+        let (mut c, wire) = Conn::test_ready(false, false);
+        assert!(feed(&mut c, &wire, &encode_simple_reply(NBD_EIO, 99)).is_none());
+        assert_fatal(
+            feed(&mut c, &wire, &encode_simple_reply(0, 99)),
+            "no matching cookie 99 found for server reply, this is probably a server bug",
+        );
+        // A chunk for no command is skipped whole; others go on.
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 2];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let mut r = data_chunk(DONE, 12345, 0, b"zz");
+        r.extend(data_chunk(DONE, cookie, 0, b"ok"));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.command_result(id), Some(0));
+        assert_eq!(&buf, b"ok");
+    }
+
+    #[test]
+    fn structured_read_in_chunks_and_done_flag() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0xffu8; 8];
+        let (cbs, seen) = recorder();
+        let (id, cookie) = c.test_read(4096, &mut buf, cbs);
+        // Out of order, with a hole; not done until NONE says so.
+        assert!(feed(&mut c, &wire, &data_chunk(0, cookie, 4100, b"5678")).is_none());
+        let hole = encode_hole_chunk(4096, 2);
+        assert!(feed(
+            &mut c,
+            &wire,
+            &chunk(0, NBD_REPLY_TYPE_OFFSET_HOLE, cookie, &hole)
+        )
+        .is_none());
+        assert!(feed(&mut c, &wire, &data_chunk(0, cookie, 4098, b"34")).is_none());
+        assert_eq!(c.command_result(id), None);
+        assert!(feed(
+            &mut c,
+            &wire,
+            &chunk(DONE, NBD_REPLY_TYPE_NONE, cookie, &[])
+        )
+        .is_none());
+        assert_eq!(c.command_result(id), Some(0));
+        assert_eq!(&buf, b"\0\x00345678");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (b"5678".to_vec(), 4100, LIBNBD_READ_DATA as u32),
+                (vec![0, 0], 4096, LIBNBD_READ_HOLE as u32),
+                (b"34".to_vec(), 4098, LIBNBD_READ_DATA as u32),
+            ]
+        );
+    }
+
+    #[test]
+    fn data_not_covering_the_range_is_eproto() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 4];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        assert!(feed(&mut c, &wire, &data_chunk(DONE, cookie, 0, b"ab")).is_none());
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+    }
+
+    #[test]
+    fn out_of_range_offsets_are_fatal() {
+        for (offset, len) in [(100u64, 1usize), (4090, 8), (4096 + 8, 0), (u64::MAX, 1)] {
+            let (mut c, wire) = Conn::test_ready(true, false);
+            let mut buf = [0u8; 8];
+            let (_, cookie) = c.test_read(4096, &mut buf, CommandCallbacks::default());
+            assert_fatal(
+                feed(
+                    &mut c,
+                    &wire,
+                    &data_chunk(DONE, cookie, offset, &vec![1; len]),
+                ),
+                &format!(
+                    "range of structured reply is out of bounds, offset={offset}, \
+                     cmd->offset=4096, length={len}, cmd->count=8: \
+                     this is likely to be a bug in the NBD server"
+                ),
+            );
+        }
+        // A hole too.
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 8];
+        let (_, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let hole = encode_hole_chunk(4, 5);
+        assert_fatal(
+            feed(
+                &mut c,
+                &wire,
+                &chunk(DONE, NBD_REPLY_TYPE_OFFSET_HOLE, cookie, &hole),
+            ),
+            "range of structured reply is out of bounds, offset=4, \
+             cmd->offset=0, length=5, cmd->count=8: \
+             this is likely to be a bug in the NBD server",
+        );
+    }
+
+    #[test]
+    fn error_chunks() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 8];
+        let (cbs, seen) = recorder();
+        let (id, cookie) = c.test_read(0, &mut buf, cbs);
+        let e = encode_error_chunk(NBD_EPERM, b"no", Some(4));
+        assert!(feed(
+            &mut c,
+            &wire,
+            &chunk(0, NBD_REPLY_TYPE_ERROR_OFFSET, cookie, &e)
+        )
+        .is_none());
+        // A later error does not replace the first.
+        let e = encode_error_chunk(NBD_EIO, b"", None);
+        assert!(feed(
+            &mut c,
+            &wire,
+            &chunk(DONE, NBD_REPLY_TYPE_ERROR, cookie, &e)
+        )
+        .is_none());
+        assert_eq!(c.command_result(id), Some(libc::EPERM));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(vec![], 4, LIBNBD_READ_ERROR as u32)]
+        );
+
+        // Error 0 means EPROTO; a malformed error chunk (message longer
+        // than the payload), or one of an unknown error type, still
+        // reports its error number.
+        for (kind, payload, errno) in [
+            (
+                NBD_REPLY_TYPE_ERROR,
+                encode_error_chunk(0, b"", None),
+                libc::EPROTO,
+            ),
+            (
+                NBD_REPLY_TYPE_ERROR,
+                vec![0, 0, 0, 28, 0, 200, b'x'],
+                libc::ENOSPC,
+            ),
+            (NBD_REPLY_TYPE_ERROR_BIT | 77, vec![0, 0, 0, 1], libc::EPERM),
+            // Too short to hold an error: EPROTO.
+            (NBD_REPLY_TYPE_ERROR, vec![0, 0, 1], libc::EPROTO),
+        ] {
+            let (mut c, wire) = Conn::test_ready(true, false);
+            let mut buf = [0u8; 8];
+            let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+            assert!(feed(&mut c, &wire, &chunk(DONE, kind, cookie, &payload)).is_none());
+            assert_eq!(c.command_result(id), Some(errno), "{kind:x} {payload:?}");
+            assert!(!c.is_dead());
+        }
+    }
+
+    #[test]
+    fn long_error_chunk_is_skipped_after_its_start() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0u8; 8];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        let mut e = encode_error_chunk(NBD_EIO, b"m", None);
+        e.resize(MAX_ERROR_CHUNK as usize + 1000, 7);
+        assert!(feed(
+            &mut c,
+            &wire,
+            &chunk(DONE, NBD_REPLY_TYPE_ERROR, cookie, &e)
+        )
+        .is_none());
+        assert_eq!(c.command_result(id), Some(libc::EIO));
+        assert_eq!(wire.unread(), 0);
+        assert!(!c.is_dead());
+    }
+
+    #[test]
+    fn malformed_chunks_fail_the_command_not_the_connection() {
+        for (flags, kind, payload, done) in [
+            // Unknown type.
+            (DONE, 42, vec![1, 2, 3], true),
+            // NONE with a payload.
+            (DONE, NBD_REPLY_TYPE_NONE, vec![0; 4], true),
+            // NONE without DONE: the reply goes on.
+            (0, NBD_REPLY_TYPE_NONE, vec![], false),
+            // A hole of the wrong size.
+            (DONE, NBD_REPLY_TYPE_OFFSET_HOLE, vec![0; 11], true),
+            // Data shorter than its offset.
+            (DONE, NBD_REPLY_TYPE_OFFSET_DATA, vec![0; 7], true),
+            // Block status to a read.
+            (
+                DONE,
+                NBD_REPLY_TYPE_BLOCK_STATUS,
+                encode_block_status(1, &[(8, 0)]),
+                true,
+            ),
+        ] {
+            let (mut c, wire) = Conn::test_ready(true, false);
+            let mut buf = [0u8; 8];
+            let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+            let mut r = chunk(flags, kind, cookie, &payload);
+            r.extend(data_chunk(0, 12345, 0, b"x"));
+            assert!(feed(&mut c, &wire, &r).is_none(), "{kind}");
+            assert_eq!(wire.unread(), 0);
+            let expect = if done { Some(libc::EPROTO) } else { None };
+            assert_eq!(c.command_result(id), expect, "{kind}");
+            assert!(!c.is_dead());
+        }
+    }
+
+    #[test]
+    fn chunks_without_structured_replies_or_at_the_wrong_offset() {
+        let (mut c, wire) = Conn::test_ready(false, false);
+        let mut buf = [0u8; 1];
+        let (id, cookie) = c.test_read(0, &mut buf, CommandCallbacks::default());
+        assert!(feed(&mut c, &wire, &data_chunk(DONE, cookie, 0, b"a")).is_none());
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+
+        let (mut c, wire) = Conn::test_ready(true, true);
+        let mut buf = [0u8; 1];
+        let (id, cookie) = c.test_read(512, &mut buf, CommandCallbacks::default());
+        let mut p = 512u64.to_be_bytes().to_vec();
+        p.push(b'a');
+        let mut r = encode_extended_chunk_header(
+            DONE,
+            NBD_REPLY_TYPE_OFFSET_DATA,
+            cookie,
+            0,
+            p.len() as u64,
+        )
+        .to_vec();
+        r.extend(p);
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.command_result(id), Some(libc::EPROTO));
+        assert_eq!(buf, [0]);
+    }
+
+    #[test]
+    fn extended_data_chunk() {
+        let (mut c, wire) = Conn::test_ready(true, true);
+        let mut buf = [0u8; 3];
+        let (id, cookie) = c.test_read(512, &mut buf, CommandCallbacks::default());
+        let mut p = 512u64.to_be_bytes().to_vec();
+        p.extend_from_slice(b"abc");
+        let mut r = encode_extended_chunk_header(
+            DONE,
+            NBD_REPLY_TYPE_OFFSET_DATA,
+            cookie,
+            512,
+            p.len() as u64,
+        )
+        .to_vec();
+        r.extend(p);
+        // Byte by byte: every partial state is resumed.
+        for b in &r {
+            assert!(feed(&mut c, &wire, &[*b]).is_none());
+        }
+        assert_eq!(c.command_result(id), Some(0));
+        assert_eq!(&buf, b"abc");
+    }
+
+    #[test]
+    fn chunk_plans() {
+        use ChunkPlan::*;
+        let read = NBD_CMD_READ;
+        let bs = NBD_CMD_BLOCK_STATUS;
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_NONE, 0, read, false), End);
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_NONE, 1, read, false), Reject);
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_OFFSET_DATA, 8, read, false), Data);
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_OFFSET_DATA, 7, read, false),
+            Reject
+        );
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_OFFSET_DATA, 9, bs, true), Reject);
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_OFFSET_HOLE, 12, read, false),
+            Payload
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_OFFSET_HOLE, 13, read, false),
+            Reject
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_BLOCK_STATUS, 12, bs, true),
+            Payload
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_BLOCK_STATUS, 12, bs, false),
+            Reject
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_BLOCK_STATUS, 14, bs, true),
+            Reject
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_BLOCK_STATUS_EXT, 24, bs, true),
+            Payload
+        );
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_BLOCK_STATUS_EXT, 12, bs, true),
+            Reject
+        );
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_ERROR, 4, read, false), Payload);
+        assert_eq!(plan_chunk(NBD_REPLY_TYPE_ERROR, 3, read, false), Reject);
+        assert_eq!(
+            plan_chunk(NBD_REPLY_TYPE_ERROR_BIT | 9, 4, bs, false),
+            Payload
+        );
+        assert_eq!(plan_chunk(3, 0, read, false), Reject);
+    }
+}
