@@ -496,38 +496,7 @@ fn server_port(host: &str, port: &str) -> String {
 
 /// Builds the URI that would connect back to the same server and export.
 pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
-    let (scheme, server, socket) = if let Some(Target::Ssh { host, port, socket }) = conn.ssh {
-        (
-            "nbd+ssh",
-            server_port(host, &port.to_string()),
-            socket.clone(),
-        )
-    } else if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
-        ("nbd", server_port(host, port), None)
-    } else if let Some(addr) = conn.connaddr {
-        if let Some(ip) = addr.inet_addr() {
-            ("nbd", ip.to_string(), None)
-        } else if let Some(path) = addr.unix_path() {
-            let path = path.map_err(|()| {
-                Error::new(
-                    libc::EPROTONOSUPPORT,
-                    "Unix domain sockets in the abstract namespace are not yet supported",
-                )
-            })?;
-            ("nbd+unix", String::new(), Some(path.to_vec()))
-        } else if let Some((cid, port)) = addr.vsock_addr() {
-            ("nbd+vsock", format!("{cid}:{port}"), None)
-        } else {
-            return Err(Error::new(
-                libc::EAFNOSUPPORT,
-                format!("address family {} not supported", addr.family()),
-            ));
-        }
-    } else {
-        return Err(einval(
-            "cannot construct a URI for this connection type".to_string(),
-        ));
-    };
+    let (scheme, server, socket) = where_connected(conn)?;
     let mut uri = match (conn.tls, scheme.strip_prefix("nbd")) {
         (true, Some(rest)) => format!("nbds{rest}://"),
         _ => format!("{scheme}://"),
@@ -560,6 +529,45 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
         }
     }
     Ok(uri)
+}
+
+/// The scheme (without TLS), authority and socket parameter that name
+/// where the handle connected: the ssh tunnel, the host and port asked
+/// for, or the address connected to.
+fn where_connected(conn: &Connection<'_>) -> Result<(&'static str, String, Option<Vec<u8>>)> {
+    if let Some(Target::Ssh { host, port, socket }) = conn.ssh {
+        return Ok((
+            "nbd+ssh",
+            server_port(host, &port.to_string()),
+            socket.clone(),
+        ));
+    }
+    if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
+        return Ok(("nbd", server_port(host, port), None));
+    }
+    let Some(addr) = conn.connaddr else {
+        return Err(einval(
+            "cannot construct a URI for this connection type".to_string(),
+        ));
+    };
+    if let Some(ip) = addr.inet_addr() {
+        Ok(("nbd", ip.to_string(), None))
+    } else if let Some(path) = addr.unix_path() {
+        let path = path.map_err(|()| {
+            Error::new(
+                libc::EPROTONOSUPPORT,
+                "Unix domain sockets in the abstract namespace are not yet supported",
+            )
+        })?;
+        Ok(("nbd+unix", String::new(), Some(path.to_vec())))
+    } else if let Some((cid, port)) = addr.vsock_addr() {
+        Ok(("nbd+vsock", format!("{cid}:{port}"), None))
+    } else {
+        Err(Error::new(
+            libc::EAFNOSUPPORT,
+            format!("address family {} not supported", addr.family()),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -830,5 +838,144 @@ mod tests {
         assert!(back.tls.require);
         assert_eq!(back.tls.psk_file.as_deref(), Some(&b"/k.psk"[..]));
         assert_eq!(back.username.as_deref(), Some(&b"alice"[..]));
+    }
+
+    #[test]
+    fn each_step_and_its_error() {
+        let msg = |s: &str, p: &Policy| {
+            let e = parse(s.as_bytes(), p).unwrap_err();
+            (e.errno(), e.message().to_string())
+        };
+        // Policy: transport, then TLS.
+        let tcp_only = Policy {
+            allow_transports: LIBNBD_ALLOW_TRANSPORT_TCP,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbd+unix:///?socket=/s", &tcp_only),
+            (
+                libc::EPERM,
+                "URI transport nbd+unix is not permitted".into()
+            )
+        );
+        let no_tls = Policy {
+            allow_tls: LIBNBD_TLS_DISABLE,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbds://h/", &no_tls),
+            (libc::EPERM, "URI TLS setting nbds is not permitted".into())
+        );
+        let tls_only = Policy {
+            allow_tls: LIBNBD_TLS_REQUIRE,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbd://h/", &tls_only),
+            (libc::EPERM, "URI TLS setting nbd is not permitted".into())
+        );
+        // The socket parameter: required, allowed, refused.
+        assert_eq!(
+            msg("nbd+unix:///e", &ANY),
+            (
+                libc::EINVAL,
+                "cannot parse socket parameter from NBD URI \
+                 (did you mean to use \"nbd+unix:///?socket=...\"?)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            msg("nbds://h/?socket=/s", &ANY),
+            (
+                libc::EINVAL,
+                "socket parameter is incompatible with \"nbds:\" \
+                 (did you mean to use \"nbds+unix:///?socket=...\"?)"
+                    .into()
+            )
+        );
+        // The last socket parameter wins.
+        assert_eq!(
+            ok("nbd+unix:///?socket=/a&SOCKET=/b").target,
+            Target::Unix {
+                path: b"/b".to_vec()
+            }
+        );
+        // Local files need the policy's permission.
+        assert_eq!(
+            msg("nbds://h/?tls-psk-file=/k", &ANY),
+            (
+                libc::EPERM,
+                "local file access (tls-psk-file) is not allowed, \
+                 call nbd_set_uri_allow_local_file to enable this"
+                    .into()
+            )
+        );
+        assert_eq!(
+            msg("nbds://h/?tls-verify-peer=maybe", &ANY),
+            (
+                libc::EINVAL,
+                "tls-verify-peer: could not parse boolean: maybe".into()
+            )
+        );
+        // An export name with a NUL, a host that is not UTF-8.
+        assert_eq!(
+            msg("nbd://h/a%00b", &ANY),
+            (libc::EINVAL, "unable to parse URI: nbd://h/a%00b".into())
+        );
+        assert_eq!(msg("nbd://%ff/", &ANY).0, libc::EINVAL);
+    }
+
+    #[test]
+    fn vsock_cids() {
+        assert_eq!(vsock_cid("").unwrap(), VSOCK_HOST_CID);
+        assert_eq!(vsock_cid("42").unwrap(), 42);
+        // Leading digits, as sscanf reads them.
+        assert_eq!(vsock_cid("7abc").unwrap(), 7);
+        let e = vsock_cid("abc").unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(e.message(), "cannot parse vsock CID from NBD URI: abc");
+        assert!(vsock_cid("99999999999").is_err());
+    }
+
+    #[test]
+    fn no_scheme_hints() {
+        let hint = |s: &str| err(s).message().to_string();
+        let base = "NBD URI does not have a scheme: valid NBD URIs should start with a \
+                    scheme like nbd://, nbds:// or nbd+unix://";
+        assert_eq!(hint("1234"), base);
+        assert_eq!(
+            hint("/tmp/sock"),
+            format!("{base}: to open a local socket use \"nbd+unix://?socket=PATH\"")
+        );
+        assert_eq!(
+            hint("LOCALHOST"),
+            format!(
+                "{base}: to open a local port use \"nbd://localhost\" or \
+                 \"nbd://localhost:PORT\""
+            )
+        );
+    }
+
+    #[test]
+    fn uri_of_an_unknown_connection() {
+        let c = Connection {
+            ssh: None,
+            hostname: Some("h"),
+            port: None,
+            connaddr: None,
+            export_name: b"",
+            username: None,
+            tls: false,
+            tls_certificates: None,
+            tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: false,
+        };
+        let e = build(&c).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(
+            e.message(),
+            "cannot construct a URI for this connection type"
+        );
     }
 }
