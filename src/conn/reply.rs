@@ -969,6 +969,28 @@ mod tests {
     }
 
     #[test]
+    fn abandoned_read_keeps_what_arrived_and_zeroes_the_rest() {
+        let (mut c, wire) = Conn::test_ready(true, false);
+        let mut buf = [0xffu8; 8];
+        let lazy = CommandCallbacks {
+            zero_unfilled: true,
+            ..CommandCallbacks::default()
+        };
+        let (id, cookie) = c.test_read(0, &mut buf, lazy);
+        let r = data_chunk(DONE, cookie, 0, b"abcdefgh");
+        // Header, offset and 3 bytes of data.
+        let part = STRUCTURED_REPLY_LEN + 8 + 3;
+        assert!(feed(&mut c, &wire, &r[..part]).is_none());
+        assert!(c.abandon(id));
+        assert_eq!(&buf, b"abc\0\0\0\0\0");
+        // The rest of the chunk is read and thrown away.
+        assert!(feed(&mut c, &wire, &r[part..]).is_none());
+        assert_eq!(wire.unread(), 0);
+        assert_eq!(&buf, b"abc\0\0\0\0\0");
+        assert!(!c.is_dead());
+    }
+
+    #[test]
     fn chunk_plans() {
         use ChunkPlan::*;
         let read = NBD_CMD_READ;
