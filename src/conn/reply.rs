@@ -990,6 +990,87 @@ mod tests {
         assert!(!c.is_dead());
     }
 
+    /// A hostile server's random replies (plausible fields mixed with
+    /// random ones, cut at random points) may kill the connection but
+    /// never panic nor write outside the read's buffer.
+    #[test]
+    fn random_replies_stay_inside_the_buffer() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const OFF: u64 = 4096;
+        let kinds = [
+            NBD_REPLY_TYPE_NONE,
+            NBD_REPLY_TYPE_OFFSET_DATA,
+            NBD_REPLY_TYPE_OFFSET_HOLE,
+            NBD_REPLY_TYPE_ERROR,
+            NBD_REPLY_TYPE_ERROR_OFFSET,
+            NBD_REPLY_TYPE_BLOCK_STATUS,
+            3,
+            NBD_REPLY_TYPE_ERROR_BIT | 9,
+        ];
+        for _ in 0..3000 {
+            let structured = rnd(4) != 0;
+            let extended = structured && rnd(2) == 0;
+            let (mut c, wire) = Conn::test_ready(structured, extended);
+            // Guard bytes either side of the 32-byte buffer.
+            let mut mem = [0xa5u8; 64];
+            let (cbs, _seen) = recorder();
+            let cbs = CommandCallbacks {
+                zero_unfilled: rnd(2) == 0,
+                ..cbs
+            };
+            let (_, cookie) = c.test_read(OFF, &mut mem[16..48], cbs);
+            let mut bytes = Vec::new();
+            for _ in 0..1 + rnd(4) {
+                let near = |r: u64| OFF - 8 + r;
+                let kind = kinds[rnd(kinds.len() as u64) as usize];
+                let payload = match kind {
+                    NBD_REPLY_TYPE_OFFSET_DATA => {
+                        let mut p = near(rnd(48)).to_be_bytes().to_vec();
+                        p.resize(8 + rnd(40) as usize, 0x11);
+                        p
+                    }
+                    NBD_REPLY_TYPE_OFFSET_HOLE => {
+                        encode_hole_chunk(near(rnd(48)), rnd(40) as u32).to_vec()
+                    }
+                    NBD_REPLY_TYPE_ERROR | NBD_REPLY_TYPE_ERROR_OFFSET => encode_error_chunk(
+                        rnd(100) as u32,
+                        b"x",
+                        (kind == NBD_REPLY_TYPE_ERROR_OFFSET).then(|| near(rnd(48))),
+                    ),
+                    _ => vec![0x22; rnd(16) as usize],
+                };
+                let ck = if rnd(8) == 0 { rnd(u64::MAX) } else { cookie };
+                let flags = rnd(2) as u16;
+                let len = payload.len() as u64;
+                if extended {
+                    let at = if rnd(4) == 0 { rnd(u64::MAX) } else { OFF };
+                    bytes.extend(encode_extended_chunk_header(flags, kind, ck, at, len));
+                } else if structured || rnd(2) == 0 {
+                    bytes.extend(encode_chunk_header(flags, kind, ck, len as u32));
+                } else {
+                    bytes.extend(encode_simple_reply(rnd(2) as u32, ck));
+                    bytes.extend([0x33; 32]);
+                    continue;
+                }
+                bytes.extend(payload);
+            }
+            let mut rest = &bytes[..];
+            while !rest.is_empty() && !c.is_dead() {
+                let n = 1 + rnd(rest.len() as u64) as usize;
+                let _ = feed(&mut c, &wire, &rest[..n]);
+                rest = &rest[n..];
+            }
+            assert!(mem[..16].iter().all(|&b| b == 0xa5), "{bytes:?}");
+            assert!(mem[48..].iter().all(|&b| b == 0xa5), "{bytes:?}");
+        }
+    }
+
     #[test]
     fn chunk_plans() {
         use ChunkPlan::*;
