@@ -644,6 +644,65 @@ mod tests {
         }
     }
 
+    /// A hostile server's random option replies (plausible types and
+    /// payloads mixed with random ones, cut at random points) may fail the
+    /// handshake but never panic.
+    #[test]
+    fn random_option_replies_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let options = [
+            NBD_OPT_EXTENDED_HEADERS,
+            NBD_OPT_STRUCTURED_REPLY,
+            NBD_OPT_GO,
+        ];
+        let types = [
+            NBD_REP_ACK,
+            NBD_REP_INFO,
+            NBD_REP_SERVER,
+            NBD_REP_META_CONTEXT,
+            NBD_REP_ERR_UNSUP,
+            NBD_REP_ERR_UNKNOWN,
+            NBD_REP_FLAG_ERROR | 99,
+            77,
+        ];
+        for _ in 0..2000 {
+            let (mut c, wire) = at_first_option();
+            let mut bytes = Vec::new();
+            for _ in 0..1 + rnd(5) {
+                let option = options[rnd(options.len() as u64) as usize];
+                let reply_type = types[rnd(types.len() as u64) as usize];
+                let payload = match (reply_type, rnd(3)) {
+                    (NBD_REP_ACK, 0) => vec![],
+                    (NBD_REP_INFO, 0) => encode_info(&Info::Export(EXPORT)),
+                    (NBD_REP_INFO, 1) => {
+                        let mut p = encode_info(&Info::BlockSize {
+                            minimum: 1 << rnd(20),
+                            preferred: 1 << rnd(20),
+                            maximum: rnd(u64::from(u32::MAX)) as u32,
+                        });
+                        p.truncate(rnd(16) as usize);
+                        p
+                    }
+                    (_, 2) => vec![0x44; rnd(2 * MAX_OPTION_PAYLOAD as u64) as usize],
+                    _ => vec![0x55; rnd(24) as usize],
+                };
+                encode_option_reply(&mut bytes, option, reply_type, &payload);
+            }
+            let mut rest = &bytes[..];
+            while !rest.is_empty() && !c.is_dead() {
+                let n = 1 + rnd(rest.len() as u64) as usize;
+                let _ = feed(&mut c, &wire, &rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+    }
+
     #[test]
     fn option_reply_header_checks() {
         let h = |option, reply_type, length: u32| {
