@@ -284,16 +284,132 @@ callback_type! {
     Context, ContextKind, ContextFnPtr, rust: dyn FnMut(&str) -> i32 + Send
 }
 
-callback_type! {
-    /// Called with each context's extents of a block status reply: the
-    /// context name, the request's offset, and (length, flags) pairs.
-    Extent, ExtentKind, ExtentFnPtr, rust: dyn FnMut(&str, u64, &[u32], &mut i32) -> i32 + Send
+/// An extent callback function with entries of type `E`: the shape
+/// [`ExtentFnPtr`] and [`Extent64FnPtr`] share.
+type ExtentFnOf<E> = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    metacontext: *const std::ffi::c_char,
+    offset: u64,
+    entries: *mut E,
+    nr_entries: usize,
+    error: *mut c_int,
+) -> c_int;
+
+/// The one implementation behind [`Extent`] and [`Extent64Cb`], which
+/// differ only in the type of their entries.
+enum ExtentKind<E> {
+    Extern {
+        callback: Option<ExtentFnOf<E>>,
+        user: UserData,
+    },
+    #[allow(clippy::type_complexity)]
+    Rust(Box<dyn FnMut(&str, u64, &[E], &mut i32) -> i32 + Send>),
 }
 
-callback_type! {
+impl<E> ExtentKind<E> {
+    fn is_callable(&self) -> bool {
+        match self {
+            ExtentKind::Extern { callback, .. } => callback.is_some(),
+            ExtentKind::Rust(_) => true,
+        }
+    }
+
+    fn call(
+        &mut self,
+        context: &std::ffi::CStr,
+        offset: u64,
+        entries: &mut [E],
+        error: &mut i32,
+    ) -> i32 {
+        match self {
+            ExtentKind::Extern { callback, user } => match callback {
+                // SAFETY: the C caller's contract; entries is valid.
+                Some(f) => unsafe {
+                    f(
+                        user.data,
+                        context.as_ptr(),
+                        offset,
+                        entries.as_mut_ptr(),
+                        entries.len(),
+                        error,
+                    )
+                },
+                None => 0,
+            },
+            ExtentKind::Rust(f) => {
+                let name = context.to_string_lossy();
+                guarded(error, |e| f(&name, offset, entries, e))
+            }
+        }
+    }
+}
+
+/// Declares an extent callback type with entries of type `$entry`, C
+/// function type `$fnptr`, over [`ExtentKind`].
+macro_rules! extent_type {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $entry:ty, $fnptr:ty
+    ) => {
+        $(#[$doc])*
+        pub struct $name(ExtentKind<$entry>);
+
+        // SAFETY: as for Completion.
+        unsafe impl Send for $name {}
+
+        impl $name {
+            /// The callback from a Rust closure.
+            pub fn new(
+                f: impl FnMut(&str, u64, &[$entry], &mut i32) -> i32 + Send + 'static,
+            ) -> $name {
+                $name(ExtentKind::Rust(Box::new(f)))
+            }
+
+            /// The callback from C's function, user data and free function.
+            ///
+            /// # Safety
+            /// `callback` and `free` must be safe to call with `user_data`.
+            pub unsafe fn from_c(
+                callback: Option<$fnptr>,
+                user_data: *mut c_void,
+                free: Option<FreeFn>,
+            ) -> $name {
+                $name(ExtentKind::Extern {
+                    callback,
+                    user: UserData {
+                        data: user_data,
+                        free,
+                    },
+                })
+            }
+
+            /// Whether there is a function to call.
+            pub fn is_callable(&self) -> bool {
+                self.0.is_callable()
+            }
+
+            pub(crate) fn call(
+                &mut self,
+                context: &std::ffi::CStr,
+                offset: u64,
+                entries: &mut [$entry],
+                error: &mut i32,
+            ) -> i32 {
+                self.0.call(context, offset, entries, error)
+            }
+        }
+    };
+}
+
+extent_type! {
+    /// Called with each context's extents of a block status reply: the
+    /// context name, the request's offset, and (length, flags) pairs.
+    Extent, u32, ExtentFnPtr
+}
+
+extent_type! {
     /// As [`Extent`], with 64-bit extents.
-    Extent64Cb, Extent64Kind, Extent64FnPtr,
-    rust: dyn FnMut(&str, u64, &[Extent64], &mut i32) -> i32 + Send
+    Extent64Cb, Extent64, Extent64FnPtr
 }
 
 fn c_string(s: &str) -> std::ffi::CString {
@@ -338,80 +454,6 @@ impl Context {
                 None => 0,
             },
             ContextKind::Rust(f) => guarded(&mut 0, |_| f(name)),
-        }
-    }
-}
-
-impl Extent {
-    /// An extent callback from a Rust closure.
-    pub fn new(f: impl FnMut(&str, u64, &[u32], &mut i32) -> i32 + Send + 'static) -> Extent {
-        Extent(ExtentKind::Rust(Box::new(f)))
-    }
-
-    pub(crate) fn call(
-        &mut self,
-        context: &std::ffi::CStr,
-        offset: u64,
-        entries: &mut [u32],
-        error: &mut i32,
-    ) -> i32 {
-        match &mut self.0 {
-            ExtentKind::Extern { callback, user } => match callback {
-                // SAFETY: the C caller's contract; entries is valid.
-                Some(f) => unsafe {
-                    f(
-                        user.data,
-                        context.as_ptr(),
-                        offset,
-                        entries.as_mut_ptr(),
-                        entries.len(),
-                        error,
-                    )
-                },
-                None => 0,
-            },
-            ExtentKind::Rust(f) => {
-                let name = context.to_string_lossy();
-                guarded(error, |e| f(&name, offset, entries, e))
-            }
-        }
-    }
-}
-
-impl Extent64Cb {
-    /// A 64-bit extent callback from a Rust closure.
-    pub fn new(
-        f: impl FnMut(&str, u64, &[Extent64], &mut i32) -> i32 + Send + 'static,
-    ) -> Extent64Cb {
-        Extent64Cb(Extent64Kind::Rust(Box::new(f)))
-    }
-
-    pub(crate) fn call(
-        &mut self,
-        context: &std::ffi::CStr,
-        offset: u64,
-        entries: &mut [Extent64],
-        error: &mut i32,
-    ) -> i32 {
-        match &mut self.0 {
-            Extent64Kind::Extern { callback, user } => match callback {
-                // SAFETY: the C caller's contract; entries is valid.
-                Some(f) => unsafe {
-                    f(
-                        user.data,
-                        context.as_ptr(),
-                        offset,
-                        entries.as_mut_ptr(),
-                        entries.len(),
-                        error,
-                    )
-                },
-                None => 0,
-            },
-            Extent64Kind::Rust(f) => {
-                let name = context.to_string_lossy();
-                guarded(error, |e| f(&name, offset, entries, e))
-            }
         }
     }
 }

@@ -17,12 +17,16 @@ use crate::callback::{Chunk, Completion};
 use crate::proto::{self, ExportInfo};
 use crate::transport::{Subprocess, Transport};
 use crate::{Error, Result};
+use callerbuf::CallerBuf;
 
 mod block_status;
+mod callerbuf;
 mod connect;
 mod debug;
 mod handshake;
 mod options;
+#[cfg(test)]
+mod testwire;
 mod tls;
 
 pub(crate) use block_status::ExtentCallback;
@@ -131,7 +135,7 @@ struct Slot {
     count: u64,
     /// Read destination or write source; valid while the command lives
     /// (the caller's promise, as in libnbd).
-    buf: *mut u8,
+    buf: CallerBuf,
     /// The request header: compact (28 bytes) or extended (32).
     header: [u8; proto::EXTENDED_REQUEST_LEN],
     header_len: u8,
@@ -170,7 +174,7 @@ impl Slot {
             kind: 0,
             offset: 0,
             count: 0,
-            buf: std::ptr::null_mut(),
+            buf: CallerBuf::none(),
             header: [0; proto::EXTENDED_REQUEST_LEN],
             header_len: proto::REQUEST_LEN as u8,
             cookie: 0,
@@ -199,15 +203,9 @@ impl Slot {
         if self.zero_unfilled {
             self.zero_unfilled = false;
             if self.unzeroed_from < self.count {
-                // SAFETY: a read's buffer holds `count` writable bytes while
-                // the command lives; unzeroed_from < count.
-                unsafe {
-                    std::ptr::write_bytes(
-                        self.buf.add(self.unzeroed_from as usize),
-                        0,
-                        (self.count - self.unzeroed_from) as usize,
-                    )
-                };
+                let from = self.unzeroed_from;
+                self.buf
+                    .zero_range(from as usize, (self.count - from) as usize);
             }
         }
     }
@@ -226,6 +224,16 @@ impl Slot {
     fn filled(&mut self, start: u64, len: u64) {
         if self.zero_unfilled && start == self.unzeroed_from {
             self.unzeroed_from = start + len;
+        }
+    }
+
+    /// Where the payload that follows the header comes from: a write's
+    /// buffer, or the request payload the slot owns.
+    fn payload_ptr(&self) -> *const u8 {
+        if self.kind == proto::NBD_CMD_WRITE {
+            self.buf.as_ptr()
+        } else {
+            self.payload.as_ptr()
         }
     }
 
@@ -291,8 +299,8 @@ enum Reading {
     /// Reading read data straight into the command's buffer.
     Data {
         id: CommandId,
-        /// Where the next byte goes.
-        dst: *mut u8,
+        /// Where the next byte goes in the command's buffer.
+        at: usize,
         /// Bytes still to come.
         left: usize,
         /// Length of the whole data chunk (for the chunk callback).
@@ -749,7 +757,7 @@ impl Conn {
     pub(crate) fn kill_after_panic(&mut self, err: Error) {
         for slot in &mut self.slots {
             slot.zero_unfilled = false;
-            slot.buf = std::ptr::null_mut();
+            slot.buf = CallerBuf::none();
         }
         // A reply being read into one of those buffers stops at once.
         self.reading = Reading::Header;
@@ -793,13 +801,12 @@ impl Conn {
     /// count as filled, so only the rest of the buffer is zeroed.
     fn keep_partial_data(&mut self) {
         if let Reading::Data {
-            id, dst, left, len, ..
+            id, at, left, len, ..
         } = self.reading
         {
             let slot = &mut self.slots[id.index as usize];
             let received = len - left;
-            let start = dst as usize - slot.buf as usize - received;
-            slot.filled(start as u64, received as u64);
+            slot.filled((at - received) as u64, received as u64);
         }
     }
 
@@ -965,7 +972,7 @@ impl Conn {
                 let slot = &self.slots[index as usize];
                 let parts: [(*const u8, usize); 2] = [
                     (slot.header.as_ptr(), slot.header_len as usize),
-                    (slot.buf as *const u8, slot.payload_len()),
+                    (slot.payload_ptr(), slot.payload_len()),
                 ];
                 for (ptr, len) in parts {
                     if len == 0 {
@@ -1254,7 +1261,10 @@ impl Conn {
         slot.kind = kind;
         slot.offset = offset;
         slot.count = count;
-        slot.buf = buf;
+        // SAFETY: the caller's promise (above): `buf` holds `count` bytes,
+        // writable for a read, readable for a write (NULL, and so no
+        // bytes, for commands without data), until the command is retired.
+        slot.buf = unsafe { CallerBuf::new(buf, count as usize, kind == proto::NBD_CMD_READ) };
         slot.error = 0;
         slot.data_seen = 0;
         slot.zero_unfilled = callbacks.zero_unfilled && kind == proto::NBD_CMD_READ;
@@ -1268,7 +1278,6 @@ impl Conn {
         let wire_count = if slot.payload.is_empty() {
             count
         } else {
-            slot.buf = slot.payload.as_mut_ptr();
             slot.payload.len() as u64
         };
         let req = proto::Request {
@@ -1396,7 +1405,7 @@ impl Conn {
         let slot = &mut self.slots[id.index as usize];
         slot.zero_rest();
         slot.abandoned = true;
-        slot.buf = std::ptr::null_mut();
+        slot.buf = CallerBuf::none();
         slot.free_callbacks();
         true
     }
@@ -1423,7 +1432,7 @@ impl Conn {
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         slot.state = SlotState::Free;
-        slot.buf = std::ptr::null_mut();
+        slot.buf = CallerBuf::none();
         slot.free_callbacks();
         self.free_slots.push(index);
     }
@@ -1517,16 +1526,16 @@ impl Conn {
         }
     }
 
-    /// Runs a read's chunk callback over `len` bytes at `ptr` (export offset
-    /// `offset`); a failure (-1) sets the command's error if it has none.
-    fn call_chunk(&mut self, id: CommandId, ptr: *const u8, len: usize, offset: u64, status: u32) {
+    /// Runs a read's chunk callback over `len` bytes at `at` in its buffer
+    /// (export offset `offset`); a failure (-1) sets the command's error
+    /// if it has none.
+    fn call_chunk(&mut self, id: CommandId, at: usize, len: usize, offset: u64, status: u32) {
         let slot = &mut self.slots[id.index as usize];
         let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) else {
             return;
         };
         let mut error = slot.error;
-        // SAFETY: ptr/len lie within the command's buffer (checked by the caller).
-        if unsafe { cb.call(ptr, len, offset, status, &mut error) } == -1 && slot.error == 0 {
+        if slot.buf.show_chunk(cb, at, len, offset, status, &mut error) == -1 && slot.error == 0 {
             slot.error = if error != 0 { error } else { libc::EPROTO };
         }
     }
