@@ -421,6 +421,7 @@ const ARG_TYPES: &[(&str, &str)] = &[
     ("CStrList", "char **"),
     ("BufIn", "const void *"),
     ("BufOut", "void *"),
+    ("HandleArg", "struct nbd_handle *"),
     ("MultiConnArg", "struct rnbd_multi_conn *"),
 ];
 

@@ -4,7 +4,7 @@
 use std::ffi::{c_int, c_uint};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
-use super::{entry, nbd_handle, null_error, BufIn, BufOut};
+use super::{entry, null_error, BufIn, BufOut, HandleArg};
 use crate::{Chunk, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
@@ -45,7 +45,7 @@ pub(super) fn cookie(r: Result<u64>) -> Result<i64> {
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pread(
-    h: *mut nbd_handle,
+    h: HandleArg,
     buf: BufOut,
     count: usize,
     offset: u64,
@@ -83,7 +83,7 @@ pub unsafe extern "C" fn nbd_aio_pread(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pread_structured(
-    h: *mut nbd_handle,
+    h: HandleArg,
     buf: BufOut,
     count: usize,
     offset: u64,
@@ -124,7 +124,7 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pread_structured(
-    h: *mut nbd_handle,
+    h: HandleArg,
     mut buf: BufOut,
     count: usize,
     offset: u64,
@@ -160,7 +160,7 @@ pub unsafe extern "C" fn nbd_pread_structured(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_pwrite(
-    h: *mut nbd_handle,
+    h: HandleArg,
     buf: BufIn,
     count: usize,
     offset: u64,
@@ -196,7 +196,7 @@ pub unsafe extern "C" fn nbd_aio_pwrite(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_flush(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
     flags: u32,
 ) -> i64 {
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn nbd_aio_flush(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_trim(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn nbd_aio_trim(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_cache(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -285,7 +285,7 @@ pub unsafe extern "C" fn nbd_aio_cache(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_zero(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     completion_callback: nbd_completion_callback,
@@ -314,7 +314,7 @@ pub unsafe extern "C" fn nbd_aio_zero(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c_int {
+pub unsafe extern "C" fn nbd_aio_disconnect(h: HandleArg, flags: u32) -> c_int {
     entry!(h, |h| { h.aio_disconnect(flags).map(|()| 0) })
 }
 
@@ -331,7 +331,7 @@ pub unsafe extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c
 /// # Errors
 /// - `EINVAL`: the handle has no connection.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_get_fd(h: HandleArg) -> c_int {
     entry!(h, |h| h.aio_get_fd())
 }
 
@@ -346,7 +346,7 @@ pub unsafe extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
 /// The mask. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
+pub unsafe extern "C" fn nbd_aio_get_direction(h: HandleArg) -> c_uint {
     entry!(h, |h| Ok(h.aio_get_direction()))
 }
 
@@ -359,7 +359,7 @@ pub unsafe extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
 /// 0 on success, -1 on error. The connection failing is an error: the handle is
 /// then dead (`nbd_aio_is_dead`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_notify_read(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_notify_read(h: HandleArg) -> c_int {
     entry!(h, |h| { h.aio_notify_read().map(|()| 0) })
 }
 
@@ -372,7 +372,7 @@ pub unsafe extern "C" fn nbd_aio_notify_read(h: *mut nbd_handle) -> c_int {
 /// 0 on success, -1 on error. The connection failing is an error: the handle is
 /// then dead (`nbd_aio_is_dead`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_notify_write(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_notify_write(h: HandleArg) -> c_int {
     entry!(h, |h| { h.aio_notify_write().map(|()| 0) })
 }
 
@@ -396,7 +396,7 @@ pub unsafe extern "C" fn nbd_aio_notify_write(h: *mut nbd_handle) -> c_int {
 /// if (r == -1) goto error;
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn nbd_poll(h: *mut nbd_handle, timeout: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_poll(h: HandleArg, timeout: c_int) -> c_int {
     entry!(h, |h| h.poll(timeout))
 }
 
@@ -410,7 +410,7 @@ pub unsafe extern "C" fn nbd_poll(h: *mut nbd_handle, timeout: c_int) -> c_int {
 /// 1 if the handle made progress or `fd` became readable, 0 on timeout, -1 on
 /// error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_poll2(h: *mut nbd_handle, fd: c_int, timeout: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_poll2(h: HandleArg, fd: c_int, timeout: c_int) -> c_int {
     entry!(h, |h| h.poll2(fd, timeout))
 }
 
@@ -428,7 +428,7 @@ pub unsafe extern "C" fn nbd_poll2(h: *mut nbd_handle, fd: c_int, timeout: c_int
 /// - `EINVAL`: `cookie` is less than 1, so no command's cookie.
 /// - Any error the server reported for the command.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_command_completed(h: *mut nbd_handle, cookie: u64) -> c_int {
+pub unsafe extern "C" fn nbd_aio_command_completed(h: HandleArg, cookie: u64) -> c_int {
     entry!(h, |h| {
         h.aio_command_completed(cookie as i64).map(c_int::from)
     })
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn nbd_aio_command_completed(h: *mut nbd_handle, cookie: u
 /// # Errors
 /// - `EINVAL`: no command is in flight.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_peek_command_completed(h: *mut nbd_handle) -> i64 {
+pub unsafe extern "C" fn nbd_aio_peek_command_completed(h: HandleArg) -> i64 {
     entry!(h, |h| { h.aio_peek_command_completed() })
 }
 
@@ -461,6 +461,6 @@ pub unsafe extern "C" fn nbd_aio_peek_command_completed(h: *mut nbd_handle) -> i
 /// # Handle state
 /// The handle must be connected with the server, shut down, or dead.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_in_flight(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_in_flight(h: HandleArg) -> c_int {
     entry!(h, |h| h.aio_in_flight())
 }

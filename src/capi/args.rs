@@ -15,8 +15,42 @@
 
 use std::ffi::{c_char, c_void, CStr};
 
-use super::null_error;
-use crate::Result;
+use super::{nbd_handle, null_error};
+use crate::{Handle, Result};
+
+/// A `struct nbd_handle *` parameter: NULL, or a handle from `nbd_create`
+/// that `nbd_close` does not free before the call returns.
+#[repr(transparent)]
+pub struct HandleArg(*const nbd_handle);
+
+impl HandleArg {
+    /// Wraps `h`.
+    ///
+    /// # Safety
+    /// `h` must be NULL or a handle from `nbd_create` that is not closed
+    /// while the value lives.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn new(h: *const nbd_handle) -> HandleArg {
+        HandleArg(h)
+    }
+
+    /// A NULL handle (always a valid value: calls on it fail).
+    #[allow(dead_code)]
+    pub(crate) const fn null() -> HandleArg {
+        HandleArg(std::ptr::null())
+    }
+
+    /// The handle, borrowed; EFAULT ("h cannot be NULL") when NULL.
+    #[inline]
+    pub(crate) fn get(&self) -> Result<&Handle> {
+        if self.0.is_null() {
+            return Err(null_error("h"));
+        }
+        // SAFETY: not NULL, so a live handle while `self` lives (the
+        // type's invariant: the C caller's promise).
+        Ok(unsafe { &(*self.0).inner })
+    }
+}
 
 /// A `const char *` parameter: NULL, or a NUL-terminated string that stays
 /// valid and unchanged until the call returns.

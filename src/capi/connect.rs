@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::path::Path;
 
-use super::{check_nonnull, entry, malloc_c_string, nbd_handle, CStrArg, CStrList};
+use super::{check_nonnull, entry, malloc_c_string, CStrArg, CStrList, HandleArg};
 use crate::transport::SockAddr;
 use crate::{Error, Result};
 
@@ -58,7 +58,7 @@ fn argv_arg(argv: &CStrList) -> Result<Vec<&[u8]>> {
 /// }
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_connect_uri(h: HandleArg, uri: CStrArg) -> c_int {
     entry!(h, |h| {
         let uri = uri.get("uri")?;
         h.connect_uri(uri.to_bytes()).map(|()| 0)
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn nbd_connect_uri(h: *mut nbd_handle, uri: CStrArg) -> c_
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_uri(h: HandleArg, uri: CStrArg) -> c_int {
     entry!(h, |h| {
         let uri = uri.get("uri")?;
         h.aio_connect_uri(uri.to_bytes()).map(|()| 0)
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn nbd_aio_connect_uri(h: *mut nbd_handle, uri: CStrArg) -
 /// The handle must have started connecting: connecting, negotiating, connected
 /// with the server, shut down, or dead.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_uri(h: HandleArg) -> *mut c_char {
     entry!(h, |h| {
         h.get_uri().and_then(|s| malloc_c_string(s.as_bytes()))
     })
@@ -113,7 +113,7 @@ pub unsafe extern "C" fn nbd_get_uri(h: *mut nbd_handle) -> *mut c_char {
 /// # Return value
 /// 1 if it looks like an NBD URI, 0 if not, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_is_uri(h: HandleArg, uri: CStrArg) -> c_int {
     entry!(h, |h| {
         let uri = uri.get("uri")?;
         Ok(c_int::from(h.is_uri(uri.to_bytes())))
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn nbd_is_uri(h: *mut nbd_handle, uri: CStrArg) -> c_int {
 /// # Return value
 /// 1, or -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_supports_uri(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.supports_uri())) })
 }
 
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn nbd_supports_uri(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if supported, 0 if not, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_supports_vsock(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.supports_vsock())) })
 }
 
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
+pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: HandleArg, mask: u32) -> c_int {
     entry!(h, |h| { h.set_uri_allow_transports(mask).map(|()| 0) })
 }
 
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: 
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: HandleArg, tls: c_int) -> c_int {
     entry!(h, |h| { h.set_uri_allow_tls(tls).map(|()| 0) })
 }
 
@@ -197,7 +197,7 @@ pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_uri_allow_local_file(h: HandleArg, allow: bool) -> c_int {
     entry!(h, |h| { h.set_uri_allow_local_file(allow).map(|()| 0) })
 }
 
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn nbd_set_uri_allow_local_file(h: *mut nbd_handle, allow:
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_connect_unix(h: HandleArg, unixsocket: CStrArg) -> c_int {
     entry!(h, |h| {
         let path = path_arg(&unixsocket, "unixsocket")?;
         h.connect_unix(path).map(|()| 0)
@@ -241,7 +241,7 @@ pub unsafe extern "C" fn nbd_connect_unix(h: *mut nbd_handle, unixsocket: CStrAr
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_unix(h: HandleArg, unixsocket: CStrArg) -> c_int {
     entry!(h, |h| {
         let path = path_arg(&unixsocket, "unixsocket")?;
         h.aio_connect_unix(path).map(|()| 0)
@@ -266,11 +266,7 @@ pub unsafe extern "C" fn nbd_aio_connect_unix(h: *mut nbd_handle, unixsocket: CS
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_tcp(
-    h: *mut nbd_handle,
-    hostname: CStrArg,
-    port: CStrArg,
-) -> c_int {
+pub unsafe extern "C" fn nbd_connect_tcp(h: HandleArg, hostname: CStrArg, port: CStrArg) -> c_int {
     entry!(h, |h| {
         let (host, port) = (text_arg(&hostname, "hostname")?, text_arg(&port, "port")?);
         h.connect_tcp(host, port).map(|()| 0)
@@ -293,7 +289,7 @@ pub unsafe extern "C" fn nbd_connect_tcp(
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_tcp(
-    h: *mut nbd_handle,
+    h: HandleArg,
     hostname: CStrArg,
     port: CStrArg,
 ) -> c_int {
@@ -320,7 +316,7 @@ pub unsafe extern "C" fn nbd_aio_connect_tcp(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
+pub unsafe extern "C" fn nbd_connect_vsock(h: HandleArg, cid: u32, port: u32) -> c_int {
     entry!(h, |h| { h.connect_vsock(cid, port).map(|()| 0) })
 }
 
@@ -339,7 +335,7 @@ pub unsafe extern "C" fn nbd_connect_vsock(h: *mut nbd_handle, cid: u32, port: u
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, port: u32) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_vsock(h: HandleArg, cid: u32, port: u32) -> c_int {
     entry!(h, |h| { h.aio_connect_vsock(cid, port).map(|()| 0) })
 }
 
@@ -361,7 +357,7 @@ pub unsafe extern "C" fn nbd_aio_connect_vsock(h: *mut nbd_handle, cid: u32, por
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect(
-    h: *mut nbd_handle,
+    h: HandleArg,
     addr: *const libc::sockaddr,
     addrlen: libc::socklen_t,
 ) -> c_int {
@@ -392,7 +388,7 @@ pub unsafe extern "C" fn nbd_aio_connect(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: c_int) -> c_int {
     entry!(h, |h| { h.connect_socket_fd(sock, true).map(|()| 0) })
 }
 
@@ -411,7 +407,7 @@ pub unsafe extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> 
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_socket(h: HandleArg, sock: c_int) -> c_int {
     entry!(h, |h| { h.connect_socket_fd(sock, false).map(|()| 0) })
 }
 
@@ -447,7 +443,7 @@ pub unsafe extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int)
 /// }
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: CStrList) -> c_int {
+pub unsafe extern "C" fn nbd_connect_command(h: HandleArg, argv: CStrList) -> c_int {
     entry!(h, |h| {
         let args = argv_arg(&argv)?;
         h.connect_command(&args).map(|()| 0)
@@ -469,7 +465,7 @@ pub unsafe extern "C" fn nbd_connect_command(h: *mut nbd_handle, argv: CStrList)
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: CStrList) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_command(h: HandleArg, argv: CStrList) -> c_int {
     entry!(h, |h| {
         let args = argv_arg(&argv)?;
         h.aio_connect_command(&args).map(|()| 0)
@@ -498,7 +494,7 @@ pub unsafe extern "C" fn nbd_aio_connect_command(h: *mut nbd_handle, argv: CStrL
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connect_systemd_socket_activation(
-    h: *mut nbd_handle,
+    h: HandleArg,
     argv: CStrList,
 ) -> c_int {
     entry!(h, |h| {
@@ -523,7 +519,7 @@ pub unsafe extern "C" fn nbd_connect_systemd_socket_activation(
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_systemd_socket_activation(
-    h: *mut nbd_handle,
+    h: HandleArg,
     argv: CStrList,
 ) -> c_int {
     entry!(h, |h| {
@@ -551,7 +547,7 @@ pub unsafe extern "C" fn nbd_aio_connect_systemd_socket_activation(
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_socket_activation_name(
-    h: *mut nbd_handle,
+    h: HandleArg,
     socket_name: CStrArg,
 ) -> c_int {
     entry!(h, |h| {
@@ -564,7 +560,7 @@ pub unsafe extern "C" fn nbd_set_socket_activation_name(
 ///
 /// See `nbd_set_socket_activation_name`; the empty string if none was set.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_socket_activation_name(h: HandleArg) -> *mut c_char {
     entry!(h, |h| malloc_c_string(
         h.socket_activation_name().as_bytes()
     ),)
@@ -581,7 +577,7 @@ pub unsafe extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *
 /// # Errors
 /// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
+pub unsafe extern "C" fn nbd_get_subprocess_pid(h: HandleArg) -> i64 {
     entry!(h, |h| { h.subprocess_pid().map(i64::from) })
 }
 
@@ -598,6 +594,6 @@ pub unsafe extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
 /// - `ESRCH`: the handle has no subprocess.
 /// - `EINVAL`: `signum` is negative.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_kill_subprocess(h: *mut nbd_handle, signum: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_kill_subprocess(h: HandleArg, signum: c_int) -> c_int {
     entry!(h, |h| { h.kill_subprocess(signum).map(|()| 0) })
 }

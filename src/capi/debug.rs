@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use super::{entry, nbd_handle};
+use super::{entry, HandleArg};
 use crate::capi::types::nbd_debug_callback;
 use crate::{Handle, Result};
 
@@ -102,7 +102,7 @@ fn describe<T: 'static>(v: &T) -> String {
 /// 0 on success, -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_debug_callback(
-    h: *mut nbd_handle,
+    h: HandleArg,
     debug_callback: nbd_debug_callback,
 ) -> c_int {
     let null = debug_callback.callback.is_none() && debug_callback.free.is_none();
@@ -125,6 +125,6 @@ pub unsafe extern "C" fn nbd_set_debug_callback(
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_clear_debug_callback(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_clear_debug_callback(h: HandleArg) -> c_int {
     entry!(h, |h| { h.clear_debug_callback().map(|()| 0) })
 }

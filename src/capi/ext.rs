@@ -9,7 +9,7 @@ pub mod multi;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{entry, malloc_c_string, nbd_handle, BufIn, CStrArg, CStrList};
+use super::{entry, malloc_c_string, BufIn, CStrArg, CStrList, HandleArg};
 use crate::{Error, IpFamily, Result};
 
 /// `rnbd_set_ip_family`: IPv4 and IPv6 (the default).
@@ -38,7 +38,7 @@ fn list_arg<'a>(list: &'a CStrList, param: &str) -> Result<Vec<&'a [u8]>> {
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_ca_pem(h: *mut nbd_handle, pem: BufIn, len: usize) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_ca_pem(h: HandleArg, pem: BufIn, len: usize) -> c_int {
     entry!(h, |h| {
         let pem = pem.get(len, "pem")?;
         h.update_tls_credentials(|c| c.ca_pem(pem)).map(|()| 0)
@@ -54,7 +54,7 @@ pub unsafe extern "C" fn rnbd_set_tls_ca_pem(h: *mut nbd_handle, pem: BufIn, len
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_crl_pem(h: *mut nbd_handle, pem: BufIn, len: usize) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_crl_pem(h: HandleArg, pem: BufIn, len: usize) -> c_int {
     entry!(h, |h| {
         let pem = pem.get(len, "pem")?;
         h.update_tls_credentials(|c| c.crl_pem(pem)).map(|()| 0)
@@ -73,7 +73,7 @@ pub unsafe extern "C" fn rnbd_set_tls_crl_pem(h: *mut nbd_handle, pem: BufIn, le
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_set_tls_client_pem(
-    h: *mut nbd_handle,
+    h: HandleArg,
     cert: BufIn,
     certlen: usize,
     key: BufIn,
@@ -101,7 +101,7 @@ pub unsafe extern "C" fn rnbd_set_tls_client_pem(
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_set_tls_psk(
-    h: *mut nbd_handle,
+    h: HandleArg,
     username: CStrArg,
     key: BufIn,
     keylen: usize,
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn rnbd_set_tls_psk(
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_tls_key_password(h: *mut nbd_handle, password: CStrArg) -> c_int {
+pub unsafe extern "C" fn rnbd_set_tls_key_password(h: HandleArg, password: CStrArg) -> c_int {
     entry!(h, |h| {
         let password = password.get("password")?;
         h.set_tls_key_password(password.to_bytes()).map(|()| 0)
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn rnbd_set_tls_key_password(h: *mut nbd_handle, password:
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_connect_command_env(
-    h: *mut nbd_handle,
+    h: HandleArg,
     argv: CStrList,
     envp: CStrList,
 ) -> c_int {
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn rnbd_connect_command_env(
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_aio_connect_command_env(
-    h: *mut nbd_handle,
+    h: HandleArg,
     argv: CStrList,
     envp: CStrList,
 ) -> c_int {
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn rnbd_aio_connect_command_env(
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_capture_stderr(h: *mut nbd_handle, capture: bool) -> c_int {
+pub unsafe extern "C" fn rnbd_set_capture_stderr(h: HandleArg, capture: bool) -> c_int {
     entry!(h, |h| h.set_capture_stderr(capture).map(|()| 0))
 }
 
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn rnbd_set_capture_stderr(h: *mut nbd_handle, capture: bo
 /// # Return value
 /// 1 if it is, 0 if not, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_capture_stderr(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn rnbd_get_capture_stderr(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(h.capture_stderr())))
 }
 
@@ -209,7 +209,7 @@ pub unsafe extern "C" fn rnbd_get_capture_stderr(h: *mut nbd_handle) -> c_int {
 /// - `ENOENT`: no command was started, or its standard error is not
 ///   captured.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_subprocess_stderr(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn rnbd_get_subprocess_stderr(h: HandleArg) -> *mut c_char {
     entry!(h, |h| {
         let text = h.subprocess_stderr().ok_or_else(|| {
             Error::new(libc::ENOENT, "no captured standard error of a subprocess")
@@ -226,10 +226,7 @@ pub unsafe extern "C" fn rnbd_get_subprocess_stderr(h: *mut nbd_handle) -> *mut 
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_close_waits_for_subprocess(
-    h: *mut nbd_handle,
-    wait: bool,
-) -> c_int {
+pub unsafe extern "C" fn rnbd_set_close_waits_for_subprocess(h: HandleArg, wait: bool) -> c_int {
     entry!(h, |h| {
         h.set_close_waits_for_subprocess(wait);
         Ok(0)
@@ -242,7 +239,7 @@ pub unsafe extern "C" fn rnbd_set_close_waits_for_subprocess(
 /// # Return value
 /// 1 if it waits, 0 if not, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_close_waits_for_subprocess(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn rnbd_get_close_waits_for_subprocess(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(h.close_waits_for_subprocess())))
 }
 
@@ -259,7 +256,7 @@ pub unsafe extern "C" fn rnbd_get_close_waits_for_subprocess(h: *mut nbd_handle)
 /// # Handle state
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_ip_family(h: *mut nbd_handle, family: c_int) -> c_int {
+pub unsafe extern "C" fn rnbd_set_ip_family(h: HandleArg, family: c_int) -> c_int {
     entry!(h, |h| {
         let family = match family {
             RNBD_IP_FAMILY_ANY => IpFamily::Any,
@@ -281,7 +278,7 @@ pub unsafe extern "C" fn rnbd_set_ip_family(h: *mut nbd_handle, family: c_int) -
 /// # Return value
 /// The family, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_ip_family(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn rnbd_get_ip_family(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(h.ip_family() as c_int))
 }
 
@@ -304,7 +301,7 @@ pub unsafe extern "C" fn rnbd_get_ip_family(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`).
 #[no_mangle]
 pub unsafe extern "C" fn rnbd_set_ready_callback(
-    h: *mut nbd_handle,
+    h: HandleArg,
     cb: nbd_completion_callback,
 ) -> c_int {
     entry!(h, |h| {
@@ -323,7 +320,7 @@ pub unsafe extern "C" fn rnbd_set_ready_callback(
 /// # Return value
 /// 0 on success, -1 on error (once the connection has died, its error).
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_aio_run(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn rnbd_aio_run(h: HandleArg) -> c_int {
     entry!(h, |h| h.aio_run().map(|()| 0))
 }
 
@@ -350,7 +347,7 @@ pub unsafe extern "C" fn rnbd_aio_run(h: *mut nbd_handle) -> c_int {
 /// # Errors
 /// - `EINVAL`: `timeout_ms` is negative.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_set_timeout(h: *mut nbd_handle, timeout_ms: i64) -> c_int {
+pub unsafe extern "C" fn rnbd_set_timeout(h: HandleArg, timeout_ms: i64) -> c_int {
     entry!(h, |h| {
         let ms = u64::try_from(timeout_ms).map_err(|_| {
             Error::new(
@@ -371,7 +368,7 @@ pub unsafe extern "C" fn rnbd_set_timeout(h: *mut nbd_handle, timeout_ms: i64) -
 /// # Return value
 /// The timeout, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_timeout(h: *mut nbd_handle) -> i64 {
+pub unsafe extern "C" fn rnbd_get_timeout(h: HandleArg) -> i64 {
     entry!(h, |h| {
         let ms = h
             .timeout()
@@ -451,7 +448,7 @@ pub unsafe extern "C" fn rnbd_clear_thread_deadline() {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_cancel_waits(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn rnbd_cancel_waits(h: HandleArg) -> c_int {
     entry!(h, |h| {
         h.cancel_waits();
         Ok(0)

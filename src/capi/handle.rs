@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{entry, malloc_c_string, nbd_handle, CStrArg};
+use super::{entry, malloc_c_string, nbd_handle, CStrArg, HandleArg};
 use crate::handle::{PACKAGE_NAME, VERSION};
 use crate::Handle;
 
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn nbd_close(h: *mut nbd_handle) {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_version(h: HandleArg) -> *const c_char {
     static VERSION_NUL: &str = concat!("1.22.2", "\0");
     debug_assert_eq!(&VERSION_NUL[..VERSION_NUL.len() - 1], VERSION);
     entry!(h, |_| { Ok(VERSION_NUL.as_ptr().cast()) })
@@ -78,7 +78,7 @@ pub unsafe extern "C" fn nbd_get_version(h: *mut nbd_handle) -> *const c_char {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_package_name(h: HandleArg) -> *const c_char {
     static NAME_NUL: &str = concat!("libnbd", "\0");
     debug_assert_eq!(&NAME_NUL[..NAME_NUL.len() - 1], PACKAGE_NAME);
     entry!(h, |_| { Ok(NAME_NUL.as_ptr().cast()) })
@@ -93,7 +93,7 @@ pub unsafe extern "C" fn nbd_get_package_name(h: *mut nbd_handle) -> *const c_ch
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_handle_name(h: HandleArg, handle_name: CStrArg) -> c_int {
     entry!(h, |h| {
         let name = handle_name.get("handle_name")?;
         h.set_handle_name(&name.to_string_lossy())?;
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn nbd_set_handle_name(h: *mut nbd_handle, handle_name: CS
 /// This is the name set with `nbd_set_handle_name`, or the name generated for
 /// the handle when it was created.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_handle_name(h: HandleArg) -> *mut c_char {
     entry!(h, |h| { malloc_c_string(h.handle_name().as_bytes()) })
 }
 
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn nbd_get_handle_name(h: *mut nbd_handle) -> *mut c_char 
 /// The value stored before, 0 if none was. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_private_data(h: *mut nbd_handle, private_data: usize) -> usize {
+pub unsafe extern "C" fn nbd_set_private_data(h: HandleArg, private_data: usize) -> usize {
     entry!(h, |h| { Ok(h.set_private_data(private_data)) })
 }
 
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn nbd_set_private_data(h: *mut nbd_handle, private_data: 
 /// The stored value, 0 if none was stored. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_private_data(h: *mut nbd_handle) -> usize {
+pub unsafe extern "C" fn nbd_get_private_data(h: HandleArg) -> usize {
     entry!(h, |h| Ok(h.private_data()))
 }
 
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn nbd_get_private_data(h: *mut nbd_handle) -> usize {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_debug(h: *mut nbd_handle, debug: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_debug(h: HandleArg, debug: bool) -> c_int {
     entry!(h, |h| h.set_debug(debug).map(|()| 0))
 }
 
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn nbd_set_debug(h: *mut nbd_handle, debug: bool) -> c_int
 /// # Return value
 /// 1 if debugging is on, 0 if it is off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_debug(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(h.debug() as c_int))
 }
 
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn nbd_get_debug(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_export_name(h: HandleArg, export_name: CStrArg) -> c_int {
     entry!(h, |h| {
         let name = export_name.get("export_name")?;
         h.set_export_name(name.to_bytes()).map(|()| 0)
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn nbd_set_export_name(h: *mut nbd_handle, export_name: CS
 /// to `nbd_connect_uri`), the empty string by default. The name the server
 /// calls the export may differ: see `nbd_get_canonical_export_name`.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_export_name(h: HandleArg) -> *mut c_char {
     entry!(h, |h| { malloc_c_string(&h.export_name()?) })
 }
 
@@ -212,10 +212,7 @@ pub unsafe extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char 
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_request_structured_replies(
-    h: *mut nbd_handle,
-    request: bool,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_request_structured_replies(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| {
         h.set_request_structured_replies(request).map(|()| 0)
     })
@@ -229,7 +226,7 @@ pub unsafe extern "C" fn nbd_set_request_structured_replies(
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_request_structured_replies(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_request_structured_replies(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(h.request_structured_replies() as c_int) })
 }
 
@@ -242,7 +239,7 @@ pub unsafe extern "C" fn nbd_get_request_structured_replies(h: *mut nbd_handle) 
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_structured_replies_negotiated(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_structured_replies_negotiated(h: HandleArg) -> c_int {
     entry!(h, |h| {
         h.structured_replies_negotiated().map(c_int::from)
     })
@@ -260,7 +257,7 @@ pub unsafe extern "C" fn nbd_get_structured_replies_negotiated(h: *mut nbd_handl
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_protocol(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_protocol(h: HandleArg) -> *const c_char {
     entry!(h, |h| {
         Ok(match h.protocol()? {
             "newstyle-fixed" => c"newstyle-fixed".as_ptr(),

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::Mutex;
 
-use super::{entry, nbd_handle};
+use super::{entry, HandleArg};
 use crate::Handle;
 
 /// Returns the size of the export in bytes.
@@ -22,7 +22,7 @@ use crate::Handle;
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_size(h: *mut nbd_handle) -> i64 {
+pub unsafe extern "C" fn nbd_get_size(h: HandleArg) -> i64 {
     entry!(h, |h| h.size().map(|s| s as i64))
 }
 
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn nbd_get_size(h: *mut nbd_handle) -> i64 {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_is_read_only(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::is_read_only(h).map(c_int::from))
 }
 
@@ -66,7 +66,7 @@ pub unsafe extern "C" fn nbd_is_read_only(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_flush(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_flush(h).map(c_int::from))
 }
 
@@ -90,7 +90,7 @@ pub unsafe extern "C" fn nbd_can_flush(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_fua(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_fua(h).map(c_int::from))
 }
 
@@ -111,7 +111,7 @@ pub unsafe extern "C" fn nbd_can_fua(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_trim(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_trim(h).map(c_int::from))
 }
 
@@ -132,7 +132,7 @@ pub unsafe extern "C" fn nbd_can_trim(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_zero(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_zero(h).map(c_int::from))
 }
 
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn nbd_can_zero(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_cache(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_cache(h).map(c_int::from))
 }
 
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn nbd_can_cache(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_multi_conn(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_multi_conn(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_multi_conn(h).map(c_int::from))
 }
 
@@ -189,7 +189,7 @@ pub unsafe extern "C" fn nbd_can_multi_conn(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_created(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_created(h))))
 }
 
@@ -203,7 +203,7 @@ pub unsafe extern "C" fn nbd_aio_is_created(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_connecting(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_connecting(h))))
 }
 
@@ -217,7 +217,7 @@ pub unsafe extern "C" fn nbd_aio_is_connecting(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_negotiating(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_negotiating(h))))
 }
 
@@ -230,7 +230,7 @@ pub unsafe extern "C" fn nbd_aio_is_negotiating(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_ready(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_ready(h))))
 }
 
@@ -243,7 +243,7 @@ pub unsafe extern "C" fn nbd_aio_is_ready(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_processing(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_processing(h))))
 }
 
@@ -257,7 +257,7 @@ pub unsafe extern "C" fn nbd_aio_is_processing(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_dead(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_dead(h))))
 }
 
@@ -271,7 +271,7 @@ pub unsafe extern "C" fn nbd_aio_is_dead(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// 1 if it is, 0 if it is not, -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_is_closed(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(c_int::from(Handle::aio_is_closed(h))))
 }
 
@@ -284,7 +284,7 @@ pub unsafe extern "C" fn nbd_aio_is_closed(h: *mut nbd_handle) -> c_int {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connection_state(h: *mut nbd_handle) -> *const c_char {
+pub unsafe extern "C" fn nbd_connection_state(h: HandleArg) -> *const c_char {
     entry!(h, |h| Ok(static_c_str(h.connection_state()).as_ptr()))
 }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::c_int;
 
-use super::{entry, nbd_handle, BufIn, BufOut};
+use super::{entry, BufIn, BufOut, HandleArg};
 
 /// Reads from the export.
 ///
@@ -39,7 +39,7 @@ use super::{entry, nbd_handle, BufIn, BufOut};
 /// ```
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pread(
-    h: *mut nbd_handle,
+    h: HandleArg,
     mut buf: BufOut,
     count: usize,
     offset: u64,
@@ -76,7 +76,7 @@ pub unsafe extern "C" fn nbd_pread(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_pwrite(
-    h: *mut nbd_handle,
+    h: HandleArg,
     buf: BufIn,
     count: usize,
     offset: u64,
@@ -107,7 +107,7 @@ pub unsafe extern "C" fn nbd_pwrite(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
+pub unsafe extern "C" fn nbd_flush(h: HandleArg, flags: u32) -> c_int {
     entry!(h, |h| h.flush(flags).map(|()| 0))
 }
 
@@ -130,12 +130,7 @@ pub unsafe extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_trim(
-    h: *mut nbd_handle,
-    count: u64,
-    offset: u64,
-    flags: u32,
-) -> c_int {
+pub unsafe extern "C" fn nbd_trim(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
     entry!(h, |h| { h.trim(count, offset, flags).map(|()| 0) })
 }
 
@@ -158,12 +153,7 @@ pub unsafe extern "C" fn nbd_trim(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_cache(
-    h: *mut nbd_handle,
-    count: u64,
-    offset: u64,
-    flags: u32,
-) -> c_int {
+pub unsafe extern "C" fn nbd_cache(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
     entry!(h, |h| { h.cache(count, offset, flags).map(|()| 0) })
 }
 
@@ -189,12 +179,7 @@ pub unsafe extern "C" fn nbd_cache(
 /// The handle must be connected with the server: the handshake is over and the
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_zero(
-    h: *mut nbd_handle,
-    count: u64,
-    offset: u64,
-    flags: u32,
-) -> c_int {
+pub unsafe extern "C" fn nbd_zero(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
     entry!(h, |h| { h.zero(count, offset, flags).map(|()| 0) })
 }
 
@@ -217,6 +202,6 @@ pub unsafe extern "C" fn nbd_zero(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`, option mode) or
 /// connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
+pub unsafe extern "C" fn nbd_shutdown(h: HandleArg, flags: u32) -> c_int {
     entry!(h, |h| h.shutdown(flags).map(|()| 0))
 }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
-use super::{entry, malloc_c_string, nbd_handle, null_error, CStrArg, CStrList};
+use super::{entry, malloc_c_string, null_error, CStrArg, CStrList, HandleArg};
 use crate::callback::{Extent, Extent64Cb};
 use crate::Result;
 
@@ -36,7 +36,7 @@ fn extent64(cb: nbd_extent64_callback) -> Result<Extent64Cb> {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_add_meta_context(h: HandleArg, name: CStrArg) -> c_int {
     entry!(h, |h| {
         let name = name.get("name")?;
         h.add_meta_context(&name.to_string_lossy()).map(|()| 0)
@@ -50,7 +50,7 @@ pub unsafe extern "C" fn nbd_add_meta_context(h: *mut nbd_handle, name: CStrArg)
 /// # Return value
 /// The count, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::ssize_t {
+pub unsafe extern "C" fn nbd_get_nr_meta_contexts(h: HandleArg) -> libc::ssize_t {
     entry!(h, |h| { Ok(h.nr_meta_contexts() as libc::ssize_t) })
 }
 
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn nbd_get_nr_meta_contexts(h: *mut nbd_handle) -> libc::s
 /// # Errors
 /// - `EINVAL`: `i` is out of range.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_meta_context(h: HandleArg, i: usize) -> *mut c_char {
     entry!(h, |h| {
         let name = h.meta_context(i)?;
         malloc_c_string(name.as_bytes())
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn nbd_get_meta_context(h: *mut nbd_handle, i: usize) -> *
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_clear_meta_contexts(h: HandleArg) -> c_int {
     entry!(h, |h| { h.clear_meta_contexts().map(|()| 0) })
 }
 
@@ -96,7 +96,7 @@ pub unsafe extern "C" fn nbd_clear_meta_contexts(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_meta_context(h: *mut nbd_handle, metacontext: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_can_meta_context(h: HandleArg, metacontext: CStrArg) -> c_int {
     entry!(h, |h| {
         let name = metacontext.get("metacontext")?;
         h.can_meta_context(&name.to_string_lossy()).map(c_int::from)
@@ -118,7 +118,7 @@ pub unsafe extern "C" fn nbd_can_meta_context(h: *mut nbd_handle, metacontext: C
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_request_meta_context(h: *mut nbd_handle, request: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_request_meta_context(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| { h.set_request_meta_context(request).map(|()| 0) })
 }
 
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn nbd_set_request_meta_context(h: *mut nbd_handle, reques
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_request_meta_context(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_request_meta_context(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(h.request_meta_context() as c_int) })
 }
 
@@ -158,7 +158,7 @@ pub unsafe extern "C" fn nbd_get_request_meta_context(h: *mut nbd_handle) -> c_i
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_block_status(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     extent_callback: nbd_extent_callback,
@@ -190,7 +190,7 @@ pub unsafe extern "C" fn nbd_block_status(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_block_status_64(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     extent64_callback: nbd_extent64_callback,
@@ -221,7 +221,7 @@ pub unsafe extern "C" fn nbd_block_status_64(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_block_status(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     extent_callback: nbd_extent_callback,
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn nbd_aio_block_status(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_block_status_64(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     extent64_callback: nbd_extent64_callback,
@@ -290,7 +290,7 @@ pub unsafe extern "C" fn nbd_aio_block_status_64(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_block_status_filter(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     contexts: CStrList,
@@ -325,7 +325,7 @@ pub unsafe extern "C" fn nbd_block_status_filter(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_block_status_filter(
-    h: *mut nbd_handle,
+    h: HandleArg,
     count: u64,
     offset: u64,
     contexts: CStrList,

@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 
 use crate::{Error, Handle, Result};
 
-pub(crate) use args::{BufIn, BufOut, CStrArg, CStrList};
+pub(crate) use args::{BufIn, BufOut, CStrArg, CStrList, HandleArg};
 
 pub mod aio;
 pub mod args;
@@ -201,22 +201,16 @@ fn keep_api_name(cache: &'static OnceLock<&'static str>, name: &'static str) -> 
 /// handle) with debug tracing, and turns an `Err` into the error value with
 /// this thread's error message and errno set.
 ///
-/// In the form with a handle, the enclosing function's caller must pass a
-/// NULL `h` or one from `nbd_create` not yet given to `nbd_close`.
+/// In the form with a handle, `h` is the call's [`HandleArg`] parameter.
 macro_rules! entry {
     ($h:expr, $f:expr $(,)?) => {{
         fn here() {}
         static API: ::std::sync::OnceLock<&'static str> = ::std::sync::OnceLock::new();
-        // The closure is made outside the unsafe block, so that its own
-        // unsafe operations need their own blocks and SAFETY comments.
-        let (api, h, f) = (
+        $crate::capi::with_handle(
             $crate::capi::api_name_cached(&API, here),
             $h,
             $crate::capi::on_handle($f),
-        );
-        // SAFETY: the C caller's promise for every call on a handle: `h`
-        // is NULL or came from nbd_create and is not yet closed.
-        unsafe { $crate::capi::with_handle(api, h, f) }
+        )
     }};
     ($f:expr $(,)?) => {{
         fn here() {}
@@ -281,19 +275,13 @@ fn record_panic(api: &str, panic: Box<dyn std::any::Any + Send>) {
 /// Runs `f` on the handle behind `h`: NULL `h` fails with EFAULT.
 /// With debugging on, the call's entry and result are logged. A panic
 /// kills the handle: later calls on it fail. Use it through [`entry!`].
-///
-/// # Safety
-/// `h` must be NULL or a handle from `nbd_create` not yet closed.
-pub(crate) unsafe fn with_handle<T: ErrorValue + 'static>(
+pub(crate) fn with_handle<T: ErrorValue + 'static>(
     api: &'static str,
-    h: *const nbd_handle,
+    h: HandleArg,
     f: impl FnOnce(&Handle) -> Result<T>,
 ) -> T {
     ffi_call(api, || {
-        check_nonnull(h, "h")?;
-        // SAFETY: a non-NULL h came from nbd_create and is live until
-        // nbd_close (the caller's promise).
-        let handle = unsafe { &(*h).inner };
+        let handle = h.get()?;
         // `f` is called in one place only: each C call's body is
         // compiled once, not once more inside a tracing wrapper.
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -369,19 +357,18 @@ mod tests {
     }
 
     /// A call made with `entry!` whose body panics.
-    unsafe extern "C" fn nbd_test_panic(h: *mut nbd_handle) -> c_int {
+    extern "C" fn nbd_test_panic(h: HandleArg) -> c_int {
         entry!(h, |_h| -> Result<c_int> { panic!("test bug") })
     }
 
     /// A call made with `entry!` returning a pointer, whose body fails.
-    unsafe extern "C" fn nbd_test_fail() -> *mut c_char {
+    extern "C" fn nbd_test_fail() -> *mut c_char {
         entry!(|| Err(Error::new(libc::ENOENT, "nothing here")))
     }
 
     #[test]
     fn entry_names_the_call_and_picks_the_error_value() {
-        // SAFETY: a NULL handle is allowed (it fails).
-        assert_eq!(unsafe { nbd_test_panic(std::ptr::null_mut()) }, -1);
+        assert_eq!(nbd_test_panic(HandleArg::null()), -1);
         assert_eq!(
             last_error(),
             (
@@ -389,8 +376,7 @@ mod tests {
                 libc::EFAULT
             )
         );
-        // SAFETY: takes no arguments.
-        assert!(unsafe { nbd_test_fail() }.is_null());
+        assert!(nbd_test_fail().is_null());
         assert_eq!(
             last_error(),
             (
@@ -404,21 +390,24 @@ mod tests {
     /// fails cleanly with EINVAL.
     #[test]
     fn panic_in_a_call_kills_the_handle() {
-        // SAFETY: the handle is used only here and closed at the end.
+        // SAFETY: the handle is used only here and closed at the end (the
+        // HandleArg copies `arg` makes do not outlive it); the URI is a C
+        // string.
         unsafe {
             let h = handle::nbd_create();
             assert!(!h.is_null());
-            assert_eq!(info::nbd_aio_is_dead(h), 0);
-            assert_eq!(nbd_test_panic(h), -1);
+            let arg = || HandleArg::new(h);
+            assert_eq!(info::nbd_aio_is_dead(arg()), 0);
+            assert_eq!(nbd_test_panic(arg()), -1);
             let (msg, errno) = last_error();
             assert_eq!(
                 msg,
                 "nbd_test_panic: internal error (panic): test bug: Input/output error"
             );
             assert_eq!(errno, libc::EIO);
-            assert_eq!(info::nbd_aio_is_dead(h), 1);
+            assert_eq!(info::nbd_aio_is_dead(arg()), 1);
             assert_eq!(
-                connect::nbd_connect_uri(h, CStrArg::new(c"nbd://localhost".as_ptr())),
+                connect::nbd_connect_uri(arg(), CStrArg::new(c"nbd://localhost".as_ptr())),
                 -1
             );
             let (msg, errno) = last_error();

@@ -4,7 +4,7 @@ use std::ffi::c_int;
 
 use super::aio::completion;
 use super::types::{nbd_completion_callback, nbd_context_callback, nbd_list_callback};
-use super::{entry, nbd_handle, null_error, CStrList};
+use super::{entry, null_error, CStrList, HandleArg};
 use crate::{Context, List, Result};
 
 /// Takes ownership of a required list callback; only a closure with
@@ -49,7 +49,7 @@ pub(super) fn as_strs(v: &[String]) -> Vec<&str> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_opt_mode(h: HandleArg, enable: bool) -> c_int {
     entry!(h, |h| { h.set_opt_mode(enable).map(|()| 0) })
 }
 
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn nbd_set_opt_mode(h: *mut nbd_handle, enable: bool) -> c
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_opt_mode(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(h.opt_mode() as c_int))
 }
 
@@ -78,7 +78,7 @@ pub unsafe extern "C" fn nbd_get_opt_mode(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_go(h: HandleArg) -> c_int {
     entry!(h, |h| h.opt_go().map(|()| 0))
 }
 
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn nbd_opt_go(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_abort(h: HandleArg) -> c_int {
     entry!(h, |h| h.opt_abort().map(|()| 0))
 }
 
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn nbd_opt_abort(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_info(h: HandleArg) -> c_int {
     entry!(h, |h| h.opt_info().map(|()| 0))
 }
 
@@ -128,10 +128,7 @@ pub unsafe extern "C" fn nbd_opt_info(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_list(
-    h: *mut nbd_handle,
-    list_callback: nbd_list_callback,
-) -> c_int {
+pub unsafe extern "C" fn nbd_opt_list(h: HandleArg, list_callback: nbd_list_callback) -> c_int {
     let list = list(list_callback);
     entry!(h, |h| h.opt_list(list?))
 }
@@ -151,7 +148,7 @@ pub unsafe extern "C" fn nbd_opt_list(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_list_meta_context(
-    h: *mut nbd_handle,
+    h: HandleArg,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
@@ -172,7 +169,7 @@ pub unsafe extern "C" fn nbd_opt_list_meta_context(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_list_meta_context_queries(
-    h: *mut nbd_handle,
+    h: HandleArg,
     queries: CStrList,
     context_callback: nbd_context_callback,
 ) -> c_int {
@@ -200,7 +197,7 @@ pub unsafe extern "C" fn nbd_opt_list_meta_context_queries(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_set_meta_context(
-    h: *mut nbd_handle,
+    h: HandleArg,
     context_callback: nbd_context_callback,
 ) -> c_int {
     let context = context(context_callback);
@@ -220,7 +217,7 @@ pub unsafe extern "C" fn nbd_opt_set_meta_context(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_opt_set_meta_context_queries(
-    h: *mut nbd_handle,
+    h: HandleArg,
     queries: CStrList,
     context_callback: nbd_context_callback,
 ) -> c_int {
@@ -244,7 +241,7 @@ pub unsafe extern "C" fn nbd_opt_set_meta_context_queries(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_structured_reply(h: HandleArg) -> c_int {
     entry!(h, |h| { h.opt_structured_reply().map(c_int::from) })
 }
 
@@ -261,7 +258,7 @@ pub unsafe extern "C" fn nbd_opt_structured_reply(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_extended_headers(h: HandleArg) -> c_int {
     entry!(h, |h| { h.opt_extended_headers().map(c_int::from) })
 }
 
@@ -281,7 +278,7 @@ pub unsafe extern "C" fn nbd_opt_extended_headers(h: *mut nbd_handle) -> c_int {
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_go(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
@@ -304,7 +301,7 @@ pub unsafe extern "C" fn nbd_aio_opt_go(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_info(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
@@ -323,7 +320,7 @@ pub unsafe extern "C" fn nbd_aio_opt_info(
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_aio_opt_abort(h: HandleArg) -> c_int {
     entry!(h, |h| { h.aio_opt_abort().map(|()| 0) })
 }
 
@@ -343,7 +340,7 @@ pub unsafe extern "C" fn nbd_aio_opt_abort(h: *mut nbd_handle) -> c_int {
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_list(
-    h: *mut nbd_handle,
+    h: HandleArg,
     list_callback: nbd_list_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
@@ -368,7 +365,7 @@ pub unsafe extern "C" fn nbd_aio_opt_list(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_list_meta_context(
-    h: *mut nbd_handle,
+    h: HandleArg,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
@@ -396,7 +393,7 @@ pub unsafe extern "C" fn nbd_aio_opt_list_meta_context(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_list_meta_context_queries(
-    h: *mut nbd_handle,
+    h: HandleArg,
     queries: CStrList,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
@@ -427,7 +424,7 @@ pub unsafe extern "C" fn nbd_aio_opt_list_meta_context_queries(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_set_meta_context(
-    h: *mut nbd_handle,
+    h: HandleArg,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
@@ -455,7 +452,7 @@ pub unsafe extern "C" fn nbd_aio_opt_set_meta_context(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_set_meta_context_queries(
-    h: *mut nbd_handle,
+    h: HandleArg,
     queries: CStrList,
     context_callback: nbd_context_callback,
     completion_callback: nbd_completion_callback,
@@ -486,7 +483,7 @@ pub unsafe extern "C" fn nbd_aio_opt_set_meta_context_queries(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_structured_reply(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
@@ -511,7 +508,7 @@ pub unsafe extern "C" fn nbd_aio_opt_structured_reply(
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_extended_headers(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
@@ -534,10 +531,7 @@ pub unsafe extern "C" fn nbd_aio_opt_extended_headers(
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_request_extended_headers(
-    h: *mut nbd_handle,
-    request: bool,
-) -> c_int {
+pub unsafe extern "C" fn nbd_set_request_extended_headers(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| {
         h.set_request_extended_headers(request).map(|()| 0)
     })
@@ -551,7 +545,7 @@ pub unsafe extern "C" fn nbd_set_request_extended_headers(
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_request_extended_headers(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(h.request_extended_headers() as c_int) })
 }
 
@@ -564,6 +558,6 @@ pub unsafe extern "C" fn nbd_get_request_extended_headers(h: *mut nbd_handle) ->
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_extended_headers_negotiated(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_extended_headers_negotiated(h: HandleArg) -> c_int {
     entry!(h, |h| { h.extended_headers_negotiated().map(c_int::from) })
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{entry, malloc_c_string, nbd_handle};
+use super::{entry, malloc_c_string, HandleArg};
 use crate::{Handle, Result};
 
 fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
@@ -27,7 +27,7 @@ fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32) -> c_int {
+pub unsafe extern "C" fn nbd_set_handshake_flags(h: HandleArg, flags: u32) -> c_int {
     entry!(h, |h| { h.set_handshake_flags(flags).map(|()| 0) })
 }
 
@@ -41,7 +41,7 @@ pub unsafe extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32)
 /// A mask of `LIBNBD_HANDSHAKE_FLAG_*` bits. This call does not fail on a valid
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
+pub unsafe extern "C" fn nbd_get_handshake_flags(h: HandleArg) -> u32 {
     entry!(h, |h| Ok(h.handshake_flags()))
 }
 
@@ -59,7 +59,7 @@ pub unsafe extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
 /// # Errors
 /// - `EINVAL`: `flags` has bits outside `LIBNBD_STRICT_MASK`.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> c_int {
+pub unsafe extern "C" fn nbd_set_strict_mode(h: HandleArg, flags: u32) -> c_int {
     entry!(h, |h| { h.set_strict_mode(flags).map(|()| 0) })
 }
 
@@ -71,7 +71,7 @@ pub unsafe extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> 
 /// A mask of `LIBNBD_STRICT_*` bits. This call does not fail on a valid handle;
 /// with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
+pub unsafe extern "C" fn nbd_get_strict_mode(h: HandleArg) -> u32 {
     entry!(h, |h| Ok(h.strict_mode()))
 }
 
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
 /// # Return value
 /// 0 on success, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_pread_initialize(h: *mut nbd_handle, request: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_pread_initialize(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| { h.set_pread_initialize(request).map(|()| 0) })
 }
 
@@ -96,7 +96,7 @@ pub unsafe extern "C" fn nbd_set_pread_initialize(h: *mut nbd_handle, request: b
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_pread_initialize(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_pread_initialize(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.pread_initialize())) })
 }
 
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn nbd_get_pread_initialize(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_request_block_size(h: *mut nbd_handle, request: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_request_block_size(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| { h.set_request_block_size(request).map(|()| 0) })
 }
 
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn nbd_set_request_block_size(h: *mut nbd_handle, request:
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_request_block_size(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_request_block_size(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.request_block_size())) })
 }
 
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn nbd_get_request_block_size(h: *mut nbd_handle) -> c_int
 /// The handle must be newly created, or negotiating (`nbd_aio_is_negotiating`)
 /// in option mode.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_full_info(h: HandleArg, request: bool) -> c_int {
     entry!(h, |h| { h.set_full_info(request).map(|()| 0) })
 }
 
@@ -155,7 +155,7 @@ pub unsafe extern "C" fn nbd_set_full_info(h: *mut nbd_handle, request: bool) ->
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_full_info(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.full_info())) })
 }
 
@@ -184,7 +184,7 @@ pub unsafe extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int) -> i64 {
+pub unsafe extern "C" fn nbd_get_block_size(h: HandleArg, size_type: c_int) -> i64 {
     entry!(h, |h| h.block_size_c(size_type))
 }
 
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> *mut c_char {
     entry!(h, |h| string_result(h.canonical_export_name()),)
 }
 
@@ -214,7 +214,7 @@ pub unsafe extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *m
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_export_description(h: HandleArg) -> *mut c_char {
     entry!(h, |h| { string_result(h.export_description()) })
 }
 
@@ -238,7 +238,7 @@ pub unsafe extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut 
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_is_rotational(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::is_rotational(h).map(c_int::from))
 }
 
@@ -262,7 +262,7 @@ pub unsafe extern "C" fn nbd_is_rotational(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_df(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_df(h).map(c_int::from))
 }
 
@@ -286,7 +286,7 @@ pub unsafe extern "C" fn nbd_can_df(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_fast_zero(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_fast_zero(h).map(c_int::from))
 }
 
@@ -311,7 +311,7 @@ pub unsafe extern "C" fn nbd_can_fast_zero(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_can_block_status_payload(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_can_block_status_payload(h: HandleArg) -> c_int {
     entry!(h, |h| Handle::can_block_status_payload(h).map(c_int::from))
 }
 
@@ -323,7 +323,7 @@ pub unsafe extern "C" fn nbd_can_block_status_payload(h: *mut nbd_handle) -> c_i
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_stats_bytes_sent(h: *mut nbd_handle) -> u64 {
+pub unsafe extern "C" fn nbd_stats_bytes_sent(h: HandleArg) -> u64 {
     entry!(h, |h| Ok(h.stats_bytes_sent()))
 }
 
@@ -335,7 +335,7 @@ pub unsafe extern "C" fn nbd_stats_bytes_sent(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_stats_chunks_sent(h: *mut nbd_handle) -> u64 {
+pub unsafe extern "C" fn nbd_stats_chunks_sent(h: HandleArg) -> u64 {
     entry!(h, |h| Ok(h.stats_chunks_sent()))
 }
 
@@ -347,7 +347,7 @@ pub unsafe extern "C" fn nbd_stats_chunks_sent(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_stats_bytes_received(h: *mut nbd_handle) -> u64 {
+pub unsafe extern "C" fn nbd_stats_bytes_received(h: HandleArg) -> u64 {
     entry!(h, |h| { Ok(h.stats_bytes_received()) })
 }
 
@@ -360,6 +360,6 @@ pub unsafe extern "C" fn nbd_stats_bytes_received(h: *mut nbd_handle) -> u64 {
 /// The count. This call does not fail on a valid handle; with NULL `h`, it
 /// returns 0 and records an error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_stats_chunks_received(h: *mut nbd_handle) -> u64 {
+pub unsafe extern "C" fn nbd_stats_chunks_received(h: HandleArg) -> u64 {
     entry!(h, |h| { Ok(h.stats_chunks_received()) })
 }

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{entry, malloc_c_string, nbd_handle, CStrArg};
+use super::{entry, malloc_c_string, CStrArg, HandleArg};
 use crate::{Error, Result};
 
 /// A C string argument as text.
@@ -37,7 +37,7 @@ fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls(h: HandleArg, tls: c_int) -> c_int {
     entry!(h, |h| h.set_tls(tls).map(|()| 0))
 }
 
@@ -46,7 +46,7 @@ pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
 /// # Return value
 /// The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_tls(h: HandleArg) -> c_int {
     entry!(h, |h| Ok(h.tls()))
 }
 
@@ -59,7 +59,7 @@ pub unsafe extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_tls_negotiated(h: HandleArg) -> c_int {
     entry!(h, |h| { h.tls_negotiated().map(c_int::from) })
 }
 
@@ -79,7 +79,7 @@ pub unsafe extern "C" fn nbd_get_tls_negotiated(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_certificates(h: HandleArg, dir: CStrArg) -> c_int {
     entry!(h, |h| {
         let dir = dir.get("dir")?;
         h.set_tls_certificates(OsStr::from_bytes(dir.to_bytes()))
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn nbd_set_tls_certificates(h: *mut nbd_handle, dir: CStrA
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: bool) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_verify_peer(h: HandleArg, verify: bool) -> c_int {
     entry!(h, |h| { h.set_tls_verify_peer(verify).map(|()| 0) })
 }
 
@@ -113,7 +113,7 @@ pub unsafe extern "C" fn nbd_set_tls_verify_peer(h: *mut nbd_handle, verify: boo
 /// # Return value
 /// 1 if on, 0 if off, -1 on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_get_tls_verify_peer(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.tls_verify_peer())) })
 }
 
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn nbd_get_tls_verify_peer(h: *mut nbd_handle) -> c_int {
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_username(h: HandleArg, username: CStrArg) -> c_int {
     entry!(h, |h| {
         let username = str_arg(&username, "username")?;
         h.set_tls_username(username).map(|()| 0)
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn nbd_set_tls_username(h: *mut nbd_handle, username: CStr
 /// This is the name set with `nbd_set_tls_username`, else the name of the user
 /// running the program.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_tls_username(h: HandleArg) -> *mut c_char {
     entry!(h, |h| { malloc_c_string(h.tls_username()?.as_bytes()) })
 }
 
@@ -160,7 +160,7 @@ pub unsafe extern "C" fn nbd_get_tls_username(h: *mut nbd_handle) -> *mut c_char
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_psk_file(h: HandleArg, filename: CStrArg) -> c_int {
     entry!(h, |h| {
         let file = filename.get("filename")?;
         h.set_tls_psk_file(OsStr::from_bytes(file.to_bytes()))
@@ -182,7 +182,7 @@ pub unsafe extern "C" fn nbd_set_tls_psk_file(h: *mut nbd_handle, filename: CStr
 /// The handle must be newly created (`nbd_aio_is_created`): this is a setting
 /// for the connection still to be made.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: CStrArg) -> c_int {
+pub unsafe extern "C" fn nbd_set_tls_hostname(h: HandleArg, hostname: CStrArg) -> c_int {
     entry!(h, |h| {
         let hostname = str_arg(&hostname, "hostname")?;
         h.set_tls_hostname(hostname).map(|()| 0)
@@ -194,7 +194,7 @@ pub unsafe extern "C" fn nbd_set_tls_hostname(h: *mut nbd_handle, hostname: CStr
 /// This is the name set with `nbd_set_tls_hostname`, else the host name of the
 /// connection, else the empty string.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_tls_hostname(h: HandleArg) -> *mut c_char {
     entry!(h, |h| { malloc_c_string(h.tls_hostname().as_bytes()) })
 }
 
@@ -205,7 +205,7 @@ pub unsafe extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char
 /// # Return value
 /// 1, or -1 on error (NULL `h`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_supports_tls(h: HandleArg) -> c_int {
     entry!(h, |h| { Ok(c_int::from(h.supports_tls())) })
 }
 
@@ -222,7 +222,7 @@ pub unsafe extern "C" fn nbd_supports_tls(h: *mut nbd_handle) -> c_int {
 /// The handle must be negotiating (`nbd_aio_is_negotiating`), as it is after
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
-pub unsafe extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
+pub unsafe extern "C" fn nbd_opt_starttls(h: HandleArg) -> c_int {
     entry!(h, |h| { h.opt_starttls().map(c_int::from) })
 }
 
@@ -241,7 +241,7 @@ pub unsafe extern "C" fn nbd_opt_starttls(h: *mut nbd_handle) -> c_int {
 /// connecting with option mode on (`nbd_set_opt_mode`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_opt_starttls(
-    h: *mut nbd_handle,
+    h: HandleArg,
     completion_callback: nbd_completion_callback,
 ) -> c_int {
     let completion = completion(completion_callback);
