@@ -152,14 +152,17 @@ pub unsafe extern "C" fn rnbd_multi_conn_connect(
     entry!(|| {
         let connect = connect.ok_or_else(|| super::super::null_error("connect"))?;
         MultiConn::connect(connections as usize, |i| {
-            // SAFETY: the caller's function, with its own user_data.
-            let h = unsafe { connect(user_data, i as c_uint) };
-            if h.is_null() {
-                return Err(connect_fn_error(i));
-            }
-            // SAFETY: a handle from nbd_create, whose ownership the caller
-            // hands over (the documented contract).
-            let h: Box<nbd_handle> = unsafe { Box::from_raw(h) };
+            // SAFETY: the C caller's promise (this call's contract): its
+            // function may be called with its user_data, and returns NULL
+            // or a handle from nbd_create whose ownership it hands over, so
+            // we take it back into the Box nbd_create made, once.
+            let h: Box<nbd_handle> = unsafe {
+                let h = connect(user_data, i as c_uint);
+                if h.is_null() {
+                    return Err(connect_fn_error(i));
+                }
+                Box::from_raw(h)
+            };
             let nbd_handle { inner } = *h;
             Ok::<Handle, Error>(inner)
         })
