@@ -26,44 +26,12 @@ pub(crate) fn leave<T: 'static>(api: &str, h: &Handle, r: &Result<T>) {
     h.debug_emit(&msg);
 }
 
-/// A call's return value as the debug trace shows it.
-/// A C program's debug callback, as the Rust closure of
-/// `Handle::set_debug_callback` holds it: the closure is dropped when the
-/// callback is replaced or cleared, or the handle closed, and this calls the
-/// free function, once.
-struct CDebug(nbd_debug_callback);
-
-// SAFETY: C callers promise their callback and user data may be used from
-// whichever thread runs the handle, as libnbd requires.
-unsafe impl Send for CDebug {}
-
-impl CDebug {
-    fn call(&self, context: &str, msg: &str) {
-        if let Some(f) = self.0.callback {
-            let (context, msg) = (c_text(context), c_text(msg));
-            // SAFETY: the C caller's promise: f may be called with its user
-            // data; both strings live until it returns. Its result means
-            // nothing.
-            unsafe { f(self.0.user_data, context.as_ptr(), msg.as_ptr()) };
-        }
-    }
-}
-
-impl Drop for CDebug {
-    fn drop(&mut self) {
-        if let Some(free) = self.0.free {
-            // SAFETY: the C caller gave this function for this data, to be
-            // called once when the callback is no longer needed.
-            unsafe { free(self.0.user_data) };
-        }
-    }
-}
-
 /// `s` as a C string, any NUL replaced so nothing is cut short.
 fn c_text(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).unwrap_or_default())
 }
 
+/// A call's return value as the debug trace shows it.
 fn describe<T: 'static>(v: &T) -> String {
     let v = v as &dyn Any;
     macro_rules! plain {
@@ -105,14 +73,14 @@ pub unsafe extern "C" fn nbd_set_debug_callback(
     h: HandleArg,
     debug_callback: nbd_debug_callback,
 ) -> c_int {
-    let null = debug_callback.callback.is_none() && debug_callback.free.is_none();
+    let null = debug_callback.is_null();
     // If the call fails, dropping `cb` frees the user data.
-    let cb = CDebug(debug_callback);
+    let cb = debug_callback;
     entry!(h, move |h| {
         if null {
             return Err(super::null_error("debug"));
         }
-        h.set_debug_callback(move |context, msg| cb.call(context, msg))
+        h.set_debug_callback(move |context, msg| cb.call(&c_text(context), &c_text(msg)))
             .map(|()| 0)
     })
 }

@@ -5,7 +5,7 @@
 //! `flags::raw`), so most of them have no Rust user.
 #![allow(dead_code)]
 
-use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 pub const LIBNBD_TLS_DISABLE: c_int = 0;
 pub const LIBNBD_TLS_ALLOW: c_int = 1;
@@ -77,17 +77,16 @@ pub struct nbd_completion_callback {
 
 /// Called for each debug message.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct nbd_debug_callback {
-    pub callback: Option<
+    callback: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
             context: *const c_char,
             msg: *const c_char,
         ) -> c_int,
     >,
-    pub user_data: *mut c_void,
-    pub free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// Called for each metadata context's extents in a block status reply.
@@ -210,6 +209,42 @@ callback_into_core!(
     nbd_context_callback => crate::Context,
     nbd_extent_callback => crate::callback::Extent,
 );
+
+// SAFETY: the struct's invariant (above): C's function and free function
+// may be called with its user_data from whichever thread drives the handle.
+unsafe impl Send for nbd_debug_callback {}
+
+impl nbd_debug_callback {
+    /// Whether this is libnbd's NULL closure: neither a function nor a
+    /// free function.
+    pub(crate) fn is_null(&self) -> bool {
+        self.callback.is_none() && self.free.is_none()
+    }
+
+    /// Calls C's function, if there is one, with a message and its
+    /// context; what it returns means nothing.
+    pub(crate) fn call(&self, context: &CStr, msg: &CStr) {
+        if let Some(f) = self.callback {
+            // SAFETY: the struct's invariant: f may be called with its
+            // user_data; both strings live until it returns.
+            unsafe { f(self.user_data, context.as_ptr(), msg.as_ptr()) };
+        }
+    }
+}
+
+/// The debug callback is kept as it is (the handle's closure owns it):
+/// dropping it, when it is replaced or cleared or the handle closed, or
+/// when the call that got it fails, calls the free function.
+impl Drop for nbd_debug_callback {
+    fn drop(&mut self) {
+        if let Some(free) = self.free {
+            // SAFETY: the struct's invariant: free may be called with its
+            // user_data, given up to us; this is its one drop (it is
+            // neither Clone nor Copy), so free runs once.
+            unsafe { free(self.user_data) };
+        }
+    }
+}
 
 // nbd_extent and Extent64 are the same C struct: two uint64_t.
 const _: () = assert!(
