@@ -412,16 +412,18 @@ struct Parsed {
     ext_functions: HashMap<String, String>,
 }
 
-/// The parameter types of `src/capi/args.rs` (and `MultiConnArg`, in
-/// `src/capi/ext/multi.rs`) and the C types they stand for: cbindgen sees
-/// a newtype over a pointer; the header shows the pointer, as libnbd
-/// spells it.
+/// The parameter and result types of `src/capi/args.rs` (and
+/// `MultiConnArg`, in `src/capi/ext/multi.rs`) and the C types they stand
+/// for: cbindgen sees a newtype over a pointer; the header shows the
+/// pointer, as libnbd spells it.
 const ARG_TYPES: &[(&str, &str)] = &[
     ("CStrArg", "const char *"),
     ("CStrList", "char **"),
     ("BufIn", "const void *"),
     ("BufOut", "void *"),
     ("HandleArg", "struct nbd_handle *"),
+    ("MallocStr", "char *"),
+    ("StaticStr", "const char *"),
     ("MultiConnArg", "struct rnbd_multi_conn *"),
 ];
 

@@ -16,7 +16,7 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use super::{nbd_handle, null_error};
-use crate::{Handle, Result};
+use crate::{Error, Handle, Result};
 
 /// A `struct nbd_handle *` parameter: NULL, or a handle from `nbd_create`
 /// that `nbd_close` does not free before the call returns.
@@ -203,5 +203,69 @@ impl BufIn {
             return Err(null_error(param));
         }
         Ok(self.0.cast())
+    }
+}
+
+/// A `char *` result: NULL (the error value), or a NUL-terminated string
+/// in memory from `malloc`, which the C caller frees. Only
+/// [`malloc_c_string`] makes a non-NULL one; it is neither Clone nor
+/// Copy, so once returned to C no Rust copy of it is left.
+#[repr(transparent)]
+pub struct MallocStr(*mut c_char);
+
+impl MallocStr {
+    /// NULL, the error value.
+    pub(crate) const NULL: MallocStr = MallocStr(std::ptr::null_mut());
+
+    /// The string (for the debug trace), or None for NULL.
+    pub(crate) fn get(&self) -> Option<&CStr> {
+        if self.0.is_null() {
+            return None;
+        }
+        // SAFETY: not NULL, so made by malloc_c_string: a NUL-terminated
+        // string that only the C caller frees, after the call returns
+        // this value, so it is alive while `self` is.
+        Some(unsafe { CStr::from_ptr(self.0) })
+    }
+}
+
+/// Copies `s` into memory from `malloc`, NUL-terminated, for a `char *`
+/// the caller `free`s; fails with ENOMEM.
+pub(crate) fn malloc_c_string(s: &[u8]) -> Result<MallocStr> {
+    // SAFETY: malloc gives len+1 bytes or NULL (checked); we write exactly
+    // len+1 bytes into them, from `s`, which cannot overlap them.
+    unsafe {
+        let p = libc::malloc(s.len() + 1).cast::<u8>();
+        if p.is_null() {
+            return Err(Error::new(libc::ENOMEM, "malloc"));
+        }
+        std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+        *p.add(s.len()) = 0;
+        Ok(MallocStr(p.cast()))
+    }
+}
+
+/// A `const char *` result: NULL (the error value), or a NUL-terminated
+/// string that lives as long as the program, which the caller must not
+/// free.
+#[repr(transparent)]
+pub struct StaticStr(*const c_char);
+
+impl StaticStr {
+    /// NULL, the error value.
+    pub(crate) const NULL: StaticStr = StaticStr(std::ptr::null());
+
+    /// `s`, returned to C.
+    pub(crate) fn new(s: &'static CStr) -> StaticStr {
+        StaticStr(s.as_ptr())
+    }
+
+    /// The string (for the debug trace), or None for NULL.
+    pub(crate) fn get(&self) -> Option<&'static CStr> {
+        if self.0.is_null() {
+            return None;
+        }
+        // SAFETY: not NULL, so made by `new` from a &'static CStr.
+        Some(unsafe { CStr::from_ptr(self.0) })
     }
 }

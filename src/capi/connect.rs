@@ -1,9 +1,9 @@
 //! Connecting: every transport, NBD URIs, and the subprocess.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_int, CStr};
 use std::path::Path;
 
-use super::{check_nonnull, entry, malloc_c_string, CStrArg, CStrList, HandleArg};
+use super::{check_nonnull, entry, malloc_c_string, CStrArg, CStrList, HandleArg, MallocStr};
 use crate::transport::SockAddr;
 use crate::{Error, Result};
 
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn nbd_aio_connect_uri(h: HandleArg, uri: CStrArg) -> c_in
 /// The handle must have started connecting: connecting, negotiating, connected
 /// with the server, shut down, or dead.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_uri(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_uri(h: HandleArg) -> MallocStr {
     entry!(h, |h| {
         h.get_uri().and_then(|s| malloc_c_string(s.as_bytes()))
     })
@@ -560,7 +560,7 @@ pub unsafe extern "C" fn nbd_set_socket_activation_name(
 ///
 /// See `nbd_set_socket_activation_name`; the empty string if none was set.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_socket_activation_name(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_socket_activation_name(h: HandleArg) -> MallocStr {
     entry!(h, |h| malloc_c_string(
         h.socket_activation_name().as_bytes()
     ),)

@@ -2,9 +2,9 @@
 //! is on.
 
 use std::any::Any;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_int, CString};
 
-use super::{entry, HandleArg};
+use super::{entry, HandleArg, MallocStr, StaticStr};
 use crate::capi::types::nbd_debug_callback;
 use crate::{Handle, Result};
 
@@ -43,14 +43,12 @@ fn describe<T: 'static>(v: &T) -> String {
     }
     plain!(i32, i64, u32, u64, usize, isize, bool);
     let s = v
-        .downcast_ref::<*mut c_char>()
-        .map(|p| *p as *const c_char)
-        .or_else(|| v.downcast_ref::<*const c_char>().copied());
+        .downcast_ref::<MallocStr>()
+        .map(MallocStr::get)
+        .or_else(|| v.downcast_ref::<StaticStr>().map(StaticStr::get));
     match s {
-        Some(p) if p.is_null() => "NULL".to_string(),
-        // SAFETY: every char pointer a call returns on success is a
-        // NUL-terminated string it just made or a static one.
-        Some(p) => format!("\"{}\"", unsafe { CStr::from_ptr(p) }.to_string_lossy()),
+        Some(None) => "NULL".to_string(),
+        Some(Some(s)) => format!("\"{}\"", s.to_string_lossy()),
         None => "<ptr>".to_string(),
     }
 }
@@ -95,4 +93,24 @@ pub unsafe extern "C" fn nbd_set_debug_callback(
 #[no_mangle]
 pub unsafe extern "C" fn nbd_clear_debug_callback(h: HandleArg) -> c_int {
     entry!(h, |h| { h.clear_debug_callback().map(|()| 0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capi::malloc_c_string;
+
+    /// The trace shows the strings the calls return, and NULL.
+    #[test]
+    fn describe_shows_returned_strings() {
+        assert_eq!(describe(&StaticStr::new(c"1.22.2")), "\"1.22.2\"");
+        assert_eq!(describe(&StaticStr::NULL), "NULL");
+        // (The string is leaked: only C frees these.)
+        assert_eq!(
+            describe(&malloc_c_string(b"nbd://x").unwrap()),
+            "\"nbd://x\""
+        );
+        assert_eq!(describe(&MallocStr::NULL), "NULL");
+        assert_eq!(describe(&-1i64), "-1");
+    }
 }

@@ -2,14 +2,14 @@
 //! `rnbd_`, constants `RNBD_*`, version node `RNBD_1.0`), so that no name
 //! can collide with a call a future libnbd adds.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_int, CStr};
 use std::time::{Duration, Instant};
 
 pub mod multi;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{entry, malloc_c_string, BufIn, CStrArg, CStrList, HandleArg};
+use super::{entry, malloc_c_string, BufIn, CStrArg, CStrList, HandleArg, MallocStr};
 use crate::{Error, IpFamily, Result};
 
 /// `rnbd_set_ip_family`: IPv4 and IPv6 (the default).
@@ -209,7 +209,7 @@ pub unsafe extern "C" fn rnbd_get_capture_stderr(h: HandleArg) -> c_int {
 /// - `ENOENT`: no command was started, or its standard error is not
 ///   captured.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_get_subprocess_stderr(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn rnbd_get_subprocess_stderr(h: HandleArg) -> MallocStr {
     entry!(h, |h| {
         let text = h.subprocess_stderr().ok_or_else(|| {
             Error::new(libc::ENOENT, "no captured standard error of a subprocess")

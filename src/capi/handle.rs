@@ -1,8 +1,8 @@
 //! Creating and closing handles, errors, and the handle's own settings.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_int, CStr};
 
-use super::{entry, malloc_c_string, nbd_handle, CStrArg, HandleArg};
+use super::{entry, malloc_c_string, nbd_handle, CStrArg, HandleArg, MallocStr, StaticStr};
 use crate::handle::{PACKAGE_NAME, VERSION};
 use crate::Handle;
 
@@ -65,10 +65,10 @@ pub unsafe extern "C" fn nbd_close(h: *mut nbd_handle) {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_version(h: HandleArg) -> *const c_char {
-    static VERSION_NUL: &str = concat!("1.22.2", "\0");
-    debug_assert_eq!(&VERSION_NUL[..VERSION_NUL.len() - 1], VERSION);
-    entry!(h, |_| { Ok(VERSION_NUL.as_ptr().cast()) })
+pub unsafe extern "C" fn nbd_get_version(h: HandleArg) -> StaticStr {
+    static VERSION_NUL: &CStr = c"1.22.2";
+    debug_assert_eq!(VERSION_NUL.to_str(), Ok(VERSION));
+    entry!(h, |_| { Ok(StaticStr::new(VERSION_NUL)) })
 }
 
 /// Returns the name of the library's package.
@@ -78,10 +78,10 @@ pub unsafe extern "C" fn nbd_get_version(h: HandleArg) -> *const c_char {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_package_name(h: HandleArg) -> *const c_char {
-    static NAME_NUL: &str = concat!("libnbd", "\0");
-    debug_assert_eq!(&NAME_NUL[..NAME_NUL.len() - 1], PACKAGE_NAME);
-    entry!(h, |_| { Ok(NAME_NUL.as_ptr().cast()) })
+pub unsafe extern "C" fn nbd_get_package_name(h: HandleArg) -> StaticStr {
+    static NAME_NUL: &CStr = c"libnbd";
+    debug_assert_eq!(NAME_NUL.to_str(), Ok(PACKAGE_NAME));
+    entry!(h, |_| { Ok(StaticStr::new(NAME_NUL)) })
 }
 
 /// Sets the name of the handle.
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn nbd_set_handle_name(h: HandleArg, handle_name: CStrArg)
 /// This is the name set with `nbd_set_handle_name`, or the name generated for
 /// the handle when it was created.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_handle_name(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_handle_name(h: HandleArg) -> MallocStr {
     entry!(h, |h| { malloc_c_string(h.handle_name().as_bytes()) })
 }
 
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn nbd_set_export_name(h: HandleArg, export_name: CStrArg)
 /// to `nbd_connect_uri`), the empty string by default. The name the server
 /// calls the export may differ: see `nbd_get_canonical_export_name`.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_export_name(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_export_name(h: HandleArg) -> MallocStr {
     entry!(h, |h| { malloc_c_string(&h.export_name()?) })
 }
 
@@ -257,12 +257,12 @@ pub unsafe extern "C" fn nbd_get_structured_replies_negotiated(h: HandleArg) -> 
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_protocol(h: HandleArg) -> *const c_char {
+pub unsafe extern "C" fn nbd_get_protocol(h: HandleArg) -> StaticStr {
     entry!(h, |h| {
-        Ok(match h.protocol()? {
-            "newstyle-fixed" => c"newstyle-fixed".as_ptr(),
-            "newstyle" => c"newstyle".as_ptr(),
-            _ => c"oldstyle".as_ptr(),
-        })
+        Ok(StaticStr::new(match h.protocol()? {
+            "newstyle-fixed" => c"newstyle-fixed",
+            "newstyle" => c"newstyle",
+            _ => c"oldstyle",
+        }))
     })
 }

@@ -1,9 +1,9 @@
 //! What the handle knows: export size and flags, and the handle's state.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_int, CStr, CString};
 use std::sync::Mutex;
 
-use super::{entry, HandleArg};
+use super::{entry, HandleArg, StaticStr};
 use crate::Handle;
 
 /// Returns the size of the export in bytes.
@@ -284,8 +284,10 @@ pub unsafe extern "C" fn nbd_aio_is_closed(h: HandleArg) -> c_int {
 /// # Return value
 /// A static string, which the caller must not free, or NULL on error.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connection_state(h: HandleArg) -> *const c_char {
-    entry!(h, |h| Ok(static_c_str(h.connection_state()).as_ptr()))
+pub unsafe extern "C" fn nbd_connection_state(h: HandleArg) -> StaticStr {
+    entry!(h, |h| Ok(StaticStr::new(static_c_str(
+        h.connection_state()
+    ))))
 }
 
 /// `s` as a C string that lives as long as the program: each distinct

@@ -1,11 +1,11 @@
 //! Meta contexts and block status.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
 use super::aio::{completion, cookie};
 use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
-use super::{entry, malloc_c_string, null_error, CStrArg, CStrList, HandleArg};
+use super::{entry, malloc_c_string, null_error, CStrArg, CStrList, HandleArg, MallocStr};
 use crate::callback::{Extent, Extent64Cb};
 use crate::Result;
 
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn nbd_get_nr_meta_contexts(h: HandleArg) -> libc::ssize_t
 /// # Errors
 /// - `EINVAL`: `i` is out of range.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_meta_context(h: HandleArg, i: usize) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_meta_context(h: HandleArg, i: usize) -> MallocStr {
     entry!(h, |h| {
         let name = h.meta_context(i)?;
         malloc_c_string(name.as_bytes())

@@ -28,7 +28,9 @@ use std::sync::OnceLock;
 
 use crate::{Error, Handle, Result};
 
-pub(crate) use args::{BufIn, BufOut, CStrArg, CStrList, HandleArg};
+pub(crate) use args::{
+    malloc_c_string, BufIn, BufOut, CStrArg, CStrList, HandleArg, MallocStr, StaticStr,
+};
 
 pub mod aio;
 pub mod args;
@@ -103,27 +105,12 @@ pub(crate) fn check_nonnull<T>(ptr: *const T, param: &str) -> Result<()> {
     }
 }
 
-/// Copies `s` into memory from `malloc`, for a `char *` the caller
-/// `free`s; fails with ENOMEM.
-pub(crate) fn malloc_c_string(s: &[u8]) -> Result<*mut c_char> {
-    // SAFETY: we allocate len+1 bytes and write exactly that many.
-    unsafe {
-        let p = libc::malloc(s.len() + 1) as *mut u8;
-        if p.is_null() {
-            return Err(Error::new(libc::ENOMEM, "malloc"));
-        }
-        std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
-        *p.add(s.len()) = 0;
-        Ok(p as *mut c_char)
-    }
-}
-
 /// The value a C call returns when it fails, given by its return type.
 ///
 /// Calls returning `int` or `int64_t` fail with -1, calls returning a
 /// pointer with NULL. Calls returning an unsigned number or nothing cannot
 /// report an error; the only way they fail (a NULL handle) gives 0.
-pub(crate) trait ErrorValue: Copy {
+pub(crate) trait ErrorValue {
     /// What the call returns when it fails.
     const ERROR: Self;
 }
@@ -154,6 +141,12 @@ impl<T> ErrorValue for *mut T {
 }
 impl<T> ErrorValue for *const T {
     const ERROR: Self = std::ptr::null();
+}
+impl ErrorValue for MallocStr {
+    const ERROR: Self = MallocStr::NULL;
+}
+impl ErrorValue for StaticStr {
+    const ERROR: Self = StaticStr::NULL;
 }
 
 /// The name of the function an item is declared in: given `f`, a
@@ -362,7 +355,7 @@ mod tests {
     }
 
     /// A call made with `entry!` returning a pointer, whose body fails.
-    extern "C" fn nbd_test_fail() -> *mut c_char {
+    extern "C" fn nbd_test_fail() -> MallocStr {
         entry!(|| Err(Error::new(libc::ENOENT, "nothing here")))
     }
 
@@ -376,7 +369,7 @@ mod tests {
                 libc::EFAULT
             )
         );
-        assert!(nbd_test_fail().is_null());
+        assert!(nbd_test_fail().get().is_none());
         assert_eq!(
             last_error(),
             (

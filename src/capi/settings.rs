@@ -1,12 +1,12 @@
 //! Handshake and strictness settings, export introspection and traffic
 //! statistics.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
-use super::{entry, malloc_c_string, HandleArg};
+use super::{entry, malloc_c_string, HandleArg, MallocStr};
 use crate::{Handle, Result};
 
-fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
+fn string_result(s: Result<Vec<u8>>) -> Result<MallocStr> {
     malloc_c_string(&s?)
 }
 
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn nbd_get_block_size(h: HandleArg, size_type: c_int) -> i
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> MallocStr {
     entry!(h, |h| string_result(h.canonical_export_name()),)
 }
 
@@ -214,7 +214,7 @@ pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> *mut c_c
 /// The handle must be negotiating, connected with the server, or shut down: the
 /// answer comes from the handshake.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_export_description(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_export_description(h: HandleArg) -> MallocStr {
     entry!(h, |h| { string_result(h.export_description()) })
 }
 

@@ -1,11 +1,11 @@
 //! TLS settings and `NBD_OPT_STARTTLS`.
 
-use std::ffi::{c_char, c_int, OsStr};
+use std::ffi::{c_int, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
 use super::aio::completion;
 use super::types::nbd_completion_callback;
-use super::{entry, malloc_c_string, CStrArg, HandleArg};
+use super::{entry, malloc_c_string, CStrArg, HandleArg, MallocStr};
 use crate::{Error, Result};
 
 /// A C string argument as text.
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn nbd_set_tls_username(h: HandleArg, username: CStrArg) -
 /// This is the name set with `nbd_set_tls_username`, else the name of the user
 /// running the program.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_username(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_tls_username(h: HandleArg) -> MallocStr {
     entry!(h, |h| { malloc_c_string(h.tls_username()?.as_bytes()) })
 }
 
@@ -194,7 +194,7 @@ pub unsafe extern "C" fn nbd_set_tls_hostname(h: HandleArg, hostname: CStrArg) -
 /// This is the name set with `nbd_set_tls_hostname`, else the host name of the
 /// connection, else the empty string.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_get_tls_hostname(h: HandleArg) -> *mut c_char {
+pub unsafe extern "C" fn nbd_get_tls_hostname(h: HandleArg) -> MallocStr {
     entry!(h, |h| { malloc_c_string(h.tls_hostname().as_bytes()) })
 }
 
