@@ -21,12 +21,14 @@ mod activation;
 mod addr;
 mod stderr;
 mod tls;
+mod waker;
 
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
 pub(crate) use stderr::StderrTail;
 pub use tls::TlsCredentials;
 pub(crate) use tls::{PskSource, TlsConfig, TlsTransport};
+pub(crate) use waker::Waker;
 
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {

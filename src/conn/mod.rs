@@ -410,7 +410,7 @@ pub(crate) struct Conn {
     /// An eventfd the unlocked poller also polls: another thread that runs
     /// the machine (and may read its reply) or leaves a request half
     /// written (the poller must also wait for POLLOUT) signals it.
-    waker: Option<std::os::fd::OwnedFd>,
+    waker: Option<crate::transport::Waker>,
     /// The waker has been written to since it was last drained.
     waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
@@ -1550,15 +1550,9 @@ impl Conn {
     /// A thread is about to poll the fd with the handle unlocked: returns
     /// the waker fd it must poll as well.
     pub(crate) fn start_unlocked_poll(&mut self) -> Result<i32> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsRawFd;
         if self.waker.is_none() {
-            // SAFETY: plain syscall; a new fd we then own.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(Error::io("eventfd", &io::Error::last_os_error()));
-            }
-            // SAFETY: eventfd returned a new fd.
-            self.waker = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.waker = Some(crate::transport::Waker::new()?);
         }
         self.unlocked_poller = true;
         Ok(self.waker.as_ref().map_or(-1, |w| w.as_raw_fd()))
@@ -1567,25 +1561,18 @@ impl Conn {
     /// The unlocked poller is back: clears its waker and closes a
     /// transport dropped while it polled.
     pub(crate) fn end_unlocked_poll(&mut self) {
-        use std::os::fd::AsRawFd;
         self.unlocked_poller = false;
         self.parked_transport = None;
         if let (true, Some(w)) = (self.waker_signalled, &self.waker) {
-            let mut count = 0u64;
-            // SAFETY: reads 8 bytes into count; non-blocking.
-            unsafe { libc::read(w.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            w.drain();
             self.waker_signalled = false;
         }
     }
 
     /// Signals the unlocked poller, if there is one.
     pub(crate) fn wake_unlocked_poller(&mut self) {
-        use std::os::fd::AsRawFd;
         if let (true, false, Some(w)) = (self.unlocked_poller, self.waker_signalled, &self.waker) {
-            let one = 1u64;
-            // SAFETY: writes 8 bytes from `one`; failure (counter full)
-            // still leaves it readable.
-            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            w.wake();
             self.waker_signalled = true;
         }
     }
