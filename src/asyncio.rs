@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -283,7 +283,7 @@ impl AsyncHandle {
                 let raw = self.handle.aio_get_fd()?;
                 if reg.as_ref().map(|r| r.0) != Some(raw) {
                     reg = None;
-                    reg = Some((raw, register(raw)?));
+                    reg = Some((raw, register(&self.handle)?));
                 }
                 let fd = &reg.as_ref().unwrap().1;
                 let dir = self.handle.aio_get_direction();
@@ -319,7 +319,7 @@ impl AsyncHandle {
         let raw = self.handle.aio_get_fd()?;
         let fd = match reg {
             Some((r, fd)) if r == raw => fd,
-            _ => register(raw)?,
+            _ => register(&self.handle)?,
         };
         // A second connect on the same handle fails in the calls above.
         let _ = self.fd.set(fd);
@@ -363,8 +363,7 @@ impl AsyncHandle {
             // finish_connect registers it.
             return None;
         }
-        let raw = self.handle.aio_get_fd().ok()?;
-        let fd = register(raw).ok()?;
+        let fd = register(&self.handle).ok()?;
         let _ = self.fd.set(fd);
         self.fd.get()
     }
@@ -415,8 +414,7 @@ impl AsyncHandle {
     /// The connection died (its commands have failed): let a server see
     /// EOF although our duplicate of the socket is still open.
     fn dead(&self, fd: &AsyncFd<OwnedFd>) {
-        // SAFETY: shutdown(2) on a descriptor we own.
-        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         self.waiters.wake_all();
     }
 
@@ -714,14 +712,9 @@ fn register_waiter(waiters: &Waiters, id: u64, waker: &Waker) {
     }
 }
 
-fn register(raw: RawFd) -> Result<AsyncFd<OwnedFd>> {
-    // SAFETY: dup of an open descriptor; we own the result.
-    let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(Error::io("dup", &std::io::Error::last_os_error()));
-    }
-    // SAFETY: dup is a new descriptor nobody else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+/// Registers a duplicate of `handle`'s socket with the reactor.
+fn register(handle: &Handle) -> Result<AsyncFd<OwnedFd>> {
+    let owned = handle.dup_fd()?;
     // SAFETY: the OwnedFd stays open, naming the same file, for as long as
     // the AsyncFd holds it.
     unsafe { AsyncFd::register(owned) }.map_err(|e| Error::io("register", &e.into_parts().1))

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, CString};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -33,7 +33,7 @@ pub(crate) use waker::Waker;
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
     /// The fd to poll for readiness.
-    fn fd(&self) -> RawFd;
+    fn fd(&self) -> BorrowedFd<'_>;
     /// Receives into `buf`; `Ok(0)` means the server closed the connection.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Receives into `first` and, once it is full, on into `then`: the
@@ -49,7 +49,7 @@ pub(crate) trait Transport: Send {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Shuts the socket down both ways; a poll on its fd returns at once.
     fn shutdown_both(&mut self) -> io::Result<()> {
-        Ok(socket::shutdown(self.fd(), Shutdown::Both)?)
+        Ok(socket::shutdown(self.fd().as_raw_fd(), Shutdown::Both)?)
     }
 
     /// Drives a TLS handshake in progress; true once it is complete.
@@ -131,8 +131,8 @@ fn retry<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
 }
 
 impl Transport for Socket {
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -681,6 +681,12 @@ impl Conn {
 
     /// The fd to poll, if connected.
     pub(crate) fn fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.borrow_fd().map(|fd| fd.as_raw_fd())
+    }
+
+    /// The fd to poll, if connected, borrowed from its owner.
+    pub(crate) fn borrow_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.transport
             .as_ref()
             .map(|t| t.fd())

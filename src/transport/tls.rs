@@ -18,7 +18,7 @@
 use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use foreign_types_shared::{ForeignType, ForeignTypeRef};
@@ -559,7 +559,7 @@ fn into_io(e: openssl::ssl::Error) -> io::Error {
 }
 
 impl Transport for TlsTransport {
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         self.stream.get_ref().0.fd()
     }
 
