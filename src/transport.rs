@@ -98,13 +98,15 @@ impl Socket {
     /// fd is open (a bad fd is refused, not adopted).
     pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
         // SAFETY: F_GETFD reads the fd's flags and touches no memory; it
-        // fails with EBADF unless fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is open, and the caller hands it to us and never uses
-        // it again.
-        Socket::new(unsafe { OwnedFd::from_raw_fd(fd) })
+        // fails with EBADF unless fd is open. An open fd the caller hands
+        // to us (and never uses again) is ours to own.
+        let owned = unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
+        Socket::new(owned)
     }
 }
 
@@ -291,14 +293,17 @@ impl Subprocess {
             return true;
         }
         // SAFETY: pidfd_open (which nix does not have) takes a pid and
-        // flags, touches no memory, and returns a new fd or -1.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-        if pidfd < 0 {
+        // flags, touches no memory, and returns a new fd, ours to own, or -1.
+        let pidfd = unsafe {
+            match libc::syscall(libc::SYS_pidfd_open, self.pid, 0) {
+                fd if fd >= 0 => Some(OwnedFd::from_raw_fd(fd as RawFd)),
+                _ => None,
+            }
+        };
+        let Some(pidfd) = pidfd else {
             self.wait_blocking();
             return true;
-        }
-        // SAFETY: pidfd_open returned a new fd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        };
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -410,20 +415,21 @@ pub(crate) fn spawn_command(
     };
     let child_stderr = stderr_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
 
-    // SAFETY: after fork the child calls only async-signal-safe functions
-    // (fcntl, dup2, close, sigprocmask, signal, execve, write, _exit) on data
-    // prepared above, and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: as above; envp (when given) is a NULL-terminated array of
-        // pointers to NUL-terminated strings that outlive the exec.
-        unsafe {
+    // SAFETY: after fork the child (pid 0) calls only async-signal-safe
+    // functions (fcntl, dup2, close, sigprocmask, signal, execve, write,
+    // _exit) on data prepared above, and never returns; envp (ours, or
+    // the caller's) is a NULL-terminated array of pointers to
+    // NUL-terminated strings that outlive the exec.
+    let pid = unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
             let envp = envp.as_ref().map_or(environ, |e| e.as_ptr());
             exec_child(theirs.as_raw_fd(), child_stderr, &plan, envp)
         }
+        pid
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
     }
     drop(theirs);
     let stderr = stderr_pipe.and_then(|(read, write)| {
