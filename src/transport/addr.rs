@@ -122,10 +122,16 @@ pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAdd
     let (Ok(c_host), Ok(c_port)) = (CString::new(host), CString::new(port)) else {
         return Err(crate::strerror(libc::EINVAL));
     };
-    // SAFETY: addrinfo is plain data; all-zero is the empty hint.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = family;
-    hints.ai_socktype = libc::SOCK_STREAM;
+    let hints = libc::addrinfo {
+        ai_flags: 0,
+        ai_family: family,
+        ai_socktype: libc::SOCK_STREAM,
+        ai_protocol: 0,
+        ai_addrlen: 0,
+        ai_addr: std::ptr::null_mut(),
+        ai_canonname: std::ptr::null_mut(),
+        ai_next: std::ptr::null_mut(),
+    };
     let mut result: *mut libc::addrinfo = std::ptr::null_mut();
     // SAFETY: valid C strings and hints; result receives a list we free below.
     let rc = unsafe { libc::getaddrinfo(c_host.as_ptr(), c_port.as_ptr(), &hints, &mut result) };
@@ -141,20 +147,20 @@ pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAdd
         return Err(text);
     }
     let mut out = Vec::new();
-    let mut p = result;
-    while !p.is_null() {
-        // SAFETY: p is a node of the list getaddrinfo returned, and its
-        // ai_addr (when not NULL) points to ai_addrlen bytes.
-        let (ai, addr) = unsafe {
-            let ai = &*p;
-            let addr = SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen));
-            (ai, addr)
-        };
-        out.extend(addr.map(SockAddr::Any));
-        p = ai.ai_next;
+    // SAFETY: result is the list getaddrinfo returned: every node, and its
+    // ai_addr (when not NULL, nix checks) with ai_addrlen bytes, stays
+    // valid until the freeaddrinfo at the end, which frees the list once;
+    // the addresses are copied out before that.
+    unsafe {
+        let mut p = result;
+        while let Some(ai) = p.as_ref() {
+            out.extend(
+                SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen)).map(SockAddr::Any),
+            );
+            p = ai.ai_next;
+        }
+        libc::freeaddrinfo(result);
     }
-    // SAFETY: result came from getaddrinfo and is freed once.
-    unsafe { libc::freeaddrinfo(result) };
     Ok(out)
 }
 
