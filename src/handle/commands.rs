@@ -484,15 +484,15 @@ unsafe fn start_read(
     // about 8% faster with it against nbdkit memory; nbdcopy's 256 KiB
     // reads used about 14% more CPU with it).
     let eager = c.settings.pread_initialize && (chunk.is_some() || count <= EAGER_ZERO_MAX);
-    if eager && count > 0 {
-        // SAFETY: buf is valid for writes of count bytes (our contract).
-        unsafe { std::ptr::write_bytes(buf, 0, count) };
-    }
     let zero_unfilled = c.settings.pread_initialize && !eager;
     // SAFETY: buf is valid for writes of count bytes until the command
-    // retires (our contract).
-    let issued = unsafe {
-        issue_read(
+    // retires (our contract): we may zero it before and after issuing,
+    // and the command may write into it.
+    unsafe {
+        if eager && count > 0 {
+            std::ptr::write_bytes(buf, 0, count);
+        }
+        let issued = issue_read(
             c,
             buf,
             count,
@@ -501,13 +501,12 @@ unsafe fn start_read(
             chunk,
             completion,
             zero_unfilled,
-        )
-    };
-    if issued.is_err() && zero_unfilled && count > 0 {
-        // SAFETY: buf is valid for writes of count bytes (our contract).
-        unsafe { std::ptr::write_bytes(buf, 0, count) };
+        );
+        if issued.is_err() && zero_unfilled && count > 0 {
+            std::ptr::write_bytes(buf, 0, count);
+        }
+        issued
     }
-    issued
 }
 
 /// [`start_read`] without the zeroing of a buffer whose read is refused.
