@@ -229,6 +229,21 @@ impl Slot {
         }
     }
 
+    /// The payload that follows the header on the wire: a write's data
+    /// (the caller's buffer), else the payload the command owns.
+    fn wire_payload(&self) -> &[u8] {
+        if self.kind != proto::NBD_CMD_WRITE {
+            return &self.payload;
+        }
+        if self.count == 0 || self.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a write's buffer holds `count` readable bytes while the
+        // command lives (its caller's promise when it was issued), and the
+        // command cannot retire while the slot is borrowed.
+        unsafe { std::slice::from_raw_parts(self.buf, self.count as usize) }
+    }
+
     /// Bytes of payload that follow the header on the wire.
     fn payload_len(&self) -> usize {
         if self.kind == proto::NBD_CMD_WRITE {
@@ -472,7 +487,6 @@ pub(crate) struct Conn {
     reading: Reading,
     /// `NBD_CMD_DISC` has been queued; no more commands.
     pub disconnect_requested: bool,
-    iovs: Vec<libc::iovec>,
     /// Scratch space for decoding block status extents.
     extents64: Vec<crate::callback::Extent64>,
     extents32: Vec<u32>,
@@ -532,7 +546,6 @@ impl Conn {
             in_flight: 0,
             reading: Reading::Header,
             disconnect_requested: false,
-            iovs: Vec::new(),
             extents64: Vec::new(),
             extents32: Vec::new(),
         }
@@ -965,41 +978,26 @@ impl Conn {
         }
         let mut progressed = false;
         while !self.to_issue.is_empty() {
-            self.iovs.clear();
+            let mut iovs = [io::IoSlice::new(&[]); 2 * MAX_IOVS];
+            let mut n = 0;
             let mut skip = self.issue_pos;
             for &index in self.to_issue.iter().take(MAX_IOVS) {
                 let slot = &self.slots[index as usize];
-                let parts: [(*const u8, usize); 2] = [
-                    (slot.header.as_ptr(), slot.header_len as usize),
-                    (slot.buf as *const u8, slot.payload_len()),
-                ];
-                for (ptr, len) in parts {
-                    if len == 0 {
+                for part in [
+                    &slot.header[..slot.header_len as usize],
+                    slot.wire_payload(),
+                ] {
+                    if skip >= part.len() {
+                        skip -= part.len();
                         continue;
                     }
-                    if skip >= len {
-                        skip -= len;
-                        continue;
-                    }
-                    // SAFETY: skip < len, so the pointer stays in the buffer.
-                    let base = unsafe { ptr.add(skip) };
-                    self.iovs.push(libc::iovec {
-                        iov_base: base as *mut libc::c_void,
-                        iov_len: len - skip,
-                    });
+                    iovs[n] = io::IoSlice::new(&part[skip..]);
+                    n += 1;
                     skip = 0;
                 }
             }
-            // SAFETY: IoSlice is documented to be ABI-compatible with iovec;
-            // every iovec points into a slot header or a live caller buffer.
-            let slices: &[io::IoSlice<'_>] = unsafe {
-                std::slice::from_raw_parts(
-                    self.iovs.as_ptr() as *const io::IoSlice<'_>,
-                    self.iovs.len(),
-                )
-            };
             let t = self.transport.as_mut().expect("ready without transport");
-            let mut sent = match t.send(slices) {
+            let mut sent = match t.send(&iovs[..n]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                 Err(e) => return Err(self.peer_gone(Error::io("send", &e))),
