@@ -19,8 +19,10 @@ use nix::sys::socket::{
 pub(crate) enum SockAddr {
     Unix(UnixAddr),
     Vsock(VsockAddr),
-    /// An IP address, or whatever a C caller passed to `nbd_connect`.
-    Any(SockaddrStorage),
+    /// An IP address, or whatever a C caller passed to `nbd_connect`,
+    /// with its family (`AF_*`) as given (nix names only the families it
+    /// knows).
+    Any(SockaddrStorage, i32),
 }
 
 impl SockAddr {
@@ -41,7 +43,11 @@ impl SockAddr {
 
     /// An IPv4 or IPv6 address.
     pub(crate) fn inet(addr: SocketAddr) -> SockAddr {
-        SockAddr::Any(SockaddrStorage::from(addr))
+        let family = match addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        SockAddr::Any(SockaddrStorage::from(addr), family)
     }
 
     /// Copies a caller's `struct sockaddr` (EINVAL if `len` cannot hold
@@ -54,17 +60,22 @@ impl SockAddr {
         len: libc::socklen_t,
     ) -> io::Result<SockAddr> {
         // SAFETY: the caller promises len readable bytes at addr; nix
-        // checks len against the size of sockaddr_storage before copying.
-        unsafe { SockaddrStorage::from_raw(addr, Some(len)) }
-            .map(SockAddr::Any)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+        // checks addr is not NULL and len lies between the end of the
+        // family field and the size of sockaddr_storage before copying, so
+        // once it has accepted the address the family can be read too.
+        unsafe {
+            match SockaddrStorage::from_raw(addr, Some(len)) {
+                Some(storage) => Ok(SockAddr::Any(storage, i32::from((*addr).sa_family))),
+                None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            }
+        }
     }
 
     fn like(&self) -> &dyn SockaddrLike {
         match self {
             SockAddr::Unix(a) => a,
             SockAddr::Vsock(a) => a,
-            SockAddr::Any(a) => a,
+            SockAddr::Any(a, _) => a,
         }
     }
 
@@ -75,9 +86,11 @@ impl SockAddr {
 
     /// The address family (`AF_*`), as the caller gave it.
     pub(crate) fn family(&self) -> i32 {
-        // SAFETY: every SockaddrLike starts with a sockaddr of len() bytes,
-        // and len() covers the family field (from_raw checked that).
-        unsafe { i32::from((*self.like().as_ptr()).sa_family) }
+        match self {
+            SockAddr::Unix(_) => libc::AF_UNIX,
+            SockAddr::Vsock(_) => libc::AF_VSOCK,
+            SockAddr::Any(_, family) => *family,
+        }
     }
 
     /// The socket path of a Unix address: `Some(Err(()))` for an address
@@ -85,7 +98,7 @@ impl SockAddr {
     pub(crate) fn unix_path(&self) -> Option<Result<&[u8], ()>> {
         let unix = match self {
             SockAddr::Unix(a) => a,
-            SockAddr::Any(a) => a.as_unix_addr()?,
+            SockAddr::Any(a, _) => a.as_unix_addr()?,
             SockAddr::Vsock(_) => return None,
         };
         use std::os::unix::ffi::OsStrExt;
@@ -94,7 +107,7 @@ impl SockAddr {
 
     /// The IP address and port of an `AF_INET`/`AF_INET6` address.
     pub(crate) fn inet_addr(&self) -> Option<SocketAddr> {
-        let SockAddr::Any(a) = self else {
+        let SockAddr::Any(a, _) = self else {
             return None;
         };
         if let Some(sin) = a.as_sockaddr_in() {
@@ -108,7 +121,7 @@ impl SockAddr {
     pub(crate) fn vsock_addr(&self) -> Option<(u32, u32)> {
         let vsock = match self {
             SockAddr::Vsock(a) => a,
-            SockAddr::Any(a) => a.as_vsock_addr()?,
+            SockAddr::Any(a, _) => a.as_vsock_addr()?,
             SockAddr::Unix(_) => return None,
         };
         Some((vsock.cid(), vsock.port()))
@@ -154,9 +167,8 @@ pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAdd
     unsafe {
         let mut p = result;
         while let Some(ai) = p.as_ref() {
-            out.extend(
-                SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen)).map(SockAddr::Any),
-            );
+            let addr = SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen));
+            out.extend(addr.map(|a| SockAddr::Any(a, ai.ai_family)));
             p = ai.ai_next;
         }
         libc::freeaddrinfo(result);
