@@ -618,6 +618,21 @@ unsafe fn start(
     buf: *const u8,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
+    let flags = check(c, spec, count, offset, flags)?;
+    // The machine only ever reads through `buf`, and only for a write.
+    let buf = buf as *mut u8;
+    c.issue(
+        spec.kind,
+        flags as u16,
+        offset,
+        count,
+        buf,
+        with_completion(completion),
+    )
+}
+
+/// The checks of [`start`]; returns the flags to send.
+fn check(c: &Conn, spec: &Spec, count: u64, offset: u64, flags: u32) -> Result<u32> {
     c.check_state(CONNECTED)?;
     check_flags(c, flags, spec.allowed)?;
     let mut flags = flags;
@@ -662,16 +677,7 @@ unsafe fn start(
         libc::EINVAL
     };
     check_command(c, spec.kind, offset, count, bounds_errno)?;
-    // The machine only ever reads through `buf`, and only for a write.
-    let buf = buf as *mut u8;
-    c.issue(
-        spec.kind,
-        flags as u16,
-        offset,
-        count,
-        buf,
-        with_completion(completion),
-    )
+    Ok(flags)
 }
 
 /// Checks and issues a command that carries no data.
@@ -683,8 +689,15 @@ fn start_no_data(
     flags: u32,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
-    // SAFETY: no buffer is passed.
-    unsafe { start(c, spec, count, offset, flags, std::ptr::null(), completion) }
+    let flags = check(c, spec, count, offset, flags)?;
+    c.issue(
+        spec.kind,
+        flags as u16,
+        offset,
+        count,
+        std::ptr::null_mut(),
+        with_completion(completion),
+    )
 }
 
 /// Checks and issues a block status request limited to `contexts`: the
