@@ -30,13 +30,12 @@
 //! caller must assume anything written since the last successful
 //! [`MultiConn::flush`] may be. Close it and open a new one.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::flags::raw::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
 use crate::transport::Waker;
@@ -555,9 +554,8 @@ impl MultiConn {
     /// ran, 0 on timeout; a connection's error (it is then dead, and the
     /// pool fails from now on).
     pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
-        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
         loop {
-            return match self.poll_and_run(None, timeout) {
+            return match self.poll_and_run(None, timeout_ms) {
                 Ok((0, _)) => Ok(0),
                 Ok((_, None)) => Ok(1),
                 Ok((_, Some(e))) => Err(self.dead_error(e)),
@@ -816,7 +814,7 @@ impl MultiConn {
             if batch.remaining.load(Ordering::Acquire) == 0 {
                 return conn_err;
             }
-            match self.poll_and_run(Some(waker), PollTimeout::NONE) {
+            match self.poll_and_run(Some(waker), -1) {
                 Ok((_, Some(e))) => {
                     conn_err.get_or_insert(e);
                 }
@@ -841,61 +839,61 @@ impl MultiConn {
     fn poll_and_run(
         &self,
         waker: Option<&Waker>,
-        timeout: PollTimeout,
+        timeout_ms: i32,
     ) -> std::result::Result<(usize, Option<Error>), Errno> {
         let mut which = [0usize; MAX_CONNECTIONS];
-        let mut raw = [(-1, PollFlags::empty()); MAX_CONNECTIONS + 1];
+        let mut pollfds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; MAX_CONNECTIONS + 1];
         let mut nfds = 0;
         for (k, m) in self.members.iter().enumerate() {
             let Ok(fd) = m.handle.aio_get_fd() else {
                 continue;
             };
             let dir = m.handle.aio_get_direction();
-            let mut events = PollFlags::empty();
+            let mut events = 0;
             if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
-                events |= PollFlags::POLLIN;
+                events |= libc::POLLIN;
             }
             if dir & LIBNBD_AIO_DIRECTION_WRITE != 0 {
-                events |= PollFlags::POLLOUT;
+                events |= libc::POLLOUT;
             }
-            if events.is_empty() {
+            if events == 0 {
                 continue;
             }
-            raw[nfds] = (fd, events);
+            pollfds[nfds].fd = fd;
+            pollfds[nfds].events = events;
             which[nfds] = k;
             nfds += 1;
         }
         let conns = nfds;
         if let Some(w) = waker {
-            raw[nfds] = (w.as_fd().as_raw_fd(), PollFlags::POLLIN);
+            pollfds[nfds].fd = w.as_fd().as_raw_fd();
+            pollfds[nfds].events = libc::POLLIN;
             nfds += 1;
         }
         if nfds == 0 {
             return Err(Errno::EINVAL);
         }
-        // Entries past nfds repeat the last fd; they are not polled.
-        let mut pollfds: [PollFd; MAX_CONNECTIONS + 1] = std::array::from_fn(|i| {
-            let (fd, events) = raw[i.min(nfds - 1)];
-            // SAFETY: only polled. The waker is borrowed for this call. A
-            // connection's fd may be closed by another thread meanwhile
-            // (the connection dies): poll then reports POLLNVAL or a
-            // spurious event, and notifying the dead handle returns its
-            // error; nothing else is done with the fd.
-            PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, events)
-        });
-        let ready = nix::poll::poll(&mut pollfds[..nfds], timeout)?;
+        // The connections' fds are raw numbers, not borrowed: another
+        // thread may close one meanwhile (its connection dies). poll then
+        // reports POLLNVAL or a spurious event, and running the dead
+        // handle returns its error; nothing else is done with the fd.
+        // SAFETY: pollfds holds at least nfds initialized pollfds; poll
+        // reads their fds and events and writes their revents, nothing else.
+        let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), nfds as libc::nfds_t, timeout_ms) };
+        let ready = Errno::result(rc)?;
         if ready == 0 {
             return Ok((0, None));
         }
-        if let (Some(w), Some(true)) = (waker, pollfds[conns].any()) {
+        if let Some(w) = waker.filter(|_| pollfds[conns].revents != 0) {
             w.drain();
         }
         let mut first_err = None;
         for (pfd, &k) in pollfds[..conns].iter().zip(which.iter()) {
-            let Some(revents) = pfd.revents() else {
-                continue;
-            };
-            if revents.is_empty() {
+            if pfd.revents == 0 {
                 continue;
             }
             // Another thread may have moved this machine on since its
