@@ -77,17 +77,21 @@ impl<T: Send + 'static> Slot<T> {
     ) -> Completion {
         let slot = Arc::clone(self);
         Completion::new(move |errno| {
-            let value = give_back();
-            let waker = {
-                let mut st = lock(&slot.state);
-                st.done = Some((*errno, value));
-                st.waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
+            slot.finish(*errno, give_back());
             1
         })
+    }
+
+    /// Hands the command's errno and `value` to the future, and wakes it.
+    fn finish(&self, errno: i32, value: T) {
+        let waker = {
+            let mut st = lock(&self.state);
+            st.done = Some((errno, value));
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -428,6 +432,17 @@ impl AsyncHandle {
     ) -> CommandFuture<'_, T> {
         let slot = Slot::new();
         let started = start(&self.handle, slot.completion(give_back));
+        self.future(name, slot, started)
+    }
+
+    /// The future of a command started (or refused, `started`) with a
+    /// completion that finishes `slot`.
+    fn future<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        slot: Arc<Slot<T>>,
+        started: Result<()>,
+    ) -> CommandFuture<'_, T> {
         CommandFuture {
             ah: self,
             slot,
@@ -446,38 +461,30 @@ impl AsyncHandle {
     ///
     /// If the future is dropped early, the buffer stays with the command
     /// until its reply arrives, and is then freed.
-    pub async fn pread(&self, mut buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
-        let fut = {
-            let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-            let mut owned = Some(buf);
-            self.command(
-                "pread",
-                move || owned.take().unwrap_or_default(),
-                // SAFETY: the buffer's heap memory does not move when the
-                // Vec moves, and the Vec is owned by the completion
-                // callback, which the command keeps until it is retired
-                // (after its reply, when the callback has run) or the
-                // handle is closed.
-                |h, c| unsafe { h.aio_pread(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
-            )
-        };
-        fut.await
+    pub async fn pread(&self, buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
+        let slot = Slot::new();
+        let done = Arc::clone(&slot);
+        let started = self
+            .handle
+            .aio_pread_vec(buf, offset, flags, move |errno, buf| {
+                done.finish(errno, buf)
+            })
+            .map(drop);
+        self.future("pread", slot, started).await
     }
 
     /// Writes `buf` at `offset` and gives it back (`nbd_aio_pwrite`).
     /// Flags: `FUA`, `PAYLOAD_LEN`.
     pub async fn pwrite(&self, buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
-        let fut = {
-            let (ptr, len) = (buf.as_ptr(), buf.len());
-            let mut owned = Some(buf);
-            self.command(
-                "pwrite",
-                move || owned.take().unwrap_or_default(),
-                // SAFETY: as in pread, for reads of the buffer.
-                |h, c| unsafe { h.aio_pwrite(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
-            )
-        };
-        fut.await
+        let slot = Slot::new();
+        let done = Arc::clone(&slot);
+        let started = self
+            .handle
+            .aio_pwrite_vec(buf, offset, flags, move |errno, buf| {
+                done.finish(errno, buf)
+            })
+            .map(drop);
+        self.future("pwrite", slot, started).await
     }
 
     /// Makes written data durable (`nbd_aio_flush`).
