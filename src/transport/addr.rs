@@ -145,26 +145,23 @@ pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAdd
         ai_canonname: std::ptr::null_mut(),
         ai_next: std::ptr::null_mut(),
     };
-    let mut result: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid C strings and hints; result receives a list we free below.
-    let rc = unsafe { libc::getaddrinfo(c_host.as_ptr(), c_port.as_ptr(), &hints, &mut result) };
-    if rc != 0 {
-        let text = if rc == libc::EAI_SYSTEM {
-            io::Error::last_os_error().to_string()
-        } else {
-            // SAFETY: gai_strerror returns a static NUL-terminated string.
-            unsafe { CStr::from_ptr(libc::gai_strerror(rc)) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        return Err(text);
-    }
     let mut out = Vec::new();
-    // SAFETY: result is the list getaddrinfo returned: every node, and its
-    // ai_addr (when not NULL, nix checks) with ai_addrlen bytes, stays
-    // valid until the freeaddrinfo at the end, which frees the list once;
-    // the addresses are copied out before that.
+    // SAFETY: getaddrinfo gets valid C strings and hints. If it fails,
+    // gai_strerror returns a static NUL-terminated string. If it succeeds,
+    // result is a list whose every node, and its ai_addr (when not NULL,
+    // nix checks) with ai_addrlen bytes, stays valid until the
+    // freeaddrinfo at the end, which frees the list once; the addresses
+    // are copied out before that.
     unsafe {
+        let mut result: *mut libc::addrinfo = std::ptr::null_mut();
+        let rc = libc::getaddrinfo(c_host.as_ptr(), c_port.as_ptr(), &hints, &mut result);
+        if rc == libc::EAI_SYSTEM {
+            return Err(io::Error::last_os_error().to_string());
+        }
+        if rc != 0 {
+            let text = CStr::from_ptr(libc::gai_strerror(rc));
+            return Err(text.to_string_lossy().into_owned());
+        }
         let mut p = result;
         while let Some(ai) = p.as_ref() {
             let addr = SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen));
