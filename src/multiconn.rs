@@ -475,7 +475,9 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        // SAFETY: the caller's promise, passed on.
+        // SAFETY: our caller promises what Handle::aio_pread asks: buf is
+        // valid for writes of count bytes until the command is retired or
+        // the handle (owned by the pool) is closed.
         self.aio_on_one(|h| unsafe { h.aio_pread(buf, count, offset, completion, flags) })
     }
 
@@ -495,7 +497,9 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        // SAFETY: the caller's promise, passed on.
+        // SAFETY: our caller promises what Handle::aio_pwrite asks: buf is
+        // valid for reads of count bytes until the command is retired or
+        // the handle (owned by the pool) is closed.
         self.aio_on_one(|h| unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
     }
 
