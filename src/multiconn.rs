@@ -29,6 +29,11 @@
 //! the writes still in flight on the dead connection are lost, and the
 //! caller must assume anything written since the last successful
 //! [`MultiConn::flush`] may be. Close it and open a new one.
+//!
+//! The pool fails closed as a [`Handle`] does: if a call panics while it
+//! holds one of the pool's locks, the pool is dead and every later call
+//! fails with EINVAL ("multi-conn pool is dead after an internal error",
+//! also returned by [`MultiConn::fatal_error`]).
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
