@@ -148,6 +148,7 @@ impl Handle {
 
     /// A close-on-exec duplicate of the socket the machine polls (for
     /// registering it with a reactor); EINVAL if there is none.
+    #[cfg(feature = "tokio")]
     pub(crate) fn dup_fd(&self) -> Result<std::os::fd::OwnedFd> {
         let c = self.lock();
         let fd = c
