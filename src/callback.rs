@@ -101,7 +101,8 @@ impl Completion {
     pub(crate) fn call(&mut self, error: &mut i32) -> i32 {
         match &mut self.0 {
             CompletionKind::Extern { callback, user } => match callback {
-                // SAFETY: the C caller's contract (from_c).
+                // SAFETY: from_c's caller promised f may be called with
+                // this user data; error is a live &mut i32.
                 Some(f) => unsafe { f(user.data, error) },
                 None => 0,
             },
@@ -427,7 +428,9 @@ impl List {
             ListKind::Extern { callback, user } => match callback {
                 Some(f) => {
                     let (n, d) = (c_string(name), c_string(description));
-                    // SAFETY: the C caller's contract (from_c).
+                    // SAFETY: from_c's caller promised f may be called with
+                    // this user data; n and d are NUL-terminated and live
+                    // across the call.
                     unsafe { f(user.data, n.as_ptr(), d.as_ptr()) }
                 }
                 None => 0,
@@ -448,7 +451,9 @@ impl Context {
             ContextKind::Extern { callback, user } => match callback {
                 Some(f) => {
                     let n = c_string(name);
-                    // SAFETY: the C caller's contract (from_c).
+                    // SAFETY: from_c's caller promised f may be called with
+                    // this user data; n is NUL-terminated and lives across
+                    // the call.
                     unsafe { f(user.data, n.as_ptr()) }
                 }
                 None => 0,

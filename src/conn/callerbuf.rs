@@ -49,9 +49,15 @@ impl CallerBuf {
         CallerBuf { ptr, len, writable }
     }
 
-    /// Its start, for `sendmsg` (valid for reads of [`CallerBuf::len`] bytes).
-    pub(super) fn as_ptr(&self) -> *const u8 {
-        self.ptr
+    /// The whole buffer, to be read (a write's data going out).
+    pub(super) fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the buffer is valid for reads of `len` bytes while `self`
+        // lives (constructor's contract); reads through a shared borrow of
+        // `self` cannot overlap a `slice_mut` borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     /// Panics unless `[at, at + n)` lies inside the buffer.
@@ -142,7 +148,7 @@ mod tests {
         let mem = [5u8; 4];
         // SAFETY: `mem` outlives `b` and nothing writes it.
         let mut b = unsafe { CallerBuf::new(mem.as_ptr().cast_mut(), mem.len(), false) };
-        assert_eq!(b.as_ptr(), mem.as_ptr());
+        assert_eq!(b.as_slice().as_ptr(), mem.as_ptr());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.write_at(0, &[1])));
         assert!(r.is_err());
         assert_eq!(mem, [5; 4]);
@@ -167,6 +173,6 @@ mod tests {
             *seen.lock().unwrap(),
             vec![(b"cde".to_vec(), 100, 1), (vec![], 103, 4)]
         );
-        assert_eq!(b.as_ptr() as usize, base);
+        assert_eq!(b.as_slice().as_ptr() as usize, base);
     }
 }

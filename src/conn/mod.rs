@@ -227,13 +227,13 @@ impl Slot {
         }
     }
 
-    /// Where the payload that follows the header comes from: a write's
-    /// buffer, or the request payload the slot owns.
-    fn payload_ptr(&self) -> *const u8 {
+    /// The payload that follows the header on the wire: a write's data
+    /// (the caller's buffer), else the payload the command owns.
+    fn wire_payload(&self) -> &[u8] {
         if self.kind == proto::NBD_CMD_WRITE {
-            self.buf.as_ptr()
+            self.buf.as_slice()
         } else {
-            self.payload.as_ptr()
+            &self.payload
         }
     }
 
@@ -418,7 +418,7 @@ pub(crate) struct Conn {
     /// An eventfd the unlocked poller also polls: another thread that runs
     /// the machine (and may read its reply) or leaves a request half
     /// written (the poller must also wait for POLLOUT) signals it.
-    waker: Option<std::os::fd::OwnedFd>,
+    waker: Option<crate::transport::Waker>,
     /// The waker has been written to since it was last drained.
     waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
@@ -480,7 +480,6 @@ pub(crate) struct Conn {
     reading: Reading,
     /// `NBD_CMD_DISC` has been queued; no more commands.
     pub disconnect_requested: bool,
-    iovs: Vec<libc::iovec>,
     /// Scratch space for decoding block status extents.
     extents64: Vec<crate::callback::Extent64>,
     extents32: Vec<u32>,
@@ -540,7 +539,6 @@ impl Conn {
             in_flight: 0,
             reading: Reading::Header,
             disconnect_requested: false,
-            iovs: Vec::new(),
             extents64: Vec::new(),
             extents32: Vec::new(),
         }
@@ -689,6 +687,12 @@ impl Conn {
 
     /// The fd to poll, if connected.
     pub(crate) fn fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.borrow_fd().map(|fd| fd.as_raw_fd())
+    }
+
+    /// The fd to poll, if connected, borrowed from its owner.
+    pub(crate) fn borrow_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.transport
             .as_ref()
             .map(|t| t.fd())
@@ -966,41 +970,26 @@ impl Conn {
         }
         let mut progressed = false;
         while !self.to_issue.is_empty() {
-            self.iovs.clear();
+            let mut iovs = [io::IoSlice::new(&[]); 2 * MAX_IOVS];
+            let mut n = 0;
             let mut skip = self.issue_pos;
             for &index in self.to_issue.iter().take(MAX_IOVS) {
                 let slot = &self.slots[index as usize];
-                let parts: [(*const u8, usize); 2] = [
-                    (slot.header.as_ptr(), slot.header_len as usize),
-                    (slot.payload_ptr(), slot.payload_len()),
-                ];
-                for (ptr, len) in parts {
-                    if len == 0 {
+                for part in [
+                    &slot.header[..slot.header_len as usize],
+                    slot.wire_payload(),
+                ] {
+                    if skip >= part.len() {
+                        skip -= part.len();
                         continue;
                     }
-                    if skip >= len {
-                        skip -= len;
-                        continue;
-                    }
-                    // SAFETY: skip < len, so the pointer stays in the buffer.
-                    let base = unsafe { ptr.add(skip) };
-                    self.iovs.push(libc::iovec {
-                        iov_base: base as *mut libc::c_void,
-                        iov_len: len - skip,
-                    });
+                    iovs[n] = io::IoSlice::new(&part[skip..]);
+                    n += 1;
                     skip = 0;
                 }
             }
-            // SAFETY: IoSlice is documented to be ABI-compatible with iovec;
-            // every iovec points into a slot header or a live caller buffer.
-            let slices: &[io::IoSlice<'_>] = unsafe {
-                std::slice::from_raw_parts(
-                    self.iovs.as_ptr() as *const io::IoSlice<'_>,
-                    self.iovs.len(),
-                )
-            };
             let t = self.transport.as_mut().expect("ready without transport");
-            let mut sent = match t.send(slices) {
+            let mut sent = match t.send(&iovs[..n]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                 Err(e) => return Err(self.peer_gone(Error::io("send", &e))),
@@ -1559,15 +1548,9 @@ impl Conn {
     /// A thread is about to poll the fd with the handle unlocked: returns
     /// the waker fd it must poll as well.
     pub(crate) fn start_unlocked_poll(&mut self) -> Result<i32> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsRawFd;
         if self.waker.is_none() {
-            // SAFETY: plain syscall; a new fd we then own.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(Error::io("eventfd", &io::Error::last_os_error()));
-            }
-            // SAFETY: eventfd returned a new fd.
-            self.waker = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.waker = Some(crate::transport::Waker::new()?);
         }
         self.unlocked_poller = true;
         Ok(self.waker.as_ref().map_or(-1, |w| w.as_raw_fd()))
@@ -1576,25 +1559,18 @@ impl Conn {
     /// The unlocked poller is back: clears its waker and closes a
     /// transport dropped while it polled.
     pub(crate) fn end_unlocked_poll(&mut self) {
-        use std::os::fd::AsRawFd;
         self.unlocked_poller = false;
         self.parked_transport = None;
         if let (true, Some(w)) = (self.waker_signalled, &self.waker) {
-            let mut count = 0u64;
-            // SAFETY: reads 8 bytes into count; non-blocking.
-            unsafe { libc::read(w.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            w.drain();
             self.waker_signalled = false;
         }
     }
 
     /// Signals the unlocked poller, if there is one.
     pub(crate) fn wake_unlocked_poller(&mut self) {
-        use std::os::fd::AsRawFd;
         if let (true, false, Some(w)) = (self.unlocked_poller, self.waker_signalled, &self.waker) {
-            let one = 1u64;
-            // SAFETY: writes 8 bytes from `one`; failure (counter full)
-            // still leaves it readable.
-            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            w.wake();
             self.waker_signalled = true;
         }
     }

@@ -3,8 +3,9 @@
 //! encoders.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use super::{CommandCallbacks, CommandId, Conn, Phase};
@@ -42,11 +43,13 @@ impl Wire {
     }
 }
 
-struct WireTransport(Wire);
+/// The client's end; its fd (for `Transport::fd`) is /dev/null, which
+/// no test polls.
+struct WireTransport(Wire, File);
 
 impl Transport for WireTransport {
-    fn fd(&self) -> RawFd {
-        -1
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.1.as_fd()
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -97,7 +100,10 @@ impl Conn {
     pub(super) fn test_handshake() -> (Conn, Wire) {
         let wire = Wire::default();
         let mut c = Conn::new();
-        c.start_handshake(Box::new(WireTransport(wire.clone())));
+        c.start_handshake(Box::new(WireTransport(
+            wire.clone(),
+            File::open("/dev/null").unwrap(),
+        )));
         (c, wire)
     }
 
