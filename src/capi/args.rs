@@ -1,4 +1,4 @@
-//! The pointer parameters of the C calls, as types.
+//! The pointer parameters and string results of the C calls, as types.
 //!
 //! A C call declares its pointer parameters with these types rather than
 //! raw pointers. Each is `#[repr(transparent)]` over the pointer C passes,
@@ -7,11 +7,15 @@
 //!
 //! Their field is private: Rust code gets a value only as a parameter of an
 //! `unsafe extern "C"` call, whose C caller promises what the type's
-//! documentation says (libnbd's contract for that parameter), or from the
-//! type's `unsafe fn new`, whose caller promises the same. None is `Clone`.
-//! Their safe methods rely on that promise: each checks for NULL (failing
-//! with EFAULT, "PARAM cannot be NULL") and holds the one `unsafe` block
-//! that reads through the pointer.
+//! documentation says (libnbd's contract for that parameter), or (in the
+//! unit tests) from an `unsafe fn new`, whose caller promises the same.
+//! None is `Clone`. Their safe methods rely on that promise: each checks
+//! for NULL (failing with EFAULT, "PARAM cannot be NULL") and holds the one
+//! `unsafe` block that reads through the pointer.
+//!
+//! The string results, [`MallocStr`] (`char *`) and [`StaticStr`]
+//! (`const char *`), are made only here, from strings they then point to,
+//! so the debug trace can read them safely.
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -29,13 +33,13 @@ impl HandleArg {
     /// # Safety
     /// `h` must be NULL or a handle from `nbd_create` that is not closed
     /// while the value lives.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) unsafe fn new(h: *const nbd_handle) -> HandleArg {
         HandleArg(h)
     }
 
     /// A NULL handle (always a valid value: calls on it fail).
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) const fn null() -> HandleArg {
         HandleArg(std::ptr::null())
     }
@@ -63,7 +67,7 @@ impl CStrArg {
     /// # Safety
     /// `ptr` must be NULL or point to a NUL-terminated string that stays
     /// valid and unchanged while the value lives.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) unsafe fn new(ptr: *const c_char) -> CStrArg {
         CStrArg(ptr)
     }
@@ -86,16 +90,6 @@ impl CStrArg {
 pub struct CStrList(*const *mut c_char);
 
 impl CStrList {
-    /// Wraps `list`.
-    ///
-    /// # Safety
-    /// `list` must be NULL or a NULL-terminated array of NUL-terminated
-    /// strings, all valid and unchanged while the value lives.
-    #[allow(dead_code)]
-    pub(crate) unsafe fn new(list: *const *mut c_char) -> CStrList {
-        CStrList(list)
-    }
-
     /// The strings, borrowed; EFAULT naming `param` when NULL.
     pub(crate) fn get(&self, param: &str) -> Result<Vec<&CStr>> {
         if self.0.is_null() {
@@ -117,8 +111,9 @@ impl CStrList {
 }
 
 /// A `const void *` buffer parameter, read by the call: NULL, or readable
-/// for the number of bytes the call's length parameter says, until the
-/// call returns.
+/// and unchanged for the number of bytes the call's length parameter says,
+/// until the call returns (for the `aio` calls: until the command
+/// retires).
 ///
 /// The length is a separate C parameter, so it is given to [`BufIn::get`]:
 /// the body of the call the value is a parameter of must pass that
@@ -127,16 +122,6 @@ impl CStrList {
 pub struct BufIn(*const c_void);
 
 impl BufIn {
-    /// Wraps `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` must be NULL or readable, while the value lives, for every
-    /// length its [`BufIn::get`] is called with.
-    #[allow(dead_code)]
-    pub(crate) unsafe fn new(ptr: *const c_void) -> BufIn {
-        BufIn(ptr)
-    }
-
     /// The `len` bytes, borrowed; EFAULT naming `param` when NULL. `len`
     /// is the length parameter of the same call (see the type).
     pub(crate) fn get(&self, len: usize, param: &str) -> Result<&[u8]> {
@@ -146,6 +131,16 @@ impl BufIn {
         // SAFETY: not NULL, so `len` readable bytes while `self` lives
         // (the type's invariant: the C caller's promise for this length).
         Ok(unsafe { std::slice::from_raw_parts(self.0.cast::<u8>(), len) })
+    }
+
+    /// The pointer, for a command that keeps it until it retires (the
+    /// `aio` writes); EFAULT naming `param` when NULL. Reading through it
+    /// is up to the (unsafe) code it is given to.
+    pub(crate) fn retained(self, param: &str) -> Result<*const u8> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        Ok(self.0.cast())
     }
 }
 
@@ -159,17 +154,6 @@ impl BufIn {
 pub struct BufOut(*mut c_void);
 
 impl BufOut {
-    /// Wraps `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` must be NULL or writable, and not accessed by anything else,
-    /// while the value lives, for every length its [`BufOut::get`] is
-    /// called with.
-    #[allow(dead_code)]
-    pub(crate) unsafe fn new(ptr: *mut c_void) -> BufOut {
-        BufOut(ptr)
-    }
-
     /// The `len` bytes, borrowed for writing; EFAULT naming `param` when
     /// NULL. `len` is the length parameter of the same call (see
     /// [`BufIn`]).
@@ -187,18 +171,6 @@ impl BufOut {
     /// `aio` reads); EFAULT naming `param` when NULL. Reading or writing
     /// through it is up to the (unsafe) code it is given to.
     pub(crate) fn retained(self, param: &str) -> Result<*mut u8> {
-        if self.0.is_null() {
-            return Err(null_error(param));
-        }
-        Ok(self.0.cast())
-    }
-}
-
-impl BufIn {
-    /// The pointer, for a command that keeps it until it retires (the
-    /// `aio` writes); EFAULT naming `param` when NULL. Reading through it
-    /// is up to the (unsafe) code it is given to.
-    pub(crate) fn retained(self, param: &str) -> Result<*const u8> {
         if self.0.is_null() {
             return Err(null_error(param));
         }
