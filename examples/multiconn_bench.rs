@@ -69,7 +69,11 @@ fn run(args: &[String]) -> Result<String, String> {
             let req = args.get(2).map(parse).transpose()?.unwrap_or(1 << 20);
             let h = Handle::new().map_err(|e| e.to_string())?;
             h.connect_unix(sock).map_err(|e| e.to_string())?;
-            (Box::new(move |buf, off| h.pread(buf, off, 0)), 1, req)
+            (
+                Box::new(move |buf, off| h.pread(buf, off, nbd::CmdFlag::empty())),
+                1,
+                req,
+            )
         }
         _ => return Err(usage.into()),
     };
@@ -142,7 +146,7 @@ fn run_mt(args: &[String]) -> Result<String, String> {
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         match target {
                             Target::Pool(mc) => mc.pread(&mut buf, off, 0),
-                            Target::One(h) => h.pread(&mut buf, off, 0),
+                            Target::One(h) => h.pread(&mut buf, off, nbd::CmdFlag::empty()),
                         }
                         .map_err(|e| e.to_string())?;
                         check(&buf, off)?;

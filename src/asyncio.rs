@@ -286,7 +286,7 @@ impl AsyncHandle {
                     reg = Some((raw, register(raw)?));
                 }
                 let fd = &reg.as_ref().unwrap().1;
-                let dir = self.handle.aio_get_direction();
+                let dir = self.handle.aio_get_direction().bits();
                 let ready = if dir & DIRECTION_WRITE != 0 {
                     fd.poll_write_ready(cx)
                 } else {
@@ -297,7 +297,7 @@ impl AsyncHandle {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("poll", &e))),
                     Poll::Ready(Ok(mut guard)) => {
                         let r = self.handle.aio_run();
-                        if r.is_ok() && self.handle.aio_get_direction() & dir != 0 {
+                        if r.is_ok() && self.handle.aio_get_direction().bits() & dir != 0 {
                             guard.clear_ready();
                         }
                         drop(guard);
@@ -377,7 +377,7 @@ impl AsyncHandle {
         while i < 64 {
             i += 1;
             let mut ran = false;
-            if self.handle.aio_get_direction() & DIRECTION_READ != 0 {
+            if self.handle.aio_get_direction().bits() & DIRECTION_READ != 0 {
                 if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(&mut cx) {
                     ran = true;
                     // The machine reads until the socket is empty.
@@ -387,14 +387,14 @@ impl AsyncHandle {
                     guard.clear_ready();
                 }
             }
-            if self.handle.aio_get_direction() & DIRECTION_WRITE != 0 {
+            if self.handle.aio_get_direction().bits() & DIRECTION_WRITE != 0 {
                 if let Poll::Ready(Ok(mut guard)) = fd.poll_write_ready(&mut cx) {
                     ran = true;
                     if self.handle.aio_run().is_err() {
                         return self.dead(fd);
                     }
                     // Still wanting to write: the socket is full.
-                    if self.handle.aio_get_direction() & DIRECTION_WRITE != 0 {
+                    if self.handle.aio_get_direction().bits() & DIRECTION_WRITE != 0 {
                         guard.clear_ready();
                     }
                 }
@@ -460,7 +460,7 @@ impl AsyncHandle {
                 // callback, which the command keeps until it is retired
                 // (after its reply, when the callback has run) or the
                 // handle is closed.
-                |h, c| unsafe { h.aio_pread(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
+                |h, c| unsafe { h.aio_pread(ptr, len, offset, Some(c), flags) }.map(drop),
             )
         };
         fut.await
@@ -476,7 +476,7 @@ impl AsyncHandle {
                 "pwrite",
                 move || owned.take().unwrap_or_default(),
                 // SAFETY: as in pread, for reads of the buffer.
-                |h, c| unsafe { h.aio_pwrite(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
+                |h, c| unsafe { h.aio_pwrite(ptr, len, offset, Some(c), flags) }.map(drop),
             )
         };
         fut.await
@@ -484,12 +484,8 @@ impl AsyncHandle {
 
     /// Makes written data durable (`nbd_aio_flush`).
     pub async fn flush(&self, flags: CmdFlag) -> Result<()> {
-        self.command(
-            "flush",
-            || (),
-            |h, c| h.aio_flush(Some(c), flags.bits()).map(drop),
-        )
-        .await
+        self.command("flush", || (), |h, c| h.aio_flush(Some(c), flags).map(drop))
+            .await
     }
 
     /// Discards `count` bytes at `offset` (`nbd_aio_trim`). Flags: `FUA`.
@@ -497,7 +493,7 @@ impl AsyncHandle {
         self.command(
             "trim",
             || (),
-            |h, c| h.aio_trim(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_trim(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -508,7 +504,7 @@ impl AsyncHandle {
         self.command(
             "zero",
             || (),
-            |h, c| h.aio_zero(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_zero(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -518,7 +514,7 @@ impl AsyncHandle {
         self.command(
             "cache",
             || (),
-            |h, c| h.aio_cache(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_cache(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -547,7 +543,7 @@ impl AsyncHandle {
             "block_status",
             move || std::mem::take(&mut *lock(&acc)),
             |h, c| {
-                h.aio_block_status_64(count, offset, extent, Some(c), flags.bits())
+                h.aio_block_status_64(count, offset, extent, Some(c), flags)
                     .map(drop)
             },
         )
@@ -562,7 +558,7 @@ impl AsyncHandle {
         if self.handle.aio_is_negotiating() {
             return self.opt_abort().await;
         }
-        self.handle.aio_disconnect(0)?;
+        self.handle.aio_disconnect(CmdFlag::empty())?;
         self.wait_closed().await;
         Ok(())
     }

@@ -40,7 +40,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::flags::raw::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
-use crate::{BlockSize, Completion, Error, Extent64Cb, Handle, Result};
+use crate::{Completion, Error, Extent64Cb, Handle, Result};
 
 /// The most connections a [`MultiConn`] opens.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -136,7 +136,7 @@ impl MultiConnBuilder {
         let size = first.size()?;
         let read_only = first.is_read_only()?;
         let mut payload = largest_payload(&first)?;
-        let mut minimum = first.block_size(BlockSize::Minimum)?;
+        let mut minimum = first.block_size(crate::Size::Minimum)?.unwrap_or(0);
         let mut handles = Vec::with_capacity(want);
         handles.push(first);
         for i in 1..want {
@@ -149,7 +149,7 @@ impl MultiConnBuilder {
                 ));
             }
             payload = payload.min(largest_payload(&h)?);
-            minimum = minimum.max(h.block_size(BlockSize::Minimum)?);
+            minimum = minimum.max(h.block_size(crate::Size::Minimum)?.unwrap_or(0));
             handles.push(h);
         }
         let align = minimum.max(CHUNK_ALIGN);
@@ -199,10 +199,10 @@ impl MultiConnBuilder {
 /// The largest read or write `h` may send: the client's payload limit,
 /// and the server's maximum block size if it gave one.
 fn largest_payload(h: &Handle) -> Result<u64> {
-    let payload = h.block_size(BlockSize::Payload)?;
-    Ok(match h.block_size(BlockSize::Maximum)? {
-        0 => payload,
-        max => payload.min(max),
+    let payload = h.block_size(crate::Size::Payload)?.unwrap_or(u64::MAX);
+    Ok(match h.block_size(crate::Size::Maximum)? {
+        None => payload,
+        Some(max) => payload.min(max),
     })
 }
 
@@ -376,7 +376,7 @@ impl MultiConn {
             check_bounds(offset, buf.len() as u64, self.size, libc::EINVAL)?;
             return self.split(Dir::Read(buf.as_mut_ptr()), buf.len(), offset, flags);
         }
-        self.on_one(|h| h.pread(buf, offset, flags))
+        self.on_one(|h| h.pread(buf, offset, crate::CmdFlag::from_bits_retain(flags)))
     }
 
     /// Writes `buf` at `offset` (flags as [`Handle::pwrite`]: FUA applies
@@ -389,7 +389,7 @@ impl MultiConn {
                 .and_then(|()| check_bounds(offset, buf.len() as u64, self.size, libc::ENOSPC))
                 .and_then(|()| self.split(Dir::Write(buf.as_ptr()), buf.len(), offset, flags))
         } else {
-            self.on_one(|h| h.pwrite(buf, offset, flags))
+            self.on_one(|h| h.pwrite(buf, offset, crate::CmdFlag::from_bits_retain(flags)))
         };
         self.write_end(epoch);
         r
@@ -402,13 +402,13 @@ impl MultiConn {
     pub fn flush(&self, flags: u32) -> Result<()> {
         self.check_fatal()?;
         self.wait_for_earlier_writes();
-        self.on_one(|h| h.flush(flags))
+        self.on_one(|h| h.flush(crate::CmdFlag::from_bits_retain(flags)))
     }
 
     /// Trims `count` bytes at `offset`, on one connection ([`Handle::trim`]).
     pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let epoch = self.write_begin();
-        let r = self.on_one(|h| h.trim(count, offset, flags));
+        let r = self.on_one(|h| h.trim(count, offset, crate::CmdFlag::from_bits_retain(flags)));
         self.write_end(epoch);
         r
     }
@@ -417,7 +417,7 @@ impl MultiConn {
     /// ([`Handle::zero`]).
     pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
         let epoch = self.write_begin();
-        let r = self.on_one(|h| h.zero(count, offset, flags));
+        let r = self.on_one(|h| h.zero(count, offset, crate::CmdFlag::from_bits_retain(flags)));
         self.write_end(epoch);
         r
     }
@@ -425,7 +425,7 @@ impl MultiConn {
     /// Asks the server to prefetch `count` bytes at `offset`, on one
     /// connection ([`Handle::cache`]).
     pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
-        self.on_one(|h| h.cache(count, offset, flags))
+        self.on_one(|h| h.cache(count, offset, crate::CmdFlag::from_bits_retain(flags)))
     }
 
     /// Block status of `count` bytes at `offset`, asked on one connection
@@ -438,7 +438,14 @@ impl MultiConn {
         extent: Extent64Cb,
         flags: u32,
     ) -> Result<()> {
-        self.on_one(|h| h.block_status_64(count, offset, extent, flags))
+        self.on_one(|h| {
+            h.block_status_64(
+                count,
+                offset,
+                extent,
+                crate::CmdFlag::from_bits_retain(flags),
+            )
+        })
     }
 
     /// Shuts every connection down cleanly ([`Handle::shutdown`]), after
@@ -447,7 +454,7 @@ impl MultiConn {
     pub fn shutdown(&self, flags: u32) -> Result<()> {
         let mut first = None;
         for m in self.members.iter() {
-            if let Err(e) = m.handle.shutdown(flags) {
+            if let Err(e) = m.handle.shutdown(crate::Shutdown::from_bits_retain(flags)) {
                 first.get_or_insert(e);
             }
         }
@@ -477,7 +484,15 @@ impl MultiConn {
         flags: u32,
     ) -> Result<MultiCookie> {
         // SAFETY: the caller's promise, passed on.
-        self.aio_on_one(|h| unsafe { h.aio_pread(buf, count, offset, completion, flags) })
+        self.aio_on_one(|h| unsafe {
+            h.aio_pread(
+                buf,
+                count,
+                offset,
+                completion,
+                crate::CmdFlag::from_bits_retain(flags),
+            )
+        })
     }
 
     /// Starts writing `count` bytes from `buf` at `offset` on one
@@ -497,13 +512,21 @@ impl MultiConn {
         flags: u32,
     ) -> Result<MultiCookie> {
         // SAFETY: the caller's promise, passed on.
-        self.aio_on_one(|h| unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
+        self.aio_on_one(|h| unsafe {
+            h.aio_pwrite(
+                buf,
+                count,
+                offset,
+                completion,
+                crate::CmdFlag::from_bits_retain(flags),
+            )
+        })
     }
 
     /// Starts a flush on one connection: with multi-conn it covers every
     /// write completed, on any connection, before it was issued.
     pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<MultiCookie> {
-        self.aio_on_one(|h| h.aio_flush(completion, flags))
+        self.aio_on_one(|h| h.aio_flush(completion, crate::CmdFlag::from_bits_retain(flags)))
     }
 
     /// Starts a trim on one connection.
@@ -514,7 +537,14 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        self.aio_on_one(|h| h.aio_trim(count, offset, completion, flags))
+        self.aio_on_one(|h| {
+            h.aio_trim(
+                count,
+                offset,
+                completion,
+                crate::CmdFlag::from_bits_retain(flags),
+            )
+        })
     }
 
     /// Starts a write-zeroes request on one connection.
@@ -525,7 +555,14 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        self.aio_on_one(|h| h.aio_zero(count, offset, completion, flags))
+        self.aio_on_one(|h| {
+            h.aio_zero(
+                count,
+                offset,
+                completion,
+                crate::CmdFlag::from_bits_retain(flags),
+            )
+        })
     }
 
     /// Retires `cookie`'s command if it has finished ([`Handle::aio_command_completed`]).
@@ -770,8 +807,20 @@ impl MultiConn {
             // borrowed until we return, after every command has completed.
             let r = unsafe {
                 match dir {
-                    Dir::Read(p) => h.aio_pread(p.add(pos), this, at, Some(done), flags),
-                    Dir::Write(p) => h.aio_pwrite(p.add(pos), this, at, Some(done), flags),
+                    Dir::Read(p) => h.aio_pread(
+                        p.add(pos),
+                        this,
+                        at,
+                        Some(done),
+                        crate::CmdFlag::from_bits_retain(flags),
+                    ),
+                    Dir::Write(p) => h.aio_pwrite(
+                        p.add(pos),
+                        this,
+                        at,
+                        Some(done),
+                        crate::CmdFlag::from_bits_retain(flags),
+                    ),
                 }
             };
             match r {
@@ -850,7 +899,7 @@ impl MultiConn {
             let Ok(fd) = m.handle.aio_get_fd() else {
                 continue;
             };
-            let dir = m.handle.aio_get_direction();
+            let dir = m.handle.aio_get_direction().bits();
             let mut events = PollFlags::empty();
             if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
                 events |= PollFlags::POLLIN;

@@ -95,7 +95,7 @@ impl Handle {
         // SAFETY: the Vec's heap memory stays put while the completion
         // callback owns the Vec, and the command keeps the callback until
         // it is retired (after the callback ran) or the handle is closed.
-        let cookie = unsafe { self.aio_pread(ptr, len, offset, Some(c), flags.bits()) }?;
+        let cookie = unsafe { self.aio_pread(ptr, len, offset, Some(c), flags) }?;
         Ok(OwnedCommand { cookie, outcome })
     }
 
@@ -110,7 +110,7 @@ impl Handle {
         let (ptr, len) = (buf.as_ptr(), buf.len());
         let (c, outcome) = completion(buf);
         // SAFETY: as in aio_pread_owned, for reads.
-        let cookie = unsafe { self.aio_pwrite(ptr, len, offset, Some(c), flags.bits()) }?;
+        let cookie = unsafe { self.aio_pwrite(ptr, len, offset, Some(c), flags) }?;
         Ok(OwnedCommand { cookie, outcome })
     }
 }

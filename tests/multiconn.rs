@@ -184,7 +184,8 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     let check = |off: u64, want: &[u8]| {
         for (i, piece) in want.chunks(MIB).enumerate() {
             let mut got = vec![0; piece.len()];
-            h.pread(&mut got, off + (i * MIB) as u64, 0).unwrap();
+            h.pread(&mut got, off + (i * MIB) as u64, nbd::CmdFlag::empty())
+                .unwrap();
             assert!(got == piece, "fresh handle: differs at {off}+{i} MiB");
         }
     };
@@ -192,7 +193,8 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     check(odd_off, &odd);
     check(fua_off, &fua);
     let mut z = vec![1; MIB];
-    h.pread(&mut z, 50 * MIB as u64, 0).unwrap();
+    h.pread(&mut z, 50 * MIB as u64, nbd::CmdFlag::empty())
+        .unwrap();
     assert!(z.iter().all(|&b| b == 0));
 
     // Out of bounds is refused whole, before any chunk goes out.
@@ -200,7 +202,7 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     let e = mc.pwrite(&vec![9; 2 * MIB], tail, 0).unwrap_err();
     assert_eq!(e.errno(), libc::ENOSPC);
     let mut last = vec![0; 4096];
-    h.pread(&mut last, tail, 0).unwrap();
+    h.pread(&mut last, tail, nbd::CmdFlag::empty()).unwrap();
     assert!(last.iter().all(|&b| b == 0), "a refused write wrote data");
     let e = mc.pread(&mut vec![0; 2 * MIB], tail, 0).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
@@ -217,7 +219,11 @@ fn larger_than_one_command_allows() {
     let (_server, sock) = nbdkit_unix(&dir, &["pattern", "200M"]);
     let mc = MultiConn::connect_uri(2, &format!("nbd+unix:///?socket={}", sock.display())).unwrap();
     let mut buf = vec![0; 100 * MIB];
-    let e = mc.handle(0).unwrap().pread(&mut buf, 0, 0).unwrap_err();
+    let e = mc
+        .handle(0)
+        .unwrap()
+        .pread(&mut buf, 0, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::ERANGE);
     mc.pread(&mut buf, 8 * MIB as u64, 0).unwrap();
     // nbdkit pattern: each 8-byte word is its own offset, big-endian.
@@ -323,7 +329,9 @@ fn flush_waits_for_writes_in_flight() {
     );
     writer.join().unwrap();
     let mut back = vec![0; 4 * MIB];
-    fresh_handle(&sock).pread(&mut back, 0, 0).unwrap();
+    fresh_handle(&sock)
+        .pread(&mut back, 0, nbd::CmdFlag::empty())
+        .unwrap();
     assert!(back == pattern(4 * MIB, 0, 9));
 }
 
@@ -500,7 +508,7 @@ fn tls_connections_made_by_the_callers_closure() {
         .max_chunk(128 * 1024)
         .connect(|_| {
             let h = Handle::new()?;
-            h.set_tls(nbd::Tls::Require as i32)?;
+            h.set_tls(nbd::Tls::Require)?;
             h.set_tls_username("alice")?;
             h.set_tls_psk_file(&psk)?;
             h.connect_unix(&sock)?;

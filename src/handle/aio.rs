@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use super::commands::command_result;
 use super::{poll_with, Handle};
 use crate::conn::{Perm, DIRECTION_READ, DIRECTION_WRITE};
-use crate::{Error, Result};
+use crate::{Direction, Error, Result};
 
 impl Handle {
     /// The socket to poll, for callers with their own event loop.
@@ -18,8 +18,8 @@ impl Handle {
 
     /// What the machine waits for: a mask of `LIBNBD_AIO_DIRECTION_READ`
     /// and `LIBNBD_AIO_DIRECTION_WRITE`.
-    pub fn aio_get_direction(&self) -> u32 {
-        self.lock().direction()
+    pub fn aio_get_direction(&self) -> Direction {
+        Direction::from_bits_retain(self.lock().direction())
     }
 
     /// Tells the machine the socket is readable; it handles at most one

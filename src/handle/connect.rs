@@ -15,7 +15,7 @@ use super::{run_until, Handle, CONNECTED};
 use crate::callback::Completion;
 use crate::conn::{Conn, Perm};
 use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
-use crate::flags::IpFamily;
+use crate::flags::{AllowTransport, IpFamily, Tls};
 use crate::transport::{self, SockAddr};
 use crate::uri::{self, Target};
 use crate::{proto, Error, Result};
@@ -471,7 +471,8 @@ impl Handle {
     }
 
     /// Which transports (`LIBNBD_ALLOW_TRANSPORT_*`) URIs may use.
-    pub fn set_uri_allow_transports(&self, mask: u32) -> Result<()> {
+    pub fn set_uri_allow_transports(&self, mask: AllowTransport) -> Result<()> {
+        let mask = mask.bits();
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
         if mask & !LIBNBD_ALLOW_TRANSPORT_MASK != 0 {
@@ -485,12 +486,18 @@ impl Handle {
     }
 
     /// The transports URIs may use (all by default).
-    pub fn uri_allow_transports(&self) -> u32 {
-        self.lock().net.uri_allow_transports
+    pub fn uri_allow_transports(&self) -> AllowTransport {
+        AllowTransport::from_bits_retain(self.lock().net.uri_allow_transports)
     }
 
     /// Whether URIs may, must, or must not ask for TLS (`LIBNBD_TLS_*`).
-    pub fn set_uri_allow_tls(&self, tls: i32) -> Result<()> {
+    pub fn set_uri_allow_tls(&self, tls: Tls) -> Result<()> {
+        self.set_uri_allow_tls_c(tls as i32)
+    }
+
+    /// [`Handle::set_uri_allow_tls`] with a `LIBNBD_TLS_*` value, checked
+    /// after the handle's state as libnbd does.
+    pub(crate) fn set_uri_allow_tls_c(&self, tls: i32) -> Result<()> {
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
         if !(LIBNBD_TLS_DISABLE..=LIBNBD_TLS_REQUIRE).contains(&tls) {
@@ -504,8 +511,8 @@ impl Handle {
     }
 
     /// The URI TLS setting (`LIBNBD_TLS_ALLOW` by default).
-    pub fn uri_allow_tls(&self) -> i32 {
-        self.lock().net.uri_allow_tls
+    pub fn uri_allow_tls(&self) -> Tls {
+        Tls::from_raw(self.lock().net.uri_allow_tls).unwrap_or_default()
     }
 
     /// Whether URIs may name local files (off by default).
@@ -524,13 +531,10 @@ impl Handle {
     // ---- the subprocess ---------------------------------------------------------------
 
     /// The process id of the server started by [`Handle::connect_command`]
-    /// or [`Handle::connect_systemd_socket_activation`].
-    pub fn subprocess_pid(&self) -> Result<i32> {
-        let c = self.lock();
-        match &c.subprocess {
-            Some(child) => Ok(child.pid()),
-            None => Err(Error::new(libc::ESRCH, "no subprocess exists")),
-        }
+    /// or [`Handle::connect_systemd_socket_activation`]
+    /// (`nbd_get_subprocess_pid`); `None` when there is no subprocess.
+    pub fn subprocess_pid(&self) -> Option<i32> {
+        self.lock().subprocess.as_ref().map(|child| child.pid())
     }
 
     /// Sends `signum` (SIGTERM when 0) to the server subprocess.

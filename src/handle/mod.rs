@@ -21,8 +21,6 @@ mod opt;
 mod settings;
 mod tls;
 
-pub use settings::BlockSize;
-
 /// The libnbd release whose behaviour this library matches and is tested
 /// against (the oracle); `nbd_get_version` and `libnbd.pc` report it.
 pub const VERSION: &str = "1.22.2";
@@ -292,8 +290,8 @@ impl Handle {
     }
 
     /// The export name that will be (or was) asked for.
-    pub fn export_name(&self) -> Result<Vec<u8>> {
-        Ok(self.lock().settings.export_name.clone())
+    pub fn export_name(&self) -> Vec<u8> {
+        self.lock().settings.export_name.clone()
     }
 
     /// Whether to ask the server for structured replies (default true).

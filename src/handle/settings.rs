@@ -3,52 +3,12 @@
 
 use super::{Handle, INFO_STATES};
 use crate::conn::{Conn, DebugCallback, Perm};
-use crate::flags::raw::{
-    LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
-    LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
-};
+use crate::flags::raw::{LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_STRICT_MASK};
 use crate::proto;
-use crate::{Error, Result};
+use crate::{Error, HandshakeFlag, Result, Size, Strict};
 
 /// States in which the handshake settings may still change.
 const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
-
-/// A block size constraint ([`Handle::block_size`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockSize {
-    /// The smallest block the server handles without read-modify-write;
-    /// requests should be aligned to it (`LIBNBD_SIZE_MINIMUM`).
-    Minimum,
-    /// The size the server prefers for efficient I/O (`LIBNBD_SIZE_PREFERRED`).
-    Preferred,
-    /// The largest read or write the server accepts (`LIBNBD_SIZE_MAXIMUM`).
-    Maximum,
-    /// The largest payload this client will send (`LIBNBD_SIZE_PAYLOAD`).
-    Payload,
-}
-
-impl BlockSize {
-    /// The `LIBNBD_SIZE_*` value.
-    pub fn to_c(self) -> i32 {
-        match self {
-            BlockSize::Minimum => LIBNBD_SIZE_MINIMUM,
-            BlockSize::Preferred => LIBNBD_SIZE_PREFERRED,
-            BlockSize::Maximum => LIBNBD_SIZE_MAXIMUM,
-            BlockSize::Payload => LIBNBD_SIZE_PAYLOAD,
-        }
-    }
-
-    /// The constraint a `LIBNBD_SIZE_*` value names, if any.
-    pub fn from_c(size_type: i32) -> Option<BlockSize> {
-        match size_type {
-            LIBNBD_SIZE_MINIMUM => Some(BlockSize::Minimum),
-            LIBNBD_SIZE_PREFERRED => Some(BlockSize::Preferred),
-            LIBNBD_SIZE_MAXIMUM => Some(BlockSize::Maximum),
-            LIBNBD_SIZE_PAYLOAD => Some(BlockSize::Payload),
-            _ => None,
-        }
-    }
-}
 
 /// libnbd's error for bits outside a flags parameter's mask.
 fn invalid_flags(param: &str, value: u32) -> Error {
@@ -75,7 +35,8 @@ impl Handle {
 
     /// Limits the handshake flags the client will use
     /// (`LIBNBD_HANDSHAKE_FLAG_*`; default both). Only before connecting.
-    pub fn set_handshake_flags(&self, flags: u32) -> Result<()> {
+    pub fn set_handshake_flags(&self, flags: HandshakeFlag) -> Result<()> {
+        let flags = flags.bits();
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
         if flags & !LIBNBD_HANDSHAKE_FLAG_MASK != 0 {
@@ -87,13 +48,14 @@ impl Handle {
 
     /// The handshake flags: those the client will offer before connecting,
     /// those agreed with the server after.
-    pub fn handshake_flags(&self) -> u32 {
-        self.lock().settings.handshake_flags
+    pub fn handshake_flags(&self) -> HandshakeFlag {
+        HandshakeFlag::from_bits_retain(self.lock().settings.handshake_flags)
     }
 
     /// Chooses which `LIBNBD_STRICT_*` checks are done client-side
     /// (default all).
-    pub fn set_strict_mode(&self, flags: u32) -> Result<()> {
+    pub fn set_strict_mode(&self, flags: Strict) -> Result<()> {
+        let flags = flags.bits();
         let mut c = self.lock();
         if flags & !LIBNBD_STRICT_MASK != 0 {
             return Err(invalid_flags("flags", flags));
@@ -103,8 +65,8 @@ impl Handle {
     }
 
     /// The `LIBNBD_STRICT_*` checks in force.
-    pub fn strict_mode(&self) -> u32 {
-        self.lock().settings.strict
+    pub fn strict_mode(&self) -> Strict {
+        Strict::from_bits_retain(self.lock().settings.strict)
     }
 
     /// Whether read buffers are zeroed before each read (default true).
@@ -164,19 +126,21 @@ impl Handle {
 
     // ---- export introspection -------------------------------------------------
 
-    /// A block size constraint; 0 when the server gave none.
-    /// [`BlockSize::Payload`] is never 0: the largest payload this client
-    /// sends, between 1M and 64M, the server's maximum when possible.
-    pub fn block_size(&self, which: BlockSize) -> Result<u64> {
-        self.block_size_c(which.to_c()).map(|v| v as u64)
+    /// A block size constraint (`nbd_get_block_size`); `None` when the
+    /// server gave none. [`Size::Payload`] is always given: the largest
+    /// payload this client sends, between 1M and 64M, the server's maximum
+    /// when possible.
+    pub fn block_size(&self, which: Size) -> Result<Option<u64>> {
+        self.block_size_c(which as i32)
+            .map(|v| if v == 0 { None } else { Some(v as u64) })
     }
 
     /// [`Handle::block_size`] with a `LIBNBD_SIZE_*` value, checked after
-    /// the handle's state as libnbd does.
+    /// the handle's state as libnbd does; 0 when the server gave none.
     pub(crate) fn block_size_c(&self, size_type: i32) -> Result<i64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        let Some(which) = BlockSize::from_c(size_type) else {
+        let Some(which) = Size::from_raw(size_type) else {
             return Err(Error::new(
                 libc::EINVAL,
                 format!("size_type: invalid value for parameter: {size_type}"),
@@ -185,33 +149,30 @@ impl Handle {
         check_export_known(&c)?;
         let n = &c.negotiated;
         Ok(match which {
-            BlockSize::Minimum => n.block_minimum as i64,
-            BlockSize::Preferred => n.block_preferred as i64,
-            BlockSize::Maximum => n.block_maximum as i64,
-            BlockSize::Payload => n.payload_maximum() as i64,
+            Size::Minimum => n.block_minimum as i64,
+            Size::Preferred => n.block_preferred as i64,
+            Size::Maximum => n.block_maximum as i64,
+            Size::Payload => n.payload_maximum() as i64,
         })
     }
 
-    /// The export's canonical name, if the server sent one (ENOTSUP if not).
-    pub fn canonical_export_name(&self) -> Result<Vec<u8>> {
+    /// The export's canonical name (`nbd_get_canonical_export_name`);
+    /// `None` when the server did not send one (servers send it when asked:
+    /// [`Handle::set_full_info`]). Fails before the handshake.
+    pub fn canonical_export_name(&self) -> Result<Option<Vec<u8>>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
         check_export_known(&c)?;
-        c.negotiated
-            .canonical_name
-            .clone()
-            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a canonical name"))
+        Ok(c.negotiated.canonical_name.clone())
     }
 
-    /// The export's description, if the server sent one (ENOTSUP if not).
-    pub fn export_description(&self) -> Result<Vec<u8>> {
+    /// The export's description (`nbd_get_export_description`); `None`
+    /// when the server did not send one. Fails before the handshake.
+    pub fn export_description(&self) -> Result<Option<Vec<u8>>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
         check_export_known(&c)?;
-        c.negotiated
-            .description
-            .clone()
-            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a description"))
+        Ok(c.negotiated.description.clone())
     }
 
     /// The export is on a rotational medium (seeks are costly).

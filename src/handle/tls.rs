@@ -13,7 +13,7 @@ use crate::conn::{Conn, Perm, UserOption};
 use crate::flags::raw::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::transport::TlsCredentials;
 use crate::uri::UriTls;
-use crate::{Error, Result};
+use crate::{Error, Result, Tls};
 use zeroize::Zeroizing;
 
 const CREATED: &[Perm] = &[Perm::Created];
@@ -21,22 +21,28 @@ const CREATED: &[Perm] = &[Perm::Created];
 impl Handle {
     /// Disables, allows or requires TLS (`LIBNBD_TLS_DISABLE`, `_ALLOW`,
     /// `_REQUIRE`; default disabled).
-    pub fn set_tls(&self, tls: i32) -> Result<()> {
+    pub fn set_tls(&self, tls: Tls) -> Result<()> {
+        let mut c = self.lock();
+        c.check_state(CREATED)?;
+        c.tls.mode = tls as i32;
+        Ok(())
+    }
+
+    /// [`Handle::set_tls`] with a `LIBNBD_TLS_*` value, checked before the
+    /// handle's state as libnbd does.
+    pub(crate) fn set_tls_c(&self, tls: i32) -> Result<()> {
         if !(LIBNBD_TLS_DISABLE..=LIBNBD_TLS_REQUIRE).contains(&tls) {
             return Err(Error::new(
                 libc::EINVAL,
                 format!("tls: invalid value for parameter: {tls}"),
             ));
         }
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.mode = tls;
-        Ok(())
+        self.set_tls(Tls::from_raw(tls).unwrap_or_default())
     }
 
     /// The TLS setting (`LIBNBD_TLS_*`).
-    pub fn tls(&self) -> i32 {
-        self.lock().tls.mode
+    pub fn tls(&self) -> Tls {
+        Tls::from_raw(self.lock().tls.mode).unwrap_or_default()
     }
 
     /// Whether the connection is encrypted.
@@ -153,13 +159,14 @@ impl Handle {
         Ok(())
     }
 
-    /// The TLS host name in effect; `""` when there is none.
-    pub fn tls_hostname(&self) -> String {
+    /// The TLS host name in effect (`nbd_get_tls_hostname`): the one set
+    /// with [`Handle::set_tls_hostname`], else the host connected to;
+    /// `None` when there is neither (libnbd's C call gives `""`).
+    pub fn tls_hostname(&self) -> Option<String> {
         let c = self.lock();
         c.tls
             .effective_hostname(c.net.hostname.as_deref())
-            .unwrap_or("")
-            .to_string()
+            .map(str::to_string)
     }
 
     /// Whether this library supports TLS: always.
