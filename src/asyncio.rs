@@ -12,8 +12,9 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::callback::{Completion, Context, Extent64, Extent64Cb, List};
+use crate::callback::{Completion, Context, Extent64Cb, List};
 use crate::flags::CmdFlag;
+use crate::handle::{ContextExtents, Export};
 use crate::{Error, Handle, Result};
 
 const DIRECTION_READ: u32 = 1;
@@ -21,27 +22,6 @@ const DIRECTION_WRITE: u32 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The extents one meta context reported in a block status reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextExtents {
-    /// The meta context, e.g. `base:allocation`.
-    pub context: String,
-    /// The offset the extents start at (the request's offset).
-    pub offset: u64,
-    /// The extents: length and status flags (for `base:allocation`,
-    /// `LIBNBD_STATE_HOLE` = 1, `LIBNBD_STATE_ZERO` = 2).
-    pub extents: Vec<Extent64>,
-}
-
-/// An export listed by the server ([`AsyncHandle::opt_list`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Export {
-    /// The export's name.
-    pub name: String,
-    /// Its description (may be empty).
-    pub description: String,
 }
 
 // ---- per-command state ------------------------------------------------------

@@ -26,14 +26,14 @@ mod transport;
 mod uri;
 
 #[cfg(feature = "tokio")]
-pub use asyncio::{AsyncHandle, ContextExtents, Export};
+pub use asyncio::AsyncHandle;
 pub use callback::{Chunk, Completion, Context, Extent, Extent64, Extent64Cb, List};
 pub use error::{strerror, Error, Result};
 pub use flags::{
     AllowTransport, CmdFlag, Direction, HandshakeFlag, IpFamily, ReadStatus, Shutdown, Size,
     Strict, Tls,
 };
-pub use handle::Handle;
+pub use handle::{ContextExtents, Export, Handle};
 #[cfg(feature = "log")]
 pub use logging::log_to_log_crate;
 pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};

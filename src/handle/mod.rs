@@ -17,9 +17,12 @@ use crate::{Error, Result};
 mod aio;
 mod commands;
 mod connect;
+mod lists;
 mod opt;
 mod settings;
 mod tls;
+
+pub use lists::{ContextExtents, Export};
 
 /// The libnbd release whose behaviour this library matches and is tested
 /// against (the oracle); `nbd_get_version` and `libnbd.pc` report it.
