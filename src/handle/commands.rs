@@ -909,10 +909,10 @@ impl Handle {
             }
         }
         let retired = c.retire(id);
-        driven?;
-        match retired {
+        let result = driven.and_then(|()| match retired {
             Some((kind, errno)) => command_result(kind, errno),
             None => Err(Error::new(libc::EIO, "command did not complete")),
-        }
+        });
+        result.map_err(|e| c.mark_if_dead(e))
     }
 }
