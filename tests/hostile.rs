@@ -12,8 +12,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nbd::proto::{self, Request};
+// The wire format, shared with the library, for the scripted servers.
+#[allow(dead_code)]
+#[path = "../src/proto.rs"]
+mod proto;
+
 use nbd::{Error, Handle};
+use proto::Request;
 
 /// How long any client may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -6,6 +6,10 @@
 //! certtool (gnutls-bin, installed by `make check`) and a PSK file.
 
 mod common;
+// The wire format, shared with the library, for a scripted server.
+#[allow(dead_code)]
+#[path = "../src/proto.rs"]
+mod proto;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -749,7 +753,7 @@ fn close_notify_server(
     listener: std::os::unix::net::UnixListener,
     pki: &Pki,
 ) -> std::thread::JoinHandle<Ending> {
-    use nbd::proto;
+    use crate::proto;
     use openssl::ssl::{ErrorCode, Ssl, SslContext, SslFiletype, SslMethod};
     use std::io::{Read, Write};
 
