@@ -21,6 +21,8 @@ use std::sync::MutexGuard;
 
 impl Handle {
     /// Reads `buf.len()` bytes at `offset`. No flags are defined (0).
+    ///
+    /// libnbd: `nbd_pread`.
     pub fn pread(&self, buf: &mut [u8], offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         // SAFETY: buf outlives the command: we wait for it below.
@@ -40,6 +42,8 @@ impl Handle {
 
     /// Reads `buf.len()` bytes at `offset`, calling `chunk` for each piece
     /// of the server's reply. Flags: `LIBNBD_CMD_FLAG_DF`.
+    ///
+    /// libnbd: `nbd_pread_structured`.
     pub fn pread_structured(
         &self,
         buf: &mut [u8],
@@ -69,6 +73,8 @@ impl Handle {
     /// `buf` must stay valid for writes of `count` bytes until the command
     /// is retired (completion callback returning 1, or
     /// [`Handle::aio_command_completed`]), or the handle is closed.
+    ///
+    /// libnbd: `nbd_aio_pread`.
     pub unsafe fn aio_pread(
         &self,
         buf: *mut u8,
@@ -87,6 +93,8 @@ impl Handle {
     ///
     /// # Safety
     /// As for [`Handle::aio_pread`].
+    ///
+    /// libnbd: `nbd_aio_pread_structured`.
     pub unsafe fn aio_pread_structured(
         &self,
         buf: *mut u8,
@@ -115,6 +123,8 @@ impl Handle {
     /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_PAYLOAD_LEN` (under `LIBNBD_STRICT_AUTO_FLAG` it is
     /// sent exactly when extended headers are in use, whatever is passed).
+    ///
+    /// libnbd: `nbd_pwrite`.
     pub fn pwrite(&self, buf: &[u8], offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let len = buf.len() as u64;
@@ -138,6 +148,8 @@ impl Handle {
     /// # Safety
     /// `buf` must stay valid for reads of `count` bytes until the command
     /// is retired or the handle is closed.
+    ///
+    /// libnbd: `nbd_aio_pwrite`.
     pub unsafe fn aio_pwrite(
         &self,
         buf: *const u8,
@@ -163,6 +175,8 @@ impl Handle {
     }
 
     /// Asks the server to make written data durable.
+    ///
+    /// libnbd: `nbd_flush`.
     pub fn flush(&self, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &FLUSH, 0, 0, flags.bits(), None)?;
@@ -170,6 +184,8 @@ impl Handle {
     }
 
     /// Starts a flush; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_flush`.
     pub fn aio_flush(&self, completion: Option<Completion>, flags: CmdFlag) -> Result<u64> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &FLUSH, 0, 0, flags.bits(), completion)?;
@@ -178,6 +194,8 @@ impl Handle {
 
     /// Tells the server `count` bytes at `offset` are no longer needed.
     /// Flags: `LIBNBD_CMD_FLAG_FUA`.
+    ///
+    /// libnbd: `nbd_trim`.
     pub fn trim(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &TRIM, count, offset, flags.bits(), None)?;
@@ -185,6 +203,8 @@ impl Handle {
     }
 
     /// Starts a trim; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_trim`.
     pub fn aio_trim(
         &self,
         count: u64,
@@ -198,6 +218,8 @@ impl Handle {
     }
 
     /// Asks the server to prefetch `count` bytes at `offset`.
+    ///
+    /// libnbd: `nbd_cache`.
     pub fn cache(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &CACHE, count, offset, flags.bits(), None)?;
@@ -205,6 +227,8 @@ impl Handle {
     }
 
     /// Starts a cache (prefetch) request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_cache`.
     pub fn aio_cache(
         &self,
         count: u64,
@@ -219,6 +243,8 @@ impl Handle {
 
     /// Writes `count` zero bytes at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_NO_HOLE`, `LIBNBD_CMD_FLAG_FAST_ZERO`.
+    ///
+    /// libnbd: `nbd_zero`.
     pub fn zero(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let id = start_no_data(&mut c, &ZERO, count, offset, flags.bits(), None)?;
@@ -226,6 +252,8 @@ impl Handle {
     }
 
     /// Starts a write-zeroes request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_zero`.
     pub fn aio_zero(
         &self,
         count: u64,
@@ -242,6 +270,8 @@ impl Handle {
     /// `offset` in each negotiated meta context; `extent` gets each
     /// context's extents as (length, flags) pairs.
     /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`.
+    ///
+    /// libnbd: `nbd_block_status`.
     pub fn block_status(
         &self,
         count: u64,
@@ -256,6 +286,8 @@ impl Handle {
     }
 
     /// As [`Handle::block_status`], with 64-bit extents.
+    ///
+    /// libnbd: `nbd_block_status_64`.
     pub fn block_status_64(
         &self,
         count: u64,
@@ -270,6 +302,8 @@ impl Handle {
     }
 
     /// Starts a block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status`.
     pub fn aio_block_status(
         &self,
         count: u64,
@@ -285,6 +319,8 @@ impl Handle {
     }
 
     /// Starts a 64-bit block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status_64`.
     pub fn aio_block_status_64(
         &self,
         count: u64,
@@ -303,6 +339,8 @@ impl Handle {
     /// meta contexts named in `contexts` (needs extended headers and a
     /// server that accepts a block status payload).
     /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`, `LIBNBD_CMD_FLAG_PAYLOAD_LEN`.
+    ///
+    /// libnbd: `nbd_block_status_filter`.
     pub fn block_status_filter(
         &self,
         count: u64,
@@ -318,6 +356,8 @@ impl Handle {
     }
 
     /// Starts a filtered block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status_filter`.
     pub fn aio_block_status_filter(
         &self,
         count: u64,
@@ -342,6 +382,8 @@ impl Handle {
 
     /// Queues `NBD_CMD_DISC`; no further commands may be issued. The server
     /// then closes the connection ([`Handle::aio_is_closed`]).
+    ///
+    /// libnbd: `nbd_aio_disconnect`.
     pub fn aio_disconnect(&self, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         c.check_state(CONNECTED)?;
@@ -367,6 +409,8 @@ impl Handle {
     /// issued (or, with `LIBNBD_SHUTDOWN_ABANDON_PENDING`, failing those not
     /// yet sent), and waits until the server has closed the connection.
     /// In option mode it ends negotiation with `NBD_OPT_ABORT` instead.
+    ///
+    /// libnbd: `nbd_shutdown`.
     pub fn shutdown(&self, flags: Shutdown) -> Result<()> {
         let flags = flags.bits();
         let mut c = self.lock();

@@ -35,6 +35,8 @@ impl Handle {
 
     /// Limits the handshake flags the client will use
     /// (`LIBNBD_HANDSHAKE_FLAG_*`; default both). Only before connecting.
+    ///
+    /// libnbd: `nbd_set_handshake_flags`.
     pub fn set_handshake_flags(&self, flags: HandshakeFlag) -> Result<()> {
         let flags = flags.bits();
         let mut c = self.lock();
@@ -48,12 +50,16 @@ impl Handle {
 
     /// The handshake flags: those the client will offer before connecting,
     /// those agreed with the server after.
+    ///
+    /// libnbd: `nbd_get_handshake_flags`.
     pub fn handshake_flags(&self) -> HandshakeFlag {
         HandshakeFlag::from_bits_retain(self.lock().settings.handshake_flags)
     }
 
     /// Chooses which `LIBNBD_STRICT_*` checks are done client-side
     /// (default all).
+    ///
+    /// libnbd: `nbd_set_strict_mode`.
     pub fn set_strict_mode(&self, flags: Strict) -> Result<()> {
         let flags = flags.bits();
         let mut c = self.lock();
@@ -65,17 +71,23 @@ impl Handle {
     }
 
     /// The `LIBNBD_STRICT_*` checks in force.
+    ///
+    /// libnbd: `nbd_get_strict_mode`.
     pub fn strict_mode(&self) -> Strict {
         Strict::from_bits_retain(self.lock().settings.strict)
     }
 
     /// Whether read buffers are zeroed before each read (default true).
+    ///
+    /// libnbd: `nbd_set_pread_initialize`.
     pub fn set_pread_initialize(&self, request: bool) -> Result<()> {
         self.lock().settings.pread_initialize = request;
         Ok(())
     }
 
     /// Whether read buffers are zeroed before each read.
+    ///
+    /// libnbd: `nbd_get_pread_initialize`.
     pub fn pread_initialize(&self) -> bool {
         self.lock().settings.pread_initialize
     }
@@ -88,16 +100,22 @@ impl Handle {
     /// CPUs are idle: 4 KiB operations then ran 1.1-1.2 times as fast for
     /// about 1.7 times the client CPU each (slower when the CPUs are busy,
     /// BENCHMARKS.md). An extension: libnbd always sleeps.
+    ///
+    /// Beyond libnbd (no C call).
     pub fn set_spin_usec(&self, usec: u32) {
         self.lock().spin = crate::spin::SpinPolicy::new(usec);
     }
 
     /// The spin budget of synchronous commands, in microseconds.
+    ///
+    /// Beyond libnbd (no C call).
     pub fn spin_usec(&self) -> u32 {
         self.lock().spin.usec()
     }
 
     /// Whether `NBD_OPT_GO` asks the server for its block sizes (default true).
+    ///
+    /// libnbd: `nbd_set_request_block_size`.
     pub fn set_request_block_size(&self, request: bool) -> Result<()> {
         let mut c = self.lock();
         c.check_state(BEFORE_GO)?;
@@ -106,12 +124,16 @@ impl Handle {
     }
 
     /// Whether block sizes will be asked for.
+    ///
+    /// libnbd: `nbd_get_request_block_size`.
     pub fn request_block_size(&self) -> bool {
         self.lock().settings.request_block_size
     }
 
     /// Whether `NBD_OPT_GO` also asks for the export's canonical name and
     /// description (default false).
+    ///
+    /// libnbd: `nbd_set_full_info`.
     pub fn set_full_info(&self, request: bool) -> Result<()> {
         let mut c = self.lock();
         c.check_state(BEFORE_GO)?;
@@ -120,6 +142,8 @@ impl Handle {
     }
 
     /// Whether the canonical name and description will be asked for.
+    ///
+    /// libnbd: `nbd_get_full_info`.
     pub fn full_info(&self) -> bool {
         self.lock().settings.full_info
     }
@@ -176,22 +200,30 @@ impl Handle {
     }
 
     /// The export is on a rotational medium (seeks are costly).
+    ///
+    /// libnbd: `nbd_is_rotational`.
     pub fn is_rotational(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_ROTATIONAL)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_DF` on structured reads.
+    ///
+    /// libnbd: `nbd_can_df`.
     pub fn can_df(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_DF)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_FAST_ZERO` on zero requests.
+    ///
+    /// libnbd: `nbd_can_fast_zero`.
     pub fn can_fast_zero(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_FAST_ZERO)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_PAYLOAD_LEN` on block status
     /// (never without extended headers).
+    ///
+    /// libnbd: `nbd_can_block_status_payload`.
     pub fn can_block_status_payload(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
@@ -205,12 +237,16 @@ impl Handle {
     /// Sends debug messages to `f(context, message)` instead of stderr.
     /// Replaces (and frees) any previous callback. `f` runs with the handle
     /// locked: it must not call methods on this handle.
+    ///
+    /// libnbd: `nbd_set_debug_callback`.
     pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
         self.lock().debug.set_callback(Some(DebugCallback::new(f)));
         Ok(())
     }
 
     /// Removes (and frees) the debug callback, if any; messages go to stderr.
+    ///
+    /// libnbd: `nbd_clear_debug_callback`.
     pub fn clear_debug_callback(&self) -> Result<()> {
         self.lock().debug.set_callback(None);
         Ok(())
@@ -224,22 +260,30 @@ impl Handle {
     // ---- statistics ---------------------------------------------------------------
 
     /// Bytes sent to the server so far.
+    ///
+    /// libnbd: `nbd_stats_bytes_sent`.
     pub fn stats_bytes_sent(&self) -> u64 {
         self.lock().stats.bytes_sent
     }
 
     /// Protocol chunks (options, requests) sent to the server so far.
+    ///
+    /// libnbd: `nbd_stats_chunks_sent`.
     pub fn stats_chunks_sent(&self) -> u64 {
         self.lock().stats.chunks_sent
     }
 
     /// Bytes received from the server so far.
+    ///
+    /// libnbd: `nbd_stats_bytes_received`.
     pub fn stats_bytes_received(&self) -> u64 {
         self.lock().stats.bytes_received
     }
 
     /// Protocol chunks (greeting, option replies, replies and reply
     /// chunks) received from the server so far.
+    ///
+    /// libnbd: `nbd_stats_chunks_received`.
     pub fn stats_chunks_received(&self) -> u64 {
         self.lock().stats.chunks_received
     }
