@@ -370,26 +370,26 @@ impl MultiConn {
 
     /// Reads `buf.len()` bytes at `offset` (flags as [`Handle::pread`]).
     /// A large read is split over all connections.
-    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: u32) -> Result<()> {
+    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: crate::CmdFlag) -> Result<()> {
         if self.should_split(buf.len()) {
             self.check_fatal()?;
             check_bounds(offset, buf.len() as u64, self.size, libc::EINVAL)?;
             return self.split(Dir::Read(buf.as_mut_ptr()), buf.len(), offset, flags);
         }
-        self.on_one(|h| h.pread(buf, offset, crate::CmdFlag::from_bits_retain(flags)))
+        self.on_one(|h| h.pread(buf, offset, flags))
     }
 
     /// Writes `buf` at `offset` (flags as [`Handle::pwrite`]: FUA applies
     /// to each chunk). A large write is split over all connections; the
     /// call returns once every chunk is written.
-    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
+    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin();
         let r = if self.should_split(buf.len()) {
             self.check_fatal()
                 .and_then(|()| check_bounds(offset, buf.len() as u64, self.size, libc::ENOSPC))
                 .and_then(|()| self.split(Dir::Write(buf.as_ptr()), buf.len(), offset, flags))
         } else {
-            self.on_one(|h| h.pwrite(buf, offset, crate::CmdFlag::from_bits_retain(flags)))
+            self.on_one(|h| h.pwrite(buf, offset, flags))
         };
         self.write_end(epoch);
         r
@@ -399,33 +399,33 @@ impl MultiConn {
     /// every write of the pool still in flight when it was made: waits for
     /// those, then sends one `NBD_CMD_FLUSH` on one connection, which with
     /// multi-conn covers writes completed on all connections.
-    pub fn flush(&self, flags: u32) -> Result<()> {
+    pub fn flush(&self, flags: crate::CmdFlag) -> Result<()> {
         self.check_fatal()?;
         self.wait_for_earlier_writes();
-        self.on_one(|h| h.flush(crate::CmdFlag::from_bits_retain(flags)))
+        self.on_one(|h| h.flush(flags))
     }
 
     /// Trims `count` bytes at `offset`, on one connection ([`Handle::trim`]).
-    pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    pub fn trim(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin();
-        let r = self.on_one(|h| h.trim(count, offset, crate::CmdFlag::from_bits_retain(flags)));
+        let r = self.on_one(|h| h.trim(count, offset, flags));
         self.write_end(epoch);
         r
     }
 
     /// Writes `count` zero bytes at `offset`, on one connection
     /// ([`Handle::zero`]).
-    pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    pub fn zero(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin();
-        let r = self.on_one(|h| h.zero(count, offset, crate::CmdFlag::from_bits_retain(flags)));
+        let r = self.on_one(|h| h.zero(count, offset, flags));
         self.write_end(epoch);
         r
     }
 
     /// Asks the server to prefetch `count` bytes at `offset`, on one
     /// connection ([`Handle::cache`]).
-    pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
-        self.on_one(|h| h.cache(count, offset, crate::CmdFlag::from_bits_retain(flags)))
+    pub fn cache(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
+        self.on_one(|h| h.cache(count, offset, flags))
     }
 
     /// Block status of `count` bytes at `offset`, asked on one connection
@@ -436,25 +436,18 @@ impl MultiConn {
         count: u64,
         offset: u64,
         extent: Extent64Cb,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<()> {
-        self.on_one(|h| {
-            h.block_status_64(
-                count,
-                offset,
-                extent,
-                crate::CmdFlag::from_bits_retain(flags),
-            )
-        })
+        self.on_one(|h| h.block_status_64(count, offset, extent, flags))
     }
 
     /// Shuts every connection down cleanly ([`Handle::shutdown`]), after
     /// the commands already issued; returns the first error. Calls made
     /// afterwards fail as on a closed handle.
-    pub fn shutdown(&self, flags: u32) -> Result<()> {
+    pub fn shutdown(&self, flags: crate::Shutdown) -> Result<()> {
         let mut first = None;
         for m in self.members.iter() {
-            if let Err(e) = m.handle.shutdown(crate::Shutdown::from_bits_retain(flags)) {
+            if let Err(e) = m.handle.shutdown(flags) {
                 first.get_or_insert(e);
             }
         }
@@ -481,18 +474,10 @@ impl MultiConn {
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         // SAFETY: the caller's promise, passed on.
-        self.aio_on_one(|h| unsafe {
-            h.aio_pread(
-                buf,
-                count,
-                offset,
-                completion,
-                crate::CmdFlag::from_bits_retain(flags),
-            )
-        })
+        self.aio_on_one(|h| unsafe { h.aio_pread(buf, count, offset, completion, flags) })
     }
 
     /// Starts writing `count` bytes from `buf` at `offset` on one
@@ -509,24 +494,20 @@ impl MultiConn {
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         // SAFETY: the caller's promise, passed on.
-        self.aio_on_one(|h| unsafe {
-            h.aio_pwrite(
-                buf,
-                count,
-                offset,
-                completion,
-                crate::CmdFlag::from_bits_retain(flags),
-            )
-        })
+        self.aio_on_one(|h| unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
     }
 
     /// Starts a flush on one connection: with multi-conn it covers every
     /// write completed, on any connection, before it was issued.
-    pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<MultiCookie> {
-        self.aio_on_one(|h| h.aio_flush(completion, crate::CmdFlag::from_bits_retain(flags)))
+    pub fn aio_flush(
+        &self,
+        completion: Option<Completion>,
+        flags: crate::CmdFlag,
+    ) -> Result<MultiCookie> {
+        self.aio_on_one(|h| h.aio_flush(completion, flags))
     }
 
     /// Starts a trim on one connection.
@@ -535,16 +516,9 @@ impl MultiConn {
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
-        self.aio_on_one(|h| {
-            h.aio_trim(
-                count,
-                offset,
-                completion,
-                crate::CmdFlag::from_bits_retain(flags),
-            )
-        })
+        self.aio_on_one(|h| h.aio_trim(count, offset, completion, flags))
     }
 
     /// Starts a write-zeroes request on one connection.
@@ -553,16 +527,9 @@ impl MultiConn {
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
-        self.aio_on_one(|h| {
-            h.aio_zero(
-                count,
-                offset,
-                completion,
-                crate::CmdFlag::from_bits_retain(flags),
-            )
-        })
+        self.aio_on_one(|h| h.aio_zero(count, offset, completion, flags))
     }
 
     /// Retires `cookie`'s command if it has finished ([`Handle::aio_command_completed`]).
@@ -766,7 +733,7 @@ impl MultiConn {
 
     /// Reads or writes `len` bytes at `ptr` in chunks spread over every
     /// connection, then waits for all of them.
-    fn split(&self, dir: Dir, len: usize, offset: u64, flags: u32) -> Result<()> {
+    fn split(&self, dir: Dir, len: usize, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let n = self.members.len();
         // Chunks as even as the alignment allows, at most max_chunk.
         let per = (len as u64).div_ceil(n as u64).div_ceil(self.align) * self.align;
@@ -807,20 +774,8 @@ impl MultiConn {
             // borrowed until we return, after every command has completed.
             let r = unsafe {
                 match dir {
-                    Dir::Read(p) => h.aio_pread(
-                        p.add(pos),
-                        this,
-                        at,
-                        Some(done),
-                        crate::CmdFlag::from_bits_retain(flags),
-                    ),
-                    Dir::Write(p) => h.aio_pwrite(
-                        p.add(pos),
-                        this,
-                        at,
-                        Some(done),
-                        crate::CmdFlag::from_bits_retain(flags),
-                    ),
+                    Dir::Read(p) => h.aio_pread(p.add(pos), this, at, Some(done), flags),
+                    Dir::Write(p) => h.aio_pwrite(p.add(pos), this, at, Some(done), flags),
                 }
             };
             match r {
