@@ -178,7 +178,10 @@ pub unsafe extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_transports(mask).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_uri_allow_transports(crate::AllowTransport::from_bits_retain(mask))
+            .map(|()| 0)
+    })
 }
 
 /// Limits the TLS use `nbd_connect_uri` accepts.
@@ -198,7 +201,7 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: 
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_tls(tls).map(|()| 0) })
+    entry!(h, |h| { h.set_uri_allow_tls_c(tls).map(|()| 0) })
 }
 
 /// Sets whether `nbd_connect_uri` may read local files.
@@ -613,7 +616,11 @@ pub unsafe extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *
 /// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
-    entry!(h, |h| { h.subprocess_pid().map(i64::from) })
+    entry!(h, |h| {
+        h.subprocess_pid()
+            .map(i64::from)
+            .ok_or_else(|| crate::Error::new(libc::ESRCH, "no subprocess exists"))
+    })
 }
 
 /// Sends a signal to the server subprocess.
