@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_uint};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
 use super::{entry, null_error, BufIn, BufOut, HandleArg};
-use crate::{Chunk, Completion, Result};
+use crate::{Chunk, CmdFlag, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
 pub(super) fn completion(cb: nbd_completion_callback) -> Option<Completion> {
@@ -58,7 +58,15 @@ pub unsafe extern "C" fn nbd_aio_pread(
         // SAFETY: what Handle::aio_pread asks is the C caller's promise for
         // `buf` (see BufOut): `count` writable bytes, untouched by the
         // program, until the command retires or the handle is closed.
-        cookie(unsafe { h.aio_pread(buf, count, offset, completion, flags) })
+        cookie(unsafe {
+            h.aio_pread(
+                buf,
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        })
     })
 }
 
@@ -97,7 +105,16 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
         let chunk = chunk?;
         let buf = buf.retained("buf")?;
         // SAFETY: as in nbd_aio_pread (the same contract for `buf`).
-        cookie(unsafe { h.aio_pread_structured(buf, count, offset, chunk, completion, flags) })
+        cookie(unsafe {
+            h.aio_pread_structured(
+                buf,
+                count,
+                offset,
+                chunk,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        })
     })
 }
 
@@ -135,7 +152,8 @@ pub unsafe extern "C" fn nbd_pread_structured(
     entry!(h, |h| {
         let chunk = chunk?;
         let buf = buf.get(count, "buf")?;
-        h.pread_structured(buf, offset, chunk, flags).map(|()| 0)
+        h.pread_structured(buf, offset, chunk, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -173,7 +191,15 @@ pub unsafe extern "C" fn nbd_aio_pwrite(
         // SAFETY: what Handle::aio_pwrite asks is the C caller's promise for
         // `buf` (see BufIn): `count` readable bytes, unchanged, until the
         // command retires or the handle is closed.
-        cookie(unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
+        cookie(unsafe {
+            h.aio_pwrite(
+                buf,
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        })
     })
 }
 
@@ -201,7 +227,9 @@ pub unsafe extern "C" fn nbd_aio_flush(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    entry!(h, |h| { cookie(h.aio_flush(completion, flags)) })
+    entry!(h, |h| {
+        cookie(h.aio_flush(completion, CmdFlag::from_bits_retain(flags)))
+    })
 }
 
 /// Starts a trim.
@@ -231,7 +259,7 @@ pub unsafe extern "C" fn nbd_aio_trim(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_trim(count, offset, completion, flags))
+        cookie(h.aio_trim(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -262,7 +290,7 @@ pub unsafe extern "C" fn nbd_aio_cache(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_cache(count, offset, completion, flags))
+        cookie(h.aio_cache(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -293,7 +321,7 @@ pub unsafe extern "C" fn nbd_aio_zero(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_zero(count, offset, completion, flags))
+        cookie(h.aio_zero(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -315,7 +343,10 @@ pub unsafe extern "C" fn nbd_aio_zero(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_disconnect(h: HandleArg, flags: u32) -> c_int {
-    entry!(h, |h| { h.aio_disconnect(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.aio_disconnect(CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the file descriptor of the connection.
@@ -347,7 +378,7 @@ pub unsafe extern "C" fn nbd_aio_get_fd(h: HandleArg) -> c_int {
 /// returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_get_direction(h: HandleArg) -> c_uint {
-    entry!(h, |h| Ok(h.aio_get_direction()))
+    entry!(h, |h| Ok(h.aio_get_direction().bits()))
 }
 
 /// Tells the handle its file descriptor is readable.

@@ -162,7 +162,10 @@ pub unsafe extern "C" fn nbd_supports_vsock(h: HandleArg) -> c_int {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: HandleArg, mask: u32) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_transports(mask).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_uri_allow_transports(crate::AllowTransport::from_bits_retain(mask))
+            .map(|()| 0)
+    })
 }
 
 /// Limits the TLS use `nbd_connect_uri` accepts.
@@ -182,7 +185,7 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: HandleArg, mask: u32) -
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: HandleArg, tls: c_int) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_tls(tls).map(|()| 0) })
+    entry!(h, |h| { h.set_uri_allow_tls_c(tls).map(|()| 0) })
 }
 
 /// Sets whether `nbd_connect_uri` may read local files.
@@ -578,7 +581,11 @@ pub unsafe extern "C" fn nbd_get_socket_activation_name(h: HandleArg) -> MallocS
 /// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_subprocess_pid(h: HandleArg) -> i64 {
-    entry!(h, |h| { h.subprocess_pid().map(i64::from) })
+    entry!(h, |h| {
+        h.subprocess_pid()
+            .map(i64::from)
+            .ok_or_else(|| crate::Error::new(libc::ESRCH, "no subprocess exists"))
+    })
 }
 
 /// Sends a signal to the server subprocess.

@@ -3,6 +3,7 @@
 use std::ffi::c_int;
 
 use super::{entry, BufIn, BufOut, HandleArg};
+use crate::{CmdFlag, Shutdown};
 
 /// Reads from the export.
 ///
@@ -47,7 +48,8 @@ pub unsafe extern "C" fn nbd_pread(
 ) -> c_int {
     entry!(h, |h| {
         let buf = buf.get(count, "buf")?;
-        h.pread(buf, offset, flags).map(|()| 0)
+        h.pread(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -84,7 +86,8 @@ pub unsafe extern "C" fn nbd_pwrite(
 ) -> c_int {
     entry!(h, |h| {
         let buf = buf.get(count, "buf")?;
-        h.pwrite(buf, offset, flags).map(|()| 0)
+        h.pwrite(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -108,7 +111,7 @@ pub unsafe extern "C" fn nbd_pwrite(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_flush(h: HandleArg, flags: u32) -> c_int {
-    entry!(h, |h| h.flush(flags).map(|()| 0))
+    entry!(h, |h| h.flush(CmdFlag::from_bits_retain(flags)).map(|()| 0))
 }
 
 /// Discards a range of the export.
@@ -131,7 +134,10 @@ pub unsafe extern "C" fn nbd_flush(h: HandleArg, flags: u32) -> c_int {
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_trim(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
-    entry!(h, |h| { h.trim(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.trim(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Asks the server to prefetch a range of the export.
@@ -154,7 +160,10 @@ pub unsafe extern "C" fn nbd_trim(h: HandleArg, count: u64, offset: u64, flags: 
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_cache(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
-    entry!(h, |h| { h.cache(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.cache(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Writes zeroes to a range of the export.
@@ -180,7 +189,10 @@ pub unsafe extern "C" fn nbd_cache(h: HandleArg, count: u64, offset: u64, flags:
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_zero(h: HandleArg, count: u64, offset: u64, flags: u32) -> c_int {
-    entry!(h, |h| { h.zero(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.zero(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Disconnects from the server cleanly.
@@ -203,5 +215,7 @@ pub unsafe extern "C" fn nbd_zero(h: HandleArg, count: u64, offset: u64, flags: 
 /// connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_shutdown(h: HandleArg, flags: u32) -> c_int {
-    entry!(h, |h| h.shutdown(flags).map(|()| 0))
+    entry!(h, |h| h
+        .shutdown(Shutdown::from_bits_retain(flags))
+        .map(|()| 0))
 }

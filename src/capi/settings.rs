@@ -4,10 +4,17 @@
 use std::ffi::c_int;
 
 use super::{entry, malloc_c_string, HandleArg, MallocStr};
-use crate::{Handle, Result};
+use crate::{Error, Handle, Result};
 
-fn string_result(s: Result<Vec<u8>>) -> Result<MallocStr> {
-    malloc_c_string(&s?)
+/// libnbd's ENOTSUP error when the server did not send `what`.
+fn string_result(s: Result<Option<Vec<u8>>>, what: &str) -> Result<MallocStr> {
+    match s? {
+        Some(s) => malloc_c_string(&s),
+        None => Err(Error::new(
+            libc::ENOTSUP,
+            format!("server did not advertise {what}"),
+        )),
+    }
 }
 
 /// Limits the handshake flags the client uses.
@@ -28,7 +35,10 @@ fn string_result(s: Result<Vec<u8>>) -> Result<MallocStr> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_handshake_flags(h: HandleArg, flags: u32) -> c_int {
-    entry!(h, |h| { h.set_handshake_flags(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_handshake_flags(crate::HandshakeFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the handshake flags.
@@ -42,7 +52,7 @@ pub unsafe extern "C" fn nbd_set_handshake_flags(h: HandleArg, flags: u32) -> c_
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_handshake_flags(h: HandleArg) -> u32 {
-    entry!(h, |h| Ok(h.handshake_flags()))
+    entry!(h, |h| Ok(h.handshake_flags().bits()))
 }
 
 /// Chooses which checks the client makes before sending a command.
@@ -60,7 +70,10 @@ pub unsafe extern "C" fn nbd_get_handshake_flags(h: HandleArg) -> u32 {
 /// - `EINVAL`: `flags` has bits outside `LIBNBD_STRICT_MASK`.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_strict_mode(h: HandleArg, flags: u32) -> c_int {
-    entry!(h, |h| { h.set_strict_mode(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_strict_mode(crate::Strict::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the checks the client makes before sending a command.
@@ -72,7 +85,7 @@ pub unsafe extern "C" fn nbd_set_strict_mode(h: HandleArg, flags: u32) -> c_int 
 /// with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_strict_mode(h: HandleArg) -> u32 {
-    entry!(h, |h| Ok(h.strict_mode()))
+    entry!(h, |h| Ok(h.strict_mode().bits()))
 }
 
 /// Sets whether read buffers are zeroed before each read.
@@ -200,7 +213,10 @@ pub unsafe extern "C" fn nbd_get_block_size(h: HandleArg, size_type: c_int) -> i
 /// answer comes from the handshake.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> MallocStr {
-    entry!(h, |h| string_result(h.canonical_export_name()),)
+    entry!(h, |h| string_result(
+        h.canonical_export_name(),
+        "a canonical name"
+    ),)
 }
 
 /// Returns the description of the export the server sent.
@@ -215,7 +231,9 @@ pub unsafe extern "C" fn nbd_get_canonical_export_name(h: HandleArg) -> MallocSt
 /// answer comes from the handshake.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_export_description(h: HandleArg) -> MallocStr {
-    entry!(h, |h| { string_result(h.export_description()) })
+    entry!(h, |h| {
+        string_result(h.export_description(), "a description")
+    })
 }
 
 /// Returns whether the export is on a rotational medium.

@@ -38,7 +38,7 @@ fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_tls(h: HandleArg, tls: c_int) -> c_int {
-    entry!(h, |h| h.set_tls(tls).map(|()| 0))
+    entry!(h, |h| h.set_tls_c(tls).map(|()| 0))
 }
 
 /// Returns the TLS setting.
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn nbd_set_tls(h: HandleArg, tls: c_int) -> c_int {
 /// The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_tls(h: HandleArg) -> c_int {
-    entry!(h, |h| Ok(h.tls()))
+    entry!(h, |h| Ok(h.tls() as c_int))
 }
 
 /// Returns whether the connection uses TLS.
@@ -195,7 +195,9 @@ pub unsafe extern "C" fn nbd_set_tls_hostname(h: HandleArg, hostname: CStrArg) -
 /// connection, else the empty string.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_tls_hostname(h: HandleArg) -> MallocStr {
-    entry!(h, |h| { malloc_c_string(h.tls_hostname().as_bytes()) })
+    entry!(h, |h| {
+        malloc_c_string(h.tls_hostname().unwrap_or_default().as_bytes())
+    })
 }
 
 /// Returns whether the library supports TLS.

@@ -3,52 +3,12 @@
 
 use super::{Handle, INFO_STATES};
 use crate::conn::{Conn, DebugCallback, Perm};
-use crate::flags::raw::{
-    LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
-    LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
-};
+use crate::flags::raw::{LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_STRICT_MASK};
 use crate::proto;
-use crate::{Error, Result};
+use crate::{Error, HandshakeFlag, Result, Size, Strict};
 
 /// States in which the handshake settings may still change.
 const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
-
-/// A block size constraint ([`Handle::block_size`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockSize {
-    /// The smallest block the server handles without read-modify-write;
-    /// requests should be aligned to it (`LIBNBD_SIZE_MINIMUM`).
-    Minimum,
-    /// The size the server prefers for efficient I/O (`LIBNBD_SIZE_PREFERRED`).
-    Preferred,
-    /// The largest read or write the server accepts (`LIBNBD_SIZE_MAXIMUM`).
-    Maximum,
-    /// The largest payload this client will send (`LIBNBD_SIZE_PAYLOAD`).
-    Payload,
-}
-
-impl BlockSize {
-    /// The `LIBNBD_SIZE_*` value.
-    pub fn to_c(self) -> i32 {
-        match self {
-            BlockSize::Minimum => LIBNBD_SIZE_MINIMUM,
-            BlockSize::Preferred => LIBNBD_SIZE_PREFERRED,
-            BlockSize::Maximum => LIBNBD_SIZE_MAXIMUM,
-            BlockSize::Payload => LIBNBD_SIZE_PAYLOAD,
-        }
-    }
-
-    /// The constraint a `LIBNBD_SIZE_*` value names, if any.
-    pub fn from_c(size_type: i32) -> Option<BlockSize> {
-        match size_type {
-            LIBNBD_SIZE_MINIMUM => Some(BlockSize::Minimum),
-            LIBNBD_SIZE_PREFERRED => Some(BlockSize::Preferred),
-            LIBNBD_SIZE_MAXIMUM => Some(BlockSize::Maximum),
-            LIBNBD_SIZE_PAYLOAD => Some(BlockSize::Payload),
-            _ => None,
-        }
-    }
-}
 
 /// libnbd's error for bits outside a flags parameter's mask.
 fn invalid_flags(param: &str, value: u32) -> Error {
@@ -75,7 +35,10 @@ impl Handle {
 
     /// Limits the handshake flags the client will use
     /// (`LIBNBD_HANDSHAKE_FLAG_*`; default both). Only before connecting.
-    pub fn set_handshake_flags(&self, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_set_handshake_flags`.
+    pub fn set_handshake_flags(&self, flags: HandshakeFlag) -> Result<()> {
+        let flags = flags.bits();
         let mut c = self.lock();
         c.check_state(&[Perm::Created])?;
         if flags & !LIBNBD_HANDSHAKE_FLAG_MASK != 0 {
@@ -87,13 +50,18 @@ impl Handle {
 
     /// The handshake flags: those the client will offer before connecting,
     /// those agreed with the server after.
-    pub fn handshake_flags(&self) -> u32 {
-        self.lock().settings.handshake_flags
+    ///
+    /// libnbd: `nbd_get_handshake_flags`.
+    pub fn handshake_flags(&self) -> HandshakeFlag {
+        HandshakeFlag::from_bits_retain(self.lock().settings.handshake_flags)
     }
 
     /// Chooses which `LIBNBD_STRICT_*` checks are done client-side
     /// (default all).
-    pub fn set_strict_mode(&self, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_set_strict_mode`.
+    pub fn set_strict_mode(&self, flags: Strict) -> Result<()> {
+        let flags = flags.bits();
         let mut c = self.lock();
         if flags & !LIBNBD_STRICT_MASK != 0 {
             return Err(invalid_flags("flags", flags));
@@ -103,17 +71,23 @@ impl Handle {
     }
 
     /// The `LIBNBD_STRICT_*` checks in force.
-    pub fn strict_mode(&self) -> u32 {
-        self.lock().settings.strict
+    ///
+    /// libnbd: `nbd_get_strict_mode`.
+    pub fn strict_mode(&self) -> Strict {
+        Strict::from_bits_retain(self.lock().settings.strict)
     }
 
     /// Whether read buffers are zeroed before each read (default true).
+    ///
+    /// libnbd: `nbd_set_pread_initialize`.
     pub fn set_pread_initialize(&self, request: bool) -> Result<()> {
         self.lock().settings.pread_initialize = request;
         Ok(())
     }
 
     /// Whether read buffers are zeroed before each read.
+    ///
+    /// libnbd: `nbd_get_pread_initialize`.
     pub fn pread_initialize(&self) -> bool {
         self.lock().settings.pread_initialize
     }
@@ -126,16 +100,22 @@ impl Handle {
     /// CPUs are idle: 4 KiB operations then ran 1.1-1.2 times as fast for
     /// about 1.7 times the client CPU each (slower when the CPUs are busy,
     /// BENCHMARKS.md). An extension: libnbd always sleeps.
+    ///
+    /// Beyond libnbd (no C call).
     pub fn set_spin_usec(&self, usec: u32) {
         self.lock().spin = crate::spin::SpinPolicy::new(usec);
     }
 
     /// The spin budget of synchronous commands, in microseconds.
+    ///
+    /// Beyond libnbd (no C call).
     pub fn spin_usec(&self) -> u32 {
         self.lock().spin.usec()
     }
 
     /// Whether `NBD_OPT_GO` asks the server for its block sizes (default true).
+    ///
+    /// libnbd: `nbd_set_request_block_size`.
     pub fn set_request_block_size(&self, request: bool) -> Result<()> {
         let mut c = self.lock();
         c.check_state(BEFORE_GO)?;
@@ -144,12 +124,16 @@ impl Handle {
     }
 
     /// Whether block sizes will be asked for.
+    ///
+    /// libnbd: `nbd_get_request_block_size`.
     pub fn request_block_size(&self) -> bool {
         self.lock().settings.request_block_size
     }
 
     /// Whether `NBD_OPT_GO` also asks for the export's canonical name and
     /// description (default false).
+    ///
+    /// libnbd: `nbd_set_full_info`.
     pub fn set_full_info(&self, request: bool) -> Result<()> {
         let mut c = self.lock();
         c.check_state(BEFORE_GO)?;
@@ -158,25 +142,29 @@ impl Handle {
     }
 
     /// Whether the canonical name and description will be asked for.
+    ///
+    /// libnbd: `nbd_get_full_info`.
     pub fn full_info(&self) -> bool {
         self.lock().settings.full_info
     }
 
     // ---- export introspection -------------------------------------------------
 
-    /// A block size constraint; 0 when the server gave none.
-    /// [`BlockSize::Payload`] is never 0: the largest payload this client
-    /// sends, between 1M and 64M, the server's maximum when possible.
-    pub fn block_size(&self, which: BlockSize) -> Result<u64> {
-        self.block_size_c(which.to_c()).map(|v| v as u64)
+    /// A block size constraint (`nbd_get_block_size`); `None` when the
+    /// server gave none. [`Size::Payload`] is always given: the largest
+    /// payload this client sends, between 1M and 64M, the server's maximum
+    /// when possible.
+    pub fn block_size(&self, which: Size) -> Result<Option<u64>> {
+        self.block_size_c(which as i32)
+            .map(|v| if v == 0 { None } else { Some(v as u64) })
     }
 
     /// [`Handle::block_size`] with a `LIBNBD_SIZE_*` value, checked after
-    /// the handle's state as libnbd does.
+    /// the handle's state as libnbd does; 0 when the server gave none.
     pub(crate) fn block_size_c(&self, size_type: i32) -> Result<i64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        let Some(which) = BlockSize::from_c(size_type) else {
+        let Some(which) = Size::from_raw(size_type) else {
             return Err(Error::new(
                 libc::EINVAL,
                 format!("size_type: invalid value for parameter: {size_type}"),
@@ -185,52 +173,57 @@ impl Handle {
         check_export_known(&c)?;
         let n = &c.negotiated;
         Ok(match which {
-            BlockSize::Minimum => n.block_minimum as i64,
-            BlockSize::Preferred => n.block_preferred as i64,
-            BlockSize::Maximum => n.block_maximum as i64,
-            BlockSize::Payload => n.payload_maximum() as i64,
+            Size::Minimum => n.block_minimum as i64,
+            Size::Preferred => n.block_preferred as i64,
+            Size::Maximum => n.block_maximum as i64,
+            Size::Payload => n.payload_maximum() as i64,
         })
     }
 
-    /// The export's canonical name, if the server sent one (ENOTSUP if not).
-    pub fn canonical_export_name(&self) -> Result<Vec<u8>> {
+    /// The export's canonical name (`nbd_get_canonical_export_name`);
+    /// `None` when the server did not send one (servers send it when asked:
+    /// [`Handle::set_full_info`]). Fails before the handshake.
+    pub fn canonical_export_name(&self) -> Result<Option<Vec<u8>>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
         check_export_known(&c)?;
-        c.negotiated
-            .canonical_name
-            .clone()
-            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a canonical name"))
+        Ok(c.negotiated.canonical_name.clone())
     }
 
-    /// The export's description, if the server sent one (ENOTSUP if not).
-    pub fn export_description(&self) -> Result<Vec<u8>> {
+    /// The export's description (`nbd_get_export_description`); `None`
+    /// when the server did not send one. Fails before the handshake.
+    pub fn export_description(&self) -> Result<Option<Vec<u8>>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
         check_export_known(&c)?;
-        c.negotiated
-            .description
-            .clone()
-            .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a description"))
+        Ok(c.negotiated.description.clone())
     }
 
     /// The export is on a rotational medium (seeks are costly).
+    ///
+    /// libnbd: `nbd_is_rotational`.
     pub fn is_rotational(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_ROTATIONAL)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_DF` on structured reads.
+    ///
+    /// libnbd: `nbd_can_df`.
     pub fn can_df(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_DF)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_FAST_ZERO` on zero requests.
+    ///
+    /// libnbd: `nbd_can_fast_zero`.
     pub fn can_fast_zero(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_FAST_ZERO)
     }
 
     /// The server supports `LIBNBD_CMD_FLAG_PAYLOAD_LEN` on block status
     /// (never without extended headers).
+    ///
+    /// libnbd: `nbd_can_block_status_payload`.
     pub fn can_block_status_payload(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
@@ -244,12 +237,16 @@ impl Handle {
     /// Sends debug messages to `f(context, message)` instead of stderr.
     /// Replaces (and frees) any previous callback. `f` runs with the handle
     /// locked: it must not call methods on this handle.
+    ///
+    /// libnbd: `nbd_set_debug_callback`.
     pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
         self.lock().debug.set_callback(Some(DebugCallback::new(f)));
         Ok(())
     }
 
     /// Removes (and frees) the debug callback, if any; messages go to stderr.
+    ///
+    /// libnbd: `nbd_clear_debug_callback`.
     pub fn clear_debug_callback(&self) -> Result<()> {
         self.lock().debug.set_callback(None);
         Ok(())
@@ -263,22 +260,30 @@ impl Handle {
     // ---- statistics ---------------------------------------------------------------
 
     /// Bytes sent to the server so far.
+    ///
+    /// libnbd: `nbd_stats_bytes_sent`.
     pub fn stats_bytes_sent(&self) -> u64 {
         self.lock().stats.bytes_sent
     }
 
     /// Protocol chunks (options, requests) sent to the server so far.
+    ///
+    /// libnbd: `nbd_stats_chunks_sent`.
     pub fn stats_chunks_sent(&self) -> u64 {
         self.lock().stats.chunks_sent
     }
 
     /// Bytes received from the server so far.
+    ///
+    /// libnbd: `nbd_stats_bytes_received`.
     pub fn stats_bytes_received(&self) -> u64 {
         self.lock().stats.bytes_received
     }
 
     /// Protocol chunks (greeting, option replies, replies and reply
     /// chunks) received from the server so far.
+    ///
+    /// libnbd: `nbd_stats_chunks_received`.
     pub fn stats_chunks_received(&self) -> u64 {
         self.lock().stats.chunks_received
     }

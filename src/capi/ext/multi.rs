@@ -12,7 +12,7 @@ use super::super::aio::completion;
 use super::super::types::nbd_completion_callback;
 use super::super::{check_nonnull, entry, last_error, nbd_handle, BufIn, BufOut, CStrArg};
 use crate::multiconn::MAX_CONNECTIONS;
-use crate::{Error, Handle, MultiConn, MultiCookie, Result};
+use crate::{CmdFlag, Error, Handle, MultiConn, MultiCookie, Result, Shutdown};
 
 /// Several connections to one export used as one handle: opaque to C,
 /// made by `rnbd_multi_conn_connect_uri` or `rnbd_multi_conn_connect`,
@@ -298,7 +298,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_pread(
     entry!(|| {
         let mc = mc.get()?;
         let buf = buf.get(count, "buf")?;
-        mc.pread(buf, offset, flags).map(|()| 0)
+        mc.pread(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -319,7 +320,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
     entry!(|| {
         let mc = mc.get()?;
         let buf = buf.get(count, "buf")?;
-        mc.pwrite(buf, offset, flags).map(|()| 0)
+        mc.pwrite(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -334,7 +336,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
 pub unsafe extern "C" fn rnbd_multi_conn_flush(mc: MultiConnArg, flags: u32) -> c_int {
     entry!(|| {
         let mc = mc.get()?;
-        mc.flush(flags).map(|()| 0)
+        mc.flush(CmdFlag::from_bits_retain(flags)).map(|()| 0)
     })
 }
 
@@ -351,7 +353,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_trim(
 ) -> c_int {
     entry!(|| {
         let mc = mc.get()?;
-        mc.trim(count, offset, flags).map(|()| 0)
+        mc.trim(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -369,7 +372,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_zero(
 ) -> c_int {
     entry!(|| {
         let mc = mc.get()?;
-        mc.zero(count, offset, flags).map(|()| 0)
+        mc.zero(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -387,7 +391,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_cache(
 ) -> c_int {
     entry!(|| {
         let mc = mc.get()?;
-        mc.cache(count, offset, flags).map(|()| 0)
+        mc.cache(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -401,7 +406,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_cache(
 pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: MultiConnArg, flags: u32) -> c_int {
     entry!(|| {
         let mc = mc.get()?;
-        mc.shutdown(flags).map(|()| 0)
+        mc.shutdown(Shutdown::from_bits_retain(flags)).map(|()| 0)
     })
 }
 
@@ -430,7 +435,15 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
         // SAFETY: what MultiConn::aio_pread asks is the C caller's promise
         // for `buf` (see BufOut): `count` writable bytes, untouched by the
         // program, until the command retires or the pool is closed.
-        let c = unsafe { mc.aio_pread(buf, count, offset, completion, flags) }?;
+        let c = unsafe {
+            mc.aio_pread(
+                buf,
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        }?;
         to_c_cookie(c)
     })
 }
@@ -457,7 +470,15 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
         // SAFETY: what MultiConn::aio_pwrite asks is the C caller's promise
         // for `buf` (see BufIn): `count` readable bytes, unchanged, until
         // the command retires or the pool is closed.
-        let c = unsafe { mc.aio_pwrite(buf, count, offset, completion, flags) }?;
+        let c = unsafe {
+            mc.aio_pwrite(
+                buf,
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        }?;
         to_c_cookie(c)
     })
 }
@@ -477,7 +498,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_flush(
     let completion = completion(completion_callback);
     entry!(|| {
         let mc = mc.get()?;
-        to_c_cookie(mc.aio_flush(completion, flags)?)
+        to_c_cookie(mc.aio_flush(completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
@@ -497,7 +518,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
     let completion = completion(completion_callback);
     entry!(|| {
         let mc = mc.get()?;
-        to_c_cookie(mc.aio_trim(count, offset, completion, flags)?)
+        to_c_cookie(mc.aio_trim(count, offset, completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
@@ -517,7 +538,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
     let completion = completion(completion_callback);
     entry!(|| {
         let mc = mc.get()?;
-        to_c_cookie(mc.aio_zero(count, offset, completion, flags)?)
+        to_c_cookie(mc.aio_zero(count, offset, completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
