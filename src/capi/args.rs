@@ -73,6 +73,7 @@ impl CStrArg {
     }
 
     /// The string, borrowed; EFAULT naming `param` when NULL.
+    #[inline]
     pub(crate) fn get(&self, param: &str) -> Result<&CStr> {
         if self.0.is_null() {
             return Err(null_error(param));
@@ -124,6 +125,7 @@ pub struct BufIn(*const c_void);
 impl BufIn {
     /// The `len` bytes, borrowed; EFAULT naming `param` when NULL. `len`
     /// is the length parameter of the same call (see the type).
+    #[inline]
     pub(crate) fn get(&self, len: usize, param: &str) -> Result<&[u8]> {
         if self.0.is_null() {
             return Err(null_error(param));
@@ -136,6 +138,7 @@ impl BufIn {
     /// The pointer, for a command that keeps it until it retires (the
     /// `aio` writes); EFAULT naming `param` when NULL. Reading through it
     /// is up to the (unsafe) code it is given to.
+    #[inline]
     pub(crate) fn retained(self, param: &str) -> Result<*const u8> {
         if self.0.is_null() {
             return Err(null_error(param));
@@ -157,6 +160,7 @@ impl BufOut {
     /// The `len` bytes, borrowed for writing; EFAULT naming `param` when
     /// NULL. `len` is the length parameter of the same call (see
     /// [`BufIn`]).
+    #[inline]
     pub(crate) fn get(&mut self, len: usize, param: &str) -> Result<&mut [u8]> {
         if self.0.is_null() {
             return Err(null_error(param));
@@ -170,6 +174,7 @@ impl BufOut {
     /// The pointer, for a command that keeps it until it retires (the
     /// `aio` reads); EFAULT naming `param` when NULL. Reading or writing
     /// through it is up to the (unsafe) code it is given to.
+    #[inline]
     pub(crate) fn retained(self, param: &str) -> Result<*mut u8> {
         if self.0.is_null() {
             return Err(null_error(param));

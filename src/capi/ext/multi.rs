@@ -30,6 +30,7 @@ pub struct MultiConnArg(*const rnbd_multi_conn);
 
 impl MultiConnArg {
     /// The pool, borrowed; EFAULT ("mc cannot be NULL") when NULL.
+    #[inline]
     fn get(&self) -> Result<&MultiConn> {
         check_nonnull(self.0, "mc")?;
         // SAFETY: not NULL, so a live pool while `self` lives (the type's
