@@ -51,7 +51,9 @@ pub unsafe extern "C" fn nbd_close(h: *mut nbd_handle) {
         return;
     }
     entry!(|| {
-        // SAFETY: h came from nbd_create and the caller gives up its use.
+        // SAFETY: h is not NULL (checked above), so the caller's promise
+        // is that it came from nbd_create (Box::into_raw) and is used no
+        // more: we take the Box back once and drop it.
         drop(unsafe { Box::from_raw(h) });
         Ok(())
     })

@@ -182,8 +182,9 @@ pub unsafe extern "C" fn rnbd_multi_conn_close(mc: *mut rnbd_multi_conn) {
         return;
     }
     entry!(|| {
-        // SAFETY: mc came from rnbd_multi_conn_connect* and the caller
-        // gives up its use.
+        // SAFETY: mc is not NULL (checked above), so the caller's promise
+        // is that it came from rnbd_multi_conn_connect* (Box::into_raw, in
+        // `boxed`) and is used no more: we take the Box back once.
         drop(unsafe { Box::from_raw(mc) });
         Ok(())
     })
