@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_uint};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
 use super::{entry, null_error, BufIn, BufOut, HandleArg};
-use crate::{Chunk, CmdFlag, Completion, Result};
+use crate::{Chunk, CmdFlag, Completion, Handle, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
 pub(super) fn completion(cb: nbd_completion_callback) -> Option<Completion> {
@@ -53,21 +53,9 @@ pub unsafe extern "C" fn nbd_aio_pread(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    entry!(h, |h| {
-        let buf = buf.retained("buf")?;
-        // SAFETY: what Handle::aio_pread asks is the C caller's promise for
-        // `buf` (see BufOut): `count` writable bytes, untouched by the
-        // program, until the command retires or the handle is closed.
-        cookie(unsafe {
-            h.aio_pread(
-                buf,
-                count,
-                offset,
-                completion,
-                CmdFlag::from_bits_retain(flags),
-            )
-        })
-    })
+    entry!(h, |h| start_read(
+        h, buf, count, offset, None, completion, flags
+    ))
 }
 
 /// Starts a read, with a callback for each piece of the reply.
@@ -103,18 +91,32 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
     let chunk = chunk(chunk_callback);
     entry!(h, |h| {
         let chunk = chunk?;
-        let buf = buf.retained("buf")?;
-        // SAFETY: as in nbd_aio_pread (the same contract for `buf`).
-        cookie(unsafe {
-            h.aio_pread_structured(
-                buf,
-                count,
-                offset,
-                chunk,
-                completion,
-                CmdFlag::from_bits_retain(flags),
-            )
-        })
+        start_read(h, buf, count, offset, Some(chunk), completion, flags)
+    })
+}
+
+/// Starts a read into the C caller's `buf` (a structured one with
+/// `chunk`); the command keeps `buf` until it retires.
+fn start_read(
+    h: &Handle,
+    buf: BufOut,
+    count: usize,
+    offset: u64,
+    chunk: Option<Chunk>,
+    completion: Option<Completion>,
+    flags: u32,
+) -> Result<i64> {
+    let buf = buf.retained("buf")?;
+    let flags = CmdFlag::from_bits_retain(flags);
+    // SAFETY: what Handle::aio_pread and aio_pread_structured ask is the C
+    // caller's promise for `buf` (see BufOut): `count` writable bytes,
+    // untouched by the program, until the command retires or the handle is
+    // closed.
+    cookie(unsafe {
+        match chunk {
+            None => h.aio_pread(buf, count, offset, completion, flags),
+            Some(chunk) => h.aio_pread_structured(buf, count, offset, chunk, completion, flags),
+        }
     })
 }
 
