@@ -458,6 +458,8 @@ fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
         .export
         .exclude
         .extend(ARG_TYPES.iter().map(|(name, _)| name.to_string()));
+    // The generic behind HandleArg and MultiConnArg.
+    config.export.exclude.push("ObjArg".to_string());
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(root.join("src/capi/mod.rs"))

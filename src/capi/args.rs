@@ -22,10 +22,48 @@ use std::ffi::{c_char, c_void, CStr};
 use super::{nbd_handle, null_error};
 use crate::{Error, Handle, Result};
 
+/// An object the library makes for C and C holds a pointer to: a handle
+/// (`nbd_create`) or a pool (`rnbd_multi_conn_connect*`).
+pub(crate) trait Object {
+    /// The Rust value the object wraps.
+    type Inner;
+    /// The name of its parameter, for the error when it is NULL.
+    const PARAM: &'static str;
+    /// The Rust value.
+    fn inner(&self) -> &Self::Inner;
+}
+
+/// A pointer parameter to an [`Object`] (see [`HandleArg`] and
+/// `MultiConnArg`): NULL, or an object the library made that its close
+/// call does not free before the call returns.
+#[repr(transparent)]
+pub struct ObjArg<T>(*const T);
+
 /// A `struct nbd_handle *` parameter: NULL, or a handle from `nbd_create`
 /// that `nbd_close` does not free before the call returns.
-#[repr(transparent)]
-pub struct HandleArg(*const nbd_handle);
+pub type HandleArg = ObjArg<nbd_handle>;
+
+impl Object for nbd_handle {
+    type Inner = Handle;
+    const PARAM: &'static str = "h";
+    fn inner(&self) -> &Handle {
+        &self.inner
+    }
+}
+
+impl<T: Object> ObjArg<T> {
+    /// The object's Rust value, borrowed; EFAULT ("h cannot be NULL",
+    /// "mc cannot be NULL") when NULL.
+    #[inline]
+    pub(crate) fn get(&self) -> Result<&T::Inner> {
+        if self.0.is_null() {
+            return Err(null_error(T::PARAM));
+        }
+        // SAFETY: not NULL, so a live object while `self` lives (the
+        // type's invariant: the C caller's promise).
+        Ok(unsafe { &*self.0 }.inner())
+    }
+}
 
 impl HandleArg {
     /// Wraps `h`.
@@ -35,24 +73,13 @@ impl HandleArg {
     /// while the value lives.
     #[cfg(test)]
     pub(crate) unsafe fn new(h: *const nbd_handle) -> HandleArg {
-        HandleArg(h)
+        ObjArg(h)
     }
 
     /// A NULL handle (always a valid value: calls on it fail).
     #[cfg(test)]
     pub(crate) const fn null() -> HandleArg {
-        HandleArg(std::ptr::null())
-    }
-
-    /// The handle, borrowed; EFAULT ("h cannot be NULL") when NULL.
-    #[inline]
-    pub(crate) fn get(&self) -> Result<&Handle> {
-        if self.0.is_null() {
-            return Err(null_error("h"));
-        }
-        // SAFETY: not NULL, so a live handle while `self` lives (the
-        // type's invariant: the C caller's promise).
-        Ok(unsafe { &(*self.0).inner })
+        ObjArg(std::ptr::null())
     }
 }
 

@@ -9,8 +9,9 @@
 use std::ffi::{c_int, c_uint, c_void};
 
 use super::super::aio::completion;
+use super::super::args::{ObjArg, Object};
 use super::super::types::nbd_completion_callback;
-use super::super::{check_nonnull, entry, last_error, nbd_handle, BufIn, BufOut, CStrArg};
+use super::super::{entry, last_error, nbd_handle, BufIn, BufOut, CStrArg};
 use crate::multiconn::MAX_CONNECTIONS;
 use crate::{CmdFlag, Error, Handle, MultiConn, MultiCookie, Result, Shutdown};
 
@@ -23,19 +24,14 @@ pub struct rnbd_multi_conn {
 
 /// A `struct rnbd_multi_conn *` parameter: NULL, or a pool from
 /// `rnbd_multi_conn_connect*` that `rnbd_multi_conn_close` does not free
-/// before the call returns. Like the types of `capi::args`, only a C
-/// caller makes one (its field is private, and it has no constructor).
-#[repr(transparent)]
-pub struct MultiConnArg(*const rnbd_multi_conn);
+/// before the call returns.
+pub type MultiConnArg = ObjArg<rnbd_multi_conn>;
 
-impl MultiConnArg {
-    /// The pool, borrowed; EFAULT ("mc cannot be NULL") when NULL.
-    #[inline]
-    fn get(&self) -> Result<&MultiConn> {
-        check_nonnull(self.0, "mc")?;
-        // SAFETY: not NULL, so a live pool while `self` lives (the type's
-        // invariant: the C caller's promise).
-        Ok(unsafe { &(*self.0).inner })
+impl Object for rnbd_multi_conn {
+    type Inner = MultiConn;
+    const PARAM: &'static str = "mc";
+    fn inner(&self) -> &MultiConn {
+        &self.inner
     }
 }
 
