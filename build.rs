@@ -413,7 +413,7 @@ struct Parsed {
 }
 
 /// The parameter and result types of `src/capi/args.rs` (and
-/// `MultiConnArg`, in `src/capi/ext/multi.rs`) and the C types they stand
+/// `MultiConnArg`, `MultiConnOwned`, in `src/capi/ext/multi.rs`) and the C types they stand
 /// for: cbindgen sees a newtype over a pointer; the header shows the
 /// pointer, as libnbd spells it.
 const ARG_TYPES: &[(&str, &str)] = &[
@@ -422,9 +422,11 @@ const ARG_TYPES: &[(&str, &str)] = &[
     ("BufIn", "const void *"),
     ("BufOut", "void *"),
     ("HandleArg", "struct nbd_handle *"),
+    ("HandleOwned", "struct nbd_handle *"),
     ("MallocStr", "char *"),
     ("StaticStr", "const char *"),
     ("MultiConnArg", "struct rnbd_multi_conn *"),
+    ("MultiConnOwned", "struct rnbd_multi_conn *"),
 ];
 
 /// `raw` with every parameter type of [`ARG_TYPES`] spelt as its C type:
@@ -458,8 +460,11 @@ fn run_cbindgen(root: &Path, types_rs: &str) -> Parsed {
         .export
         .exclude
         .extend(ARG_TYPES.iter().map(|(name, _)| name.to_string()));
-    // The generic behind HandleArg and MultiConnArg.
-    config.export.exclude.push("ObjArg".to_string());
+    // The generics behind HandleArg, MultiConnArg and their *Owned.
+    config
+        .export
+        .exclude
+        .extend(["ObjArg".to_string(), "ObjOwned".to_string()]);
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(root.join("src/capi/mod.rs"))

@@ -65,6 +65,40 @@ impl<T: Object> ObjArg<T> {
     }
 }
 
+/// The pointer parameter of a close call (see [`HandleOwned`] and
+/// `MultiConnOwned`): NULL, or an object the library made (with
+/// `Box::into_raw`) that the caller gives up: nothing uses it again.
+#[repr(transparent)]
+pub struct ObjOwned<T>(*mut T);
+
+/// The `struct nbd_handle *` parameter of `nbd_close`.
+pub type HandleOwned = ObjOwned<nbd_handle>;
+
+impl<T: Object> ObjOwned<T> {
+    /// The object, taken back to be dropped; None for NULL.
+    pub(crate) fn take(self) -> Option<Box<T>> {
+        if self.0.is_null() {
+            return None;
+        }
+        // SAFETY: not NULL, so (the type's invariant) made by
+        // Box::into_raw and given up by the caller; `self` is consumed,
+        // so the Box is taken back once.
+        Some(unsafe { Box::from_raw(self.0) })
+    }
+}
+
+impl HandleOwned {
+    /// Wraps `h`.
+    ///
+    /// # Safety
+    /// `h` must be NULL or a handle from `nbd_create` that nothing uses
+    /// again.
+    #[cfg(test)]
+    pub(crate) unsafe fn new(h: *mut nbd_handle) -> HandleOwned {
+        ObjOwned(h)
+    }
+}
+
 impl HandleArg {
     /// Wraps `h`.
     ///

@@ -2,7 +2,9 @@
 
 use std::ffi::{c_int, CStr};
 
-use super::{entry, malloc_c_string, nbd_handle, CStrArg, HandleArg, MallocStr, StaticStr};
+use super::{
+    entry, malloc_c_string, nbd_handle, CStrArg, HandleArg, HandleOwned, MallocStr, StaticStr,
+};
 use crate::handle::{PACKAGE_NAME, VERSION};
 use crate::Handle;
 
@@ -46,15 +48,12 @@ pub unsafe extern "C" fn nbd_create() -> *mut nbd_handle {
 ///
 /// Passing NULL does nothing.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_close(h: *mut nbd_handle) {
-    if h.is_null() {
+pub unsafe extern "C" fn nbd_close(h: HandleOwned) {
+    let Some(h) = h.take() else {
         return;
-    }
+    };
     entry!(|| {
-        // SAFETY: h is not NULL (checked above), so the caller's promise
-        // is that it came from nbd_create (Box::into_raw) and is used no
-        // more: we take the Box back once and drop it.
-        drop(unsafe { Box::from_raw(h) });
+        drop(h);
         Ok(())
     })
 }

@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use crate::{Error, Handle, Result};
 
 pub(crate) use args::{
-    malloc_c_string, BufIn, BufOut, CStrArg, CStrList, HandleArg, MallocStr, StaticStr,
+    malloc_c_string, BufIn, BufOut, CStrArg, CStrList, HandleArg, HandleOwned, MallocStr, StaticStr,
 };
 
 pub mod aio;
@@ -383,9 +383,9 @@ mod tests {
     /// fails cleanly with EINVAL.
     #[test]
     fn panic_in_a_call_kills_the_handle() {
-        // SAFETY: the handle is used only here and closed at the end (the
-        // HandleArg copies `arg` makes do not outlive it); the URI is a C
-        // string.
+        // SAFETY: the handle is used only here and closed at the end, after
+        // its last use (the HandleArgs `arg` makes do not outlive their
+        // calls); the URI is a C string.
         unsafe {
             let h = handle::nbd_create();
             assert!(!h.is_null());
@@ -406,7 +406,7 @@ mod tests {
             let (msg, errno) = last_error();
             assert!(msg.starts_with("nbd_connect_uri: "), "{msg}");
             assert_eq!(errno, libc::EINVAL);
-            handle::nbd_close(h);
+            handle::nbd_close(HandleOwned::new(h));
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::ffi::{c_int, c_uint, c_void};
 
 use super::super::aio::completion;
-use super::super::args::{ObjArg, Object};
+use super::super::args::{ObjArg, ObjOwned, Object};
 use super::super::types::nbd_completion_callback;
 use super::super::{entry, last_error, nbd_handle, BufIn, BufOut, CStrArg};
 use crate::multiconn::MAX_CONNECTIONS;
@@ -26,6 +26,10 @@ pub struct rnbd_multi_conn {
 /// `rnbd_multi_conn_connect*` that `rnbd_multi_conn_close` does not free
 /// before the call returns.
 pub type MultiConnArg = ObjArg<rnbd_multi_conn>;
+
+/// The `struct rnbd_multi_conn *` parameter of `rnbd_multi_conn_close`:
+/// NULL, or a pool from `rnbd_multi_conn_connect*`, given up.
+pub type MultiConnOwned = ObjOwned<rnbd_multi_conn>;
 
 impl Object for rnbd_multi_conn {
     type Inner = MultiConn;
@@ -173,15 +177,12 @@ pub unsafe extern "C" fn rnbd_multi_conn_connect(
 /// # Errors
 /// This call does not fail.
 #[no_mangle]
-pub unsafe extern "C" fn rnbd_multi_conn_close(mc: *mut rnbd_multi_conn) {
-    if mc.is_null() {
+pub unsafe extern "C" fn rnbd_multi_conn_close(mc: MultiConnOwned) {
+    let Some(mc) = mc.take() else {
         return;
-    }
+    };
     entry!(|| {
-        // SAFETY: mc is not NULL (checked above), so the caller's promise
-        // is that it came from rnbd_multi_conn_connect* (Box::into_raw, in
-        // `boxed`) and is used no more: we take the Box back once.
-        drop(unsafe { Box::from_raw(mc) });
+        drop(mc);
         Ok(())
     })
 }
