@@ -91,19 +91,6 @@ impl Socket {
     pub(crate) fn from_nonblocking(fd: OwnedFd) -> Socket {
         Socket { fd }
     }
-
-    /// Takes ownership of a caller's connected socket, after checking the
-    /// fd is open (a bad fd is refused, not adopted).
-    pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
-        // SAFETY: F_GETFD reads the fd's flags and touches no memory; it
-        // fails with EBADF unless fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is open, and the caller hands it to us and never uses
-        // it again.
-        Socket::new(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
 }
 
 /// Send buffer asked for on the Unix sockets we create; the kernel doubles

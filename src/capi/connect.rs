@@ -1,11 +1,94 @@
 //! Connecting: every transport, NBD URIs, and the subprocess.
 
-use std::ffi::{c_char, c_int, CStr};
-use std::path::Path;
+use std::ffi::{c_char, c_int, CStr, OsStr};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
-use crate::transport::SockAddr;
-use crate::{Error, Result};
+use crate::{Error, Handle, Result, ServerAddr};
+
+/// A C caller's `struct sockaddr` as the address of a server.
+///
+/// # Safety
+/// `addr` must point to `len` readable bytes.
+unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<ServerAddr> {
+    // SAFETY: our caller's promise; nix checks len against the size of
+    // sockaddr_storage and against the family's structure before copying.
+    let Some(storage) = (unsafe { SockaddrStorage::from_raw(addr, Some(len)) }) else {
+        return Err(Error::new(libc::EINVAL, "addrlen: Invalid argument"));
+    };
+    if let Some(sin) = storage.as_sockaddr_in() {
+        return Ok(ServerAddr::Inet(SocketAddr::V4(SocketAddrV4::new(
+            sin.ip(),
+            sin.port(),
+        ))));
+    }
+    if let Some(sin6) = storage.as_sockaddr_in6() {
+        return Ok(ServerAddr::Inet(SocketAddr::V6(SocketAddrV6::new(
+            sin6.ip(),
+            sin6.port(),
+            sin6.flowinfo(),
+            sin6.scope_id(),
+        ))));
+    }
+    if let Some(vm) = storage.as_vsock_addr() {
+        return Ok(ServerAddr::Vsock {
+            cid: vm.cid(),
+            port: vm.port(),
+        });
+    }
+    if let Some(un) = storage.as_unix_addr() {
+        if let Some(path) = un.path() {
+            return Ok(ServerAddr::Unix(path.to_path_buf()));
+        }
+        if let Some(name) = un.as_abstract() {
+            // A leading NUL names the abstract namespace.
+            let mut bytes = vec![0];
+            bytes.extend_from_slice(name);
+            return Ok(ServerAddr::Unix(PathBuf::from(
+                std::ffi::OsString::from_vec(bytes),
+            )));
+        }
+        return Err(Error::new(
+            libc::EINVAL,
+            "addr: an unnamed Unix domain socket address",
+        ));
+    }
+    let family = storage.family().map_or(-1, |f| f as i32);
+    Err(Error::new(
+        libc::EAFNOSUPPORT,
+        format!("addr: address family {family} is not supported"),
+    ))
+}
+
+/// Takes over a C caller's socket for `nbd_connect_socket`. A handle that
+/// cannot connect leaves the socket to the caller (libnbd neither closes
+/// nor uses it then); a bad fd is refused, not adopted.
+///
+/// # Safety
+/// Once this returns it, the caller no longer uses `sock`.
+unsafe fn adopt_fd(h: &Handle, sock: c_int) -> Result<OwnedFd> {
+    if !h.aio_is_created() {
+        let state = h.connection_state();
+        let name = state.split(':').next().unwrap_or(state);
+        return Err(Error::new(
+            libc::EINVAL,
+            format!("invalid state: {name}: the handle must be newly created"),
+        ));
+    }
+    // SAFETY: F_GETFD reads the fd's flags and touches no memory; it fails
+    // with EBADF unless sock is open.
+    if unsafe { libc::fcntl(sock, libc::F_GETFD) } < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(Error::io("fcntl: set O_NONBLOCK", &err));
+    }
+    // SAFETY: sock is open, and the caller hands it over (our contract).
+    Ok(unsafe { OwnedFd::from_raw_fd(sock) })
+}
 
 /// Borrows a C string argument as UTF-8 text (host names, ports).
 ///
@@ -25,9 +108,7 @@ unsafe fn text_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 unsafe fn path_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a Path> {
     // SAFETY: our caller's promise, the same as c_str_arg's.
     let s = unsafe { c_str_arg(ptr, param) }?;
-    Ok(Path::new(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s.to_bytes()),
-    ))
+    Ok(Path::new(OsStr::from_bytes(s.to_bytes())))
 }
 
 /// Checks and borrows a C `argv` as byte strings.
@@ -391,9 +472,8 @@ pub unsafe extern "C" fn nbd_aio_connect(
     entry!(h, |h| {
         check_nonnull(addr, "addr")?;
         // SAFETY: the caller promises addrlen readable bytes at addr.
-        let addr =
-            unsafe { SockAddr::from_raw(addr, addrlen) }.map_err(|e| Error::io("addrlen", &e))?;
-        h.aio_connect_sockaddr(addr).map(|()| 0)
+        let addr = unsafe { server_addr(addr, addrlen) }?;
+        h.aio_connect(addr).map(|()| 0)
     })
 }
 
@@ -416,7 +496,11 @@ pub unsafe extern "C" fn nbd_aio_connect(
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
-    entry!(h, |h| { h.connect_socket_fd(sock, true).map(|()| 0) })
+    entry!(h, |h| {
+        // SAFETY: the caller hands sock over (libnbd's contract).
+        let sock = unsafe { adopt_fd(h, sock) }?;
+        h.connect_socket(sock).map(|()| 0)
+    })
 }
 
 /// Starts a connection over a socket the program has already connected.
@@ -435,7 +519,11 @@ pub unsafe extern "C" fn nbd_connect_socket(h: *mut nbd_handle, sock: c_int) -> 
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_socket(h: *mut nbd_handle, sock: c_int) -> c_int {
-    entry!(h, |h| { h.connect_socket_fd(sock, false).map(|()| 0) })
+    entry!(h, |h| {
+        // SAFETY: the caller hands sock over (libnbd's contract).
+        let sock = unsafe { adopt_fd(h, sock) }?;
+        h.aio_connect_socket(sock).map(|()| 0)
+    })
 }
 
 // ---- subprocesses -------------------------------------------------------------------

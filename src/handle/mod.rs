@@ -21,6 +21,9 @@ mod opt;
 mod settings;
 mod tls;
 
+/// The C call being run, named in debug messages (for the C layer).
+pub(crate) use crate::conn::ApiContext;
+pub use crate::conn::ServerAddr;
 pub use settings::BlockSize;
 
 /// The libnbd release whose behaviour this library matches and is tested
@@ -46,7 +49,7 @@ pub struct Handle {
     /// locked. std's `Condvar::notify_all` makes a futex call even when
     /// nobody waits, one system call per operation that this spares.
     turn_waiters: AtomicUsize,
-    /// A copy of `conn.debug.on`, readable without the lock.
+    /// A copy of the connection's debug switch, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
     /// The default timeout of synchronous calls in nanoseconds, 0 for none.
@@ -124,9 +127,9 @@ impl Handle {
         let n = HANDLE_NUMBER.fetch_add(1, Ordering::Relaxed);
         let debug = std::env::var_os("LIBNBD_DEBUG").is_some_and(|v| v == "1");
         let mut conn = Conn::new();
-        conn.debug.on = debug;
-        conn.debug.name = format!("nbd{n}");
-        conn.debug.log(|| "opening handle".into());
+        conn.set_debug(debug);
+        conn.set_handle_name(&format!("nbd{n}"));
+        conn.log(|| "opening handle".into());
         Ok(Handle {
             conn: Mutex::new(conn),
             turn: Condvar::new(),
@@ -250,19 +253,19 @@ impl Handle {
 
     /// Sets the handle's name, used in debug messages.
     pub fn set_handle_name(&self, name: &str) -> Result<()> {
-        self.lock().debug.name = name.to_string();
+        self.lock().set_handle_name(name);
         Ok(())
     }
 
     /// The handle's name (`nbd1`, `nbd2`, ... unless set).
     pub fn handle_name(&self) -> String {
-        self.lock().debug.name.clone()
+        self.lock().handle_name().to_string()
     }
 
     /// Turns debug messages on or off.
     pub fn set_debug(&self, debug: bool) -> Result<()> {
         let mut c = self.lock();
-        c.debug.on = debug;
+        c.set_debug(debug);
         self.debug.store(debug, Ordering::Relaxed);
         Ok(())
     }
@@ -284,51 +287,36 @@ impl Handle {
 
     /// Sets the export name to ask the server for (default `""`).
     pub fn set_export_name(&self, name: &[u8]) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created, Perm::Negotiating])?;
-        if name.len() > proto::MAX_STRING_LEN {
-            return Err(Error::new(
-                libc::ENAMETOOLONG,
-                "export name too long for NBD protocol",
-            ));
-        }
-        c.settings.export_name = name.to_vec();
-        // What the server said was about the old name.
-        c.reset_export_info();
-        c.negotiated.meta_valid = false;
-        Ok(())
+        self.lock().set_export_name(name)
     }
 
     /// The export name that will be (or was) asked for.
     pub fn export_name(&self) -> Result<Vec<u8>> {
-        Ok(self.lock().settings.export_name.clone())
+        Ok(self.lock().export_name().to_vec())
     }
 
     /// Whether to ask the server for structured replies (default true).
     pub fn set_request_structured_replies(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.request_structured_replies = request;
-        Ok(())
+        self.lock().set_request_structured_replies(request)
     }
 
     /// Whether structured replies will be asked for.
     pub fn request_structured_replies(&self) -> bool {
-        self.lock().settings.request_structured_replies
+        self.lock().request_structured_replies()
     }
 
     /// Whether the server agreed to structured replies.
     pub fn structured_replies_negotiated(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.structured_replies)
+        Ok(c.structured_replies())
     }
 
     /// The handshake style used: `"newstyle-fixed"`, `"newstyle"` or `"oldstyle"`.
     pub fn protocol(&self) -> Result<&'static str> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.protocol)
+        Ok(c.negotiated_protocol())
     }
 
     // ---- state ----------------------------------------------------------------
@@ -374,13 +362,13 @@ impl Handle {
     pub fn size(&self) -> Result<u64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        if c.negotiated.export.flags == 0 {
+        if !c.export_known() {
             return Err(Error::new(
                 libc::EINVAL,
                 "server has not returned export size, you need to connect to the server first",
             ));
         }
-        let size = c.negotiated.export.size;
+        let size = c.export_size();
         if size > i64::MAX as u64 {
             return Err(Error::new(
                 libc::EOVERFLOW,
@@ -393,8 +381,8 @@ impl Handle {
     fn export_flag(&self, flag: u16) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        settings::check_export_known(&c)?;
-        Ok(c.negotiated.export.flags & flag != 0)
+        c.check_export_known()?;
+        Ok(c.can(flag))
     }
 
     /// The export is read-only.
@@ -435,7 +423,7 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         let mut c = self.lock();
-        c.debug.log(|| "closing handle".into());
+        c.log(|| "closing handle".into());
         c.close();
     }
 }
@@ -494,7 +482,7 @@ impl Handle {
                 return (c, Err(e));
             }
             if c.has_unlocked_poller() {
-                c.spin.note_contention();
+                c.note_contention();
                 self.turn_waiters.fetch_add(1, Ordering::Relaxed);
                 c = match limits.deadline {
                     None => self.turn.wait(c).unwrap_or_else(|p| self.recover(p)),
@@ -563,12 +551,12 @@ impl Handle {
             }
         };
         fds.log_start(&c);
-        let mut spin = c.spin;
+        let mut spin = c.spin();
         // With others in flight, or other threads using the handle, the
         // CPU is better left to them and to the server.
         // A call with a deadline does not spin: its poll is bounded.
         let spinning =
-            first && c.pending() <= 1 && !c.spin.contended() && limits.deadline.is_none();
+            first && c.pending() <= 1 && !c.spin().contended() && limits.deadline.is_none();
         drop(c);
         let polled = if spinning {
             spin.wait(|timeout| fds.poll(timeout))
@@ -578,7 +566,7 @@ impl Handle {
         let mut c = self.lock();
         c.end_unlocked_poll();
         if spinning {
-            c.spin.learn(&spin);
+            c.learn_spin(&spin);
         }
         if polled.is_ok() {
             fds.log_end(&c);
@@ -651,13 +639,12 @@ impl PollFds {
 
     fn log_start(&self, c: &Conn) {
         let events = self.fds[0].events;
-        c.debug.log(|| format!("poll start: events={events}"));
+        c.log(|| format!("poll start: events={events}"));
     }
 
     fn log_end(&self, c: &Conn) {
         let (rc, revents) = (self.rc, self.fds[0].revents);
-        c.debug
-            .log(|| format!("poll end: r={rc} revents={revents}"));
+        c.log(|| format!("poll end: r={rc} revents={revents}"));
     }
 
     /// Polls; false on timeout.

@@ -7,7 +7,6 @@ use crate::conn::{Conn, Perm, UserOption};
 use crate::{Error, Result};
 
 const NEGOTIATING: &[Perm] = &[Perm::Negotiating];
-const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
 
 /// Runs a caller's option to its end and returns how it ended.
 pub(super) fn run_option(
@@ -40,15 +39,12 @@ impl Handle {
     /// Stop after the first options of the handshake so the caller can
     /// negotiate with `opt_*` calls (default false).
     pub fn set_opt_mode(&self, enable: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.opt_mode = enable;
-        Ok(())
+        self.lock().set_opt_mode(enable)
     }
 
     /// Whether option mode is on.
     pub fn opt_mode(&self) -> bool {
-        self.lock().settings.opt_mode
+        self.lock().opt_mode()
     }
 
     /// Ends negotiation: asks for the export (`NBD_OPT_GO`) and enters
@@ -240,22 +236,18 @@ impl Handle {
 
     /// Adds a meta context to request (e.g. `base:allocation`).
     pub fn add_meta_context(&self, name: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.meta_requests.push(name.to_string());
-        Ok(())
+        self.lock().add_meta_context(name)
     }
 
     /// How many meta contexts are requested.
     pub fn nr_meta_contexts(&self) -> usize {
-        self.lock().settings.meta_requests.len()
+        self.lock().requested_meta_contexts().len()
     }
 
     /// The `i`th requested meta context.
     pub fn meta_context(&self, i: usize) -> Result<String> {
-        let c = self.lock();
-        c.settings
-            .meta_requests
+        self.lock()
+            .requested_meta_contexts()
             .get(i)
             .cloned()
             .ok_or_else(|| Error::new(libc::EINVAL, "meta context request out of range"))
@@ -263,60 +255,42 @@ impl Handle {
 
     /// Forgets the requested meta contexts.
     pub fn clear_meta_contexts(&self) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.meta_requests.clear();
-        Ok(())
+        self.lock().clear_meta_contexts()
     }
 
     /// Whether the server agreed to meta context `name`.
     pub fn can_meta_context(&self, name: &str) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        if !c.settings.meta_requests.is_empty() && !c.negotiated.meta_valid {
-            return Err(Error::new(
-                libc::EINVAL,
-                "need a successful server meta context request first",
-            ));
-        }
-        Ok(c.negotiated
-            .meta_contexts
-            .iter()
-            .any(|(_, n)| n.as_bytes() == name.as_bytes()))
+        c.can_meta_context(name)
     }
 
     /// Whether GO/INFO ask for the requested meta contexts first (default true).
     pub fn set_request_meta_context(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.request_meta_context = request;
-        Ok(())
+        self.lock().set_request_meta_context(request)
     }
 
     /// See [`Handle::set_request_meta_context`].
     pub fn request_meta_context(&self) -> bool {
-        self.lock().settings.request_meta_context
+        self.lock().request_meta_context()
     }
 
     // ---- header style ---------------------------------------------------------
 
     /// Whether to ask for extended (64-bit) headers (default true).
     pub fn set_request_extended_headers(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.request_extended_headers = request;
-        Ok(())
+        self.lock().set_request_extended_headers(request)
     }
 
     /// See [`Handle::set_request_extended_headers`].
     pub fn request_extended_headers(&self) -> bool {
-        self.lock().settings.request_extended_headers
+        self.lock().request_extended_headers()
     }
 
     /// Whether the server agreed to extended headers.
     pub fn extended_headers_negotiated(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.extended_headers)
+        Ok(c.extended_headers())
     }
 }

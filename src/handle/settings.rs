@@ -2,16 +2,12 @@
 //! callbacks and traffic statistics.
 
 use super::{Handle, INFO_STATES};
-use crate::conn::{Conn, DebugCallback, Perm};
+use crate::conn::DebugCallback;
 use crate::flags::raw::{
-    LIBNBD_HANDSHAKE_FLAG_MASK, LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD,
-    LIBNBD_SIZE_PREFERRED, LIBNBD_STRICT_MASK,
+    LIBNBD_SIZE_MAXIMUM, LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PAYLOAD, LIBNBD_SIZE_PREFERRED,
 };
 use crate::proto;
 use crate::{Error, Result};
-
-/// States in which the handshake settings may still change.
-const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
 
 /// A block size constraint ([`Handle::block_size`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,72 +46,41 @@ impl BlockSize {
     }
 }
 
-/// libnbd's error for bits outside a flags parameter's mask.
-fn invalid_flags(param: &str, value: u32) -> Error {
-    Error::new(
-        libc::EINVAL,
-        format!("{param}: invalid value for flag: 0x{value:x}"),
-    )
-}
-
-/// Fails when the server has not told us the export's flags yet (in option
-/// mode before `nbd_opt_info`, or after a failed `nbd_opt_go`).
-pub(super) fn check_export_known(c: &Conn) -> Result<()> {
-    if c.negotiated.export.flags == 0 {
-        return Err(Error::new(
-            libc::EINVAL,
-            "server has not returned export flags, you need to connect to the server first",
-        ));
-    }
-    Ok(())
-}
-
 impl Handle {
     // ---- handshake settings ---------------------------------------------------
 
     /// Limits the handshake flags the client will use
     /// (`LIBNBD_HANDSHAKE_FLAG_*`; default both). Only before connecting.
     pub fn set_handshake_flags(&self, flags: u32) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        if flags & !LIBNBD_HANDSHAKE_FLAG_MASK != 0 {
-            return Err(invalid_flags("flags", flags));
-        }
-        c.settings.handshake_flags = flags;
-        Ok(())
+        self.lock().set_handshake_flags(flags)
     }
 
     /// The handshake flags: those the client will offer before connecting,
     /// those agreed with the server after.
     pub fn handshake_flags(&self) -> u32 {
-        self.lock().settings.handshake_flags
+        self.lock().handshake_flags()
     }
 
     /// Chooses which `LIBNBD_STRICT_*` checks are done client-side
     /// (default all).
     pub fn set_strict_mode(&self, flags: u32) -> Result<()> {
-        let mut c = self.lock();
-        if flags & !LIBNBD_STRICT_MASK != 0 {
-            return Err(invalid_flags("flags", flags));
-        }
-        c.settings.strict = flags;
-        Ok(())
+        self.lock().set_strict_mode(flags)
     }
 
     /// The `LIBNBD_STRICT_*` checks in force.
     pub fn strict_mode(&self) -> u32 {
-        self.lock().settings.strict
+        self.lock().strict_mode()
     }
 
     /// Whether read buffers are zeroed before each read (default true).
     pub fn set_pread_initialize(&self, request: bool) -> Result<()> {
-        self.lock().settings.pread_initialize = request;
+        self.lock().set_pread_initialize(request);
         Ok(())
     }
 
     /// Whether read buffers are zeroed before each read.
     pub fn pread_initialize(&self) -> bool {
-        self.lock().settings.pread_initialize
+        self.lock().pread_initialize()
     }
 
     /// Sets how long a synchronous command may spin, checking the socket
@@ -127,39 +92,33 @@ impl Handle {
     /// about 1.7 times the client CPU each (slower when the CPUs are busy,
     /// BENCHMARKS.md). An extension: libnbd always sleeps.
     pub fn set_spin_usec(&self, usec: u32) {
-        self.lock().spin = crate::spin::SpinPolicy::new(usec);
+        self.lock().set_spin_usec(usec);
     }
 
     /// The spin budget of synchronous commands, in microseconds.
     pub fn spin_usec(&self) -> u32 {
-        self.lock().spin.usec()
+        self.lock().spin().usec()
     }
 
     /// Whether `NBD_OPT_GO` asks the server for its block sizes (default true).
     pub fn set_request_block_size(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.request_block_size = request;
-        Ok(())
+        self.lock().set_request_block_size(request)
     }
 
     /// Whether block sizes will be asked for.
     pub fn request_block_size(&self) -> bool {
-        self.lock().settings.request_block_size
+        self.lock().request_block_size()
     }
 
     /// Whether `NBD_OPT_GO` also asks for the export's canonical name and
     /// description (default false).
     pub fn set_full_info(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.full_info = request;
-        Ok(())
+        self.lock().set_full_info(request)
     }
 
     /// Whether the canonical name and description will be asked for.
     pub fn full_info(&self) -> bool {
-        self.lock().settings.full_info
+        self.lock().full_info()
     }
 
     // ---- export introspection -------------------------------------------------
@@ -182,13 +141,12 @@ impl Handle {
                 format!("size_type: invalid value for parameter: {size_type}"),
             ));
         };
-        check_export_known(&c)?;
-        let n = &c.negotiated;
+        c.check_export_known()?;
         Ok(match which {
-            BlockSize::Minimum => n.block_minimum as i64,
-            BlockSize::Preferred => n.block_preferred as i64,
-            BlockSize::Maximum => n.block_maximum as i64,
-            BlockSize::Payload => n.payload_maximum() as i64,
+            BlockSize::Minimum => c.block_minimum() as i64,
+            BlockSize::Preferred => c.block_preferred() as i64,
+            BlockSize::Maximum => c.block_maximum() as i64,
+            BlockSize::Payload => c.payload_maximum() as i64,
         })
     }
 
@@ -196,10 +154,9 @@ impl Handle {
     pub fn canonical_export_name(&self) -> Result<Vec<u8>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        check_export_known(&c)?;
-        c.negotiated
-            .canonical_name
-            .clone()
+        c.check_export_known()?;
+        c.canonical_name()
+            .map(<[u8]>::to_vec)
             .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a canonical name"))
     }
 
@@ -207,10 +164,9 @@ impl Handle {
     pub fn export_description(&self) -> Result<Vec<u8>> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        check_export_known(&c)?;
-        c.negotiated
-            .description
-            .clone()
+        c.check_export_known()?;
+        c.description()
+            .map(<[u8]>::to_vec)
             .ok_or_else(|| Error::new(libc::ENOTSUP, "server did not advertise a description"))
     }
 
@@ -234,9 +190,8 @@ impl Handle {
     pub fn can_block_status_payload(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        check_export_known(&c)?;
-        Ok(c.negotiated.extended_headers
-            && c.negotiated.export.flags & proto::NBD_FLAG_BLOCK_STAT_PAYLOAD != 0)
+        c.check_export_known()?;
+        Ok(c.extended_headers() && c.can(proto::NBD_FLAG_BLOCK_STAT_PAYLOAD))
     }
 
     // ---- debug ------------------------------------------------------------------
@@ -245,41 +200,41 @@ impl Handle {
     /// Replaces (and frees) any previous callback. `f` runs with the handle
     /// locked: it must not call methods on this handle.
     pub fn set_debug_callback(&self, f: impl Fn(&str, &str) + Send + 'static) -> Result<()> {
-        self.lock().debug.set_callback(Some(DebugCallback::new(f)));
+        self.lock().set_debug_callback(Some(DebugCallback::new(f)));
         Ok(())
     }
 
     /// Removes (and frees) the debug callback, if any; messages go to stderr.
     pub fn clear_debug_callback(&self) -> Result<()> {
-        self.lock().debug.set_callback(None);
+        self.lock().set_debug_callback(None);
         Ok(())
     }
 
     /// Emits a debug message even if debugging has just been turned off.
     pub(crate) fn debug_emit(&self, msg: &str) {
-        self.lock().debug.emit(msg);
+        self.lock().debug_emit(msg);
     }
 
     // ---- statistics ---------------------------------------------------------------
 
     /// Bytes sent to the server so far.
     pub fn stats_bytes_sent(&self) -> u64 {
-        self.lock().stats.bytes_sent
+        self.lock().stats().bytes_sent
     }
 
     /// Protocol chunks (options, requests) sent to the server so far.
     pub fn stats_chunks_sent(&self) -> u64 {
-        self.lock().stats.chunks_sent
+        self.lock().stats().chunks_sent
     }
 
     /// Bytes received from the server so far.
     pub fn stats_bytes_received(&self) -> u64 {
-        self.lock().stats.bytes_received
+        self.lock().stats().bytes_received
     }
 
     /// Protocol chunks (greeting, option replies, replies and reply
     /// chunks) received from the server so far.
     pub fn stats_chunks_received(&self) -> u64 {
-        self.lock().stats.chunks_received
+        self.lock().stats().chunks_received
     }
 }

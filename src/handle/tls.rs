@@ -9,14 +9,10 @@ use std::path::{Path, PathBuf};
 use super::opt::{run_option, start_option};
 use super::{Handle, INFO_STATES};
 use crate::callback::Completion;
-use crate::conn::{Conn, Perm, UserOption};
+use crate::conn::UserOption;
 use crate::flags::raw::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
 use crate::transport::TlsCredentials;
-use crate::uri::UriTls;
 use crate::{Error, Result};
-use zeroize::Zeroizing;
-
-const CREATED: &[Perm] = &[Perm::Created];
 
 impl Handle {
     /// Disables, allows or requires TLS (`LIBNBD_TLS_DISABLE`, `_ALLOW`,
@@ -28,15 +24,12 @@ impl Handle {
                 format!("tls: invalid value for parameter: {tls}"),
             ));
         }
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.mode = tls;
-        Ok(())
+        self.lock().set_tls_mode(tls)
     }
 
     /// The TLS setting (`LIBNBD_TLS_*`).
     pub fn tls(&self) -> i32 {
-        self.lock().tls.mode
+        self.lock().tls_mode()
     }
 
     /// Whether the connection is encrypted.
@@ -51,10 +44,7 @@ impl Handle {
     /// `$HOME/.config/pki/libnbd` (or `/etc/pki/libnbd` for root) are
     /// searched, then the system's trusted CAs are used.
     pub fn set_tls_certificates<P: AsRef<Path>>(&self, dir: P) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.certificates = Some(dir.as_ref().to_path_buf());
-        Ok(())
+        self.lock().set_tls_certificates(dir.as_ref().to_path_buf())
     }
 
     /// Whether to verify the server's certificate (default true): its
@@ -62,48 +52,36 @@ impl Handle {
     /// [`Handle::set_tls_hostname`], else the host connected to over TCP).
     /// False keeps the session encrypted but accepts any certificate.
     pub fn set_tls_verify_peer(&self, verify: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.verify_peer = verify;
-        Ok(())
+        self.lock().set_tls_verify_peer(verify)
     }
 
     /// See [`Handle::set_tls_verify_peer`].
     pub fn tls_verify_peer(&self) -> bool {
-        self.lock().tls.verify_peer
+        self.lock().tls_verify_peer()
     }
 
     /// The user name for pre-shared keys (default: the login name).
     pub fn set_tls_username(&self, username: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.username = Some(username.to_string());
-        Ok(())
+        self.lock().set_tls_username(username)
     }
 
     /// The user name for pre-shared keys: the one set, else `$LOGNAME`,
     /// else the login name of the controlling terminal.
     pub fn tls_username(&self) -> Result<String> {
-        self.lock().tls.effective_username()
+        self.lock().tls_username()
     }
 
     /// The file of pre-shared keys, `username:hexkey` per line. Setting it
     /// makes the handle authenticate with a key instead of certificates.
     pub fn set_tls_psk_file<P: AsRef<Path>>(&self, file: P) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.psk_file = Some(PathBuf::from(file.as_ref()));
-        Ok(())
+        self.lock().set_tls_psk_file(PathBuf::from(file.as_ref()))
     }
 
     /// X.509 credentials from memory instead of a certificates directory
     /// (beyond libnbd): the same checks apply as to the files of
     /// [`Handle::set_tls_certificates`], which these replace.
     pub fn set_tls_credentials(&self, credentials: TlsCredentials) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.credentials = Some(credentials);
-        Ok(())
+        self.lock().update_tls_credentials(|_| credentials)
     }
 
     /// Changes the X.509 credentials from memory in place (starting from
@@ -112,11 +90,7 @@ impl Handle {
         &self,
         f: impl FnOnce(TlsCredentials) -> TlsCredentials,
     ) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        let old = c.tls.credentials.take().unwrap_or_default();
-        c.tls.credentials = Some(f(old));
-        Ok(())
+        self.lock().update_tls_credentials(f)
     }
 
     /// A pre-shared key from memory instead of a PSK file (beyond
@@ -127,39 +101,25 @@ impl Handle {
         if key.is_empty() {
             return Err(Error::new(libc::EINVAL, "key: the key is empty"));
         }
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.username = Some(username.to_string());
-        c.tls.psk_key = Some(Zeroizing::new(key.to_vec()));
-        Ok(())
+        self.lock().set_tls_psk(username, key)
     }
 
     /// The password of an encrypted client key, from a certificates
     /// directory's `client-key.pem` or from [`TlsCredentials::client_pem`]
     /// (beyond libnbd). Without it an encrypted key fails to load.
     pub fn set_tls_key_password(&self, password: &[u8]) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.key_password = Some(Zeroizing::new(password.to_vec()));
-        Ok(())
+        self.lock().set_tls_key_password(password)
     }
 
     /// The name the server's certificate is checked against, instead of
     /// the host connected to (or when connecting by Unix socket).
     pub fn set_tls_hostname(&self, hostname: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.hostname = Some(hostname.to_string());
-        Ok(())
+        self.lock().set_tls_hostname(hostname)
     }
 
     /// The TLS host name in effect; `""` when there is none.
     pub fn tls_hostname(&self) -> String {
-        let c = self.lock();
-        c.tls
-            .effective_hostname(c.net.hostname.as_deref())
-            .unwrap_or("")
-            .to_string()
+        self.lock().tls_hostname().to_string()
     }
 
     /// Whether this library supports TLS: always.
@@ -190,32 +150,5 @@ impl Handle {
             None,
             None,
         )
-    }
-}
-
-/// Applies what a URI says about TLS: `nbds` requires it; the `tls-*`
-/// parameters and the user name (`nbds://user@host/`) set the rest.
-pub(super) fn apply_uri_tls(c: &mut Conn, t: &UriTls, user: Option<&[u8]>) {
-    use std::ffi::OsStr;
-    use std::os::unix::ffi::OsStrExt;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if t.require {
-        c.tls.mode = LIBNBD_TLS_REQUIRE;
-    }
-    if let Some(dir) = &t.certificates {
-        c.tls.certificates = Some(PathBuf::from(OsStr::from_bytes(dir)));
-    }
-    if let Some(file) = &t.psk_file {
-        c.tls.psk_file = Some(PathBuf::from(OsStr::from_bytes(file)));
-    }
-    if let Some(h) = &t.hostname {
-        c.tls.hostname = Some(text(h));
-    }
-    if let Some(v) = t.verify_peer {
-        c.tls.verify_peer = v;
-    }
-    // The user name of the authority, as libnbd, is the TLS user name.
-    if let Some(u) = user {
-        c.tls.username = Some(text(u));
     }
 }

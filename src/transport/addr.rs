@@ -19,7 +19,7 @@ use nix::sys::socket::{
 pub(crate) enum SockAddr {
     Unix(UnixAddr),
     Vsock(VsockAddr),
-    /// An IP address, or whatever a C caller passed to `nbd_connect`.
+    /// An IP address.
     Any(SockaddrStorage),
 }
 
@@ -34,6 +34,12 @@ impl SockAddr {
         Ok(SockAddr::Unix(UnixAddr::new(path)?))
     }
 
+    /// A Unix domain socket address in Linux's abstract namespace, named
+    /// by the bytes of `name` (ENAMETOOLONG if they do not fit).
+    pub(crate) fn unix_abstract(name: &[u8]) -> io::Result<SockAddr> {
+        Ok(SockAddr::Unix(UnixAddr::new_abstract(name)?))
+    }
+
     /// An `AF_VSOCK` address.
     pub(crate) fn vsock(cid: u32, port: u32) -> SockAddr {
         SockAddr::Vsock(VsockAddr::new(cid, port))
@@ -42,22 +48,6 @@ impl SockAddr {
     /// An IPv4 or IPv6 address.
     pub(crate) fn inet(addr: SocketAddr) -> SockAddr {
         SockAddr::Any(SockaddrStorage::from(addr))
-    }
-
-    /// Copies a caller's `struct sockaddr` (EINVAL if `len` cannot hold
-    /// one).
-    ///
-    /// # Safety
-    /// `addr` must be valid for reads of `len` bytes.
-    pub(crate) unsafe fn from_raw(
-        addr: *const libc::sockaddr,
-        len: libc::socklen_t,
-    ) -> io::Result<SockAddr> {
-        // SAFETY: the caller promises len readable bytes at addr; nix
-        // checks len against the size of sockaddr_storage before copying.
-        unsafe { SockaddrStorage::from_raw(addr, Some(len)) }
-            .map(SockAddr::Any)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     fn like(&self) -> &dyn SockaddrLike {
