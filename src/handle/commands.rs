@@ -326,15 +326,14 @@ impl Handle {
     /// In option mode it ends negotiation with `NBD_OPT_ABORT` instead.
     pub fn shutdown(&self, flags: u32) -> Result<()> {
         let mut c = self.lock();
+        let limits = self.limits();
         c.check_state(&[Perm::Negotiating, Perm::Connected])?;
         if flags & !LIBNBD_SHUTDOWN_MASK != 0 {
             return Err(invalid_flags("flags", flags));
         }
         if c.is_negotiating() {
             c.start_user_option(UserOption::Abort, None, None, None)?;
-            return run_until(&mut c, self.limits().deadline, |c| {
-                c.is_closed() || c.is_dead()
-            });
+            return run_until(&mut c, limits, |c| c.is_closed() || c.is_dead());
         }
         if flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0 {
             c.abandon_unsent();
@@ -349,9 +348,7 @@ impl Handle {
                 Default::default(),
             )?;
         }
-        run_until(&mut c, self.limits().deadline, |c| {
-            c.is_closed() || c.is_dead()
-        })
+        run_until(&mut c, limits, |c| c.is_closed() || c.is_dead())
     }
 }
 

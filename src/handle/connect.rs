@@ -8,7 +8,7 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use super::{run_until, Handle, CONNECTED};
+use super::{run_until, Handle, Limits, CONNECTED};
 use crate::callback::Completion;
 use crate::conn::{c_strings, Conn, Perm, ServerAddr};
 use crate::flags::IpFamily;
@@ -29,12 +29,13 @@ impl Handle {
     /// connection is made (or fails).
     fn connect_with(&self, start: impl FnOnce(&mut Conn) -> Result<()>) -> Result<()> {
         let mut c = self.lock();
+        let limits = self.limits();
         Self::aio_start(&mut c, start)?;
-        Self::wait_connected(&mut c, self.limits().deadline)
+        Self::wait_connected(&mut c, limits)
     }
 
-    fn wait_connected(c: &mut Conn, deadline: Option<std::time::Instant>) -> Result<()> {
-        run_until(c, deadline, |c| !c.is_connecting())?;
+    fn wait_connected(c: &mut Conn, limits: Limits<'_>) -> Result<()> {
+        run_until(c, limits, |c| !c.is_connecting())?;
         // Opt mode stops in negotiation, which counts as success.
         if c.is_negotiating() {
             return Ok(());
@@ -91,8 +92,9 @@ impl Handle {
     /// handle owns it from now on.
     pub fn connect_socket(&self, sock: OwnedFd) -> Result<()> {
         let mut c = self.lock();
+        let limits = self.limits();
         Self::aio_start(&mut c, |c| c.adopt_socket(sock))?;
-        Self::wait_connected(&mut c, self.limits().deadline)
+        Self::wait_connected(&mut c, limits)
     }
 
     /// Starts the handshake over `sock`, an already connected socket.

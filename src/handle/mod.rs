@@ -6,8 +6,9 @@
 //! socket). Errors carry libnbd's errno and message.
 
 use std::cell::Cell;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
@@ -54,9 +55,78 @@ pub struct Handle {
     private_data: AtomicUsize,
     /// The default timeout of synchronous calls in nanoseconds, 0 for none.
     timeout_ns: AtomicU64,
-    /// Bumped by [`Handle::cancel_waits`] (with `conn` locked); a waiting
-    /// call fails once it differs from the value it started with.
-    cancel_gen: AtomicU64,
+    /// What [`Handle::cancel_waits`] signals, outside the lock.
+    cancel: Cancel,
+}
+
+/// The cancellation of waiting calls, reachable without the handle's lock
+/// (a handshake, option call or shutdown keeps it while it waits).
+struct Cancel {
+    /// Bumped by [`Handle::cancel_waits`]; a waiting call fails once it
+    /// differs from the value it started with.
+    generation: AtomicU64,
+    /// An eventfd made readable by each cancellation, which a call waiting
+    /// with the handle locked polls along with the socket; made when such
+    /// a call first waits (`None` if no eventfd could be made: the call is
+    /// then not cancellable, only bounded by its timeout).
+    fd: OnceLock<Option<OwnedFd>>,
+}
+
+impl Cancel {
+    fn new() -> Cancel {
+        Cancel {
+            generation: AtomicU64::new(0),
+            fd: OnceLock::new(),
+        }
+    }
+
+    /// The eventfd to poll, made at the first call.
+    fn fd(&self) -> Option<RawFd> {
+        self.fd
+            .get_or_init(|| {
+                // SAFETY: plain syscall; on success a new fd we then own.
+                let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+                // SAFETY: eventfd returned a new fd, owned by nobody else.
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+            })
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
+    }
+
+    /// Cancels the waits in progress: a new generation, then the signal.
+    fn cancel(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.signal();
+    }
+
+    /// Makes the eventfd readable.
+    fn signal(&self) {
+        if let Some(Some(fd)) = self.fd.get() {
+            let one = 1u64;
+            // SAFETY: writes 8 bytes from `one` to our eventfd; failure
+            // (the counter full) still leaves it readable.
+            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// After the eventfd woke a call of generation `generation`: the
+    /// signal of a cancellation since then is left for every waiter to
+    /// see; an older one is drained, so later waits sleep again. A
+    /// cancellation that comes meanwhile may be drained with it, so it is
+    /// signalled again.
+    fn settle(&self, generation: u64) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if let Some(Some(fd)) = self.fd.get() {
+            let mut count = 0u64;
+            // SAFETY: reads at most 8 bytes into `count`; non-blocking.
+            unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        }
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.signal();
+        }
+    }
 }
 
 thread_local! {
@@ -67,15 +137,16 @@ thread_local! {
 /// When a synchronous call must give up: its deadline, and the cancel
 /// generation it started in.
 #[derive(Clone, Copy)]
-struct Limits {
+struct Limits<'h> {
     deadline: Option<Instant>,
     cancel_gen: u64,
+    cancel: &'h Cancel,
 }
 
-impl Limits {
+impl Limits<'_> {
     /// The error to give up with, if the call must give up now.
-    fn check(&self, h: &Handle) -> Result<()> {
-        if h.cancel_gen.load(Ordering::Relaxed) != self.cancel_gen {
+    fn check(&self) -> Result<()> {
+        if self.cancel.generation.load(Ordering::SeqCst) != self.cancel_gen {
             return Err(Error::new(libc::ECANCELED, "operation cancelled"));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -137,7 +208,7 @@ impl Handle {
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
             timeout_ns: AtomicU64::new(0),
-            cancel_gen: AtomicU64::new(0),
+            cancel: Cancel::new(),
         })
     }
 
@@ -222,21 +293,20 @@ impl Handle {
     /// Makes every synchronous call now waiting on this handle fail with
     /// `ECANCELED` (calls that start later are not affected). A cancelled
     /// command is abandoned as one that timed out (see
-    /// [`Handle::set_timeout`]). A handshake, option call or `shutdown`
-    /// keeps the handle locked while it waits, is not cancelled, and this
-    /// returns once it is over; bound those with a timeout instead.
+    /// [`Handle::set_timeout`]). A cancelled connect, option call or
+    /// `shutdown` leaves the handle dead, as a timed-out one does: a
+    /// handshake cut short cannot be resumed. This never waits for the
+    /// handle's lock, so a watchdog thread can always call it.
     pub fn cancel_waits(&self) {
-        let mut c = self.lock();
-        self.cancel_gen.fetch_add(1, Ordering::Relaxed);
-        c.wake_unlocked_poller();
-        if self.turn_waiters.load(Ordering::Relaxed) > 0 {
-            self.turn.notify_all();
-        }
+        // The eventfd wakes the thread polling the socket (with the handle
+        // locked or not); it wakes the threads waiting for their turn.
+        self.cancel.cancel();
+        self.turn.notify_all();
     }
 
     /// The limits of a synchronous call starting now; call with `conn`
     /// locked. Without timeouts, costs two loads and no clock read.
-    fn limits(&self) -> Limits {
+    fn limits(&self) -> Limits<'_> {
         let deadline = CALL_DEADLINE.with(|d| d.get()).or_else(|| {
             match self.timeout_ns.load(Ordering::Relaxed) {
                 0 => None,
@@ -245,7 +315,8 @@ impl Handle {
         });
         Limits {
             deadline,
-            cancel_gen: self.cancel_gen.load(Ordering::Relaxed),
+            cancel_gen: self.cancel.generation.load(Ordering::SeqCst),
+            cancel: &self.cancel,
         }
     }
 
@@ -429,28 +500,39 @@ impl Drop for Handle {
 }
 /// Alternates `progress` and `poll` until `done` holds, with the handle
 /// locked throughout (the handshake, options, shutdown).
-/// Past `deadline` the connection is killed: a handshake cut short
-/// cannot be resumed.
-fn run_until(c: &mut Conn, deadline: Option<Instant>, done: impl Fn(&Conn) -> bool) -> Result<()> {
+/// Past the deadline, or once cancelled ([`Handle::cancel_waits`], which
+/// reaches the poll through the cancel eventfd), the connection is
+/// killed: a handshake cut short cannot be resumed.
+fn run_until(c: &mut Conn, limits: Limits<'_>, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
-    let limits = Limits {
-        deadline,
-        cancel_gen: 0,
-    };
+    let cancel_fd = limits.cancel.fd();
     loop {
         if done(c) {
             return Ok(());
         }
         if wait {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let err = Error::new(libc::ETIMEDOUT, "operation timed out");
+            if let Err(err) = limits.check() {
                 c.kill(err.clone());
                 return Err(err);
             }
-            if !poll_once(c, limits.poll_ms())? {
+            let Some(mut fds) = PollFds::for_conn(c, None, cancel_fd)? else {
+                // TLS holds data: no wait needed.
+                c.progress()?;
+                continue;
+            };
+            fds.log_start(c);
+            let ready = fds.poll(limits.poll_ms())?;
+            fds.log_end(c);
+            if !ready {
+                continue;
+            }
+            if fds.cancel_ready() {
+                // A cancellation, of this call (seen at the top of the
+                // loop) or of an earlier one.
+                limits.cancel.settle(limits.cancel_gen);
                 continue;
             }
         }
@@ -478,7 +560,7 @@ impl Handle {
             if done(&c) {
                 return (c, Ok(()));
             }
-            if let Err(e) = limits.check(self) {
+            if let Err(e) = limits.check() {
                 return (c, Err(e));
             }
             if c.has_unlocked_poller() {
@@ -540,9 +622,9 @@ impl Handle {
         mut c: MutexGuard<'h, Conn>,
         waker: i32,
         first: bool,
-        limits: &Limits,
+        limits: &Limits<'_>,
     ) -> (MutexGuard<'h, Conn>, Result<()>) {
-        let mut fds = match PollFds::for_conn(&c, Some(waker)) {
+        let mut fds = match PollFds::for_conn(&c, Some(waker), limits.cancel.fd()) {
             Ok(Some(fds)) => fds,
             other => {
                 // TLS holds data (no wait needed), or nothing to poll for.
@@ -571,6 +653,10 @@ impl Handle {
         if polled.is_ok() {
             fds.log_end(&c);
         }
+        if fds.cancel_ready() {
+            // The caller checks its limits next.
+            limits.cancel.settle(limits.cancel_gen);
+        }
         (c, polled)
     }
 }
@@ -583,7 +669,7 @@ fn poll_once(c: &Conn, timeout_ms: i32) -> Result<bool> {
 }
 
 fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
-    let Some(mut fds) = PollFds::for_conn(c, extra)? else {
+    let Some(mut fds) = PollFds::for_conn(c, extra, None)? else {
         return Ok(true);
     };
     fds.log_start(c);
@@ -593,17 +679,20 @@ fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
 }
 
 /// What one wait polls: the connection's fd in the direction the machine
-/// wants, and optionally a caller's fd. Worked out with the handle locked;
-/// the poll itself needs no lock.
+/// wants, and optionally another fd (a caller's, or the unlocked poller's
+/// waker) and the handle's cancel eventfd. Worked out with the handle
+/// locked; the poll itself needs no lock.
 struct PollFds {
-    fds: [libc::pollfd; 2],
+    /// The connection's fd, the extra fd and the cancel fd; poll skips a
+    /// negative fd.
+    fds: [libc::pollfd; 3],
     nfds: libc::nfds_t,
     rc: i32,
 }
 
 impl PollFds {
     /// `None` if the machine can go on without waiting (TLS holds data).
-    fn for_conn(c: &Conn, extra: Option<i32>) -> Result<Option<PollFds>> {
+    fn for_conn(c: &Conn, extra: Option<RawFd>, cancel: Option<RawFd>) -> Result<Option<PollFds>> {
         let dir = c.direction();
         let mut events = 0;
         if dir & DIRECTION_READ != 0 {
@@ -631,8 +720,13 @@ impl PollFds {
             fds: [
                 pollfd(fd, events),
                 pollfd(extra.unwrap_or(-1), libc::POLLIN),
+                pollfd(cancel.unwrap_or(-1), libc::POLLIN),
             ],
-            nfds: if extra.is_some() { 2 } else { 1 },
+            nfds: match (extra, cancel) {
+                (_, Some(_)) => 3,
+                (Some(_), None) => 2,
+                (None, None) => 1,
+            },
             rc: 0,
         }))
     }
@@ -645,6 +739,11 @@ impl PollFds {
     fn log_end(&self, c: &Conn) {
         let (rc, revents) = (self.rc, self.fds[0].revents);
         c.log(|| format!("poll end: r={rc} revents={revents}"));
+    }
+
+    /// Whether the cancel eventfd is readable (after [`PollFds::poll`]).
+    fn cancel_ready(&self) -> bool {
+        self.nfds > 2 && self.fds[2].revents != 0
     }
 
     /// Polls; false on timeout.

@@ -1,7 +1,7 @@
 //! Option mode (negotiating by hand before transmission), meta contexts,
 //! and the header style requested from the server.
 
-use super::{run_until, Handle, INFO_STATES};
+use super::{run_until, Handle, Limits, INFO_STATES};
 use crate::callback::{Completion, Context, List};
 use crate::conn::{Conn, Perm, UserOption};
 use crate::{Error, Result};
@@ -11,14 +11,14 @@ const NEGOTIATING: &[Perm] = &[Perm::Negotiating];
 /// Runs a caller's option to its end and returns how it ended.
 pub(super) fn run_option(
     c: &mut Conn,
-    deadline: Option<std::time::Instant>,
+    limits: Limits<'_>,
     option: UserOption,
     list: Option<List>,
     context: Option<Context>,
 ) -> Result<i32> {
     c.check_state(NEGOTIATING)?;
     c.start_user_option(option, None, list, context)?;
-    run_until(c, deadline, |c| !c.is_connecting())?;
+    run_until(c, limits, |c| !c.is_connecting())?;
     c.take_option_result()
         .unwrap_or_else(|| Err(Error::new(libc::EIO, "option did not complete")))
 }
@@ -50,21 +50,14 @@ impl Handle {
     /// Ends negotiation: asks for the export (`NBD_OPT_GO`) and enters
     /// transmission. On failure the handle stays negotiating.
     pub fn opt_go(&self) -> Result<()> {
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            UserOption::Go,
-            None,
-            None,
-        )
-        .map(drop)
+        run_option(&mut self.lock(), self.limits(), UserOption::Go, None, None).map(drop)
     }
 
     /// Asks about the export (`NBD_OPT_INFO`) without entering transmission.
     pub fn opt_info(&self) -> Result<()> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::Info,
             None,
             None,
@@ -76,7 +69,7 @@ impl Handle {
     pub fn opt_abort(&self) -> Result<()> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::Abort,
             None,
             None,
@@ -88,7 +81,7 @@ impl Handle {
     pub fn opt_list(&self, list: List) -> Result<i32> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::List,
             Some(list),
             None,
@@ -98,59 +91,35 @@ impl Handle {
     /// Lists the meta contexts matching the requested ones; returns how many.
     pub fn opt_list_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::ListMetaContext(None);
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Lists the meta contexts matching `queries`; returns how many.
     pub fn opt_list_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::ListMetaContext(Some(q));
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Selects the requested meta contexts for transmission; returns how
     /// many the server agreed to.
     pub fn opt_set_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::SetMetaContext(None);
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Selects the meta contexts matching `queries`; returns how many.
     pub fn opt_set_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::SetMetaContext(Some(q));
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Asks for structured replies; true if the server agreed.
     pub fn opt_structured_reply(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::StructuredReply,
             None,
             None,
@@ -162,7 +131,7 @@ impl Handle {
     pub fn opt_extended_headers(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::ExtendedHeaders,
             None,
             None,

@@ -132,7 +132,7 @@ impl Handle {
     pub fn opt_starttls(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::StartTls,
             None,
             None,
