@@ -16,11 +16,26 @@ use crate::{Error, Handle, Result, ServerAddr};
 /// # Safety
 /// `addr` must point to `len` readable bytes.
 unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<ServerAddr> {
+    let short = || Error::new(libc::EINVAL, "addrlen: Invalid argument");
     // SAFETY: our caller's promise; nix checks len against the size of
-    // sockaddr_storage and against the family's structure before copying.
+    // sockaddr_storage before copying.
     let Some(storage) = (unsafe { SockaddrStorage::from_raw(addr, Some(len)) }) else {
-        return Err(Error::new(libc::EINVAL, "addrlen: Invalid argument"));
+        return Err(short());
     };
+    // SAFETY: from_raw succeeded, so addr holds at least a sockaddr's
+    // family field.
+    let family = unsafe { (*addr).sa_family };
+    // The kernel wants the whole structure of these families (connect(2)
+    // fails with EINVAL otherwise).
+    let least = match i32::from(family) {
+        libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+        libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
+        libc::AF_VSOCK => std::mem::size_of::<libc::sockaddr_vm>(),
+        _ => 0,
+    };
+    if (len as usize) < least {
+        return Err(short());
+    }
     if let Some(sin) = storage.as_sockaddr_in() {
         return Ok(ServerAddr::Inet(SocketAddr::V4(SocketAddrV4::new(
             sin.ip(),
@@ -58,7 +73,6 @@ unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Resu
             "addr: an unnamed Unix domain socket address",
         ));
     }
-    let family = storage.family().map_or(-1, |f| f as i32);
     Err(Error::new(
         libc::EAFNOSUPPORT,
         format!("addr: address family {family} is not supported"),
