@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -77,17 +77,21 @@ impl<T: Send + 'static> Slot<T> {
     ) -> Completion {
         let slot = Arc::clone(self);
         Completion::new(move |errno| {
-            let value = give_back();
-            let waker = {
-                let mut st = lock(&slot.state);
-                st.done = Some((*errno, value));
-                st.waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
+            slot.finish(*errno, give_back());
             1
         })
+    }
+
+    /// Hands the command's errno and `value` to the future, and wakes it.
+    fn finish(&self, errno: i32, value: T) {
+        let waker = {
+            let mut st = lock(&self.state);
+            st.done = Some((errno, value));
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -283,7 +287,7 @@ impl AsyncHandle {
                 let raw = self.handle.aio_get_fd()?;
                 if reg.as_ref().map(|r| r.0) != Some(raw) {
                     reg = None;
-                    reg = Some((raw, register(raw)?));
+                    reg = Some((raw, register(&self.handle)?));
                 }
                 let fd = &reg.as_ref().unwrap().1;
                 let dir = self.handle.aio_get_direction();
@@ -319,7 +323,7 @@ impl AsyncHandle {
         let raw = self.handle.aio_get_fd()?;
         let fd = match reg {
             Some((r, fd)) if r == raw => fd,
-            _ => register(raw)?,
+            _ => register(&self.handle)?,
         };
         // A second connect on the same handle fails in the calls above.
         let _ = self.fd.set(fd);
@@ -363,8 +367,7 @@ impl AsyncHandle {
             // finish_connect registers it.
             return None;
         }
-        let raw = self.handle.aio_get_fd().ok()?;
-        let fd = register(raw).ok()?;
+        let fd = register(&self.handle).ok()?;
         let _ = self.fd.set(fd);
         self.fd.get()
     }
@@ -415,8 +418,7 @@ impl AsyncHandle {
     /// The connection died (its commands have failed): let a server see
     /// EOF although our duplicate of the socket is still open.
     fn dead(&self, fd: &AsyncFd<OwnedFd>) {
-        // SAFETY: shutdown(2) on a descriptor we own.
-        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         self.waiters.wake_all();
     }
 
@@ -430,6 +432,17 @@ impl AsyncHandle {
     ) -> CommandFuture<'_, T> {
         let slot = Slot::new();
         let started = start(&self.handle, slot.completion(give_back));
+        self.future(name, slot, started)
+    }
+
+    /// The future of a command started (or refused, `started`) with a
+    /// completion that finishes `slot`.
+    fn future<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        slot: Arc<Slot<T>>,
+        started: Result<()>,
+    ) -> CommandFuture<'_, T> {
         CommandFuture {
             ah: self,
             slot,
@@ -448,38 +461,30 @@ impl AsyncHandle {
     ///
     /// If the future is dropped early, the buffer stays with the command
     /// until its reply arrives, and is then freed.
-    pub async fn pread(&self, mut buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
-        let fut = {
-            let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-            let mut owned = Some(buf);
-            self.command(
-                "pread",
-                move || owned.take().unwrap_or_default(),
-                // SAFETY: the buffer's heap memory does not move when the
-                // Vec moves, and the Vec is owned by the completion
-                // callback, which the command keeps until it is retired
-                // (after its reply, when the callback has run) or the
-                // handle is closed.
-                |h, c| unsafe { h.aio_pread(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
-            )
-        };
-        fut.await
+    pub async fn pread(&self, buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
+        let slot = Slot::new();
+        let done = Arc::clone(&slot);
+        let started = self
+            .handle
+            .aio_pread_vec(buf, offset, flags, move |errno, buf| {
+                done.finish(errno, buf)
+            })
+            .map(drop);
+        self.future("pread", slot, started).await
     }
 
     /// Writes `buf` at `offset` and gives it back (`nbd_aio_pwrite`).
     /// Flags: `FUA`, `PAYLOAD_LEN`.
     pub async fn pwrite(&self, buf: Vec<u8>, offset: u64, flags: CmdFlag) -> Result<Vec<u8>> {
-        let fut = {
-            let (ptr, len) = (buf.as_ptr(), buf.len());
-            let mut owned = Some(buf);
-            self.command(
-                "pwrite",
-                move || owned.take().unwrap_or_default(),
-                // SAFETY: as in pread, for reads of the buffer.
-                |h, c| unsafe { h.aio_pwrite(ptr, len, offset, Some(c), flags.bits()) }.map(drop),
-            )
-        };
-        fut.await
+        let slot = Slot::new();
+        let done = Arc::clone(&slot);
+        let started = self
+            .handle
+            .aio_pwrite_vec(buf, offset, flags, move |errno, buf| {
+                done.finish(errno, buf)
+            })
+            .map(drop);
+        self.future("pwrite", slot, started).await
     }
 
     /// Makes written data durable (`nbd_aio_flush`).
@@ -714,14 +719,9 @@ fn register_waiter(waiters: &Waiters, id: u64, waker: &Waker) {
     }
 }
 
-fn register(raw: RawFd) -> Result<AsyncFd<OwnedFd>> {
-    // SAFETY: dup of an open descriptor; we own the result.
-    let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(Error::io("dup", &std::io::Error::last_os_error()));
-    }
-    // SAFETY: dup is a new descriptor nobody else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+/// Registers a duplicate of `handle`'s socket with the reactor.
+fn register(handle: &Handle) -> Result<AsyncFd<OwnedFd>> {
+    let owned = handle.dup_fd()?;
     // SAFETY: the OwnedFd stays open, naming the same file, for as long as
     // the AsyncFd holds it.
     unsafe { AsyncFd::register(owned) }.map_err(|e| Error::io("register", &e.into_parts().1))

@@ -101,7 +101,8 @@ impl Completion {
     pub(crate) fn call(&mut self, error: &mut i32) -> i32 {
         match &mut self.0 {
             CompletionKind::Extern { callback, user } => match callback {
-                // SAFETY: the C caller's contract (from_c).
+                // SAFETY: from_c's caller promised f may be called with
+                // this user data; error is a live &mut i32.
                 Some(f) => unsafe { f(user.data, error) },
                 None => 0,
             },
@@ -284,78 +285,44 @@ callback_type! {
     Context, ContextKind, ContextFnPtr, rust: dyn FnMut(&str) -> i32 + Send
 }
 
-callback_type! {
-    /// Called with each context's extents of a block status reply: the
-    /// context name, the request's offset, and (length, flags) pairs.
-    Extent, ExtentKind, ExtentFnPtr, rust: dyn FnMut(&str, u64, &[u32], &mut i32) -> i32 + Send
+/// An extent callback function with entries of type `E`: the shape
+/// [`ExtentFnPtr`] and [`Extent64FnPtr`] share.
+type ExtentFnOf<E> = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    metacontext: *const std::ffi::c_char,
+    offset: u64,
+    entries: *mut E,
+    nr_entries: usize,
+    error: *mut c_int,
+) -> c_int;
+
+/// The one implementation behind [`Extent`] and [`Extent64Cb`], which
+/// differ only in the type of their entries.
+enum ExtentKind<E> {
+    Extern {
+        callback: Option<ExtentFnOf<E>>,
+        user: UserData,
+    },
+    #[allow(clippy::type_complexity)]
+    Rust(Box<dyn FnMut(&str, u64, &[E], &mut i32) -> i32 + Send>),
 }
 
-callback_type! {
-    /// As [`Extent`], with 64-bit extents.
-    Extent64Cb, Extent64Kind, Extent64FnPtr,
-    rust: dyn FnMut(&str, u64, &[Extent64], &mut i32) -> i32 + Send
-}
-
-fn c_string(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default()
-}
-
-impl List {
-    /// A list callback from a Rust closure.
-    pub fn new(f: impl FnMut(&str, &str) -> i32 + Send + 'static) -> List {
-        List(ListKind::Rust(Box::new(f)))
-    }
-
-    pub(crate) fn call(&mut self, name: &str, description: &str) -> i32 {
-        match &mut self.0 {
-            ListKind::Extern { callback, user } => match callback {
-                Some(f) => {
-                    let (n, d) = (c_string(name), c_string(description));
-                    // SAFETY: the C caller's contract (from_c).
-                    unsafe { f(user.data, n.as_ptr(), d.as_ptr()) }
-                }
-                None => 0,
-            },
-            ListKind::Rust(f) => guarded(&mut 0, |_| f(name, description)),
+impl<E> ExtentKind<E> {
+    fn is_callable(&self) -> bool {
+        match self {
+            ExtentKind::Extern { callback, .. } => callback.is_some(),
+            ExtentKind::Rust(_) => true,
         }
     }
-}
 
-impl Context {
-    /// A context callback from a Rust closure.
-    pub fn new(f: impl FnMut(&str) -> i32 + Send + 'static) -> Context {
-        Context(ContextKind::Rust(Box::new(f)))
-    }
-
-    pub(crate) fn call(&mut self, name: &str) -> i32 {
-        match &mut self.0 {
-            ContextKind::Extern { callback, user } => match callback {
-                Some(f) => {
-                    let n = c_string(name);
-                    // SAFETY: the C caller's contract (from_c).
-                    unsafe { f(user.data, n.as_ptr()) }
-                }
-                None => 0,
-            },
-            ContextKind::Rust(f) => guarded(&mut 0, |_| f(name)),
-        }
-    }
-}
-
-impl Extent {
-    /// An extent callback from a Rust closure.
-    pub fn new(f: impl FnMut(&str, u64, &[u32], &mut i32) -> i32 + Send + 'static) -> Extent {
-        Extent(ExtentKind::Rust(Box::new(f)))
-    }
-
-    pub(crate) fn call(
+    fn call(
         &mut self,
         context: &std::ffi::CStr,
         offset: u64,
-        entries: &mut [u32],
+        entries: &mut [E],
         error: &mut i32,
     ) -> i32 {
-        match &mut self.0 {
+        match self {
             ExtentKind::Extern { callback, user } => match callback {
                 // SAFETY: the C caller's contract; entries is valid.
                 Some(f) => unsafe {
@@ -378,40 +345,120 @@ impl Extent {
     }
 }
 
-impl Extent64Cb {
-    /// A 64-bit extent callback from a Rust closure.
-    pub fn new(
-        f: impl FnMut(&str, u64, &[Extent64], &mut i32) -> i32 + Send + 'static,
-    ) -> Extent64Cb {
-        Extent64Cb(Extent64Kind::Rust(Box::new(f)))
+/// Declares an extent callback type with entries of type `$entry`, C
+/// function type `$fnptr`, over [`ExtentKind`].
+macro_rules! extent_type {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $entry:ty, $fnptr:ty
+    ) => {
+        $(#[$doc])*
+        pub struct $name(ExtentKind<$entry>);
+
+        // SAFETY: as for Completion.
+        unsafe impl Send for $name {}
+
+        impl $name {
+            /// The callback from a Rust closure.
+            pub fn new(
+                f: impl FnMut(&str, u64, &[$entry], &mut i32) -> i32 + Send + 'static,
+            ) -> $name {
+                $name(ExtentKind::Rust(Box::new(f)))
+            }
+
+            /// The callback from C's function, user data and free function.
+            ///
+            /// # Safety
+            /// `callback` and `free` must be safe to call with `user_data`.
+            pub unsafe fn from_c(
+                callback: Option<$fnptr>,
+                user_data: *mut c_void,
+                free: Option<FreeFn>,
+            ) -> $name {
+                $name(ExtentKind::Extern {
+                    callback,
+                    user: UserData {
+                        data: user_data,
+                        free,
+                    },
+                })
+            }
+
+            /// Whether there is a function to call.
+            pub fn is_callable(&self) -> bool {
+                self.0.is_callable()
+            }
+
+            pub(crate) fn call(
+                &mut self,
+                context: &std::ffi::CStr,
+                offset: u64,
+                entries: &mut [$entry],
+                error: &mut i32,
+            ) -> i32 {
+                self.0.call(context, offset, entries, error)
+            }
+        }
+    };
+}
+
+extent_type! {
+    /// Called with each context's extents of a block status reply: the
+    /// context name, the request's offset, and (length, flags) pairs.
+    Extent, u32, ExtentFnPtr
+}
+
+extent_type! {
+    /// As [`Extent`], with 64-bit extents.
+    Extent64Cb, Extent64, Extent64FnPtr
+}
+
+fn c_string(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+impl List {
+    /// A list callback from a Rust closure.
+    pub fn new(f: impl FnMut(&str, &str) -> i32 + Send + 'static) -> List {
+        List(ListKind::Rust(Box::new(f)))
     }
 
-    pub(crate) fn call(
-        &mut self,
-        context: &std::ffi::CStr,
-        offset: u64,
-        entries: &mut [Extent64],
-        error: &mut i32,
-    ) -> i32 {
+    pub(crate) fn call(&mut self, name: &str, description: &str) -> i32 {
         match &mut self.0 {
-            Extent64Kind::Extern { callback, user } => match callback {
-                // SAFETY: the C caller's contract; entries is valid.
-                Some(f) => unsafe {
-                    f(
-                        user.data,
-                        context.as_ptr(),
-                        offset,
-                        entries.as_mut_ptr(),
-                        entries.len(),
-                        error,
-                    )
-                },
+            ListKind::Extern { callback, user } => match callback {
+                Some(f) => {
+                    let (n, d) = (c_string(name), c_string(description));
+                    // SAFETY: from_c's caller promised f may be called with
+                    // this user data; n and d are NUL-terminated and live
+                    // across the call.
+                    unsafe { f(user.data, n.as_ptr(), d.as_ptr()) }
+                }
                 None => 0,
             },
-            Extent64Kind::Rust(f) => {
-                let name = context.to_string_lossy();
-                guarded(error, |e| f(&name, offset, entries, e))
-            }
+            ListKind::Rust(f) => guarded(&mut 0, |_| f(name, description)),
+        }
+    }
+}
+
+impl Context {
+    /// A context callback from a Rust closure.
+    pub fn new(f: impl FnMut(&str) -> i32 + Send + 'static) -> Context {
+        Context(ContextKind::Rust(Box::new(f)))
+    }
+
+    pub(crate) fn call(&mut self, name: &str) -> i32 {
+        match &mut self.0 {
+            ContextKind::Extern { callback, user } => match callback {
+                Some(f) => {
+                    let n = c_string(name);
+                    // SAFETY: from_c's caller promised f may be called with
+                    // this user data; n is NUL-terminated and lives across
+                    // the call.
+                    unsafe { f(user.data, n.as_ptr()) }
+                }
+                None => 0,
+            },
+            ContextKind::Rust(f) => guarded(&mut 0, |_| f(name)),
         }
     }
 }

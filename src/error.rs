@@ -53,15 +53,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The C library's text for an errno, as `strerror(3)` gives it.
 pub fn strerror(errno: i32) -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: buf is writable for its whole length and strerror_r (XSI form,
-    // which libc binds on glibc) NUL-terminates what it writes.
-    let rc = unsafe { libc::strerror_r(errno, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("Unknown error {errno}");
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its whole length; strerror_r (XSI form,
+    // which libc binds on glibc) writes at most that much.
+    let rc = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) };
+    match std::ffi::CStr::from_bytes_until_nul(&buf) {
+        Ok(text) if rc == 0 => text.to_string_lossy().into_owned(),
+        _ => format!("Unknown error {errno}"),
     }
-    // SAFETY: strerror_r returned 0, so buf holds a NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strerror;
+
+    #[test]
+    fn strerror_gives_the_c_library_text() {
+        assert_eq!(strerror(libc::ENOENT), "No such file or directory");
+        assert_eq!(strerror(libc::EINVAL), "Invalid argument");
+        assert_eq!(strerror(123456), "Unknown error 123456");
+    }
 }

@@ -29,17 +29,21 @@
 //! the writes still in flight on the dead connection are lost, and the
 //! caller must assume anything written since the last successful
 //! [`MultiConn::flush`] may be. Close it and open a new one.
+//!
+//! The pool fails closed as a [`Handle`] does: if a call panics while it
+//! holds one of the pool's locks, the pool is dead and every later call
+//! fails with EINVAL ("multi-conn pool is dead after an internal error",
+//! also returned by [`MultiConn::fatal_error`]).
 
-use std::ffi::{c_int, c_void};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::flags::raw::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
+use crate::transport::Waker;
 use crate::{BlockSize, Completion, Error, Extent64Cb, Handle, Result};
 
 /// The most connections a [`MultiConn`] opens.
@@ -253,7 +257,7 @@ pub struct MultiConn {
     writes: Mutex<WriteEpochs>,
     writes_done: Condvar,
     /// Eventfds for threads waiting for split requests, reused.
-    wakers: Mutex<Vec<OwnedFd>>,
+    wakers: Mutex<Vec<Arc<Waker>>>,
 }
 
 impl std::fmt::Debug for MultiConn {
@@ -383,7 +387,7 @@ impl MultiConn {
     /// to each chunk). A large write is split over all connections; the
     /// call returns once every chunk is written.
     pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
-        let epoch = self.write_begin();
+        let epoch = self.write_begin()?;
         let r = if self.should_split(buf.len()) {
             self.check_fatal()
                 .and_then(|()| check_bounds(offset, buf.len() as u64, self.size, libc::ENOSPC))
@@ -401,13 +405,13 @@ impl MultiConn {
     /// multi-conn covers writes completed on all connections.
     pub fn flush(&self, flags: u32) -> Result<()> {
         self.check_fatal()?;
-        self.wait_for_earlier_writes();
+        self.wait_for_earlier_writes()?;
         self.on_one(|h| h.flush(flags))
     }
 
     /// Trims `count` bytes at `offset`, on one connection ([`Handle::trim`]).
     pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
-        let epoch = self.write_begin();
+        let epoch = self.write_begin()?;
         let r = self.on_one(|h| h.trim(count, offset, flags));
         self.write_end(epoch);
         r
@@ -416,7 +420,7 @@ impl MultiConn {
     /// Writes `count` zero bytes at `offset`, on one connection
     /// ([`Handle::zero`]).
     pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
-        let epoch = self.write_begin();
+        let epoch = self.write_begin()?;
         let r = self.on_one(|h| h.zero(count, offset, flags));
         self.write_end(epoch);
         r
@@ -476,7 +480,9 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        // SAFETY: the caller's promise, passed on.
+        // SAFETY: our caller promises what Handle::aio_pread asks: buf is
+        // valid for writes of count bytes until the command is retired or
+        // the handle (owned by the pool) is closed.
         self.aio_on_one(|h| unsafe { h.aio_pread(buf, count, offset, completion, flags) })
     }
 
@@ -496,7 +502,9 @@ impl MultiConn {
         completion: Option<Completion>,
         flags: u32,
     ) -> Result<MultiCookie> {
-        // SAFETY: the caller's promise, passed on.
+        // SAFETY: our caller promises what Handle::aio_pwrite asks: buf is
+        // valid for reads of count bytes until the command is retired or
+        // the handle (owned by the pool) is closed.
         self.aio_on_one(|h| unsafe { h.aio_pwrite(buf, count, offset, completion, flags) })
     }
 
@@ -555,9 +563,8 @@ impl MultiConn {
     /// ran, 0 on timeout; a connection's error (it is then dead, and the
     /// pool fails from now on).
     pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
-        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
         loop {
-            return match self.poll_and_run(None, timeout) {
+            return match self.poll_and_run(None, timeout_ms) {
                 Ok((0, _)) => Ok(0),
                 Ok((_, None)) => Ok(1),
                 Ok((_, Some(e))) => Err(self.dead_error(e)),
@@ -668,15 +675,20 @@ impl MultiConn {
         }
     }
 
-    fn write_begin(&self) -> usize {
-        let mut w = self.lock_writes();
+    fn write_begin(&self) -> Result<usize> {
+        let mut w = self.lock_writes()?;
         let slot = (w.current & 1) as usize;
         w.open[slot] += 1;
-        slot
+        Ok(slot)
     }
 
     fn write_end(&self, slot: usize) {
-        let mut w = self.lock_writes();
+        let Ok(mut w) = self.lock_writes() else {
+            // The pool is dead: wake a flush waiting for this write, so
+            // that it sees that too.
+            self.writes_done.notify_all();
+            return;
+        };
         w.open[slot] -= 1;
         if w.open[slot] == 0 {
             self.writes_done.notify_all();
@@ -684,47 +696,51 @@ impl MultiConn {
     }
 
     /// Waits until every write started before now has finished.
-    fn wait_for_earlier_writes(&self) {
-        let mut w = self.lock_writes();
+    fn wait_for_earlier_writes(&self) -> Result<()> {
+        let mut w = self.lock_writes()?;
         // Writes of older epochs (in the other slot) first: once they are
         // gone that slot can take the writes that start from now on.
         let older = ((w.current + 1) & 1) as usize;
         while w.open[older] != 0 {
-            w = self.wait_writes(w);
+            w = self.wait_writes(w)?;
         }
         let slot = (w.current & 1) as usize;
         w.current += 1;
         while w.open[slot] != 0 {
-            w = self.wait_writes(w);
+            w = self.wait_writes(w)?;
         }
+        Ok(())
     }
 
-    fn lock_writes(&self) -> MutexGuard<'_, WriteEpochs> {
-        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_writes(&self) -> Result<MutexGuard<'_, WriteEpochs>> {
+        self.writes.lock().map_err(|p| self.poisoned(p))
     }
 
-    fn wait_writes<'a>(&self, w: MutexGuard<'a, WriteEpochs>) -> MutexGuard<'a, WriteEpochs> {
-        self.writes_done.wait(w).unwrap_or_else(|p| p.into_inner())
+    fn wait_writes<'a>(
+        &self,
+        w: MutexGuard<'a, WriteEpochs>,
+    ) -> Result<MutexGuard<'a, WriteEpochs>> {
+        self.writes_done.wait(w).map_err(|p| self.poisoned(p))
     }
 
-    fn take_waker(&self) -> Result<OwnedFd> {
-        if let Some(fd) = self.wakers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(fd);
+    /// Fail closed: a lock poisoned by a panic (in another thread's call)
+    /// kills the pool, as it kills a [`Handle`]: this call and every later
+    /// one fail with [`MultiConn::fatal_error`].
+    fn poisoned<T>(&self, _: PoisonError<T>) -> Error {
+        self.fatal.get_or_init(dead_after_panic).clone()
+    }
+
+    fn take_waker(&self) -> Result<Arc<Waker>> {
+        if let Some(w) = self.wakers.lock().map_err(|p| self.poisoned(p))?.pop() {
+            return Ok(w);
         }
-        // SAFETY: plain syscall; on success a new fd that we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::io("eventfd", &std::io::Error::last_os_error()));
-        }
-        // SAFETY: eventfd returned a new fd.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        Waker::new().map(Arc::new)
     }
 
-    fn put_waker(&self, fd: OwnedFd) {
-        self.wakers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(fd);
+    fn put_waker(&self, w: Arc<Waker>) {
+        if let Ok(mut wakers) = self.wakers.lock() {
+            wakers.push(w);
+        }
     }
 
     /// Reads or writes `len` bytes at `ptr` in chunks spread over every
@@ -735,16 +751,16 @@ impl MultiConn {
         let per = (len as u64).div_ceil(n as u64).div_ceil(self.align) * self.align;
         let chunk = per.clamp(self.align, self.max_chunk) as usize;
         let waker = self.take_waker()?;
-        let batch = Batch {
+        let batch = Arc::new(Batch {
             remaining: AtomicUsize::new(1),
             errno: AtomicI32::new(0),
             owner: std::thread::current().id(),
-            waker: waker.as_raw_fd(),
-        };
+            waker: Arc::clone(&waker),
+        });
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // Commands issued below point at `batch` and the caller's buffer
-        // until they complete: unwinding past them would leave them
-        // dangling, so a panic before the wait is over aborts.
+        // Commands issued below point into the caller's buffer until they
+        // complete: unwinding past them would leave them dangling, so a
+        // panic before the wait is over aborts.
         let guard = AbortOnUnwind;
         let mut issued = [0usize; MAX_CONNECTIONS];
         let mut issue_err = None;
@@ -755,16 +771,7 @@ impl MultiConn {
             let k = (start + i) % n;
             let h = &self.members[k].handle;
             batch.remaining.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: batch outlives every command issued here: we do not
-            // return until each has completed (remaining reaches 0), and
-            // the callback touches it only before its decrement.
-            let done = unsafe {
-                Completion::from_c(
-                    Some(batch_done),
-                    &batch as *const Batch as *mut c_void,
-                    None,
-                )
-            };
+            let done = batch_done(Arc::clone(&batch));
             let at = offset + pos as u64;
             // SAFETY: the chunk lies inside the caller's buffer, which is
             // borrowed until we return, after every command has completed.
@@ -810,13 +817,13 @@ impl MultiConn {
     /// Drives every connection until all of `batch`'s commands are done.
     /// Never returns earlier: the commands point into the caller's buffer.
     /// Returns the first error a connection reported while being driven.
-    fn wait_batch(&self, batch: &Batch, waker: &OwnedFd) -> Option<Error> {
+    fn wait_batch(&self, batch: &Batch, waker: &Waker) -> Option<Error> {
         let mut conn_err = None;
         loop {
             if batch.remaining.load(Ordering::Acquire) == 0 {
                 return conn_err;
             }
-            match self.poll_and_run(Some(waker.as_fd()), PollTimeout::NONE) {
+            match self.poll_and_run(Some(waker), -1) {
                 Ok((_, Some(e))) => {
                     conn_err.get_or_insert(e);
                 }
@@ -840,71 +847,62 @@ impl MultiConn {
     /// reported; EINVAL if there was nothing at all to poll.
     fn poll_and_run(
         &self,
-        waker: Option<BorrowedFd<'_>>,
-        timeout: PollTimeout,
+        waker: Option<&Waker>,
+        timeout_ms: i32,
     ) -> std::result::Result<(usize, Option<Error>), Errno> {
         let mut which = [0usize; MAX_CONNECTIONS];
-        let mut raw = [(-1, PollFlags::empty()); MAX_CONNECTIONS + 1];
+        let mut pollfds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; MAX_CONNECTIONS + 1];
         let mut nfds = 0;
         for (k, m) in self.members.iter().enumerate() {
             let Ok(fd) = m.handle.aio_get_fd() else {
                 continue;
             };
             let dir = m.handle.aio_get_direction();
-            let mut events = PollFlags::empty();
+            let mut events = 0;
             if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
-                events |= PollFlags::POLLIN;
+                events |= libc::POLLIN;
             }
             if dir & LIBNBD_AIO_DIRECTION_WRITE != 0 {
-                events |= PollFlags::POLLOUT;
+                events |= libc::POLLOUT;
             }
-            if events.is_empty() {
+            if events == 0 {
                 continue;
             }
-            raw[nfds] = (fd, events);
+            pollfds[nfds].fd = fd;
+            pollfds[nfds].events = events;
             which[nfds] = k;
             nfds += 1;
         }
         let conns = nfds;
         if let Some(w) = waker {
-            raw[nfds] = (w.as_raw_fd(), PollFlags::POLLIN);
+            pollfds[nfds].fd = w.as_fd().as_raw_fd();
+            pollfds[nfds].events = libc::POLLIN;
             nfds += 1;
         }
         if nfds == 0 {
             return Err(Errno::EINVAL);
         }
-        // Entries past nfds repeat the last fd; they are not polled.
-        let mut pollfds: [PollFd; MAX_CONNECTIONS + 1] = std::array::from_fn(|i| {
-            let (fd, events) = raw[i.min(nfds - 1)];
-            // SAFETY: only polled. The waker is borrowed for this call. A
-            // connection's fd may be closed by another thread meanwhile
-            // (the connection dies): poll then reports POLLNVAL or a
-            // spurious event, and notifying the dead handle returns its
-            // error; nothing else is done with the fd.
-            PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, events)
-        });
-        let ready = nix::poll::poll(&mut pollfds[..nfds], timeout)?;
+        // The connections' fds are raw numbers, not borrowed: another
+        // thread may close one meanwhile (its connection dies). poll then
+        // reports POLLNVAL or a spurious event, and running the dead
+        // handle returns its error; nothing else is done with the fd.
+        // SAFETY: pollfds holds at least nfds initialized pollfds; poll
+        // reads their fds and events and writes their revents, nothing else.
+        let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), nfds as libc::nfds_t, timeout_ms) };
+        let ready = Errno::result(rc)?;
         if ready == 0 {
             return Ok((0, None));
         }
-        if waker.is_some() && pollfds[conns].any() == Some(true) {
-            let mut count = 0u64;
-            // SAFETY: reads 8 bytes into count from the eventfd; it is
-            // non-blocking.
-            unsafe {
-                libc::read(
-                    pollfds[conns].as_fd().as_raw_fd(),
-                    (&mut count as *mut u64).cast(),
-                    8,
-                )
-            };
+        if let Some(w) = waker.filter(|_| pollfds[conns].revents != 0) {
+            w.drain();
         }
         let mut first_err = None;
         for (pfd, &k) in pollfds[..conns].iter().zip(which.iter()) {
-            let Some(revents) = pfd.revents() else {
-                continue;
-            };
-            if revents.is_empty() {
+            if pfd.revents == 0 {
                 continue;
             }
             // Another thread may have moved this machine on since its
@@ -942,34 +940,39 @@ struct Batch {
     errno: AtomicI32,
     /// The waiting thread.
     owner: ThreadId,
-    /// Its eventfd, owned by the `MultiConn` (so it outlives the batch).
-    waker: RawFd,
+    /// Its waker. Once the batch is over the waker goes back to the pool,
+    /// so a late wake may reach another waiter, which then wakes once for
+    /// nothing.
+    waker: Arc<Waker>,
 }
 
-/// Completion callback of a split request's chunk (`user_data`: its
-/// [`Batch`]). Retires the command (returns 1).
-unsafe extern "C" fn batch_done(user_data: *mut c_void, error: *mut c_int) -> c_int {
-    // SAFETY: user_data is the Batch, alive until `remaining` reaches 0,
-    // which happens no earlier than the decrement below.
-    let batch = unsafe { &*(user_data as *const Batch) };
-    // SAFETY: the library passes a valid errno pointer.
-    let errno = unsafe { *error };
-    if errno != 0 {
-        let _ = batch
-            .errno
-            .compare_exchange(0, errno, Ordering::AcqRel, Ordering::Relaxed);
-    }
-    let wake = (batch.owner != std::thread::current().id()).then_some(batch.waker);
-    // The last use of the batch: the waiter may return once it sees 0.
-    batch.remaining.fetch_sub(1, Ordering::AcqRel);
-    if let Some(fd) = wake {
-        let one = 1u64;
-        // SAFETY: writes 8 bytes from `one`. The fd belongs to the
-        // MultiConn, which outlives the command; at worst it now belongs to
-        // another waiter, which then wakes once for nothing.
-        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-    }
-    1
+/// The completion callback of one chunk of `batch`: records its error,
+/// wakes the waiter if another thread completed it, and retires the
+/// command (returns 1).
+fn batch_done(batch: Arc<Batch>) -> Completion {
+    Completion::new(move |error| {
+        if *error != 0 {
+            let _ = batch
+                .errno
+                .compare_exchange(0, *error, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        let other_thread = batch.owner != std::thread::current().id();
+        // The waiter may return once it sees 0 (the callback keeps the
+        // batch, and so the waker, alive).
+        batch.remaining.fetch_sub(1, Ordering::AcqRel);
+        if other_thread {
+            batch.waker.wake();
+        }
+        1
+    })
+}
+
+/// The error of a pool killed after a panic (see [`MultiConn::poisoned`]).
+fn dead_after_panic() -> Error {
+    Error::new(
+        libc::EINVAL,
+        "multi-conn pool is dead after an internal error",
+    )
 }
 
 /// libnbd's bounds check for a request, done up front so that a split
@@ -990,5 +993,46 @@ mod tests {
     #[test]
     fn multiconn_is_send_and_sync() {
         assert_send_sync::<MultiConn>();
+    }
+
+    /// A pool over one handle that is not connected.
+    fn unconnected_pool() -> MultiConn {
+        MultiConn {
+            members: Box::new([Member {
+                handle: Handle::new().unwrap(),
+                load: AtomicUsize::new(0),
+            }]),
+            size: 1 << 20,
+            max_chunk: DEFAULT_MAX_CHUNK,
+            align: CHUNK_ALIGN,
+            split_threshold: DEFAULT_SPLIT_THRESHOLD,
+            next: AtomicUsize::new(0),
+            fatal: OnceLock::new(),
+            writes: Mutex::new(WriteEpochs::default()),
+            writes_done: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Fail closed: a panic while the pool's lock was held kills the pool;
+    /// the next calls fail with a clear error instead of going on with
+    /// counts that may be wrong.
+    #[test]
+    fn poisoned_lock_kills_the_pool() {
+        let pool = unconnected_pool();
+        assert!(pool.fatal_error().is_none());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _w = pool.writes.lock().unwrap();
+            panic!("bug while locked");
+        }));
+        assert!(r.is_err());
+        let err = pool.flush(0).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert!(err.to_string().contains("dead after an internal error"));
+        let err = pool.pwrite(&[0; 512], 0, 0).unwrap_err();
+        assert!(err.to_string().contains("dead after an internal error"));
+        let err = pool.pread(&mut [0; 512], 0, 0).unwrap_err();
+        assert!(err.to_string().contains("dead after an internal error"));
+        assert!(pool.fatal_error().is_some());
     }
 }

@@ -54,16 +54,59 @@ impl OwnedCommand {
     }
 }
 
-fn completion(buf: Vec<u8>) -> (Completion, Outcome) {
+/// An outcome and the `done` callback that fills it.
+fn outcome() -> (Outcome, impl FnOnce(i32, Vec<u8>) + Send + 'static) {
     let outcome: Outcome = Arc::new(Mutex::new(None));
     let out = Arc::clone(&outcome);
-    let mut buf = Some(buf);
-    let c = Completion::new(move |errno| {
-        let b = buf.take().unwrap_or_default();
-        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((*errno, b));
+    let done = move |errno, buf| {
+        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((errno, buf));
+    };
+    (outcome, done)
+}
+
+/// A completion callback that owns `buf` until it runs, then gives it to
+/// `done` with the command's errno, and retires the command.
+fn owning(buf: Vec<u8>, done: impl FnOnce(i32, Vec<u8>) + Send + 'static) -> Completion {
+    let mut state = Some((buf, done));
+    Completion::new(move |errno| {
+        if let Some((buf, done)) = state.take() {
+            done(*errno, buf);
+        }
         1
-    });
-    (c, outcome)
+    })
+}
+
+impl Handle {
+    /// Starts reading `buf.len()` bytes at `offset` into `buf`, which the
+    /// command owns until it completes; then `done` gets the command's
+    /// errno (0: success) and the buffer. Returns the cookie.
+    pub(crate) fn aio_pread_vec(
+        &self,
+        mut buf: Vec<u8>,
+        offset: u64,
+        flags: CmdFlag,
+        done: impl FnOnce(i32, Vec<u8>) + Send + 'static,
+    ) -> Result<u64> {
+        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+        // SAFETY: the Vec's heap memory stays put while the completion
+        // owns the Vec (moving a Vec does not move its buffer), and the
+        // command keeps the completion until it has run (after the reply)
+        // or the handle is closed; if issuing fails it is dropped unused.
+        unsafe { self.aio_pread(ptr, len, offset, Some(owning(buf, done)), flags.bits()) }
+    }
+
+    /// As [`Handle::aio_pread_vec`], writing `buf` at `offset`.
+    pub(crate) fn aio_pwrite_vec(
+        &self,
+        buf: Vec<u8>,
+        offset: u64,
+        flags: CmdFlag,
+        done: impl FnOnce(i32, Vec<u8>) + Send + 'static,
+    ) -> Result<u64> {
+        let (ptr, len) = (buf.as_ptr(), buf.len());
+        // SAFETY: as in aio_pread_vec, for reads of the buffer.
+        unsafe { self.aio_pwrite(ptr, len, offset, Some(owning(buf, done)), flags.bits()) }
+    }
 }
 
 impl Handle {
@@ -86,16 +129,12 @@ impl Handle {
     /// ```
     pub fn aio_pread_owned(
         &self,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         offset: u64,
         flags: CmdFlag,
     ) -> Result<OwnedCommand> {
-        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-        let (c, outcome) = completion(buf);
-        // SAFETY: the Vec's heap memory stays put while the completion
-        // callback owns the Vec, and the command keeps the callback until
-        // it is retired (after the callback ran) or the handle is closed.
-        let cookie = unsafe { self.aio_pread(ptr, len, offset, Some(c), flags.bits()) }?;
+        let (outcome, done) = outcome();
+        let cookie = self.aio_pread_vec(buf, offset, flags, done)?;
         Ok(OwnedCommand { cookie, outcome })
     }
 
@@ -107,10 +146,8 @@ impl Handle {
         offset: u64,
         flags: CmdFlag,
     ) -> Result<OwnedCommand> {
-        let (ptr, len) = (buf.as_ptr(), buf.len());
-        let (c, outcome) = completion(buf);
-        // SAFETY: as in aio_pread_owned, for reads.
-        let cookie = unsafe { self.aio_pwrite(ptr, len, offset, Some(c), flags.bits()) }?;
+        let (outcome, done) = outcome();
+        let cookie = self.aio_pwrite_vec(buf, offset, flags, done)?;
         Ok(OwnedCommand { cookie, outcome })
     }
 }

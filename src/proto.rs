@@ -145,16 +145,21 @@ pub const EXPORT_NAME_REPLY_LEN: usize = 10;
 /// Longest string (export name, description) the protocol allows.
 pub const MAX_STRING_LEN: usize = 4096;
 
-fn be16(b: &[u8], at: usize) -> u16 {
+/// The big-endian 16-bit integer at `b[at..at + 2]` (panics if `b` is short).
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+/// The big-endian 32-bit integer at `b[at..at + 4]` (panics if `b` is short).
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+/// The big-endian 64-bit integer at `b[at..at + 8]` (panics if `b` is short).
+pub(crate) fn be64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(x)
 }
 
 /// Maps an error value from the wire to the errno libnbd reports.
@@ -430,6 +435,145 @@ pub fn encode_chunk_header(
     out[6..8].copy_from_slice(&kind.to_be_bytes());
     out[8..16].copy_from_slice(&cookie.to_be_bytes());
     out[16..20].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
+/// Writes an extended chunk header (used by tests and fake servers).
+pub fn encode_extended_chunk_header(
+    flags: u16,
+    kind: u16,
+    cookie: u64,
+    offset: u64,
+    length: u64,
+) -> [u8; EXTENDED_REPLY_LEN] {
+    let mut out = [0u8; EXTENDED_REPLY_LEN];
+    out[0..4].copy_from_slice(&NBD_EXTENDED_REPLY_MAGIC.to_be_bytes());
+    out[4..6].copy_from_slice(&flags.to_be_bytes());
+    out[6..8].copy_from_slice(&kind.to_be_bytes());
+    out[8..16].copy_from_slice(&cookie.to_be_bytes());
+    out[16..24].copy_from_slice(&offset.to_be_bytes());
+    out[24..32].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
+/// Writes an error chunk payload: error, message, and for
+/// `NBD_REPLY_TYPE_ERROR_OFFSET` the offset (used by tests and fake servers).
+pub fn encode_error_chunk(error: u32, message: &[u8], offset: Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6 + message.len() + 8);
+    out.extend_from_slice(&error.to_be_bytes());
+    out.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    out.extend_from_slice(message);
+    if let Some(offset) = offset {
+        out.extend_from_slice(&offset.to_be_bytes());
+    }
+    out
+}
+
+/// Writes an `OFFSET_HOLE` payload (used by tests and fake servers).
+pub fn encode_hole_chunk(offset: u64, length: u32) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[0..8].copy_from_slice(&offset.to_be_bytes());
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
+/// Writes an `NBD_REPLY_TYPE_BLOCK_STATUS` payload: the context id, then
+/// (length, flags) descriptors (used by tests and fake servers).
+pub fn encode_block_status(context_id: u32, extents: &[(u32, u32)]) -> Vec<u8> {
+    let mut out = context_id.to_be_bytes().to_vec();
+    for (length, flags) in extents {
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+    }
+    out
+}
+
+/// Writes an `NBD_REPLY_TYPE_BLOCK_STATUS_EXT` payload: the context id,
+/// the descriptor count, then 64-bit (length, flags) descriptors (used by
+/// tests and fake servers).
+pub fn encode_block_status_ext(context_id: u32, extents: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = context_id.to_be_bytes().to_vec();
+    out.extend_from_slice(&(extents.len() as u32).to_be_bytes());
+    for (length, flags) in extents {
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+    }
+    out
+}
+
+/// Writes the server's first 16 bytes (used by tests and fake servers).
+pub fn encode_greeting(greeting: Greeting) -> [u8; GREETING_LEN] {
+    let mut out = [0u8; GREETING_LEN];
+    out[0..8].copy_from_slice(&NBD_MAGIC.to_be_bytes());
+    let second = match greeting {
+        Greeting::Oldstyle => NBD_OLDSTYLE_MAGIC,
+        Greeting::Newstyle => NBD_OPTS_MAGIC,
+    };
+    out[8..16].copy_from_slice(&second.to_be_bytes());
+    out
+}
+
+/// Writes the rest of an oldstyle greeting: size, flags (the high 16 bits
+/// `gflags`), 124 zeros (used by tests and fake servers).
+pub fn encode_oldstyle_rest(info: ExportInfo, gflags: u16) -> [u8; OLDSTYLE_REST_LEN] {
+    let mut out = [0u8; OLDSTYLE_REST_LEN];
+    out[0..8].copy_from_slice(&info.size.to_be_bytes());
+    out[8..10].copy_from_slice(&gflags.to_be_bytes());
+    out[10..12].copy_from_slice(&info.flags.to_be_bytes());
+    out
+}
+
+/// Writes the reply to `NBD_OPT_EXPORT_NAME`: size, flags, and unless
+/// `no_zeroes` 124 zeros (used by tests and fake servers).
+pub fn encode_export_name_reply(info: ExportInfo, no_zeroes: bool) -> Vec<u8> {
+    let mut out = info.size.to_be_bytes().to_vec();
+    out.extend_from_slice(&info.flags.to_be_bytes());
+    if !no_zeroes {
+        out.extend_from_slice(&[0u8; 124]);
+    }
+    out
+}
+
+/// Appends an option reply: header then `payload` (used by tests and fake
+/// servers).
+pub fn encode_option_reply(out: &mut Vec<u8>, option: u32, reply_type: u32, payload: &[u8]) {
+    out.extend_from_slice(&NBD_REP_MAGIC.to_be_bytes());
+    out.extend_from_slice(&option.to_be_bytes());
+    out.extend_from_slice(&reply_type.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Writes an `NBD_REP_INFO` payload (used by tests and fake servers).
+/// `Info::Unknown` gives just the type.
+pub fn encode_info(info: &Info) -> Vec<u8> {
+    let mut out = Vec::new();
+    match info {
+        Info::Export(e) => {
+            out.extend_from_slice(&NBD_INFO_EXPORT.to_be_bytes());
+            out.extend_from_slice(&e.size.to_be_bytes());
+            out.extend_from_slice(&e.flags.to_be_bytes());
+        }
+        Info::Name(n) => {
+            out.extend_from_slice(&NBD_INFO_NAME.to_be_bytes());
+            out.extend_from_slice(n);
+        }
+        Info::Description(d) => {
+            out.extend_from_slice(&NBD_INFO_DESCRIPTION.to_be_bytes());
+            out.extend_from_slice(d);
+        }
+        Info::BlockSize {
+            minimum,
+            preferred,
+            maximum,
+        } => {
+            out.extend_from_slice(&NBD_INFO_BLOCK_SIZE.to_be_bytes());
+            for v in [minimum, preferred, maximum] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Info::Unknown(kind) => out.extend_from_slice(&kind.to_be_bytes()),
+    }
     out
 }
 
@@ -723,5 +867,92 @@ mod tests {
         assert_eq!(errno_of_nbd_error(NBD_ESHUTDOWN), libc::ESHUTDOWN);
         assert_eq!(errno_of_nbd_error(999), libc::EINVAL);
         assert_eq!(errno_of_nbd_error(0), 0);
+    }
+
+    #[test]
+    fn encoders_round_trip() {
+        let e = encode_extended_chunk_header(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 5, 4096, 0);
+        assert_eq!(reply_header_len(reply_magic(&e)), Some(EXTENDED_REPLY_LEN));
+        assert_eq!(
+            decode_reply_header(&e),
+            Some(ReplyHeader::Chunk {
+                flags: 1,
+                kind: 0,
+                cookie: 5,
+                offset: 4096,
+                length: 0
+            })
+        );
+        assert_eq!(
+            decode_error_chunk(
+                NBD_REPLY_TYPE_ERROR_OFFSET,
+                &encode_error_chunk(NBD_EIO, b"m", Some(9))
+            ),
+            Some(ChunkPrefix::Error {
+                error: NBD_EIO,
+                message: b"m".to_vec(),
+                offset: Some(9)
+            })
+        );
+        assert_eq!(
+            decode_hole_chunk(&encode_hole_chunk(7, 3)),
+            Some(ChunkPrefix::Hole {
+                offset: 7,
+                length: 3
+            })
+        );
+        assert_eq!(
+            encode_block_status(1, &[(512, 3)]),
+            [0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 3]
+        );
+        let ext = encode_block_status_ext(1, &[(1 << 33, 1)]);
+        assert_eq!(ext.len(), 8 + 16);
+        assert_eq!(be32(&ext, 4), 1);
+        assert_eq!(be64(&ext, 8), 1 << 33);
+        assert_eq!(
+            decode_greeting(&encode_greeting(Greeting::Newstyle)),
+            Some(Greeting::Newstyle)
+        );
+        assert_eq!(
+            decode_greeting(&encode_greeting(Greeting::Oldstyle)),
+            Some(Greeting::Oldstyle)
+        );
+        let info = ExportInfo {
+            size: 1 << 20,
+            flags: NBD_FLAG_HAS_FLAGS,
+        };
+        assert_eq!(decode_oldstyle_rest(&encode_oldstyle_rest(info, 0)), info);
+        assert_eq!(be16(&encode_oldstyle_rest(info, 2), 8), 2);
+        assert_eq!(
+            encode_export_name_reply(info, false).len(),
+            EXPORT_NAME_REPLY_LEN + 124
+        );
+        assert_eq!(
+            decode_export_name_reply(&encode_export_name_reply(info, true)),
+            info
+        );
+        let mut r = Vec::new();
+        encode_option_reply(&mut r, NBD_OPT_GO, NBD_REP_INFO, &[1, 2]);
+        assert_eq!(
+            decode_option_reply(r[..OPTION_REPLY_LEN].try_into().unwrap()),
+            Some(OptionReply {
+                option: NBD_OPT_GO,
+                reply_type: NBD_REP_INFO,
+                length: 2
+            })
+        );
+        for i in [
+            Info::Export(info),
+            Info::Name(b"n".to_vec()),
+            Info::Description(b"d".to_vec()),
+            Info::BlockSize {
+                minimum: 1,
+                preferred: 4096,
+                maximum: 1 << 25,
+            },
+            Info::Unknown(99),
+        ] {
+            assert_eq!(decode_info(&encode_info(&i)), Some(i));
+        }
     }
 }

@@ -112,9 +112,12 @@ impl SpinPolicy {
 
 /// CPUs online, read once per process (glibc reads a file each time).
 fn cpus_online() -> i64 {
+    use nix::unistd::{sysconf, SysconfVar};
     static CPUS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
-    *CPUS.get_or_init(|| unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) })
+    *CPUS.get_or_init(|| match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(n)) => n,
+        _ => -1,
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, CString};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -21,17 +21,19 @@ mod activation;
 mod addr;
 mod stderr;
 mod tls;
+mod waker;
 
 pub(crate) use activation::{spawn_socket_activation, SocketDir};
 pub(crate) use addr::{connect_result, resolve, start_connect, SockAddr, Stage, Started};
 pub(crate) use stderr::StderrTail;
 pub use tls::TlsCredentials;
 pub(crate) use tls::{PskSource, TlsConfig, TlsTransport};
+pub(crate) use waker::Waker;
 
 /// A connected, non-blocking byte stream to the server.
 pub(crate) trait Transport: Send {
     /// The fd to poll for readiness.
-    fn fd(&self) -> RawFd;
+    fn fd(&self) -> BorrowedFd<'_>;
     /// Receives into `buf`; `Ok(0)` means the server closed the connection.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Receives into `first` and, once it is full, on into `then`: the
@@ -47,7 +49,7 @@ pub(crate) trait Transport: Send {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Shuts the socket down both ways; a poll on its fd returns at once.
     fn shutdown_both(&mut self) -> io::Result<()> {
-        Ok(socket::shutdown(self.fd(), Shutdown::Both)?)
+        Ok(socket::shutdown(self.fd().as_raw_fd(), Shutdown::Both)?)
     }
 
     /// Drives a TLS handshake in progress; true once it is complete.
@@ -116,8 +118,8 @@ fn retry<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
 }
 
 impl Transport for Socket {
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -276,14 +278,17 @@ impl Subprocess {
             return true;
         }
         // SAFETY: pidfd_open (which nix does not have) takes a pid and
-        // flags, touches no memory, and returns a new fd or -1.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-        if pidfd < 0 {
+        // flags, touches no memory, and returns a new fd, ours to own, or -1.
+        let pidfd = unsafe {
+            match libc::syscall(libc::SYS_pidfd_open, self.pid, 0) {
+                fd if fd >= 0 => Some(OwnedFd::from_raw_fd(fd as RawFd)),
+                _ => None,
+            }
+        };
+        let Some(pidfd) = pidfd else {
             self.wait_blocking();
             return true;
-        }
-        // SAFETY: pidfd_open returned a new fd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        };
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -395,20 +400,21 @@ pub(crate) fn spawn_command(
     };
     let child_stderr = stderr_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
 
-    // SAFETY: after fork the child calls only async-signal-safe functions
-    // (fcntl, dup2, close, sigprocmask, signal, execve, write, _exit) on data
-    // prepared above, and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: as above; envp (when given) is a NULL-terminated array of
-        // pointers to NUL-terminated strings that outlive the exec.
-        unsafe {
+    // SAFETY: after fork the child (pid 0) calls only async-signal-safe
+    // functions (fcntl, dup2, close, sigprocmask, signal, execve, write,
+    // _exit) on data prepared above, and never returns; envp (ours, or
+    // the caller's) is a NULL-terminated array of pointers to
+    // NUL-terminated strings that outlive the exec.
+    let pid = unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
             let envp = envp.as_ref().map_or(environ, |e| e.as_ptr());
             exec_child(theirs.as_raw_fd(), child_stderr, &plan, envp)
         }
+        pid
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
     }
     drop(theirs);
     let stderr = stderr_pipe.and_then(|(read, write)| {

@@ -241,7 +241,33 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     };
     let url = url.map_err(|_| unparsable())?;
 
-    // Schemes are case-insensitive (RFC 3986), as are parameter names.
+    let (kind, tls) = lookup_scheme(raw, scheme)?;
+    check_policy(kind, tls, scheme, policy)?;
+
+    let queries = match url.query() {
+        Some(q) => parse_query(q).ok_or_else(unparsable)?,
+        None => Vec::new(),
+    };
+    let socket = socket_param(&queries, kind, tls, scheme)?;
+    let uri_tls = tls_params(&queries, tls, policy)?;
+
+    let username = match hostless_user.unwrap_or(url.username()) {
+        "" => None,
+        user => Some(decode(user).ok_or_else(unparsable)?),
+    };
+    let export_name = export_name(&url).ok_or_else(unparsable)?;
+    let host = host(&url).ok_or_else(unparsable)?;
+    Ok(NbdUri {
+        target: target(kind, host, url.port(), socket)?,
+        export_name,
+        username,
+        tls: uri_tls,
+    })
+}
+
+/// The transport and TLS of a known scheme (in any case, as RFC 3986
+/// says), which must be followed by `//`.
+fn lookup_scheme(raw: &str, scheme: &str) -> Result<(Kind, bool)> {
     let Some(&(_, kind, tls)) = SCHEMES
         .iter()
         .find(|(name, _, _)| name.eq_ignore_ascii_case(scheme))
@@ -251,7 +277,11 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
     if !raw[scheme.len()..].starts_with("://") {
         return Err(einval(format!("URI must begin with '{scheme}://'")));
     }
+    Ok((kind, tls))
+}
 
+/// Whether the handle's policy permits the scheme's transport and TLS.
+fn check_policy(kind: Kind, tls: bool, scheme: &str, policy: &Policy) -> Result<()> {
     let allowed = match kind {
         Kind::Tcp => LIBNBD_ALLOW_TRANSPORT_TCP,
         Kind::Unix => LIBNBD_ALLOW_TRANSPORT_UNIX,
@@ -272,19 +302,23 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
             format!("URI TLS setting {scheme} is not permitted"),
         ));
     }
+    Ok(())
+}
 
-    let queries = match url.query() {
-        Some(q) => parse_query(q).ok_or_else(unparsable)?,
-        None => Vec::new(),
-    };
+/// The last `socket` parameter: required for Unix sockets, optional
+/// through ssh, else refused.
+fn socket_param(
+    queries: &[(Vec<u8>, Vec<u8>)],
+    kind: Kind,
+    tls: bool,
+    scheme: &str,
+) -> Result<Option<Vec<u8>>> {
     let socket = queries
         .iter()
         .rev()
         .find(|(name, _)| name.eq_ignore_ascii_case(b"socket"))
         .map(|(_, value)| value.clone());
-    // Required for Unix sockets, optional through ssh, else refused.
-    let socket_required = kind == Kind::Unix;
-    if socket_required && socket.is_none() {
+    if kind == Kind::Unix && socket.is_none() {
         return Err(einval(format!(
             "cannot parse socket parameter from NBD URI \
              (did you mean to use \"{scheme}:///?socket=...\"?)"
@@ -297,12 +331,17 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
              (did you mean to use \"{base}+unix:///?socket=...\"?)"
         )));
     }
+    Ok(socket)
+}
 
+/// The `tls-*` parameters (local files only if the policy allows them);
+/// other parameters are ignored, as libnbd ignores them.
+fn tls_params(queries: &[(Vec<u8>, Vec<u8>)], require: bool, policy: &Policy) -> Result<UriTls> {
     let mut uri_tls = UriTls {
-        require: tls,
+        require,
         ..UriTls::default()
     };
-    for (name, value) in &queries {
+    for (name, value) in queries {
         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
         if (name == "tls-certificates" || name == "tls-psk-file") && !policy.allow_local_file {
             return Err(Error::new(
@@ -313,7 +352,6 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
                 ),
             ));
         }
-        // Other parameters are ignored, as libnbd ignores them.
         match &*name {
             "tls-certificates" => uri_tls.certificates = Some(value.clone()),
             "tls-psk-file" => uri_tls.psk_file = Some(value.clone()),
@@ -322,71 +360,69 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
             _ => {}
         }
     }
+    Ok(uri_tls)
+}
 
-    let username = match hostless_user.unwrap_or(url.username()) {
-        "" => None,
-        user => Some(decode(user).ok_or_else(unparsable)?),
-    };
-    let path = decode(url.path()).ok_or_else(unparsable)?;
-    let export_name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
-    if export_name.contains(&0) {
-        return Err(unparsable());
-    }
+/// The export name: the decoded path without its first `/` (no NUL).
+fn export_name(url: &url::Url) -> Option<Vec<u8>> {
+    let path = decode(url.path())?;
+    let name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
+    (!name.contains(&0)).then_some(name)
+}
 
-    let host = match url.host_str() {
-        None => String::new(),
-        Some(h) => {
-            let h = h
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(h);
-            String::from_utf8(decode(h).ok_or_else(unparsable)?).map_err(|_| unparsable())?
-        }
+/// The decoded host, without an IPv6 literal's brackets ("" for none).
+fn host(url: &url::Url) -> Option<String> {
+    let Some(h) = url.host_str() else {
+        return Some(String::new());
     };
-    let target = match kind {
+    let h = h
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h);
+    String::from_utf8(decode(h)?).ok()
+}
+
+/// Where to connect, from the transport, host, port and socket.
+fn target(kind: Kind, host: String, port: Option<u16>, socket: Option<Vec<u8>>) -> Result<Target> {
+    Ok(match kind {
         Kind::Tcp => Target::Tcp {
             host: if host.is_empty() {
                 "localhost".to_string()
             } else {
                 host
             },
-            port: url.port().unwrap_or(DEFAULT_PORT).to_string(),
+            port: port.unwrap_or(DEFAULT_PORT).to_string(),
         },
         Kind::Unix => Target::Unix {
             path: socket.unwrap_or_default(),
         },
-        Kind::Vsock => {
-            let cid = if host.is_empty() {
-                VSOCK_HOST_CID
-            } else {
-                // Leading decimal digits, as sscanf("%u") reads them.
-                let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
-                digits
-                    .parse::<u32>()
-                    .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))?
-            };
-            Target::Vsock {
-                cid,
-                port: url.port().map_or(u32::from(DEFAULT_PORT), u32::from),
-            }
-        }
+        Kind::Vsock => Target::Vsock {
+            cid: vsock_cid(&host)?,
+            port: port.map_or(u32::from(DEFAULT_PORT), u32::from),
+        },
         Kind::Ssh => {
             if host.is_empty() {
                 return Err(einval("SSH transport requires a server name".into()));
             }
             Target::Ssh {
                 host,
-                port: url.port().unwrap_or(SSH_PORT),
+                port: port.unwrap_or(SSH_PORT),
                 socket,
             }
         }
-    };
-    Ok(NbdUri {
-        target,
-        export_name,
-        username,
-        tls: uri_tls,
     })
+}
+
+/// A vsock URI's host is the CID: its leading decimal digits, as
+/// sscanf("%u") reads them; the host's CID when there is none.
+fn vsock_cid(host: &str) -> Result<u32> {
+    if host.is_empty() {
+        return Ok(VSOCK_HOST_CID);
+    }
+    let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits
+        .parse::<u32>()
+        .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))
 }
 
 /// Whether `s` could be an NBD URI: it starts with an NBD scheme (in any
@@ -460,38 +496,7 @@ fn server_port(host: &str, port: &str) -> String {
 
 /// Builds the URI that would connect back to the same server and export.
 pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
-    let (scheme, server, socket) = if let Some(Target::Ssh { host, port, socket }) = conn.ssh {
-        (
-            "nbd+ssh",
-            server_port(host, &port.to_string()),
-            socket.clone(),
-        )
-    } else if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
-        ("nbd", server_port(host, port), None)
-    } else if let Some(addr) = conn.connaddr {
-        if let Some(ip) = addr.inet_addr() {
-            ("nbd", ip.to_string(), None)
-        } else if let Some(path) = addr.unix_path() {
-            let path = path.map_err(|()| {
-                Error::new(
-                    libc::EPROTONOSUPPORT,
-                    "Unix domain sockets in the abstract namespace are not yet supported",
-                )
-            })?;
-            ("nbd+unix", String::new(), Some(path.to_vec()))
-        } else if let Some((cid, port)) = addr.vsock_addr() {
-            ("nbd+vsock", format!("{cid}:{port}"), None)
-        } else {
-            return Err(Error::new(
-                libc::EAFNOSUPPORT,
-                format!("address family {} not supported", addr.family()),
-            ));
-        }
-    } else {
-        return Err(einval(
-            "cannot construct a URI for this connection type".to_string(),
-        ));
-    };
+    let (scheme, server, socket) = where_connected(conn)?;
     let mut uri = match (conn.tls, scheme.strip_prefix("nbd")) {
         (true, Some(rest)) => format!("nbds{rest}://"),
         _ => format!("{scheme}://"),
@@ -524,6 +529,45 @@ pub(crate) fn build(conn: &Connection<'_>) -> Result<String> {
         }
     }
     Ok(uri)
+}
+
+/// The scheme (without TLS), authority and socket parameter that name
+/// where the handle connected: the ssh tunnel, the host and port asked
+/// for, or the address connected to.
+fn where_connected(conn: &Connection<'_>) -> Result<(&'static str, String, Option<Vec<u8>>)> {
+    if let Some(Target::Ssh { host, port, socket }) = conn.ssh {
+        return Ok((
+            "nbd+ssh",
+            server_port(host, &port.to_string()),
+            socket.clone(),
+        ));
+    }
+    if let (Some(host), Some(port)) = (conn.hostname, conn.port) {
+        return Ok(("nbd", server_port(host, port), None));
+    }
+    let Some(addr) = conn.connaddr else {
+        return Err(einval(
+            "cannot construct a URI for this connection type".to_string(),
+        ));
+    };
+    if let Some(ip) = addr.inet_addr() {
+        Ok(("nbd", ip.to_string(), None))
+    } else if let Some(path) = addr.unix_path() {
+        let path = path.map_err(|()| {
+            Error::new(
+                libc::EPROTONOSUPPORT,
+                "Unix domain sockets in the abstract namespace are not yet supported",
+            )
+        })?;
+        Ok(("nbd+unix", String::new(), Some(path.to_vec())))
+    } else if let Some((cid, port)) = addr.vsock_addr() {
+        Ok(("nbd+vsock", format!("{cid}:{port}"), None))
+    } else {
+        Err(Error::new(
+            libc::EAFNOSUPPORT,
+            format!("address family {} not supported", addr.family()),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -794,5 +838,144 @@ mod tests {
         assert!(back.tls.require);
         assert_eq!(back.tls.psk_file.as_deref(), Some(&b"/k.psk"[..]));
         assert_eq!(back.username.as_deref(), Some(&b"alice"[..]));
+    }
+
+    #[test]
+    fn each_step_and_its_error() {
+        let msg = |s: &str, p: &Policy| {
+            let e = parse(s.as_bytes(), p).unwrap_err();
+            (e.errno(), e.message().to_string())
+        };
+        // Policy: transport, then TLS.
+        let tcp_only = Policy {
+            allow_transports: LIBNBD_ALLOW_TRANSPORT_TCP,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbd+unix:///?socket=/s", &tcp_only),
+            (
+                libc::EPERM,
+                "URI transport nbd+unix is not permitted".into()
+            )
+        );
+        let no_tls = Policy {
+            allow_tls: LIBNBD_TLS_DISABLE,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbds://h/", &no_tls),
+            (libc::EPERM, "URI TLS setting nbds is not permitted".into())
+        );
+        let tls_only = Policy {
+            allow_tls: LIBNBD_TLS_REQUIRE,
+            ..ANY
+        };
+        assert_eq!(
+            msg("nbd://h/", &tls_only),
+            (libc::EPERM, "URI TLS setting nbd is not permitted".into())
+        );
+        // The socket parameter: required, allowed, refused.
+        assert_eq!(
+            msg("nbd+unix:///e", &ANY),
+            (
+                libc::EINVAL,
+                "cannot parse socket parameter from NBD URI \
+                 (did you mean to use \"nbd+unix:///?socket=...\"?)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            msg("nbds://h/?socket=/s", &ANY),
+            (
+                libc::EINVAL,
+                "socket parameter is incompatible with \"nbds:\" \
+                 (did you mean to use \"nbds+unix:///?socket=...\"?)"
+                    .into()
+            )
+        );
+        // The last socket parameter wins.
+        assert_eq!(
+            ok("nbd+unix:///?socket=/a&SOCKET=/b").target,
+            Target::Unix {
+                path: b"/b".to_vec()
+            }
+        );
+        // Local files need the policy's permission.
+        assert_eq!(
+            msg("nbds://h/?tls-psk-file=/k", &ANY),
+            (
+                libc::EPERM,
+                "local file access (tls-psk-file) is not allowed, \
+                 call nbd_set_uri_allow_local_file to enable this"
+                    .into()
+            )
+        );
+        assert_eq!(
+            msg("nbds://h/?tls-verify-peer=maybe", &ANY),
+            (
+                libc::EINVAL,
+                "tls-verify-peer: could not parse boolean: maybe".into()
+            )
+        );
+        // An export name with a NUL, a host that is not UTF-8.
+        assert_eq!(
+            msg("nbd://h/a%00b", &ANY),
+            (libc::EINVAL, "unable to parse URI: nbd://h/a%00b".into())
+        );
+        assert_eq!(msg("nbd://%ff/", &ANY).0, libc::EINVAL);
+    }
+
+    #[test]
+    fn vsock_cids() {
+        assert_eq!(vsock_cid("").unwrap(), VSOCK_HOST_CID);
+        assert_eq!(vsock_cid("42").unwrap(), 42);
+        // Leading digits, as sscanf reads them.
+        assert_eq!(vsock_cid("7abc").unwrap(), 7);
+        let e = vsock_cid("abc").unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(e.message(), "cannot parse vsock CID from NBD URI: abc");
+        assert!(vsock_cid("99999999999").is_err());
+    }
+
+    #[test]
+    fn no_scheme_hints() {
+        let hint = |s: &str| err(s).message().to_string();
+        let base = "NBD URI does not have a scheme: valid NBD URIs should start with a \
+                    scheme like nbd://, nbds:// or nbd+unix://";
+        assert_eq!(hint("1234"), base);
+        assert_eq!(
+            hint("/tmp/sock"),
+            format!("{base}: to open a local socket use \"nbd+unix://?socket=PATH\"")
+        );
+        assert_eq!(
+            hint("LOCALHOST"),
+            format!(
+                "{base}: to open a local port use \"nbd://localhost\" or \
+                 \"nbd://localhost:PORT\""
+            )
+        );
+    }
+
+    #[test]
+    fn uri_of_an_unknown_connection() {
+        let c = Connection {
+            ssh: None,
+            hostname: Some("h"),
+            port: None,
+            connaddr: None,
+            export_name: b"",
+            username: None,
+            tls: false,
+            tls_certificates: None,
+            tls_psk_file: None,
+            tls_hostname: None,
+            tls_verify_peer: false,
+        };
+        let e = build(&c).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(
+            e.message(),
+            "cannot construct a URI for this connection type"
+        );
     }
 }

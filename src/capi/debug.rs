@@ -8,23 +8,22 @@ use super::{entry, nbd_handle};
 use crate::capi::types::nbd_debug_callback;
 use crate::{Handle, Result};
 
-/// Runs `f` on `h`, logging `enter:` before and the result after, as
-/// libnbd does for every call while debugging is on. Whether debugging is
+/// The trace of a call while debugging is on, as libnbd logs it: `enter:`
+/// before the call, and its result after ([`leave`]). Whether debugging is
 /// on is decided once, before the call (so `nbd_set_debug (h, false)`
-/// still logs its result, as in libnbd).
-pub(crate) fn traced<T: 'static>(
-    api: &str,
-    h: &Handle,
-    f: impl FnOnce(&Handle) -> Result<T>,
-) -> Result<T> {
+/// still logs its result, as in libnbd). Two halves around the call
+/// rather than a wrapper taking it, so each call's body is compiled once.
+pub(crate) fn enter(h: &Handle) {
     h.debug_emit("enter:");
-    let r = f(h);
-    let msg = match &r {
+}
+
+/// The second half of the trace: the call's result.
+pub(crate) fn leave<T: 'static>(api: &str, h: &Handle, r: &Result<T>) {
+    let msg = match r {
         Ok(v) => format!("leave: ret={}", describe(v)),
         Err(e) => format!("leave: error=\"{api}: {e}\""),
     };
     h.debug_emit(&msg);
-    r
 }
 
 /// A call's return value as the debug trace shows it.

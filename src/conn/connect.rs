@@ -6,7 +6,7 @@
 //! `SO_ERROR` to learn how it went.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::{Conn, Phase};
 use crate::flags::raw::{LIBNBD_ALLOW_TRANSPORT_MASK, LIBNBD_TLS_ALLOW};
@@ -84,8 +84,8 @@ impl Default for Net {
 
 impl Net {
     /// The fd whose connect is in progress.
-    pub(crate) fn pending_fd(&self) -> Option<RawFd> {
-        self.pending.as_ref().map(|fd| fd.as_raw_fd())
+    pub(crate) fn pending_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pending.as_ref().map(|fd| fd.as_fd())
     }
 }
 
@@ -250,6 +250,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::poll::{poll, PollFd, PollFlags};
     use std::net::{Ipv4Addr, SocketAddr, TcpListener};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -272,17 +273,13 @@ mod tests {
                 return Ok(());
             }
             assert!(Instant::now() < deadline, "connect did not finish");
-            let mut pfd = libc::pollfd {
-                fd: c.fd().expect("fd while connecting"),
-                events: if c.direction() & super::super::DIRECTION_WRITE != 0 {
-                    libc::POLLOUT
-                } else {
-                    libc::POLLIN
-                },
-                revents: 0,
+            let events = if c.direction() & super::super::DIRECTION_WRITE != 0 {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
             };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pfd, 1, 1000) };
+            let fd = c.borrow_fd().expect("fd while connecting");
+            let _ = poll(&mut [PollFd::new(fd, events)], 1000u16);
         }
     }
 

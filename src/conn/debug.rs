@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{Conn, Phase, Step};
@@ -73,8 +72,7 @@ impl Debug {
     pub(crate) fn emit(&self, msg: &str) {
         // Like libnbd, leave errno as it was: callers may be about to
         // report it.
-        // SAFETY: __errno_location always returns this thread's errno slot.
-        let saved = unsafe { *libc::__errno_location() };
+        let saved = nix::errno::Errno::last_raw();
         ApiContext::with(|context| match &self.callback {
             // A C callback with only a free function swallows messages.
             Some(cb) => cb.call(context.unwrap_or("unknown"), msg),
@@ -88,8 +86,7 @@ impl Debug {
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
         });
-        // SAFETY: as above.
-        unsafe { *libc::__errno_location() = saved };
+        nix::errno::Errno::set_raw(saved);
     }
 
     /// Installs (or, with `None`, removes) the debug callback. The old
@@ -141,48 +138,31 @@ impl Conn {
 }
 
 thread_local! {
-    /// The C call being run on this thread: pointer and length of its name.
-    static CONTEXT: Cell<(*const u8, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+    /// The name of the C call being run on this thread.
+    static CONTEXT: Cell<Option<&'static str>> = const { Cell::new(None) };
 }
 
 /// Marks the C call being run on this thread, for debug messages, until
 /// dropped; then the previous one (if calls nest) is current again.
-pub(crate) struct ApiContext<'a> {
-    prev: (*const u8, usize),
-    _name: PhantomData<&'a str>,
+pub(crate) struct ApiContext {
+    prev: Option<&'static str>,
 }
 
-impl<'a> ApiContext<'a> {
+impl ApiContext {
     /// Makes `name` the current context. Keep the guard in a local: guards
     /// must be dropped in the reverse order of creation.
-    pub(crate) fn enter(name: &'a str) -> ApiContext<'a> {
-        let prev = CONTEXT
-            .try_with(|c| c.replace((name.as_ptr(), name.len())))
-            .unwrap_or((std::ptr::null(), 0));
-        ApiContext {
-            prev,
-            _name: PhantomData,
-        }
+    pub(crate) fn enter(name: &'static str) -> ApiContext {
+        let prev = CONTEXT.try_with(|c| c.replace(Some(name))).unwrap_or(None);
+        ApiContext { prev }
     }
 
     /// Runs `f` with the current context, if any.
     pub(crate) fn with<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
-        let (ptr, len) = CONTEXT
-            .try_with(|c| c.get())
-            .unwrap_or((std::ptr::null(), 0));
-        if ptr.is_null() {
-            return f(None);
-        }
-        // SAFETY: a non-null pointer was stored by a live guard on this
-        // thread whose borrow of the name outlives it (guards restore the
-        // previous value when dropped, innermost first), and it came from
-        // a &str, so it is valid UTF-8 of this length.
-        let name = unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) };
-        f(Some(name))
+        f(CONTEXT.try_with(|c| c.get()).unwrap_or(None))
     }
 }
 
-impl Drop for ApiContext<'_> {
+impl Drop for ApiContext {
     fn drop(&mut self) {
         let _ = CONTEXT.try_with(|c| c.set(self.prev));
     }

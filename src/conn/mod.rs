@@ -17,14 +17,18 @@ use crate::callback::{Chunk, Completion};
 use crate::proto::{self, ExportInfo};
 use crate::transport::{Subprocess, Transport};
 use crate::{Error, Result};
+use callerbuf::CallerBuf;
 
 mod block_status;
+mod callerbuf;
 mod connect;
 mod debug;
 mod handshake;
 mod net;
 mod options;
 mod settings;
+#[cfg(test)]
+mod testwire;
 mod tls;
 
 pub(crate) use block_status::ExtentCallback;
@@ -136,7 +140,7 @@ struct Slot {
     count: u64,
     /// Read destination or write source; valid while the command lives
     /// (the caller's promise, as in libnbd).
-    buf: *mut u8,
+    buf: CallerBuf,
     /// The request header: compact (28 bytes) or extended (32).
     header: [u8; proto::EXTENDED_REQUEST_LEN],
     header_len: u8,
@@ -175,7 +179,7 @@ impl Slot {
             kind: 0,
             offset: 0,
             count: 0,
-            buf: std::ptr::null_mut(),
+            buf: CallerBuf::none(),
             header: [0; proto::EXTENDED_REQUEST_LEN],
             header_len: proto::REQUEST_LEN as u8,
             cookie: 0,
@@ -204,15 +208,9 @@ impl Slot {
         if self.zero_unfilled {
             self.zero_unfilled = false;
             if self.unzeroed_from < self.count {
-                // SAFETY: a read's buffer holds `count` writable bytes while
-                // the command lives; unzeroed_from < count.
-                unsafe {
-                    std::ptr::write_bytes(
-                        self.buf.add(self.unzeroed_from as usize),
-                        0,
-                        (self.count - self.unzeroed_from) as usize,
-                    )
-                };
+                let from = self.unzeroed_from;
+                self.buf
+                    .zero_range(from as usize, (self.count - from) as usize);
             }
         }
     }
@@ -231,6 +229,16 @@ impl Slot {
     fn filled(&mut self, start: u64, len: u64) {
         if self.zero_unfilled && start == self.unzeroed_from {
             self.unzeroed_from = start + len;
+        }
+    }
+
+    /// The payload that follows the header on the wire: a write's data
+    /// (the caller's buffer), else the payload the command owns.
+    fn wire_payload(&self) -> &[u8] {
+        if self.kind == proto::NBD_CMD_WRITE {
+            self.buf.as_slice()
+        } else {
+            &self.payload
         }
     }
 
@@ -296,8 +304,8 @@ enum Reading {
     /// Reading read data straight into the command's buffer.
     Data {
         id: CommandId,
-        /// Where the next byte goes.
-        dst: *mut u8,
+        /// Where the next byte goes in the command's buffer.
+        at: usize,
         /// Bytes still to come.
         left: usize,
         /// Length of the whole data chunk (for the chunk callback).
@@ -415,7 +423,7 @@ pub(crate) struct Conn {
     /// An eventfd the unlocked poller also polls: another thread that runs
     /// the machine (and may read its reply) or leaves a request half
     /// written (the poller must also wait for POLLOUT) signals it.
-    waker: Option<std::os::fd::OwnedFd>,
+    waker: Option<crate::transport::Waker>,
     /// The waker has been written to since it was last drained.
     waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
@@ -477,7 +485,6 @@ pub(crate) struct Conn {
     reading: Reading,
     /// `NBD_CMD_DISC` has been queued; no more commands.
     disconnect_requested: bool,
-    iovs: Vec<libc::iovec>,
     /// Scratch space for decoding block status extents.
     extents64: Vec<crate::callback::Extent64>,
     extents32: Vec<u32>,
@@ -537,7 +544,6 @@ impl Conn {
             in_flight: 0,
             reading: Reading::Header,
             disconnect_requested: false,
-            iovs: Vec::new(),
             extents64: Vec::new(),
             extents32: Vec::new(),
         }
@@ -680,6 +686,12 @@ impl Conn {
 
     /// The fd to poll, if connected.
     pub(crate) fn fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.borrow_fd().map(|fd| fd.as_raw_fd())
+    }
+
+    /// The fd to poll, if connected, borrowed from its owner.
+    pub(crate) fn borrow_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.transport
             .as_ref()
             .map(|t| t.fd())
@@ -748,7 +760,7 @@ impl Conn {
     pub(crate) fn kill_after_panic(&mut self, err: Error) {
         for slot in &mut self.slots {
             slot.zero_unfilled = false;
-            slot.buf = std::ptr::null_mut();
+            slot.buf = CallerBuf::none();
         }
         // A reply being read into one of those buffers stops at once.
         self.reading = Reading::Header;
@@ -792,13 +804,12 @@ impl Conn {
     /// count as filled, so only the rest of the buffer is zeroed.
     fn keep_partial_data(&mut self) {
         if let Reading::Data {
-            id, dst, left, len, ..
+            id, at, left, len, ..
         } = self.reading
         {
             let slot = &mut self.slots[id.index as usize];
             let received = len - left;
-            let start = dst as usize - slot.buf as usize - received;
-            slot.filled(start as u64, received as u64);
+            slot.filled((at - received) as u64, received as u64);
         }
     }
 
@@ -958,41 +969,26 @@ impl Conn {
         }
         let mut progressed = false;
         while !self.to_issue.is_empty() {
-            self.iovs.clear();
+            let mut iovs = [io::IoSlice::new(&[]); 2 * MAX_IOVS];
+            let mut n = 0;
             let mut skip = self.issue_pos;
             for &index in self.to_issue.iter().take(MAX_IOVS) {
                 let slot = &self.slots[index as usize];
-                let parts: [(*const u8, usize); 2] = [
-                    (slot.header.as_ptr(), slot.header_len as usize),
-                    (slot.buf as *const u8, slot.payload_len()),
-                ];
-                for (ptr, len) in parts {
-                    if len == 0 {
+                for part in [
+                    &slot.header[..slot.header_len as usize],
+                    slot.wire_payload(),
+                ] {
+                    if skip >= part.len() {
+                        skip -= part.len();
                         continue;
                     }
-                    if skip >= len {
-                        skip -= len;
-                        continue;
-                    }
-                    // SAFETY: skip < len, so the pointer stays in the buffer.
-                    let base = unsafe { ptr.add(skip) };
-                    self.iovs.push(libc::iovec {
-                        iov_base: base as *mut libc::c_void,
-                        iov_len: len - skip,
-                    });
+                    iovs[n] = io::IoSlice::new(&part[skip..]);
+                    n += 1;
                     skip = 0;
                 }
             }
-            // SAFETY: IoSlice is documented to be ABI-compatible with iovec;
-            // every iovec points into a slot header or a live caller buffer.
-            let slices: &[io::IoSlice<'_>] = unsafe {
-                std::slice::from_raw_parts(
-                    self.iovs.as_ptr() as *const io::IoSlice<'_>,
-                    self.iovs.len(),
-                )
-            };
             let t = self.transport.as_mut().expect("ready without transport");
-            let mut sent = match t.send(slices) {
+            let mut sent = match t.send(&iovs[..n]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                 Err(e) => return Err(self.peer_gone(Error::io("send", &e))),
@@ -1253,7 +1249,10 @@ impl Conn {
         slot.kind = kind;
         slot.offset = offset;
         slot.count = count;
-        slot.buf = buf;
+        // SAFETY: the caller's promise (above): `buf` holds `count` bytes,
+        // writable for a read, readable for a write (NULL, and so no
+        // bytes, for commands without data), until the command is retired.
+        slot.buf = unsafe { CallerBuf::new(buf, count as usize, kind == proto::NBD_CMD_READ) };
         slot.error = 0;
         slot.data_seen = 0;
         slot.zero_unfilled = callbacks.zero_unfilled && kind == proto::NBD_CMD_READ;
@@ -1267,7 +1266,6 @@ impl Conn {
         let wire_count = if slot.payload.is_empty() {
             count
         } else {
-            slot.buf = slot.payload.as_mut_ptr();
             slot.payload.len() as u64
         };
         let req = proto::Request {
@@ -1395,7 +1393,7 @@ impl Conn {
         let slot = &mut self.slots[id.index as usize];
         slot.zero_rest();
         slot.abandoned = true;
-        slot.buf = std::ptr::null_mut();
+        slot.buf = CallerBuf::none();
         slot.free_callbacks();
         true
     }
@@ -1422,7 +1420,7 @@ impl Conn {
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         slot.state = SlotState::Free;
-        slot.buf = std::ptr::null_mut();
+        slot.buf = CallerBuf::none();
         slot.free_callbacks();
         self.free_slots.push(index);
     }
@@ -1516,16 +1514,16 @@ impl Conn {
         }
     }
 
-    /// Runs a read's chunk callback over `len` bytes at `ptr` (export offset
-    /// `offset`); a failure (-1) sets the command's error if it has none.
-    fn call_chunk(&mut self, id: CommandId, ptr: *const u8, len: usize, offset: u64, status: u32) {
+    /// Runs a read's chunk callback over `len` bytes at `at` in its buffer
+    /// (export offset `offset`); a failure (-1) sets the command's error
+    /// if it has none.
+    fn call_chunk(&mut self, id: CommandId, at: usize, len: usize, offset: u64, status: u32) {
         let slot = &mut self.slots[id.index as usize];
         let Some(cb) = slot.chunk.as_mut().filter(|cb| cb.is_callable()) else {
             return;
         };
         let mut error = slot.error;
-        // SAFETY: ptr/len lie within the command's buffer (checked by the caller).
-        if unsafe { cb.call(ptr, len, offset, status, &mut error) } == -1 && slot.error == 0 {
+        if slot.buf.show_chunk(cb, at, len, offset, status, &mut error) == -1 && slot.error == 0 {
             slot.error = if error != 0 { error } else { libc::EPROTO };
         }
     }
@@ -1549,15 +1547,9 @@ impl Conn {
     /// A thread is about to poll the fd with the handle unlocked: returns
     /// the waker fd it must poll as well.
     pub(crate) fn start_unlocked_poll(&mut self) -> Result<i32> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsRawFd;
         if self.waker.is_none() {
-            // SAFETY: plain syscall; a new fd we then own.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(Error::io("eventfd", &io::Error::last_os_error()));
-            }
-            // SAFETY: eventfd returned a new fd.
-            self.waker = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.waker = Some(crate::transport::Waker::new()?);
         }
         self.unlocked_poller = true;
         Ok(self.waker.as_ref().map_or(-1, |w| w.as_raw_fd()))
@@ -1566,25 +1558,18 @@ impl Conn {
     /// The unlocked poller is back: clears its waker and closes a
     /// transport dropped while it polled.
     pub(crate) fn end_unlocked_poll(&mut self) {
-        use std::os::fd::AsRawFd;
         self.unlocked_poller = false;
         self.parked_transport = None;
         if let (true, Some(w)) = (self.waker_signalled, &self.waker) {
-            let mut count = 0u64;
-            // SAFETY: reads 8 bytes into count; non-blocking.
-            unsafe { libc::read(w.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            w.drain();
             self.waker_signalled = false;
         }
     }
 
     /// Signals the unlocked poller, if there is one.
     pub(crate) fn wake_unlocked_poller(&mut self) {
-        use std::os::fd::AsRawFd;
         if let (true, false, Some(w)) = (self.unlocked_poller, self.waker_signalled, &self.waker) {
-            let one = 1u64;
-            // SAFETY: writes 8 bytes from `one`; failure (counter full)
-            // still leaves it readable.
-            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            w.wake();
             self.waker_signalled = true;
         }
     }

@@ -179,36 +179,7 @@ impl Conn {
         context: Option<Context>,
     ) -> Result<()> {
         if self.negotiated.protocol != "newstyle-fixed" {
-            // Plain newstyle knows only NBD_OPT_EXPORT_NAME (as libnbd).
-            match option {
-                UserOption::Go => {
-                    self.option_result = None;
-                    self.option_run = Some(OptionRun {
-                        user: true,
-                        completion,
-                        ..OptionRun::default()
-                    });
-                    self.send_export_name();
-                    return self.progress();
-                }
-                UserOption::Abort => {
-                    // There is no way to say it: the handle dies, and the
-                    // call itself reports success, as in libnbd 1.22.
-                    self.option_result = None;
-                    self.die(Error::new(
-                        libc::ENOTSUP,
-                        "handshake: server is not using fixed newstyle",
-                    ));
-                    self.option_result = Some(Ok(0));
-                    return Ok(());
-                }
-                _ => {
-                    return Err(Error::new(
-                        libc::ENOTSUP,
-                        "server is not using fixed newstyle protocol",
-                    ))
-                }
-            }
+            return self.start_plain_newstyle_option(option, completion);
         }
         self.option_result = None;
         let run = OptionRun {
@@ -246,6 +217,42 @@ impl Conn {
         }
         // Send at once if the socket takes it.
         self.progress()
+    }
+
+    /// Plain newstyle knows only `NBD_OPT_EXPORT_NAME` (as libnbd): GO
+    /// sends it, ABORT kills the handle, anything else is refused.
+    fn start_plain_newstyle_option(
+        &mut self,
+        option: UserOption,
+        completion: Option<Completion>,
+    ) -> Result<()> {
+        match option {
+            UserOption::Go => {
+                self.option_result = None;
+                self.option_run = Some(OptionRun {
+                    user: true,
+                    completion,
+                    ..OptionRun::default()
+                });
+                self.send_export_name();
+                self.progress()
+            }
+            UserOption::Abort => {
+                // There is no way to say it: the handle dies, and the
+                // call itself reports success, as in libnbd 1.22.
+                self.option_result = None;
+                self.die(Error::new(
+                    libc::ENOTSUP,
+                    "handshake: server is not using fixed newstyle",
+                ));
+                self.option_result = Some(Ok(0));
+                Ok(())
+            }
+            _ => Err(Error::new(
+                libc::ENOTSUP,
+                "server is not using fixed newstyle protocol",
+            )),
+        }
     }
 
     /// The result of the caller's last option, once it has finished.
@@ -307,53 +314,19 @@ impl Conn {
         }
         match option {
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
-                if reply_type != proto::NBD_REP_ACK {
-                    return Err(super::handshake::unexpected_reply(reply_type));
-                }
+                expect_ack(reply_type)?;
                 if option == proto::NBD_OPT_EXTENDED_HEADERS {
                     self.negotiated.extended_headers = true;
                 }
                 self.negotiated.structured_replies = true;
-                if user {
-                    self.finish_option(Ok(1));
-                } else {
-                    self.option_run = None;
-                    self.next_auto_option();
-                }
+                self.option_over(user, 1);
                 Ok(())
             }
             proto::NBD_OPT_STARTTLS => {
-                if reply_type != proto::NBD_REP_ACK {
-                    return Err(super::handshake::unexpected_reply(reply_type));
-                }
+                expect_ack(reply_type)?;
                 self.start_tls_session()
             }
-            proto::NBD_OPT_LIST => match reply_type {
-                proto::NBD_REP_SERVER => {
-                    if payload.len() < 4 {
-                        return Err(protocol_error("handshake: invalid NBD_REP_SERVER length"));
-                    }
-                    let n = u32::from_be_bytes(payload[..4].try_into().unwrap()) as usize;
-                    if n > payload.len() - 4 || n > proto::MAX_STRING_LEN {
-                        return Err(protocol_error("invalid export length"));
-                    }
-                    let name = String::from_utf8_lossy(&payload[4..4 + n]).into_owned();
-                    let desc = String::from_utf8_lossy(&payload[4 + n..]).into_owned();
-                    if let Some(run) = self.option_run.as_mut() {
-                        run.count += 1;
-                        if let Some(cb) = run.list.as_mut().filter(|cb| cb.is_callable()) {
-                            cb.call(&name, &desc);
-                        }
-                    }
-                    Ok(())
-                }
-                proto::NBD_REP_ACK => {
-                    let count = self.option_run.as_ref().map_or(0, |r| r.count);
-                    self.finish_option(Ok(count));
-                    Ok(())
-                }
-                t => Err(super::handshake::unexpected_reply(t)),
-            },
+            proto::NBD_OPT_LIST => self.list_reply(reply_type, payload),
             proto::NBD_OPT_LIST_META_CONTEXT | proto::NBD_OPT_SET_META_CONTEXT => {
                 self.meta_context_reply(option, reply_type, payload)
             }
@@ -374,16 +347,45 @@ impl Conn {
         }
     }
 
+    /// An option that needs nothing more is over: a caller's reports
+    /// `result`, the handshake's own goes on to the next option.
+    fn option_over(&mut self, user: bool, result: i32) {
+        if user {
+            self.finish_option(Ok(result));
+        } else {
+            self.option_run = None;
+            self.next_auto_option();
+        }
+    }
+
+    /// A reply to `NBD_OPT_LIST`: one export, or the ACK that ends the list.
+    fn list_reply(&mut self, reply_type: u32, payload: &[u8]) -> Result<()> {
+        match reply_type {
+            proto::NBD_REP_SERVER => {
+                let (name, desc) = decode_rep_server(payload)?;
+                if let Some(run) = self.option_run.as_mut() {
+                    run.count += 1;
+                    if let Some(cb) = run.list.as_mut().filter(|cb| cb.is_callable()) {
+                        cb.call(&name, &desc);
+                    }
+                }
+                Ok(())
+            }
+            proto::NBD_REP_ACK => {
+                let count = self.option_run.as_ref().map_or(0, |r| r.count);
+                self.finish_option(Ok(count));
+                Ok(())
+            }
+            t => Err(super::handshake::unexpected_reply(t)),
+        }
+    }
+
+    /// A reply to `NBD_OPT_LIST_META_CONTEXT` or `NBD_OPT_SET_META_CONTEXT`:
+    /// one context, or the ACK that ends the list.
     fn meta_context_reply(&mut self, option: u32, reply_type: u32, payload: &[u8]) -> Result<()> {
         match reply_type {
             proto::NBD_REP_META_CONTEXT => {
-                if payload.len() <= 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
-                    return Err(protocol_error(
-                        "handshake: invalid NBD_REP_META_CONTEXT reply length",
-                    ));
-                }
-                let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
-                let name = String::from_utf8_lossy(&payload[4..]).into_owned();
+                let (id, name) = decode_rep_meta_context(payload)?;
                 if let Some(run) = self.option_run.as_mut() {
                     run.count += 1;
                     if option == proto::NBD_OPT_SET_META_CONTEXT {
@@ -435,35 +437,7 @@ impl Conn {
     ) -> Result<()> {
         match option {
             proto::NBD_OPT_GO | proto::NBD_OPT_INFO => {
-                if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP {
-                    // An old server without NBD_OPT_GO: fall back to
-                    // NBD_OPT_EXPORT_NAME (a caller's GO too, as libnbd;
-                    // its end is reported when the export arrives).
-                    self.debug
-                        .log(|| "server is confused by NBD_OPT_GO, continuing anyway".into());
-                    if !user {
-                        self.option_run = None;
-                    }
-                    self.send_export_name();
-                    return Ok(());
-                }
-                let err =
-                    super::handshake::reply_error(reply_type, &self.settings.export_name, payload);
-                if !user {
-                    return Err(err);
-                }
-                // Whatever INFO replies came before the refusal are void.
-                self.reset_export_info();
-                self.negotiated.meta_valid = false;
-                // The call reports the error as it is (errno 0 for some
-                // refusals); the completion callback never sees 0.
-                let errno = if err.errno() != 0 {
-                    err.errno()
-                } else {
-                    libc::ENOTSUP
-                };
-                self.finish_option_errno(Err(err), errno);
-                Ok(())
+                self.go_refused(option, reply_type, user, payload)
             }
             proto::NBD_OPT_SET_META_CONTEXT if !user => {
                 // No contexts: carry on with GO/INFO without them.
@@ -474,40 +448,9 @@ impl Conn {
                 self.send_go_or_info(next, run);
                 Ok(())
             }
-            proto::NBD_OPT_STARTTLS => {
-                if !user {
-                    if let Some(err) = self.starttls_refused_error() {
-                        return Err(err);
-                    }
-                }
-                let why = match reply_type {
-                    proto::NBD_REP_ERR_POLICY => "policy",
-                    proto::NBD_REP_ERR_INVALID => "invalid request",
-                    _ => "not supported",
-                };
-                self.debug.log(|| format!("server refused TLS ({why})"));
-                let errno = if reply_type == proto::NBD_REP_ERR_INVALID {
-                    libc::EINVAL
-                } else {
-                    libc::ENOTSUP
-                };
-                if user {
-                    self.finish_option_errno(Ok(0), errno);
-                } else {
-                    self.debug
-                        .log(|| "continuing with unencrypted connection".into());
-                    self.option_run = None;
-                    self.next_auto_option();
-                }
-                Ok(())
-            }
+            proto::NBD_OPT_STARTTLS => self.starttls_refused(reply_type, user),
             proto::NBD_OPT_EXTENDED_HEADERS | proto::NBD_OPT_STRUCTURED_REPLY => {
-                if user {
-                    self.finish_option(Ok(0));
-                } else {
-                    self.option_run = None;
-                    self.next_auto_option();
-                }
+                self.option_over(user, 0);
                 Ok(())
             }
             _ => {
@@ -525,5 +468,283 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+
+    /// The server refused `NBD_OPT_GO` or `NBD_OPT_INFO`.
+    fn go_refused(
+        &mut self,
+        option: u32,
+        reply_type: u32,
+        user: bool,
+        payload: &[u8],
+    ) -> Result<()> {
+        if option == proto::NBD_OPT_GO && reply_type == proto::NBD_REP_ERR_UNSUP {
+            // An old server without NBD_OPT_GO: fall back to
+            // NBD_OPT_EXPORT_NAME (a caller's GO too, as libnbd;
+            // its end is reported when the export arrives).
+            self.debug
+                .log(|| "server is confused by NBD_OPT_GO, continuing anyway".into());
+            if !user {
+                self.option_run = None;
+            }
+            self.send_export_name();
+            return Ok(());
+        }
+        let err = super::handshake::reply_error(reply_type, &self.settings.export_name, payload);
+        if !user {
+            return Err(err);
+        }
+        // Whatever INFO replies came before the refusal are void.
+        self.reset_export_info();
+        self.negotiated.meta_valid = false;
+        // The call reports the error as it is (errno 0 for some
+        // refusals); the completion callback never sees 0.
+        let errno = if err.errno() != 0 {
+            err.errno()
+        } else {
+            libc::ENOTSUP
+        };
+        self.finish_option_errno(Err(err), errno);
+        Ok(())
+    }
+
+    /// The server refused `NBD_OPT_STARTTLS`: fatal if the handshake
+    /// needs TLS, else the connection goes on unencrypted.
+    fn starttls_refused(&mut self, reply_type: u32, user: bool) -> Result<()> {
+        if !user {
+            if let Some(err) = self.starttls_refused_error() {
+                return Err(err);
+            }
+        }
+        let why = match reply_type {
+            proto::NBD_REP_ERR_POLICY => "policy",
+            proto::NBD_REP_ERR_INVALID => "invalid request",
+            _ => "not supported",
+        };
+        self.debug.log(|| format!("server refused TLS ({why})"));
+        let errno = if reply_type == proto::NBD_REP_ERR_INVALID {
+            libc::EINVAL
+        } else {
+            libc::ENOTSUP
+        };
+        if user {
+            self.finish_option_errno(Ok(0), errno);
+        } else {
+            self.debug
+                .log(|| "continuing with unencrypted connection".into());
+            self.option_run = None;
+            self.next_auto_option();
+        }
+        Ok(())
+    }
+}
+
+/// Options that are only ever acknowledged: anything but an ACK (or an
+/// error, handled before) is fatal.
+fn expect_ack(reply_type: u32) -> Result<()> {
+    if reply_type != proto::NBD_REP_ACK {
+        return Err(super::handshake::unexpected_reply(reply_type));
+    }
+    Ok(())
+}
+
+/// Decodes an `NBD_REP_SERVER` payload: the export's name (length
+/// first), then its description.
+fn decode_rep_server(payload: &[u8]) -> Result<(String, String)> {
+    if payload.len() < 4 {
+        return Err(protocol_error("handshake: invalid NBD_REP_SERVER length"));
+    }
+    let n = proto::be32(payload, 0) as usize;
+    if n > payload.len() - 4 || n > proto::MAX_STRING_LEN {
+        return Err(protocol_error("invalid export length"));
+    }
+    let name = String::from_utf8_lossy(&payload[4..4 + n]).into_owned();
+    let desc = String::from_utf8_lossy(&payload[4 + n..]).into_owned();
+    Ok((name, desc))
+}
+
+/// Decodes an `NBD_REP_META_CONTEXT` payload: the context's id, then its
+/// name (not empty, at most 4096 bytes).
+fn decode_rep_meta_context(payload: &[u8]) -> Result<(u32, String)> {
+    if payload.len() <= 4 || payload.len() - 4 > proto::MAX_STRING_LEN {
+        return Err(protocol_error(
+            "handshake: invalid NBD_REP_META_CONTEXT reply length",
+        ));
+    }
+    let id = proto::be32(payload, 0);
+    Ok((id, String::from_utf8_lossy(&payload[4..]).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::testwire::Wire;
+    use super::*;
+    use crate::proto::*;
+
+    fn feed(c: &mut Conn, wire: &Wire, bytes: &[u8]) -> Option<Error> {
+        wire.push(bytes);
+        c.progress().err()
+    }
+
+    fn reply(option: u32, reply_type: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_option_reply(&mut v, option, reply_type, payload);
+        v
+    }
+
+    /// A fixed-newstyle connection in option mode, negotiating, with
+    /// structured replies agreed.
+    fn negotiating() -> (Conn, Wire) {
+        let (mut c, wire) = Conn::test_handshake();
+        c.settings.opt_mode = true;
+        c.settings.request_extended_headers = false;
+        let mut g = encode_greeting(Greeting::Newstyle).to_vec();
+        g.extend_from_slice(&NBD_FLAG_FIXED_NEWSTYLE.to_be_bytes());
+        g.extend(reply(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &g).is_none());
+        assert!(c.is_negotiating());
+        wire.take_sent();
+        (c, wire)
+    }
+
+    fn server(name: &[u8], desc: &[u8]) -> Vec<u8> {
+        let mut p = (name.len() as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(name);
+        p.extend_from_slice(desc);
+        p
+    }
+
+    #[test]
+    fn list_exports() {
+        let (mut c, wire) = negotiating();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let list = List::new(move |name, desc| {
+            s.lock().unwrap().push((name.to_string(), desc.to_string()));
+            0
+        });
+        c.start_user_option(UserOption::List, None, Some(list), None)
+            .unwrap();
+        let mut expect = Vec::new();
+        encode_option(&mut expect, NBD_OPT_LIST, &[]);
+        assert_eq!(wire.take_sent(), expect);
+        let mut r = reply(NBD_OPT_LIST, NBD_REP_SERVER, &server(b"a", b"first"));
+        r.extend(reply(NBD_OPT_LIST, NBD_REP_SERVER, &server(b"", b"")));
+        r.extend(reply(NBD_OPT_LIST, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.take_option_result().unwrap().unwrap(), 2);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("a".into(), "first".into()), ("".into(), "".into())]
+        );
+        assert!(c.is_negotiating());
+    }
+
+    #[test]
+    fn refused_list() {
+        let (mut c, wire) = negotiating();
+        c.start_user_option(UserOption::List, None, None, None)
+            .unwrap();
+        let r = reply(NBD_OPT_LIST, NBD_REP_ERR_POLICY, b"no");
+        assert!(feed(&mut c, &wire, &r).is_none());
+        let err = c.take_option_result().unwrap().unwrap_err();
+        assert_eq!(err.errno(), libc::EPERM);
+        assert_eq!(err.message(), "server replied with error to list request");
+        assert!(c.is_negotiating());
+    }
+
+    #[test]
+    fn malformed_list_replies_kill_the_handle() {
+        let mut long_name = server(&[b'n'; MAX_STRING_LEN + 1], b"");
+        long_name.truncate(4 + MAX_STRING_LEN + 1);
+        for (payload, reply_type, message) in [
+            (
+                vec![0, 0, 0],
+                NBD_REP_SERVER,
+                "handshake: invalid NBD_REP_SERVER length",
+            ),
+            (
+                vec![0, 0, 0, 9, b'x'],
+                NBD_REP_SERVER,
+                "invalid export length",
+            ),
+            (long_name, NBD_REP_SERVER, "invalid export length"),
+            (
+                vec![],
+                NBD_REP_INFO,
+                "handshake: unexpected option reply type 3",
+            ),
+        ] {
+            let (mut c, wire) = negotiating();
+            c.start_user_option(UserOption::List, None, None, None)
+                .unwrap();
+            let err =
+                feed(&mut c, &wire, &reply(NBD_OPT_LIST, reply_type, &payload)).expect("fatal");
+            assert_eq!((err.errno(), err.message()), (libc::EPROTO, message));
+            assert!(c.is_dead());
+        }
+    }
+
+    #[test]
+    fn set_meta_context() {
+        let (mut c, wire) = negotiating();
+        let queries = vec!["base:allocation".to_string()];
+        c.start_user_option(UserOption::SetMetaContext(Some(queries)), None, None, None)
+            .unwrap();
+        let mut expect = Vec::new();
+        let payload = meta_payload(b"", &["base:allocation".to_string()]);
+        encode_option(&mut expect, NBD_OPT_SET_META_CONTEXT, &payload);
+        assert_eq!(wire.take_sent(), expect);
+        let mut p = 7u32.to_be_bytes().to_vec();
+        p.extend_from_slice(b"base:allocation");
+        let mut r = reply(NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT, &p);
+        r.extend(reply(NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK, &[]));
+        assert!(feed(&mut c, &wire, &r).is_none());
+        assert_eq!(c.take_option_result().unwrap().unwrap(), 1);
+        assert_eq!(c.negotiated.meta_contexts.len(), 1);
+        assert_eq!(c.negotiated.meta_contexts[0].0, 7);
+        assert_eq!(
+            c.negotiated.meta_contexts[0].1.to_str().unwrap(),
+            "base:allocation"
+        );
+    }
+
+    #[test]
+    fn reply_payload_decoders() {
+        assert_eq!(
+            decode_rep_server(&server(b"exp", b"desc")).unwrap(),
+            ("exp".to_string(), "desc".to_string())
+        );
+        assert_eq!(
+            decode_rep_server(&[0, 0, 0]).unwrap_err().message(),
+            "handshake: invalid NBD_REP_SERVER length"
+        );
+        assert_eq!(
+            decode_rep_server(&[0, 0, 0, 2, b'x'])
+                .unwrap_err()
+                .message(),
+            "invalid export length"
+        );
+        assert_eq!(
+            decode_rep_meta_context(&[0, 0, 0, 3, b'a', b':', b'b']).unwrap(),
+            (3, "a:b".to_string())
+        );
+        let mut long = vec![0, 0, 0, 1];
+        long.resize(4 + MAX_STRING_LEN + 1, b'x');
+        for bad in [&[0u8, 0, 0, 1][..], &[0, 0], &long] {
+            let err = decode_rep_meta_context(bad).unwrap_err();
+            assert_eq!(err.errno(), libc::EPROTO);
+            assert_eq!(
+                err.message(),
+                "handshake: invalid NBD_REP_META_CONTEXT reply length"
+            );
+        }
+        assert!(expect_ack(NBD_REP_ACK).is_ok());
+        assert_eq!(
+            expect_ack(NBD_REP_SERVER).unwrap_err().message(),
+            "handshake: unexpected option reply type 2"
+        );
     }
 }

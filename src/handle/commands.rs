@@ -467,15 +467,15 @@ unsafe fn start_read(
     // about 8% faster with it against nbdkit memory; nbdcopy's 256 KiB
     // reads used about 14% more CPU with it).
     let eager = c.pread_initialize() && (chunk.is_some() || count <= EAGER_ZERO_MAX);
-    if eager && count > 0 {
-        // SAFETY: buf is valid for writes of count bytes (our contract).
-        unsafe { std::ptr::write_bytes(buf, 0, count) };
-    }
     let zero_unfilled = c.pread_initialize() && !eager;
     // SAFETY: buf is valid for writes of count bytes until the command
-    // retires (our contract).
-    let issued = unsafe {
-        issue_read(
+    // retires (our contract): we may zero it before and after issuing,
+    // and the command may write into it.
+    unsafe {
+        if eager && count > 0 {
+            std::ptr::write_bytes(buf, 0, count);
+        }
+        let issued = issue_read(
             c,
             buf,
             count,
@@ -484,13 +484,12 @@ unsafe fn start_read(
             chunk,
             completion,
             zero_unfilled,
-        )
-    };
-    if issued.is_err() && zero_unfilled && count > 0 {
-        // SAFETY: buf is valid for writes of count bytes (our contract).
-        unsafe { std::ptr::write_bytes(buf, 0, count) };
+        );
+        if issued.is_err() && zero_unfilled && count > 0 {
+            std::ptr::write_bytes(buf, 0, count);
+        }
+        issued
     }
-    issued
 }
 
 /// [`start_read`] without the zeroing of a buffer whose read is refused.
@@ -602,6 +601,21 @@ unsafe fn start(
     buf: *const u8,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
+    let flags = check(c, spec, count, offset, flags)?;
+    // The machine only ever reads through `buf`, and only for a write.
+    let buf = buf as *mut u8;
+    c.issue(
+        spec.kind,
+        flags as u16,
+        offset,
+        count,
+        buf,
+        with_completion(completion),
+    )
+}
+
+/// The checks of [`start`]; returns the flags to send.
+fn check(c: &Conn, spec: &Spec, count: u64, offset: u64, flags: u32) -> Result<u32> {
     c.check_state(CONNECTED)?;
     check_flags(c, flags, spec.allowed)?;
     let mut flags = flags;
@@ -645,16 +659,7 @@ unsafe fn start(
         libc::EINVAL
     };
     check_command(c, spec.kind, offset, count, bounds_errno)?;
-    // The machine only ever reads through `buf`, and only for a write.
-    let buf = buf as *mut u8;
-    c.issue(
-        spec.kind,
-        flags as u16,
-        offset,
-        count,
-        buf,
-        with_completion(completion),
-    )
+    Ok(flags)
 }
 
 /// Checks and issues a command that carries no data.
@@ -666,8 +671,15 @@ fn start_no_data(
     flags: u32,
     completion: Option<Completion>,
 ) -> Result<CommandId> {
-    // SAFETY: no buffer is passed.
-    unsafe { start(c, spec, count, offset, flags, std::ptr::null(), completion) }
+    let flags = check(c, spec, count, offset, flags)?;
+    c.issue(
+        spec.kind,
+        flags as u16,
+        offset,
+        count,
+        std::ptr::null_mut(),
+        with_completion(completion),
+    )
 }
 
 /// Checks and issues a block status request limited to `contexts`: the

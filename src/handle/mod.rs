@@ -220,6 +220,17 @@ impl Handle {
         self.conn.lock().unwrap_or_else(|p| self.recover(p))
     }
 
+    /// A close-on-exec duplicate of the socket the machine polls (for
+    /// registering it with a reactor); EINVAL if there is none.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn dup_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        let c = self.lock();
+        let fd = c
+            .borrow_fd()
+            .ok_or_else(|| Error::new(libc::EINVAL, "connection is not in a connected state"))?;
+        fd.try_clone_to_owned().map_err(|e| Error::io("dup", &e))
+    }
+
     /// The guard of a poisoned lock, after killing the connection (see
     /// [`Handle::lock`]); also for a condition variable's wait.
     fn recover<'h>(&'h self, poisoned: PoisonError<MutexGuard<'h, Conn>>) -> MutexGuard<'h, Conn> {

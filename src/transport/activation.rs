@@ -2,7 +2,7 @@
 //! Unix socket as fd 3 with `LISTEN_PID`, `LISTEN_FDS` (and, when named,
 //! `LISTEN_FDNAMES`) set, and we connect to that socket.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
 
 use super::addr::SockAddr;
-use super::{environ, exec_plan, ExecPlan, Subprocess};
+use super::{exec_plan, ExecPlan, Subprocess};
 use crate::{Error, Result};
 
 /// The fd the systemd protocol passes the first socket on.
@@ -59,24 +59,16 @@ impl ActivationEnv {
             v.push(0);
             vars.push(v);
         }
-        // SAFETY: environ is the NULL-terminated array of NUL-terminated
-        // strings the C library keeps; we only read it, before fork.
-        unsafe {
-            let mut p = environ;
-            while !p.is_null() && !(*p).is_null() {
-                let entry = CStr::from_ptr(*p).to_bytes_with_nul();
-                let skip = [
-                    &b"LISTEN_PID="[..],
-                    &b"LISTEN_FDS="[..],
-                    &b"LISTEN_FDNAMES="[..],
-                ]
-                .iter()
-                .any(|prefix| entry.starts_with(prefix));
-                if !skip {
-                    vars.push(entry.to_vec());
-                }
-                p = p.add(1);
+        for (name, value) in std::env::vars_os() {
+            let name = name.as_bytes();
+            if matches!(name, b"LISTEN_PID" | b"LISTEN_FDS" | b"LISTEN_FDNAMES") {
+                continue;
             }
+            let mut entry = name.to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entry.push(0);
+            vars.push(entry);
         }
         let mut ptrs: Vec<*const c_char> = Vec::with_capacity(vars.len() + 2);
         ptrs.push(pid_var.as_ptr() as *const c_char);
@@ -131,16 +123,19 @@ pub(crate) fn spawn_socket_activation(
     let pid_room = env.pid_var.len() - PID_PREFIX.len();
     let envp = env.ptrs.as_ptr();
 
-    // SAFETY: after fork the child only makes async-signal-safe calls on
-    // memory prepared above (its own copy), and never returns.
-    let pid = unsafe { libc::fork() };
+    // SAFETY: after fork the child (pid 0) only makes async-signal-safe
+    // calls on memory prepared above (its own copy: pid_digits has
+    // pid_room bytes, envp and the plan are NULL-terminated arrays of
+    // NUL-terminated strings), and never returns.
+    let pid = unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            activation_child(listener.as_raw_fd(), pid_digits, pid_room, envp, &plan)
+        }
+        pid
+    };
     if pid < 0 {
         return Err(Error::io("fork", &io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // SAFETY: in the child right after fork; everything it uses was
-        // prepared before the fork.
-        unsafe { activation_child(listener.as_raw_fd(), pid_digits, pid_room, envp, &plan) }
     }
     drop(listener);
     drop(env);
@@ -148,30 +143,27 @@ pub(crate) fn spawn_socket_activation(
     Ok((child, guard, addr))
 }
 
-/// Writes `n` in decimal, NUL-terminated, into `buf` (room `len`),
-/// without allocating.
-unsafe fn write_decimal(mut n: u64, buf: *mut u8, len: usize) {
-    // SAFETY: buf is valid for writes of len bytes (our caller's contract);
-    // we write at most len, and only _exit otherwise.
-    unsafe {
-        let mut digits = [0u8; 20];
-        let mut count = 0;
-        loop {
-            digits[count] = b'0' + (n % 10) as u8;
-            count += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+/// Writes `n` in decimal, NUL-terminated, into `buf`, without allocating
+/// (for the child after fork); false if it does not fit.
+fn write_decimal(mut n: u64, buf: &mut [u8]) -> bool {
+    let mut digits = [0u8; 20];
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        if count + 1 > len {
-            libc::_exit(126);
-        }
-        for i in 0..count {
-            *buf.add(i) = digits[count - 1 - i];
-        }
-        *buf.add(count) = 0;
     }
+    let Some(out) = buf.get_mut(..=count) else {
+        return false;
+    };
+    for (o, d) in out.iter_mut().zip(digits[..count].iter().rev()) {
+        *o = *d;
+    }
+    out[count] = 0;
+    true
 }
 
 /// The child side of [`spawn_socket_activation`]. Never returns.
@@ -198,7 +190,25 @@ unsafe fn activation_child(
             }
             libc::close(listener);
         }
-        write_decimal(libc::getpid() as u64, pid_digits, pid_room);
+        let digits = std::slice::from_raw_parts_mut(pid_digits, pid_room);
+        if !write_decimal(libc::getpid() as u64, digits) {
+            libc::_exit(126);
+        }
         exec_plan(plan, envp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_decimal;
+
+    #[test]
+    fn decimal_digits_fit_or_fail() {
+        let mut buf = [b'x'; 8];
+        assert!(write_decimal(4_194_304, &mut buf));
+        assert_eq!(&buf, b"4194304\0");
+        assert!(write_decimal(0, &mut buf));
+        assert_eq!(&buf[..2], b"0\0");
+        assert!(!write_decimal(12_345_678, &mut buf));
     }
 }

@@ -19,8 +19,8 @@ use nix::sys::socket::{
 pub(crate) enum SockAddr {
     Unix(UnixAddr),
     Vsock(VsockAddr),
-    /// An IP address.
-    Any(SockaddrStorage),
+    /// An IP address, with its family (`AF_*`).
+    Any(SockaddrStorage, i32),
 }
 
 impl SockAddr {
@@ -47,14 +47,18 @@ impl SockAddr {
 
     /// An IPv4 or IPv6 address.
     pub(crate) fn inet(addr: SocketAddr) -> SockAddr {
-        SockAddr::Any(SockaddrStorage::from(addr))
+        let family = match addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        SockAddr::Any(SockaddrStorage::from(addr), family)
     }
 
     fn like(&self) -> &dyn SockaddrLike {
         match self {
             SockAddr::Unix(a) => a,
             SockAddr::Vsock(a) => a,
-            SockAddr::Any(a) => a,
+            SockAddr::Any(a, _) => a,
         }
     }
 
@@ -65,9 +69,11 @@ impl SockAddr {
 
     /// The address family (`AF_*`), as the caller gave it.
     pub(crate) fn family(&self) -> i32 {
-        // SAFETY: every SockaddrLike starts with a sockaddr of len() bytes,
-        // and len() covers the family field (from_raw checked that).
-        unsafe { i32::from((*self.like().as_ptr()).sa_family) }
+        match self {
+            SockAddr::Unix(_) => libc::AF_UNIX,
+            SockAddr::Vsock(_) => libc::AF_VSOCK,
+            SockAddr::Any(_, family) => *family,
+        }
     }
 
     /// The socket path of a Unix address: `Some(Err(()))` for an address
@@ -75,7 +81,7 @@ impl SockAddr {
     pub(crate) fn unix_path(&self) -> Option<Result<&[u8], ()>> {
         let unix = match self {
             SockAddr::Unix(a) => a,
-            SockAddr::Any(a) => a.as_unix_addr()?,
+            SockAddr::Any(a, _) => a.as_unix_addr()?,
             SockAddr::Vsock(_) => return None,
         };
         use std::os::unix::ffi::OsStrExt;
@@ -84,7 +90,7 @@ impl SockAddr {
 
     /// The IP address and port of an `AF_INET`/`AF_INET6` address.
     pub(crate) fn inet_addr(&self) -> Option<SocketAddr> {
-        let SockAddr::Any(a) = self else {
+        let SockAddr::Any(a, _) = self else {
             return None;
         };
         if let Some(sin) = a.as_sockaddr_in() {
@@ -98,7 +104,7 @@ impl SockAddr {
     pub(crate) fn vsock_addr(&self) -> Option<(u32, u32)> {
         let vsock = match self {
             SockAddr::Vsock(a) => a,
-            SockAddr::Any(a) => a.as_vsock_addr()?,
+            SockAddr::Any(a, _) => a.as_vsock_addr()?,
             SockAddr::Unix(_) => return None,
         };
         Some((vsock.cid(), vsock.port()))
@@ -112,39 +118,41 @@ pub(crate) fn resolve(host: &str, port: &str, family: i32) -> Result<Vec<SockAdd
     let (Ok(c_host), Ok(c_port)) = (CString::new(host), CString::new(port)) else {
         return Err(crate::strerror(libc::EINVAL));
     };
-    // SAFETY: addrinfo is plain data; all-zero is the empty hint.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = family;
-    hints.ai_socktype = libc::SOCK_STREAM;
-    let mut result: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid C strings and hints; result receives a list we free below.
-    let rc = unsafe { libc::getaddrinfo(c_host.as_ptr(), c_port.as_ptr(), &hints, &mut result) };
-    if rc != 0 {
-        let text = if rc == libc::EAI_SYSTEM {
-            io::Error::last_os_error().to_string()
-        } else {
-            // SAFETY: gai_strerror returns a static NUL-terminated string.
-            unsafe { CStr::from_ptr(libc::gai_strerror(rc)) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        return Err(text);
-    }
+    let hints = libc::addrinfo {
+        ai_flags: 0,
+        ai_family: family,
+        ai_socktype: libc::SOCK_STREAM,
+        ai_protocol: 0,
+        ai_addrlen: 0,
+        ai_addr: std::ptr::null_mut(),
+        ai_canonname: std::ptr::null_mut(),
+        ai_next: std::ptr::null_mut(),
+    };
     let mut out = Vec::new();
-    let mut p = result;
-    while !p.is_null() {
-        // SAFETY: p is a node of the list getaddrinfo returned, and its
-        // ai_addr (when not NULL) points to ai_addrlen bytes.
-        let (ai, addr) = unsafe {
-            let ai = &*p;
+    // SAFETY: getaddrinfo gets valid C strings and hints. If it fails,
+    // gai_strerror returns a static NUL-terminated string. If it succeeds,
+    // result is a list whose every node, and its ai_addr (when not NULL,
+    // nix checks) with ai_addrlen bytes, stays valid until the
+    // freeaddrinfo at the end, which frees the list once; the addresses
+    // are copied out before that.
+    unsafe {
+        let mut result: *mut libc::addrinfo = std::ptr::null_mut();
+        let rc = libc::getaddrinfo(c_host.as_ptr(), c_port.as_ptr(), &hints, &mut result);
+        if rc == libc::EAI_SYSTEM {
+            return Err(io::Error::last_os_error().to_string());
+        }
+        if rc != 0 {
+            let text = CStr::from_ptr(libc::gai_strerror(rc));
+            return Err(text.to_string_lossy().into_owned());
+        }
+        let mut p = result;
+        while let Some(ai) = p.as_ref() {
             let addr = SockaddrStorage::from_raw(ai.ai_addr, Some(ai.ai_addrlen));
-            (ai, addr)
-        };
-        out.extend(addr.map(SockAddr::Any));
-        p = ai.ai_next;
+            out.extend(addr.map(|a| SockAddr::Any(a, ai.ai_family)));
+            p = ai.ai_next;
+        }
+        libc::freeaddrinfo(result);
     }
-    // SAFETY: result came from getaddrinfo and is freed once.
-    unsafe { libc::freeaddrinfo(result) };
     Ok(out)
 }
 

@@ -18,7 +18,7 @@
 use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use foreign_types_shared::{ForeignType, ForeignTypeRef};
@@ -148,12 +148,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn readable(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-    else {
-        return false;
-    };
-    // SAFETY: c is a NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::R_OK) == 0 }
+    nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_ok()
 }
 
 /// The reasons in an OpenSSL error stack, most specific last, without the
@@ -226,8 +221,7 @@ fn bad_key(file: &Path, username: &str) -> Error {
 /// `$HOME/.pki/libnbd` and `$HOME/.config/pki/libnbd` for other users,
 /// `/etc/pki/libnbd` for root.
 fn default_cert_dirs() -> Vec<PathBuf> {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     match std::env::var_os("HOME") {
         Some(home) if !root => {
             let home = PathBuf::from(home);
@@ -565,7 +559,7 @@ fn into_io(e: openssl::ssl::Error) -> io::Error {
 }
 
 impl Transport for TlsTransport {
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         self.stream.get_ref().0.fd()
     }
 
