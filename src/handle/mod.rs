@@ -6,13 +6,14 @@
 //! socket). Errors carry libnbd's errno and message.
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
+use crate::transport::Waker;
 use crate::{Error, Result};
 
 mod aio;
@@ -65,32 +66,28 @@ struct Cancel {
     /// Bumped by [`Handle::cancel_waits`]; a waiting call fails once it
     /// differs from the value it started with.
     generation: AtomicU64,
-    /// An eventfd made readable by each cancellation, which a call waiting
-    /// with the handle locked polls along with the socket; made when such
-    /// a call first waits (`None` if no eventfd could be made: the call is
-    /// then not cancellable, only bounded by its timeout).
-    fd: OnceLock<Option<OwnedFd>>,
+    /// An eventfd made readable by each cancellation, which every wait
+    /// for the socket polls along with it (with the handle locked or not);
+    /// made when a call first waits (`None` if no eventfd could be made:
+    /// a wait with the handle locked is then not cancellable, only bounded
+    /// by its timeout).
+    waker: OnceLock<Option<Waker>>,
 }
 
 impl Cancel {
     fn new() -> Cancel {
         Cancel {
             generation: AtomicU64::new(0),
-            fd: OnceLock::new(),
+            waker: OnceLock::new(),
         }
     }
 
     /// The eventfd to poll, made at the first call.
     fn fd(&self) -> Option<RawFd> {
-        self.fd
-            .get_or_init(|| {
-                // SAFETY: plain syscall; on success a new fd we then own.
-                let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-                // SAFETY: eventfd returned a new fd, owned by nobody else.
-                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-            })
+        self.waker
+            .get_or_init(|| Waker::new().ok())
             .as_ref()
-            .map(|fd| fd.as_raw_fd())
+            .map(|w| w.as_raw_fd())
     }
 
     /// Cancels the waits in progress: a new generation, then the signal.
@@ -101,11 +98,8 @@ impl Cancel {
 
     /// Makes the eventfd readable.
     fn signal(&self) {
-        if let Some(Some(fd)) = self.fd.get() {
-            let one = 1u64;
-            // SAFETY: writes 8 bytes from `one` to our eventfd; failure
-            // (the counter full) still leaves it readable.
-            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(Some(w)) = self.waker.get() {
+            w.wake();
         }
     }
 
@@ -118,10 +112,8 @@ impl Cancel {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        if let Some(Some(fd)) = self.fd.get() {
-            let mut count = 0u64;
-            // SAFETY: reads at most 8 bytes into `count`; non-blocking.
-            unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        if let Some(Some(w)) = self.waker.get() {
+            w.drain();
         }
         if self.generation.load(Ordering::SeqCst) != generation {
             self.signal();
