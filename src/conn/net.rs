@@ -63,8 +63,9 @@ pub(crate) fn c_strings<S: AsRef<[u8]>>(argv: &[S]) -> Result<Vec<CString>> {
         .map_err(|_| Error::new(libc::EINVAL, "argv contains a NUL byte"))
 }
 
-/// The address of a server, for [`Handle::aio_connect`]: a socket
-/// address of any family the library connects to.
+/// The address of a server, for
+/// [`Handle::aio_connect`](crate::Handle::aio_connect): a socket address of
+/// any family the library connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerAddr {
     /// An IPv4 or IPv6 address and port (TCP).
