@@ -62,14 +62,22 @@ fn run(args: &[String]) -> Result<String, String> {
             }
             let mc = b.connect_unix(sock).map_err(|e| e.to_string())?;
             let n = mc.connections();
-            (Box::new(move |buf, off| mc.pread(buf, off, 0)), n, req)
+            (
+                Box::new(move |buf, off| mc.pread(buf, off, nbd::CmdFlag::empty())),
+                n,
+                req,
+            )
         }
         "handle" => {
             let sock = args.get(1).ok_or(usage)?;
             let req = args.get(2).map(parse).transpose()?.unwrap_or(1 << 20);
             let h = Handle::new().map_err(|e| e.to_string())?;
             h.connect_unix(sock).map_err(|e| e.to_string())?;
-            (Box::new(move |buf, off| h.pread(buf, off, 0)), 1, req)
+            (
+                Box::new(move |buf, off| h.pread(buf, off, nbd::CmdFlag::empty())),
+                1,
+                req,
+            )
         }
         _ => return Err(usage.into()),
     };
@@ -141,8 +149,8 @@ fn run_mt(args: &[String]) -> Result<String, String> {
                     let mut off = (t as u64) << 20;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         match target {
-                            Target::Pool(mc) => mc.pread(&mut buf, off, 0),
-                            Target::One(h) => h.pread(&mut buf, off, 0),
+                            Target::Pool(mc) => mc.pread(&mut buf, off, nbd::CmdFlag::empty()),
+                            Target::One(h) => h.pread(&mut buf, off, nbd::CmdFlag::empty()),
                         }
                         .map_err(|e| e.to_string())?;
                         check(&buf, off)?;

@@ -9,12 +9,12 @@ fn main() -> Result<(), nbd::Error> {
     println!("connected: {} bytes, {}", h.size()?, h.protocol()?);
 
     let written: Vec<u8> = (0..512u32).map(|i| (i % 13) as u8).collect();
-    h.pwrite(&written, 0, 0)?;
+    h.pwrite(&written, 0, nbd::CmdFlag::empty())?;
     let mut read = vec![0u8; 512];
-    h.pread(&mut read, 0, 0)?;
+    h.pread(&mut read, 0, nbd::CmdFlag::empty())?;
     assert_eq!(read, written, "read data differs from written data");
     println!("read back {} bytes: ok", read.len());
 
-    h.shutdown(0)?;
+    h.shutdown(nbd::Shutdown::empty())?;
     Ok(())
 }

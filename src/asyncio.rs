@@ -12,8 +12,9 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::callback::{Completion, Context, Extent64, Extent64Cb, List};
+use crate::callback::{Completion, Context, Extent64Cb, List};
 use crate::flags::CmdFlag;
+use crate::handle::{ContextExtents, Export};
 use crate::{Error, Handle, Result};
 
 const DIRECTION_READ: u32 = 1;
@@ -21,27 +22,6 @@ const DIRECTION_WRITE: u32 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The extents one meta context reported in a block status reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextExtents {
-    /// The meta context, e.g. `base:allocation`.
-    pub context: String,
-    /// The offset the extents start at (the request's offset).
-    pub offset: u64,
-    /// The extents: length and status flags (for `base:allocation`,
-    /// `LIBNBD_STATE_HOLE` = 1, `LIBNBD_STATE_ZERO` = 2).
-    pub extents: Vec<Extent64>,
-}
-
-/// An export listed by the server ([`AsyncHandle::opt_list`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Export {
-    /// The export's name.
-    pub name: String,
-    /// Its description (may be empty).
-    pub description: String,
 }
 
 // ---- per-command state ------------------------------------------------------
@@ -290,7 +270,7 @@ impl AsyncHandle {
                     reg = Some((raw, register(&self.handle)?));
                 }
                 let fd = &reg.as_ref().unwrap().1;
-                let dir = self.handle.aio_get_direction();
+                let dir = self.handle.aio_get_direction().bits();
                 let ready = if dir & DIRECTION_WRITE != 0 {
                     fd.poll_write_ready(cx)
                 } else {
@@ -301,7 +281,7 @@ impl AsyncHandle {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("poll", &e))),
                     Poll::Ready(Ok(mut guard)) => {
                         let r = self.handle.aio_run();
-                        if r.is_ok() && self.handle.aio_get_direction() & dir != 0 {
+                        if r.is_ok() && self.handle.aio_get_direction().bits() & dir != 0 {
                             guard.clear_ready();
                         }
                         drop(guard);
@@ -380,7 +360,7 @@ impl AsyncHandle {
         while i < 64 {
             i += 1;
             let mut ran = false;
-            if self.handle.aio_get_direction() & DIRECTION_READ != 0 {
+            if self.handle.aio_get_direction().bits() & DIRECTION_READ != 0 {
                 if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(&mut cx) {
                     ran = true;
                     // The machine reads until the socket is empty.
@@ -390,14 +370,14 @@ impl AsyncHandle {
                     guard.clear_ready();
                 }
             }
-            if self.handle.aio_get_direction() & DIRECTION_WRITE != 0 {
+            if self.handle.aio_get_direction().bits() & DIRECTION_WRITE != 0 {
                 if let Poll::Ready(Ok(mut guard)) = fd.poll_write_ready(&mut cx) {
                     ran = true;
                     if self.handle.aio_run().is_err() {
                         return self.dead(fd);
                     }
                     // Still wanting to write: the socket is full.
-                    if self.handle.aio_get_direction() & DIRECTION_WRITE != 0 {
+                    if self.handle.aio_get_direction().bits() & DIRECTION_WRITE != 0 {
                         guard.clear_ready();
                     }
                 }
@@ -489,12 +469,8 @@ impl AsyncHandle {
 
     /// Makes written data durable (`nbd_aio_flush`).
     pub async fn flush(&self, flags: CmdFlag) -> Result<()> {
-        self.command(
-            "flush",
-            || (),
-            |h, c| h.aio_flush(Some(c), flags.bits()).map(drop),
-        )
-        .await
+        self.command("flush", || (), |h, c| h.aio_flush(Some(c), flags).map(drop))
+            .await
     }
 
     /// Discards `count` bytes at `offset` (`nbd_aio_trim`). Flags: `FUA`.
@@ -502,7 +478,7 @@ impl AsyncHandle {
         self.command(
             "trim",
             || (),
-            |h, c| h.aio_trim(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_trim(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -513,7 +489,7 @@ impl AsyncHandle {
         self.command(
             "zero",
             || (),
-            |h, c| h.aio_zero(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_zero(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -523,7 +499,7 @@ impl AsyncHandle {
         self.command(
             "cache",
             || (),
-            |h, c| h.aio_cache(count, offset, Some(c), flags.bits()).map(drop),
+            |h, c| h.aio_cache(count, offset, Some(c), flags).map(drop),
         )
         .await
     }
@@ -552,7 +528,7 @@ impl AsyncHandle {
             "block_status",
             move || std::mem::take(&mut *lock(&acc)),
             |h, c| {
-                h.aio_block_status_64(count, offset, extent, Some(c), flags.bits())
+                h.aio_block_status_64(count, offset, extent, Some(c), flags)
                     .map(drop)
             },
         )
@@ -567,7 +543,7 @@ impl AsyncHandle {
         if self.handle.aio_is_negotiating() {
             return self.opt_abort().await;
         }
-        self.handle.aio_disconnect(0)?;
+        self.handle.aio_disconnect(CmdFlag::empty())?;
         self.wait_closed().await;
         Ok(())
     }

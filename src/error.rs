@@ -3,14 +3,28 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// An error from a libnbd call: a message and the errno that goes with it.
+/// An error from a libnbd call: a message, the errno that goes with it
+/// (`nbd_get_error` and `nbd_get_errno` in C), and whether the handle is
+/// dead now.
 ///
 /// `Display` gives libnbd's shape without the call name:
 /// the message, then `": "` and `strerror(errno)` when errno is non-zero.
+///
+/// ```
+/// let e = nbd::Error::new(libc::EINVAL, "flags: invalid value for flag: 0x4");
+/// assert_eq!(e.errno(), libc::EINVAL);
+/// assert_eq!(e.to_string(), "flags: invalid value for flag: 0x4: Invalid argument");
+/// assert!(!e.is_fatal());
+/// // Into std::io::Error, keeping the errno.
+/// let io: std::io::Error = e.into();
+/// assert_eq!(io.raw_os_error(), Some(libc::EINVAL));
+/// assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Error {
     errno: i32,
     message: Cow<'static, str>,
+    fatal: bool,
 }
 
 impl Error {
@@ -19,7 +33,23 @@ impl Error {
         Error {
             errno,
             message: message.into(),
+            fatal: false,
         }
+    }
+
+    /// The same error, marked as one after which the handle is dead.
+    pub(crate) fn into_fatal(mut self) -> Error {
+        self.fatal = true;
+        self
+    }
+
+    /// Whether the handle was dead when the call returned this error
+    /// (`nbd_aio_is_dead` would say so): the connection is lost or broken
+    /// and only closing the handle remains. An error that leaves the
+    /// connection usable (a bad argument, a command the server failed) is
+    /// not fatal.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
     }
 
     /// An error from an I/O error, prefixed with what was being done (`"recv"`, `"send"`).
@@ -45,6 +75,21 @@ impl fmt::Display for Error {
             write!(f, ": {}", strerror(self.errno))?;
         }
         Ok(())
+    }
+}
+
+impl From<Error> for std::io::Error {
+    /// An I/O error carrying the errno ([`std::io::Error::raw_os_error`],
+    /// and so its [`std::io::ErrorKind`]); its text is then `strerror`'s,
+    /// not the message, so log the [`Error`] first where the message
+    /// matters. An error without errno becomes `ErrorKind::Other` with the
+    /// error inside.
+    fn from(e: Error) -> std::io::Error {
+        if e.errno != 0 {
+            std::io::Error::from_raw_os_error(e.errno)
+        } else {
+            std::io::Error::other(e)
+        }
     }
 }
 

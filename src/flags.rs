@@ -177,17 +177,12 @@ pub enum ReadStatus {
 /// against the same types.
 pub(crate) mod raw {
     use super::{
-        AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Size, Strict, Tls,
+        AllowTransport, CmdFlag, Direction, HandshakeFlag, ReadStatus, Shutdown, Strict, Tls,
     };
 
     pub(crate) const LIBNBD_TLS_DISABLE: i32 = Tls::Disable as i32;
     pub(crate) const LIBNBD_TLS_ALLOW: i32 = Tls::Allow as i32;
     pub(crate) const LIBNBD_TLS_REQUIRE: i32 = Tls::Require as i32;
-
-    pub(crate) const LIBNBD_SIZE_MINIMUM: i32 = Size::Minimum as i32;
-    pub(crate) const LIBNBD_SIZE_PREFERRED: i32 = Size::Preferred as i32;
-    pub(crate) const LIBNBD_SIZE_MAXIMUM: i32 = Size::Maximum as i32;
-    pub(crate) const LIBNBD_SIZE_PAYLOAD: i32 = Size::Payload as i32;
 
     pub(crate) const LIBNBD_CMD_FLAG_FUA: u32 = CmdFlag::FUA.bits();
     pub(crate) const LIBNBD_CMD_FLAG_NO_HOLE: u32 = CmdFlag::NO_HOLE.bits();

@@ -44,7 +44,7 @@ use nix::errno::Errno;
 
 use crate::flags::raw::{LIBNBD_AIO_DIRECTION_READ, LIBNBD_AIO_DIRECTION_WRITE};
 use crate::transport::Waker;
-use crate::{BlockSize, Completion, Error, Extent64Cb, Handle, Result};
+use crate::{Completion, Error, Extent64Cb, Handle, Result};
 
 /// The most connections a [`MultiConn`] opens.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -140,7 +140,7 @@ impl MultiConnBuilder {
         let size = first.size()?;
         let read_only = first.is_read_only()?;
         let mut payload = largest_payload(&first)?;
-        let mut minimum = first.block_size(BlockSize::Minimum)?;
+        let mut minimum = first.block_size(crate::Size::Minimum)?.unwrap_or(0);
         let mut handles = Vec::with_capacity(want);
         handles.push(first);
         for i in 1..want {
@@ -153,7 +153,7 @@ impl MultiConnBuilder {
                 ));
             }
             payload = payload.min(largest_payload(&h)?);
-            minimum = minimum.max(h.block_size(BlockSize::Minimum)?);
+            minimum = minimum.max(h.block_size(crate::Size::Minimum)?.unwrap_or(0));
             handles.push(h);
         }
         let align = minimum.max(CHUNK_ALIGN);
@@ -203,10 +203,10 @@ impl MultiConnBuilder {
 /// The largest read or write `h` may send: the client's payload limit,
 /// and the server's maximum block size if it gave one.
 fn largest_payload(h: &Handle) -> Result<u64> {
-    let payload = h.block_size(BlockSize::Payload)?;
-    Ok(match h.block_size(BlockSize::Maximum)? {
-        0 => payload,
-        max => payload.min(max),
+    let payload = h.block_size(crate::Size::Payload)?.unwrap_or(u64::MAX);
+    Ok(match h.block_size(crate::Size::Maximum)? {
+        None => payload,
+        Some(max) => payload.min(max),
     })
 }
 
@@ -374,7 +374,7 @@ impl MultiConn {
 
     /// Reads `buf.len()` bytes at `offset` (flags as [`Handle::pread`]).
     /// A large read is split over all connections.
-    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: u32) -> Result<()> {
+    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: crate::CmdFlag) -> Result<()> {
         if self.should_split(buf.len()) {
             self.check_fatal()?;
             check_bounds(offset, buf.len() as u64, self.size, libc::EINVAL)?;
@@ -386,7 +386,7 @@ impl MultiConn {
     /// Writes `buf` at `offset` (flags as [`Handle::pwrite`]: FUA applies
     /// to each chunk). A large write is split over all connections; the
     /// call returns once every chunk is written.
-    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
+    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin()?;
         let r = if self.should_split(buf.len()) {
             self.check_fatal()
@@ -403,14 +403,14 @@ impl MultiConn {
     /// every write of the pool still in flight when it was made: waits for
     /// those, then sends one `NBD_CMD_FLUSH` on one connection, which with
     /// multi-conn covers writes completed on all connections.
-    pub fn flush(&self, flags: u32) -> Result<()> {
+    pub fn flush(&self, flags: crate::CmdFlag) -> Result<()> {
         self.check_fatal()?;
         self.wait_for_earlier_writes()?;
         self.on_one(|h| h.flush(flags))
     }
 
     /// Trims `count` bytes at `offset`, on one connection ([`Handle::trim`]).
-    pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    pub fn trim(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin()?;
         let r = self.on_one(|h| h.trim(count, offset, flags));
         self.write_end(epoch);
@@ -419,7 +419,7 @@ impl MultiConn {
 
     /// Writes `count` zero bytes at `offset`, on one connection
     /// ([`Handle::zero`]).
-    pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    pub fn zero(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let epoch = self.write_begin()?;
         let r = self.on_one(|h| h.zero(count, offset, flags));
         self.write_end(epoch);
@@ -428,7 +428,7 @@ impl MultiConn {
 
     /// Asks the server to prefetch `count` bytes at `offset`, on one
     /// connection ([`Handle::cache`]).
-    pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    pub fn cache(&self, count: u64, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         self.on_one(|h| h.cache(count, offset, flags))
     }
 
@@ -440,7 +440,7 @@ impl MultiConn {
         count: u64,
         offset: u64,
         extent: Extent64Cb,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<()> {
         self.on_one(|h| h.block_status_64(count, offset, extent, flags))
     }
@@ -448,7 +448,7 @@ impl MultiConn {
     /// Shuts every connection down cleanly ([`Handle::shutdown`]), after
     /// the commands already issued; returns the first error. Calls made
     /// afterwards fail as on a closed handle.
-    pub fn shutdown(&self, flags: u32) -> Result<()> {
+    pub fn shutdown(&self, flags: crate::Shutdown) -> Result<()> {
         let mut first = None;
         for m in self.members.iter() {
             if let Err(e) = m.handle.shutdown(flags) {
@@ -478,7 +478,7 @@ impl MultiConn {
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         // SAFETY: our caller promises what Handle::aio_pread asks: buf is
         // valid for writes of count bytes until the command is retired or
@@ -500,7 +500,7 @@ impl MultiConn {
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         // SAFETY: our caller promises what Handle::aio_pwrite asks: buf is
         // valid for reads of count bytes until the command is retired or
@@ -510,7 +510,11 @@ impl MultiConn {
 
     /// Starts a flush on one connection: with multi-conn it covers every
     /// write completed, on any connection, before it was issued.
-    pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<MultiCookie> {
+    pub fn aio_flush(
+        &self,
+        completion: Option<Completion>,
+        flags: crate::CmdFlag,
+    ) -> Result<MultiCookie> {
         self.aio_on_one(|h| h.aio_flush(completion, flags))
     }
 
@@ -520,7 +524,7 @@ impl MultiConn {
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         self.aio_on_one(|h| h.aio_trim(count, offset, completion, flags))
     }
@@ -531,7 +535,7 @@ impl MultiConn {
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: crate::CmdFlag,
     ) -> Result<MultiCookie> {
         self.aio_on_one(|h| h.aio_zero(count, offset, completion, flags))
     }
@@ -745,7 +749,7 @@ impl MultiConn {
 
     /// Reads or writes `len` bytes at `ptr` in chunks spread over every
     /// connection, then waits for all of them.
-    fn split(&self, dir: Dir, len: usize, offset: u64, flags: u32) -> Result<()> {
+    fn split(&self, dir: Dir, len: usize, offset: u64, flags: crate::CmdFlag) -> Result<()> {
         let n = self.members.len();
         // Chunks as even as the alignment allows, at most max_chunk.
         let per = (len as u64).div_ceil(n as u64).div_ceil(self.align) * self.align;
@@ -861,7 +865,7 @@ impl MultiConn {
             let Ok(fd) = m.handle.aio_get_fd() else {
                 continue;
             };
-            let dir = m.handle.aio_get_direction();
+            let dir = m.handle.aio_get_direction().bits();
             let mut events = 0;
             if dir & LIBNBD_AIO_DIRECTION_READ != 0 {
                 events |= libc::POLLIN;
@@ -1026,12 +1030,16 @@ mod tests {
             panic!("bug while locked");
         }));
         assert!(r.is_err());
-        let err = pool.flush(0).unwrap_err();
+        let err = pool.flush(crate::CmdFlag::empty()).unwrap_err();
         assert_eq!(err.errno(), libc::EINVAL);
         assert!(err.to_string().contains("dead after an internal error"));
-        let err = pool.pwrite(&[0; 512], 0, 0).unwrap_err();
+        let err = pool
+            .pwrite(&[0; 512], 0, crate::CmdFlag::empty())
+            .unwrap_err();
         assert!(err.to_string().contains("dead after an internal error"));
-        let err = pool.pread(&mut [0; 512], 0, 0).unwrap_err();
+        let err = pool
+            .pread(&mut [0; 512], 0, crate::CmdFlag::empty())
+            .unwrap_err();
         assert!(err.to_string().contains("dead after an internal error"));
         assert!(pool.fatal_error().is_some());
     }

@@ -92,7 +92,7 @@ impl Handle {
         // owns the Vec (moving a Vec does not move its buffer), and the
         // command keeps the completion until it has run (after the reply)
         // or the handle is closed; if issuing fails it is dropped unused.
-        unsafe { self.aio_pread(ptr, len, offset, Some(owning(buf, done)), flags.bits()) }
+        unsafe { self.aio_pread(ptr, len, offset, Some(owning(buf, done)), flags) }
     }
 
     /// As [`Handle::aio_pread_vec`], writing `buf` at `offset`.
@@ -105,7 +105,7 @@ impl Handle {
     ) -> Result<u64> {
         let (ptr, len) = (buf.as_ptr(), buf.len());
         // SAFETY: as in aio_pread_vec, for reads of the buffer.
-        unsafe { self.aio_pwrite(ptr, len, offset, Some(owning(buf, done)), flags.bits()) }
+        unsafe { self.aio_pwrite(ptr, len, offset, Some(owning(buf, done)), flags) }
     }
 }
 

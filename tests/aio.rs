@@ -63,8 +63,16 @@ fn aio_closures_called_and_dropped_once() {
             retire as i32
         });
         // SAFETY: wbufs outlives every command (we wait for all below).
-        let cookie =
-            unsafe { h.aio_pwrite(buf.as_ptr(), BS, (i * BS) as u64, Some(cb), 0) }.unwrap();
+        let cookie = unsafe {
+            h.aio_pwrite(
+                buf.as_ptr(),
+                BS,
+                (i * BS) as u64,
+                Some(cb),
+                nbd::CmdFlag::empty(),
+            )
+        }
+        .unwrap();
         cookies.push(cookie);
     }
     while h.aio_in_flight().unwrap() > 0 {
@@ -85,7 +93,7 @@ fn aio_closures_called_and_dropped_once() {
     );
 
     let mut rbuf = vec![0u8; N * BS];
-    h.pread(&mut rbuf, 0, 0).unwrap();
+    h.pread(&mut rbuf, 0, nbd::CmdFlag::empty()).unwrap();
     for (i, chunk) in rbuf.chunks(BS).enumerate() {
         assert!(chunk.iter().all(|&b| b == i as u8 ^ 0x5a), "block {i}");
     }
@@ -110,7 +118,8 @@ fn pread_structured_chunks_cover_the_range() {
         s.fetch_add(data.len(), Ordering::SeqCst);
         0
     });
-    h.pread_structured(&mut buf, offset, chunk, 0).unwrap();
+    h.pread_structured(&mut buf, offset, chunk, nbd::CmdFlag::empty())
+        .unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), buf.len());
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     for (k, &b) in buf.iter().enumerate() {
@@ -126,11 +135,13 @@ fn chunk_callback_error_fails_the_command() {
         *err = libc::ENOMEDIUM;
         -1
     });
-    let err = h.pread_structured(&mut buf, 0, chunk, 0).unwrap_err();
+    let err = h
+        .pread_structured(&mut buf, 0, chunk, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(err.errno(), libc::ENOMEDIUM);
     assert_eq!(err.message(), "read: command failed");
     // The connection is still good.
-    h.pread(&mut buf, 0, 0).unwrap();
+    h.pread(&mut buf, 0, nbd::CmdFlag::empty()).unwrap();
 }
 
 #[test]
@@ -160,15 +171,19 @@ fn four_threads_share_one_handle() {
                             1
                         });
                         // SAFETY: the buffer lives until the callback frees it.
-                        unsafe { h.aio_pwrite(ptr as *const u8, BS, off, Some(cb), 0) }.unwrap();
+                        unsafe {
+                            h.aio_pwrite(ptr as *const u8, BS, off, Some(cb), nbd::CmdFlag::empty())
+                        }
+                        .unwrap();
                         while h.aio_in_flight().unwrap() > 0 {
                             let _ = h.poll(100).unwrap();
                         }
                     } else {
-                        h.pwrite(&vec![fill; BS], off, 0).unwrap();
+                        h.pwrite(&vec![fill; BS], off, nbd::CmdFlag::empty())
+                            .unwrap();
                     }
                     let mut back = vec![0u8; BS];
-                    h.pread(&mut back, off, 0).unwrap();
+                    h.pread(&mut back, off, nbd::CmdFlag::empty()).unwrap();
                     assert!(back.iter().all(|&b| b == fill), "thread {t} op {i}");
                 }
             })
@@ -178,7 +193,7 @@ fn four_threads_share_one_handle() {
         w.join().unwrap();
     }
     let mut all = vec![0u8; THREADS * OPS * BS];
-    h.pread(&mut all, 0, 0).unwrap();
+    h.pread(&mut all, 0, nbd::CmdFlag::empty()).unwrap();
     for (t, region) in all.chunks(OPS * BS).enumerate() {
         for (i, block) in region.chunks(BS).enumerate() {
             let fill = (t * 31 + i) as u8;
@@ -199,7 +214,8 @@ fn aio_errors_and_states() {
         panic!("must not be called");
     });
     // SAFETY: the command is never issued.
-    let err = unsafe { h.aio_pread(buf.as_mut_ptr(), 512, 0, Some(cb), 0) }.unwrap_err();
+    let err = unsafe { h.aio_pread(buf.as_mut_ptr(), 512, 0, Some(cb), nbd::CmdFlag::empty()) }
+        .unwrap_err();
     assert_eq!(err.errno(), libc::ENOTCONN);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     assert_eq!(h.aio_get_fd().unwrap_err().errno(), libc::EINVAL);
@@ -207,13 +223,18 @@ fn aio_errors_and_states() {
         h.aio_command_completed(0).unwrap_err().message(),
         "invalid aio cookie 0"
     );
-    assert_eq!(h.aio_get_direction(), 0);
+    assert_eq!(h.aio_get_direction(), nbd::Direction::empty());
 
     let h = nbdkit(&["memory", "1M"]);
     assert_eq!(h.aio_in_flight().unwrap(), 0);
-    assert_eq!(h.aio_get_direction(), 1, "idle: waiting to read");
+    assert_eq!(
+        h.aio_get_direction(),
+        nbd::Direction::READ,
+        "idle: waiting to read"
+    );
     // SAFETY: we wait for the command before buf goes away.
-    let cookie = unsafe { h.aio_pread(buf.as_mut_ptr(), 512, 0, None, 0) }.unwrap();
+    let cookie =
+        unsafe { h.aio_pread(buf.as_mut_ptr(), 512, 0, None, nbd::CmdFlag::empty()) }.unwrap();
     // libnbd numbers a handle's commands 1, 2, 3, ...
     assert_eq!(cookie, 1);
     while !h.aio_command_completed(cookie as i64).unwrap() {
@@ -221,9 +242,11 @@ fn aio_errors_and_states() {
     }
     // Unknown or already retired cookies are simply not complete.
     assert!(!h.aio_command_completed(cookie as i64).unwrap());
-    h.aio_disconnect(0).unwrap();
+    h.aio_disconnect(nbd::CmdFlag::empty()).unwrap();
     assert_eq!(
-        h.aio_flush(None, 0).unwrap_err().message(),
+        h.aio_flush(None, nbd::CmdFlag::empty())
+            .unwrap_err()
+            .message(),
         "cannot request more commands after NBD_CMD_DISC"
     );
     while !h.aio_is_closed() {

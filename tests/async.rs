@@ -546,7 +546,7 @@ fn wrap_a_connected_handle() {
         return;
     }
     let h = common::nbdkit(&["memory", "1M"]);
-    h.pwrite(&[5; 512], 0, 0).unwrap();
+    h.pwrite(&[5; 512], 0, nbd::CmdFlag::empty()).unwrap();
     rt().block_on(async {
         let nbd = AsyncHandle::from_handle(h);
         let got = nbd.pread(vec![0; 512], 0, CmdFlag::empty()).await.unwrap();

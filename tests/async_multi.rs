@@ -86,12 +86,14 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
         for t in 0..8u64 {
             let off = t * 2 * MIB;
             let mut buf = vec![0u8; 8 * 65536];
-            other.pread(&mut buf, off, 0).unwrap();
+            other.pread(&mut buf, off, CmdFlag::empty()).unwrap();
             assert!(buf == data(8 * 65536, off, t as u8), "task {t}'s region");
         }
         // And the other way round, read concurrently through the pool.
-        other.pwrite(&[0x77; 4096], 15 * MIB, 0).unwrap();
-        other.flush(0).unwrap();
+        other
+            .pwrite(&[0x77; 4096], 15 * MIB, CmdFlag::empty())
+            .unwrap();
+        other.flush(CmdFlag::empty()).unwrap();
         let (a, b) = tokio::join!(
             pool.pread(vec![0; 4096], 15 * MIB, CmdFlag::empty()),
             pool.pread(vec![0; 65536], 2 * MIB, CmdFlag::empty()),
@@ -103,7 +105,7 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
         pool.trim(4096, 0, CmdFlag::empty()).await.unwrap();
         pool.flush(CmdFlag::empty()).await.unwrap();
         let mut buf = vec![1u8; 4096];
-        other.pread(&mut buf, 2 * MIB, 0).unwrap();
+        other.pread(&mut buf, 2 * MIB, CmdFlag::empty()).unwrap();
         assert!(buf.iter().all(|&b| b == 0));
         // Errors are the connection's, and the pool goes on working.
         let err = pool

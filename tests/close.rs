@@ -142,17 +142,29 @@ fn close_in_another_thread_with_commands_in_flight() {
                             0
                         });
                         // SAFETY: as above, the callback owns the buffer.
-                        unsafe { h.aio_pread_structured(p, 4096, off, chunk, Some(cb), 0) }
-                            .unwrap();
+                        unsafe {
+                            h.aio_pread_structured(
+                                p,
+                                4096,
+                                off,
+                                chunk,
+                                Some(cb),
+                                nbd::CmdFlag::empty(),
+                            )
+                        }
+                        .unwrap();
                     } else if i % 2 == 0 {
                         // SAFETY: as above, the callback owns the buffer.
-                        unsafe { h.aio_pread(p, 4096, off, Some(cb), 0) }.unwrap();
+                        unsafe { h.aio_pread(p, 4096, off, Some(cb), nbd::CmdFlag::empty()) }
+                            .unwrap();
                     } else {
                         // SAFETY: as above, the callback owns the buffer.
-                        unsafe { h.aio_pwrite(p, 4096, off, Some(cb), 0) }.unwrap();
+                        unsafe { h.aio_pwrite(p, 4096, off, Some(cb), nbd::CmdFlag::empty()) }
+                            .unwrap();
                     }
                 }
-                h.aio_flush(Some(counted(&counts, None)), 0).unwrap();
+                h.aio_flush(Some(counted(&counts, None)), nbd::CmdFlag::empty())
+                    .unwrap();
                 assert_eq!(h.aio_in_flight().unwrap(), N as i32 + 1);
             })
         };
@@ -202,14 +214,14 @@ fn calls_from_other_threads_while_a_sync_read_waits() {
             "4M",
             "rdelay=1",
         ]));
-        h.pwrite(&[0xab; 65536], 0, 0).unwrap();
+        h.pwrite(&[0xab; 65536], 0, nbd::CmdFlag::empty()).unwrap();
         let counts = Arc::new(Counts::default());
         let reader = {
             let h = h.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 let start = Instant::now();
-                h.pread(&mut buf, 0, 0).unwrap();
+                h.pread(&mut buf, 0, nbd::CmdFlag::empty()).unwrap();
                 assert!(buf.iter().all(|&b| b == 0xab));
                 start.elapsed()
             })
@@ -227,11 +239,19 @@ fn calls_from_other_threads_while_a_sync_read_waits() {
                     let (buf, p) = owned(4096, t as u8 + 1);
                     let off = 1_048_576 + (t * 4096) as u64;
                     // SAFETY: the callback owns the buffer.
-                    unsafe { h.aio_pwrite(p, 4096, off, Some(counted(&counts, Some(buf))), 0) }
-                        .unwrap();
+                    unsafe {
+                        h.aio_pwrite(
+                            p,
+                            4096,
+                            off,
+                            Some(counted(&counts, Some(buf))),
+                            nbd::CmdFlag::empty(),
+                        )
+                    }
+                    .unwrap();
                     assert!(h.aio_in_flight().unwrap() >= 0);
                     let mut back = vec![0u8; 4096];
-                    h.pread(&mut back, off, 0).unwrap();
+                    h.pread(&mut back, off, nbd::CmdFlag::empty()).unwrap();
                     assert!(back.iter().all(|&b| b == t as u8 + 1), "thread {t}");
                 })
             })
@@ -280,7 +300,7 @@ fn shutdown_from_another_thread_while_one_polls() {
                     4096,
                     (i * 4096) as u64,
                     Some(counted(&counts, Some(buf))),
-                    0,
+                    nbd::CmdFlag::empty(),
                 )
             }
             .unwrap();
@@ -306,7 +326,7 @@ fn shutdown_from_another_thread_while_one_polls() {
             })
         };
         std::thread::sleep(Duration::from_millis(100));
-        h.shutdown(0).unwrap();
+        h.shutdown(nbd::Shutdown::empty()).unwrap();
         assert!(h.aio_is_closed());
         poller.join().unwrap();
         assert_eq!(counts.calls.load(Ordering::SeqCst), N);
@@ -381,9 +401,9 @@ fn connect_command_child_gets_the_socket_on_stdin_stdout() {
         assert_ne!(link, &exe, "a close-on-exec file leaked as fd {fd}");
     }
     // nbdkit, exec'd on those fds, serves the handle.
-    h.pwrite(&[1; 512], 0, 0).unwrap();
+    h.pwrite(&[1; 512], 0, nbd::CmdFlag::empty()).unwrap();
     let mut back = [0u8; 512];
-    h.pread(&mut back, 0, 0).unwrap();
+    h.pread(&mut back, 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(back, [1; 512]);
     drop(file);
     drop(first);

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{have, Daemon, Server, TempDir};
-use nbd::Handle;
+use nbd::{AllowTransport, Handle, Tls};
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -62,9 +62,11 @@ fn free_port(ip: std::net::IpAddr) -> Option<u16> {
 /// Writes a pattern through the handle and reads it back.
 fn round_trip(h: &Handle, offset: u64) {
     let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-    h.pwrite(&data, offset, 0).expect("pwrite");
+    h.pwrite(&data, offset, nbd::CmdFlag::empty())
+        .expect("pwrite");
     let mut back = vec![0u8; data.len()];
-    h.pread(&mut back, offset, 0).expect("pread");
+    h.pread(&mut back, offset, nbd::CmdFlag::empty())
+        .expect("pread");
     assert_eq!(back, data, "data read back differs");
 }
 
@@ -108,7 +110,7 @@ fn unix_socket_nbdkit() {
     let h = Handle::new().unwrap();
     let uri = format!("nbd+unix:///my%20export?socket={}", sock.display());
     h.connect_uri(&uri).expect("connect_uri");
-    assert_eq!(h.export_name().unwrap(), b"my export");
+    assert_eq!(h.export_name(), b"my export");
     assert_eq!(h.get_uri().unwrap(), uri);
     round_trip(&h, 0);
 }
@@ -241,7 +243,7 @@ fn tcp_ipv4_nbdkit() {
     let h = Handle::new().unwrap();
     let uri = format!("nbd://127.0.0.1:{port}/some/export");
     h.connect_uri(&uri).expect("connect_uri");
-    assert_eq!(h.export_name().unwrap(), b"some/export");
+    assert_eq!(h.export_name(), b"some/export");
     assert_eq!(h.get_uri().unwrap(), uri);
     drop(h);
 
@@ -394,7 +396,7 @@ fn socket_activation_qemu_nbd() {
         .expect("socket activation with qemu-nbd");
     assert_eq!(h.size().unwrap(), 1 << 20);
     round_trip(&h, 65536);
-    h.flush(0).unwrap();
+    h.flush(nbd::CmdFlag::empty()).unwrap();
     let pid = h.subprocess_pid().unwrap();
     drop(h);
     assert!(is_gone(pid), "qemu-nbd {pid} still running after close");
@@ -455,7 +457,7 @@ fn nbd_server_named_exports() {
         .expect("connect to export one");
     assert_eq!(h.size().unwrap(), 65536);
     let mut buf = [0u8; 512];
-    h.pread(&mut buf, 0, 0).unwrap();
+    h.pread(&mut buf, 0, nbd::CmdFlag::empty()).unwrap();
     assert!(buf.iter().all(|&b| b == b'A'));
     assert!(!h.is_read_only().unwrap());
     round_trip(&h, 4096);
@@ -467,7 +469,7 @@ fn nbd_server_named_exports() {
     h.connect_tcp("127.0.0.1", &port.to_string())
         .expect("connect to export two");
     assert_eq!(h.size().unwrap(), 131072);
-    h.pread(&mut buf, 1000, 0).unwrap();
+    h.pread(&mut buf, 1000, nbd::CmdFlag::empty()).unwrap();
     assert!(buf.iter().all(|&b| b == b'B'));
     assert!(h.is_read_only().unwrap());
     drop(h);
@@ -601,12 +603,12 @@ fn bad_uris() {
 
 #[test]
 fn forbidden_transports_and_tls() {
-    const TCP: u32 = 1;
-    const UNIX: u32 = 2;
-    const SSH: u32 = 8;
+    const TCP: AllowTransport = AllowTransport::TCP;
+    const UNIX: AllowTransport = AllowTransport::UNIX;
+    const SSH: AllowTransport = AllowTransport::SSH;
     let h = Handle::new().unwrap();
     // Every transport, ssh included, as in libnbd 1.22.
-    assert_eq!(h.uri_allow_transports(), 0x0f);
+    assert_eq!(h.uri_allow_transports(), AllowTransport::all());
     h.set_uri_allow_transports(TCP).unwrap();
     assert_err(
         h.connect_uri("nbd+unix:///?socket=/x"),
@@ -631,19 +633,19 @@ fn forbidden_transports_and_tls() {
         "URI transport nbd+ssh is not permitted",
     );
     assert_err(
-        h.set_uri_allow_transports(0x100),
+        h.set_uri_allow_transports(AllowTransport::from_bits_retain(0x100)),
         libc::EINVAL,
         "mask: invalid value for flag: 0x100",
     );
     assert_err(
-        h.set_uri_allow_transports(0x10),
+        h.set_uri_allow_transports(AllowTransport::from_bits_retain(0x10)),
         libc::EINVAL,
         "mask: invalid value for flag: 0x10",
     );
-    h.set_uri_allow_transports(0x0f).unwrap();
-    assert_eq!(h.uri_allow_transports(), 0x0f);
+    h.set_uri_allow_transports(AllowTransport::all()).unwrap();
+    assert_eq!(h.uri_allow_transports(), AllowTransport::all());
     h.set_uri_allow_transports(SSH).unwrap();
-    h.set_uri_allow_tls(0).unwrap();
+    h.set_uri_allow_tls(Tls::Disable).unwrap();
     assert_err(
         h.connect_uri("nbds+ssh://localhost/"),
         libc::EPERM,
@@ -651,24 +653,21 @@ fn forbidden_transports_and_tls() {
     );
 
     let h = Handle::new().unwrap();
-    assert_eq!(h.uri_allow_tls(), 1);
-    h.set_uri_allow_tls(0).unwrap();
+    assert_eq!(h.uri_allow_tls(), Tls::Allow);
+    h.set_uri_allow_tls(Tls::Disable).unwrap();
     assert_err(
         h.connect_uri("nbds://localhost/"),
         libc::EPERM,
         "URI TLS setting nbds is not permitted",
     );
-    h.set_uri_allow_tls(2).unwrap();
+    h.set_uri_allow_tls(Tls::Require).unwrap();
     assert_err(
         h.connect_uri("nbd://localhost/"),
         libc::EPERM,
         "URI TLS setting nbd is not permitted",
     );
-    assert_err(
-        h.set_uri_allow_tls(5),
-        libc::EINVAL,
-        "tls: invalid value for parameter: 5",
-    );
+    // An invalid TLS value cannot be written in Rust: tests/c/enum-edge.c
+    // checks nbd_set_uri_allow_tls's EINVAL.
     assert!(h.aio_is_created());
 }
 

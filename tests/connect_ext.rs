@@ -103,7 +103,7 @@ fn ready_callback_when_the_connection_is_ready_or_fails() {
         h.poll(-1).unwrap();
     }
     assert_eq!(*seen.lock().unwrap(), [0]);
-    h.pwrite(&[1; 512], 0, 0).unwrap();
+    h.pwrite(&[1; 512], 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(*seen.lock().unwrap(), [0]);
 
     // Option mode: not while negotiating, only once opt_go succeeds.

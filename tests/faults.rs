@@ -103,7 +103,7 @@ fn nbdkit_killed_during_pread() {
         let start = Instant::now();
         let mut buf = vec![0u8; 65536];
         let e = h
-            .pread(&mut buf, 0, 0)
+            .pread(&mut buf, 0, nbd::CmdFlag::empty())
             .expect_err("read from a killed server");
         killer.join().unwrap();
         assert!(
@@ -115,7 +115,10 @@ fn nbdkit_killed_during_pread() {
         // libnbd 1.22 reports it.
         assert_eq!(e.errno(), libc::ENOTCONN, "{e}");
         assert!(h.aio_is_closed());
-        assert_eq!(h.flush(0).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(
+            h.flush(nbd::CmdFlag::empty()).unwrap_err().errno(),
+            libc::EINVAL
+        );
         // The subprocess is reaped on close; this must not hang.
         drop(h);
     });
@@ -132,7 +135,9 @@ fn nbdkit_killed_during_pwrite() {
         let pid = h.subprocess_pid().unwrap();
         let killer = kill_after(pid, Duration::from_millis(300));
         let data = vec![0x5au8; 32 << 20];
-        let e = h.pwrite(&data, 0, 0).expect_err("write to a killed server");
+        let e = h
+            .pwrite(&data, 0, nbd::CmdFlag::empty())
+            .expect_err("write to a killed server");
         killer.join().unwrap();
         assert!(
             [0, libc::EPIPE, libc::ECONNRESET, libc::ENOTCONN].contains(&e.errno()),
@@ -166,15 +171,20 @@ fn nbdkit_killed_with_commands_in_flight() {
                     b.len(),
                     i as u64 * 4096,
                     Some(counting_completion(&counts)),
-                    0,
+                    nbd::CmdFlag::empty(),
                 )
             }
             .unwrap();
             cookies.push(c);
         }
         cookies.push(
-            h.aio_zero(4096, 65536, Some(counting_completion(&counts)), 0)
-                .unwrap(),
+            h.aio_zero(
+                4096,
+                65536,
+                Some(counting_completion(&counts)),
+                nbd::CmdFlag::empty(),
+            )
+            .unwrap(),
         );
         assert_eq!(h.aio_in_flight().unwrap(), 7);
         let pid = h.subprocess_pid().unwrap();
@@ -284,7 +294,7 @@ fn command_loop(h: &Handle, iterations: usize, seed: u64) -> Tally {
         let r = match rng.below(4) {
             0 | 1 => {
                 let mut buf = vec![0u8; len];
-                let r = h.pread(&mut buf, off as u64, 0);
+                let r = h.pread(&mut buf, off as u64, nbd::CmdFlag::empty());
                 if r.is_ok() {
                     model.check(off, &buf);
                 }
@@ -292,7 +302,7 @@ fn command_loop(h: &Handle, iterations: usize, seed: u64) -> Tally {
             }
             2 => {
                 let data: Vec<u8> = (0..len).map(|k| (i + k) as u8 | 1).collect();
-                let r = h.pwrite(&data, off as u64, 0);
+                let r = h.pwrite(&data, off as u64, nbd::CmdFlag::empty());
                 match r {
                     Ok(()) => model.set(off, &data),
                     Err(_) => model.forget(off, len),
@@ -300,14 +310,14 @@ fn command_loop(h: &Handle, iterations: usize, seed: u64) -> Tally {
                 r
             }
             _ if rng.below(2) == 0 => {
-                let r = h.zero(len as u64, off as u64, 0);
+                let r = h.zero(len as u64, off as u64, nbd::CmdFlag::empty());
                 match r {
                     Ok(()) => model.set(off, &vec![0; len]),
                     Err(_) => model.forget(off, len),
                 }
                 r
             }
-            _ => h.flush(0),
+            _ => h.flush(nbd::CmdFlag::empty()),
         };
         match r {
             Ok(()) => tally.ok += 1,
@@ -336,7 +346,7 @@ fn error_filter_random_errors() {
             "error-rate=33%",
         ]);
         let t = command_loop(&h, 1500, 0x9e37_79b9_7f4a_7c15);
-        h.shutdown(0).unwrap();
+        h.shutdown(nbd::Shutdown::empty()).unwrap();
         t
     });
     eprintln!("error filter: {tally:?}");
@@ -399,7 +409,7 @@ fn delay_filter_slow_replies() {
             start.elapsed() >= Duration::from_millis(20 * 30),
             "no delay seen"
         );
-        h.shutdown(0).unwrap();
+        h.shutdown(nbd::Shutdown::empty()).unwrap();
     });
 }
 
@@ -427,7 +437,9 @@ fn error_and_delay_filters_async_reads() {
             for (i, b) in bufs.iter_mut().enumerate() {
                 let off = (round * 8 + i as u64) * 4096;
                 // SAFETY: every command is retired below, before bufs goes.
-                let c = unsafe { h.aio_pread(b.as_mut_ptr(), 4096, off, None, 0) }.unwrap();
+                let c =
+                    unsafe { h.aio_pread(b.as_mut_ptr(), 4096, off, None, nbd::CmdFlag::empty()) }
+                        .unwrap();
                 cookies.push((c, off));
             }
             let mut done = vec![false; cookies.len()];
@@ -459,6 +471,6 @@ fn error_and_delay_filters_async_reads() {
         }
         eprintln!("error+delay, async: {ok} ok, {eio} EIO");
         assert!(ok > 20 && eio > 5, "implausible: {ok} ok, {eio} EIO");
-        h.shutdown(0).unwrap();
+        h.shutdown(nbd::Shutdown::empty()).unwrap();
     });
 }

@@ -34,7 +34,7 @@ fn sync_read_without_a_free_fd() {
     }
     let opened = File::open("/dev/null").map_err(|e| e.raw_os_error());
     let mut buf = vec![0u8; 4096];
-    let read = h.pread(&mut buf, 8192, 0);
+    let read = h.pread(&mut buf, 8192, nbd::CmdFlag::empty());
     // SAFETY: as above.
     unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &old), 0) };
     assert_eq!(
@@ -45,6 +45,6 @@ fn sync_read_without_a_free_fd() {
     read.unwrap();
     assert_eq!(&buf[..8], &8192u64.to_be_bytes());
     // With fds available again, the unlocked wait works as usual.
-    h.pread(&mut buf, 4096, 0).unwrap();
+    h.pread(&mut buf, 4096, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(&buf[..8], &4096u64.to_be_bytes());
 }

@@ -12,8 +12,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nbd::proto::{self, Request};
+// The wire format, shared with the library, for the scripted servers.
+#[allow(dead_code)]
+#[path = "../src/proto.rs"]
+mod proto;
+
 use nbd::{Error, Handle};
+use proto::Request;
 
 /// How long any client may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -313,7 +318,12 @@ fn failed_handshake(
         assert!(h.aio_is_dead(), "handle not dead after a failed handshake");
         // A dead handle refuses commands and does not hang.
         let mut buf = [0u8; 512];
-        assert_eq!(h.pread(&mut buf, 0, 0).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(
+            h.pread(&mut buf, 0, nbd::CmdFlag::empty())
+                .unwrap_err()
+                .errno(),
+            libc::EINVAL
+        );
         err
     })
 }
@@ -322,7 +332,7 @@ fn failed_handshake(
 /// checks the bytes around the window still hold the sentinel.
 fn pread_window(h: &Handle, len: usize, offset: u64) -> (Result<(), Error>, Vec<u8>) {
     let mut big = vec![SENTINEL; len + 2048];
-    let r = h.pread(&mut big[1024..1024 + len], offset, 0);
+    let r = h.pread(&mut big[1024..1024 + len], offset, nbd::CmdFlag::empty());
     assert!(
         big[..1024].iter().all(|&b| b == SENTINEL),
         "bytes before the read buffer were written"
@@ -338,16 +348,19 @@ fn pread_window(h: &Handle, len: usize, offset: u64) -> (Result<(), Error>, Vec<
 fn still_works(h: &Handle) {
     assert!(!h.aio_is_dead(), "handle died");
     let mut buf = vec![0u8; 4096];
-    h.pread(&mut buf, 8192, 0).expect("read after the fault");
+    h.pread(&mut buf, 8192, nbd::CmdFlag::empty())
+        .expect("read after the fault");
     let want: Vec<u8> = (8192..8192 + 4096).map(pattern).collect();
     assert_eq!(buf, want, "read after the fault returned wrong data");
     let data = vec![0xc3u8; 1000];
-    h.pwrite(&data, 100_000, 0).expect("write after the fault");
+    h.pwrite(&data, 100_000, nbd::CmdFlag::empty())
+        .expect("write after the fault");
     let mut back = vec![0u8; 1000];
-    h.pread(&mut back, 100_000, 0)
+    h.pread(&mut back, 100_000, nbd::CmdFlag::empty())
         .expect("read-back after the fault");
     assert_eq!(back, data);
-    h.flush(0).expect("flush after the fault");
+    h.flush(nbd::CmdFlag::empty())
+        .expect("flush after the fault");
 }
 
 fn errno(r: Result<(), Error>) -> i32 {
@@ -373,7 +386,7 @@ fn fake_server_structured() {
             assert!(h.structured_replies_negotiated().unwrap());
             assert_eq!(h.size().unwrap(), SIZE);
             still_works(&h);
-            h.shutdown(0).unwrap();
+            h.shutdown(nbd::Shutdown::empty()).unwrap();
         },
     );
 }
@@ -390,7 +403,7 @@ fn fake_server_simple() {
             let h = connect(fd);
             assert!(!h.structured_replies_negotiated().unwrap());
             still_works(&h);
-            h.shutdown(0).unwrap();
+            h.shutdown(nbd::Shutdown::empty()).unwrap();
         },
     );
 }
@@ -432,7 +445,7 @@ fn unknown_cookie_simple_reply_kills_handle() {
             let (r, _) = pread_window(&h, 512, 0);
             assert_eq!(errno(r), libc::EPROTO);
             assert!(h.aio_is_dead());
-            assert_eq!(errno(h.flush(0)), libc::EINVAL);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::EINVAL);
         },
     );
 }
@@ -452,7 +465,8 @@ fn unknown_cookie_simple_reply_skipped_with_structured_replies() {
         },
         |fd| {
             let h = connect(fd);
-            h.flush(0).expect("flush failed after a skipped reply");
+            h.flush(nbd::CmdFlag::empty())
+                .expect("flush failed after a skipped reply");
             still_works(&h);
         },
     );
@@ -473,7 +487,7 @@ fn unknown_cookie_simple_error_reply_skipped() {
         },
         |fd| {
             let h = connect(fd);
-            h.flush(0).unwrap();
+            h.flush(nbd::CmdFlag::empty()).unwrap();
             still_works(&h);
         },
     );
@@ -538,8 +552,8 @@ fn reply_for_command_never_sent_structured() {
         },
         |fd| {
             let h = connect(fd);
-            h.flush(0).unwrap();
-            h.flush(0).unwrap();
+            h.flush(nbd::CmdFlag::empty()).unwrap();
+            h.flush(nbd::CmdFlag::empty()).unwrap();
             still_works(&h);
         },
     );
@@ -562,8 +576,8 @@ fn reply_for_finished_command_simple_kills_handle() {
         },
         |fd| {
             let h = connect(fd);
-            h.flush(0).unwrap();
-            assert_eq!(errno(h.flush(0)), libc::EPROTO);
+            h.flush(nbd::CmdFlag::empty()).unwrap();
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::EPROTO);
             assert!(h.aio_is_dead());
         },
     );
@@ -598,7 +612,7 @@ fn out_of_bounds_read_reply(
                 "{err}"
             );
             assert!(h.aio_is_dead());
-            assert_eq!(errno(h.flush(0)), libc::EINVAL);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::EINVAL);
         },
     );
 }
@@ -1003,7 +1017,7 @@ fn data_chunk_for_flush() {
         },
         |fd| {
             let h = connect(fd);
-            assert_eq!(errno(h.flush(0)), libc::EPROTO);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::EPROTO);
             still_works(&h);
         },
     );
@@ -1093,7 +1107,7 @@ fn export_size_2_pow_63_overflows_size() {
                 let err = h.size().expect_err("size() succeeded");
                 assert_eq!(err.errno(), libc::EOVERFLOW, "size {size}: {err}");
                 assert!(h.can_flush().unwrap());
-                h.flush(0).unwrap();
+                h.flush(nbd::CmdFlag::empty()).unwrap();
             },
         );
     }
@@ -1112,8 +1126,11 @@ fn export_size_2_pow_63_minus_1_accepted() {
             assert_eq!(h.size().unwrap(), i64::MAX as u64);
             let mut buf = [0u8; 512];
             // Offsets past 2^63 are refused locally, without overflow.
-            assert_eq!(errno(h.pread(&mut buf, u64::MAX - 100, 0)), libc::EINVAL);
-            h.flush(0).unwrap();
+            assert_eq!(
+                errno(h.pread(&mut buf, u64::MAX - 100, nbd::CmdFlag::empty())),
+                libc::EINVAL
+            );
+            h.flush(nbd::CmdFlag::empty()).unwrap();
         },
     );
 }
@@ -1357,7 +1374,10 @@ fn mid_reply_close_structured() {
             assert!(h.aio_is_dead());
             // What had arrived went where it belongs, nowhere else.
             assert!(got[..1000].iter().all(|&b| b == 0xee));
-            assert_eq!(errno(h.pread(&mut [0u8; 512], 0, 0)), libc::EINVAL);
+            assert_eq!(
+                errno(h.pread(&mut [0u8; 512], 0, nbd::CmdFlag::empty())),
+                libc::EINVAL
+            );
         },
     );
 }
@@ -1396,7 +1416,7 @@ fn mid_header_close() {
         },
         |fd| {
             let h = connect(fd);
-            assert_eq!(errno(h.flush(0)), 0);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), 0);
             assert!(h.aio_is_dead());
         },
     );
@@ -1457,7 +1477,7 @@ fn close_during_write_payload() {
             // when the server hangs up.
             let data = vec![7u8; SIZE as usize];
             let e = h
-                .pwrite(&data, 0, 0)
+                .pwrite(&data, 0, nbd::CmdFlag::empty())
                 .expect_err("write to a dead server succeeded");
             // EPIPE when the send fails while the call waits; ENOTCONN
             // (the command aborted by the dying handle) when it fails
@@ -1487,7 +1507,7 @@ fn unsolicited_garbage_while_idle() {
             let h = connect(fd);
             thread::sleep(Duration::from_millis(300));
             assert!(!h.aio_is_dead());
-            assert_eq!(errno(h.flush(0)), libc::EPROTO);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::EPROTO);
             assert!(h.aio_is_dead());
         },
     );
@@ -1547,7 +1567,7 @@ fn close_while_idle() {
             thread::sleep(Duration::from_millis(300));
             // Sending the request fails (EPIPE), which kills the handle
             // and fails the command with ENOTCONN, as libnbd does.
-            assert_eq!(errno(h.flush(0)), libc::ENOTCONN);
+            assert_eq!(errno(h.flush(nbd::CmdFlag::empty())), libc::ENOTCONN);
             assert!(h.aio_is_dead());
         },
     );
@@ -1595,7 +1615,7 @@ fn read_stale_buffer_of(
             let h = connect(fd);
             h.set_pread_initialize(initialize).unwrap();
             let mut buf = vec![STALE; len];
-            let r = h.pread(&mut buf, 0, 0);
+            let r = h.pread(&mut buf, 0, nbd::CmdFlag::empty());
             (r, buf)
         },
     )
@@ -1726,7 +1746,7 @@ fn initialize_server_dies_mid_data() {
             let h = connect(fd);
             let mut buf = vec![STALE; LEN as usize];
             // libnbd reports no errno here ("server disconnected unexpectedly").
-            assert_eq!(errno(h.pread(&mut buf, 0, 0)), 0);
+            assert_eq!(errno(h.pread(&mut buf, 0, nbd::CmdFlag::empty())), 0);
             assert!(h.aio_is_dead());
             buf
         },
@@ -1754,7 +1774,8 @@ fn initialize_pending_read_at_close() {
             let before = h.stats_bytes_received();
             let mut buf = vec![STALE; LEN as usize];
             // SAFETY: buf outlives the handle, which is dropped below.
-            unsafe { h.aio_pread(buf.as_mut_ptr(), buf.len(), 0, None, 0) }.unwrap();
+            unsafe { h.aio_pread(buf.as_mut_ptr(), buf.len(), 0, None, nbd::CmdFlag::empty()) }
+                .unwrap();
             // Let the first chunk (header, offset, data) arrive.
             let deadline = Instant::now() + DEADLINE;
             while h.stats_bytes_received() < before + 20 + 8 + HALF && Instant::now() < deadline {
@@ -1787,7 +1808,7 @@ fn server_dies_while_another_thread_waits() {
                 let h = h.clone();
                 thread::spawn(move || {
                     let mut buf = vec![0u8; 4096];
-                    h.pread(&mut buf, 0, 0)
+                    h.pread(&mut buf, 0, nbd::CmdFlag::empty())
                 })
             };
             // Run the machine from this thread until the handle is closed.
@@ -1800,7 +1821,10 @@ fn server_dies_while_another_thread_waits() {
             // ENOTCONN, the handle is closed.
             assert_eq!(err.errno(), libc::ENOTCONN, "{err:?}");
             assert!(h.aio_is_closed());
-            assert_eq!(errno(h.pread(&mut [0u8; 512], 0, 0)), libc::EINVAL);
+            assert_eq!(
+                errno(h.pread(&mut [0u8; 512], 0, nbd::CmdFlag::empty())),
+                libc::EINVAL
+            );
         },
     );
 }

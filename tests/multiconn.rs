@@ -67,7 +67,7 @@ fn opens_n_connections_when_server_allows_multi_conn() {
         assert!(mc.handle(i).unwrap().aio_is_ready());
     }
     assert!(mc.handle(3).is_none());
-    mc.shutdown(0).unwrap();
+    mc.shutdown(nbd::Shutdown::empty()).unwrap();
     assert!(mc.handle(0).unwrap().aio_is_closed());
 }
 
@@ -101,10 +101,10 @@ fn opens_one_connection_without_multi_conn() {
     assert!(!mc.can_multi_conn().unwrap());
     // A large write is still split (pipelined on the one connection).
     let data = pattern(5 * MIB + 4096, 8192, 7);
-    mc.pwrite(&data, 8192, 0).unwrap();
-    mc.flush(0).unwrap();
+    mc.pwrite(&data, 8192, nbd::CmdFlag::empty()).unwrap();
+    mc.flush(nbd::CmdFlag::empty()).unwrap();
     let mut back = vec![0; data.len()];
-    mc.pread(&mut back, 8192, 0).unwrap();
+    mc.pread(&mut back, 8192, nbd::CmdFlag::empty()).unwrap();
     assert!(back == data);
 }
 
@@ -141,23 +141,26 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     // Large writes (split into 256 KiB chunks over 4 connections), one
     // with a length that is not a multiple of anything.
     let big = pattern(20 * MIB, 0, 1);
-    mc.pwrite(&big, 0, 0).unwrap();
+    mc.pwrite(&big, 0, nbd::CmdFlag::empty()).unwrap();
     let odd_off = 30 * MIB as u64 + 123;
     let odd = pattern(3 * MIB + 4321, odd_off, 2);
-    mc.pwrite(&odd, odd_off, 0).unwrap();
+    mc.pwrite(&odd, odd_off, nbd::CmdFlag::empty()).unwrap();
     // Small writes, one connection each, some over the big one.
     for k in 0..64u64 {
         let off = k * 300_007 % (20 * MIB as u64 - 512);
-        mc.pwrite(&pattern(512, off, 3), off, 0).unwrap();
+        mc.pwrite(&pattern(512, off, 3), off, nbd::CmdFlag::empty())
+            .unwrap();
     }
     // FUA writes, split and not.
     let fua_off = 40 * MIB as u64;
     let fua = pattern(2 * MIB, fua_off, 4);
-    mc.pwrite(&fua, fua_off, nbd::CmdFlag::FUA.bits()).unwrap();
-    mc.zero(MIB as u64, 50 * MIB as u64, 0).unwrap();
-    mc.trim(4096, 51 * MIB as u64, 0).unwrap();
-    mc.cache(4096, 0, 0).unwrap();
-    mc.flush(0).unwrap();
+    mc.pwrite(&fua, fua_off, nbd::CmdFlag::FUA).unwrap();
+    mc.zero(MIB as u64, 50 * MIB as u64, nbd::CmdFlag::empty())
+        .unwrap();
+    mc.trim(4096, 51 * MIB as u64, nbd::CmdFlag::empty())
+        .unwrap();
+    mc.cache(4096, 0, nbd::CmdFlag::empty()).unwrap();
+    mc.flush(nbd::CmdFlag::empty()).unwrap();
 
     let mut expect = big.clone();
     for k in 0..64u64 {
@@ -167,16 +170,16 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
 
     // Through the pool: one large read, and small ones.
     let mut back = vec![0xaa; expect.len()];
-    mc.pread(&mut back, 0, 0).unwrap();
+    mc.pread(&mut back, 0, nbd::CmdFlag::empty()).unwrap();
     assert!(back == expect, "large read through the pool differs");
     for k in 0..50u64 {
         let off = k * 411_001 % (20 * MIB as u64 - 4096);
         let mut small = vec![0; 4096];
-        mc.pread(&mut small, off, 0).unwrap();
+        mc.pread(&mut small, off, nbd::CmdFlag::empty()).unwrap();
         assert!(small[..] == expect[off as usize..off as usize + 4096]);
     }
     let mut back = vec![0; odd.len()];
-    mc.pread(&mut back, odd_off, 0).unwrap();
+    mc.pread(&mut back, odd_off, nbd::CmdFlag::empty()).unwrap();
     assert!(back == odd);
 
     // Through a fresh handle, in 1 MiB reads.
@@ -184,7 +187,8 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     let check = |off: u64, want: &[u8]| {
         for (i, piece) in want.chunks(MIB).enumerate() {
             let mut got = vec![0; piece.len()];
-            h.pread(&mut got, off + (i * MIB) as u64, 0).unwrap();
+            h.pread(&mut got, off + (i * MIB) as u64, nbd::CmdFlag::empty())
+                .unwrap();
             assert!(got == piece, "fresh handle: differs at {off}+{i} MiB");
         }
     };
@@ -192,17 +196,22 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     check(odd_off, &odd);
     check(fua_off, &fua);
     let mut z = vec![1; MIB];
-    h.pread(&mut z, 50 * MIB as u64, 0).unwrap();
+    h.pread(&mut z, 50 * MIB as u64, nbd::CmdFlag::empty())
+        .unwrap();
     assert!(z.iter().all(|&b| b == 0));
 
     // Out of bounds is refused whole, before any chunk goes out.
     let tail = 64 * MIB as u64 - MIB as u64;
-    let e = mc.pwrite(&vec![9; 2 * MIB], tail, 0).unwrap_err();
+    let e = mc
+        .pwrite(&vec![9; 2 * MIB], tail, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::ENOSPC);
     let mut last = vec![0; 4096];
-    h.pread(&mut last, tail, 0).unwrap();
+    h.pread(&mut last, tail, nbd::CmdFlag::empty()).unwrap();
     assert!(last.iter().all(|&b| b == 0), "a refused write wrote data");
-    let e = mc.pread(&mut vec![0; 2 * MIB], tail, 0).unwrap_err();
+    let e = mc
+        .pread(&mut vec![0; 2 * MIB], tail, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(mc.fatal_error().is_none());
 }
@@ -217,9 +226,14 @@ fn larger_than_one_command_allows() {
     let (_server, sock) = nbdkit_unix(&dir, &["pattern", "200M"]);
     let mc = MultiConn::connect_uri(2, &format!("nbd+unix:///?socket={}", sock.display())).unwrap();
     let mut buf = vec![0; 100 * MIB];
-    let e = mc.handle(0).unwrap().pread(&mut buf, 0, 0).unwrap_err();
+    let e = mc
+        .handle(0)
+        .unwrap()
+        .pread(&mut buf, 0, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::ERANGE);
-    mc.pread(&mut buf, 8 * MIB as u64, 0).unwrap();
+    mc.pread(&mut buf, 8 * MIB as u64, nbd::CmdFlag::empty())
+        .unwrap();
     // nbdkit pattern: each 8-byte word is its own offset, big-endian.
     for (i, w) in buf.chunks(8).enumerate().step_by(4099) {
         let want = 8 * MIB as u64 + 8 * i as u64;
@@ -256,22 +270,24 @@ fn many_threads_share_one_pool() {
                     // One big split write over the region, then small writes
                     // and reads mixed with big reads, all verified.
                     let data = pattern(REGION, base, seed ^ round as u8);
-                    mc.pwrite(&data, base, 0).unwrap();
+                    mc.pwrite(&data, base, nbd::CmdFlag::empty()).unwrap();
                     let mut want = data;
                     for k in 0..40u64 {
                         let off = (k * 65_537 + round * 4096) % (REGION as u64 - 8192);
                         let small = pattern(8192, base + off, seed ^ 0x55);
-                        mc.pwrite(&small, base + off, 0).unwrap();
+                        mc.pwrite(&small, base + off, nbd::CmdFlag::empty())
+                            .unwrap();
                         want[off as usize..off as usize + 8192].copy_from_slice(&small);
                         let mut got = vec![0; 4096];
-                        mc.pread(&mut got, base + off + 4096, 0).unwrap();
+                        mc.pread(&mut got, base + off + 4096, nbd::CmdFlag::empty())
+                            .unwrap();
                         assert!(got[..] == want[off as usize + 4096..off as usize + 8192]);
                     }
                     if t % 2 == 0 {
-                        mc.flush(0).unwrap();
+                        mc.flush(nbd::CmdFlag::empty()).unwrap();
                     }
                     let mut got = vec![0; REGION];
-                    mc.pread(&mut got, base, 0).unwrap();
+                    mc.pread(&mut got, base, nbd::CmdFlag::empty()).unwrap();
                     assert!(got == want, "thread {t} round {round}: data differs");
                 }
             })
@@ -280,7 +296,7 @@ fn many_threads_share_one_pool() {
     for w in workers {
         w.join().unwrap();
     }
-    mc.flush(0).unwrap();
+    mc.flush(nbd::CmdFlag::empty()).unwrap();
     // Every connection was used.
     for i in 0..3 {
         let h = mc.handle(i).unwrap();
@@ -309,11 +325,14 @@ fn flush_waits_for_writes_in_flight() {
     );
     let writer = {
         let mc = Arc::clone(&mc);
-        std::thread::spawn(move || mc.pwrite(&pattern(4 * MIB, 0, 9), 0, 0).unwrap())
+        std::thread::spawn(move || {
+            mc.pwrite(&pattern(4 * MIB, 0, 9), 0, nbd::CmdFlag::empty())
+                .unwrap()
+        })
     };
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
-    mc.flush(0).unwrap();
+    mc.flush(nbd::CmdFlag::empty()).unwrap();
     // The write's chunks take 1 s from about 0.3 s before the flush began;
     // a flush that did not wait would take milliseconds.
     let took = start.elapsed();
@@ -323,7 +342,9 @@ fn flush_waits_for_writes_in_flight() {
     );
     writer.join().unwrap();
     let mut back = vec![0; 4 * MIB];
-    fresh_handle(&sock).pread(&mut back, 0, 0).unwrap();
+    fresh_handle(&sock)
+        .pread(&mut back, 0, nbd::CmdFlag::empty())
+        .unwrap();
     assert!(back == pattern(4 * MIB, 0, 9));
 }
 
@@ -352,7 +373,7 @@ fn killed_server_gives_an_error_not_a_hang() {
                 let mut buf = vec![0; len];
                 let mut off = 0u64;
                 let err = loop {
-                    if let Err(e) = mc.pread(&mut buf, off, 0) {
+                    if let Err(e) = mc.pread(&mut buf, off, nbd::CmdFlag::empty()) {
                         break e;
                     }
                     off = (off + len as u64) % (512 * MIB as u64);
@@ -379,9 +400,11 @@ fn killed_server_gives_an_error_not_a_hang() {
     for e in &errors {
         assert_eq!(e, &fatal);
     }
-    let e = mc.pread(&mut [0; 512], 0, 0).unwrap_err();
+    let e = mc
+        .pread(&mut [0; 512], 0, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e, fatal);
-    let e = mc.flush(0).unwrap_err();
+    let e = mc.flush(nbd::CmdFlag::empty()).unwrap_err();
     assert_eq!(e, fatal);
 }
 
@@ -417,14 +440,16 @@ fn read_only_export_refuses_split_writes_whole() {
         .unwrap();
     assert_eq!(mc.connections(), 2);
     assert!(mc.is_read_only().unwrap());
-    let e = mc.pwrite(&vec![0; 4 * MIB], 0, 0).unwrap_err();
+    let e = mc
+        .pwrite(&vec![0; 4 * MIB], 0, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM, "{e}");
-    let e = mc.pwrite(&[0; 512], 0, 0).unwrap_err();
+    let e = mc.pwrite(&[0; 512], 0, nbd::CmdFlag::empty()).unwrap_err();
     assert_eq!(e.errno(), libc::EPERM, "{e}");
     // Not a dead connection: the pool goes on.
     assert!(mc.fatal_error().is_none());
     let mut buf = vec![0; 4 * MIB];
-    mc.pread(&mut buf, 0, 0).unwrap();
+    mc.pread(&mut buf, 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(
         u64::from_be_bytes(buf[4 * MIB - 8..].try_into().unwrap()),
         4 * MIB as u64 - 8
@@ -460,9 +485,11 @@ fn split_and_whole_requests_share_connections_without_stalling() {
             for i in 0..300u64 {
                 let off = ((i * 7 + t as u64) * 4096 * 33) % (60 * MIB as u64);
                 let r = if (i + t as u64) % 2 == 0 {
-                    mc.pread(&mut big, off, 0).map(|()| &big[..])
+                    mc.pread(&mut big, off, nbd::CmdFlag::empty())
+                        .map(|()| &big[..])
                 } else {
-                    mc.pread(&mut small, off, 0).map(|()| &small[..])
+                    mc.pread(&mut small, off, nbd::CmdFlag::empty())
+                        .map(|()| &small[..])
                 };
                 let buf = r.unwrap();
                 let last = buf.len() - 8;
@@ -500,7 +527,7 @@ fn tls_connections_made_by_the_callers_closure() {
         .max_chunk(128 * 1024)
         .connect(|_| {
             let h = Handle::new()?;
-            h.set_tls(nbd::Tls::Require as i32)?;
+            h.set_tls(nbd::Tls::Require)?;
             h.set_tls_username("alice")?;
             h.set_tls_psk_file(&psk)?;
             h.connect_unix(&sock)?;
@@ -512,10 +539,10 @@ fn tls_connections_made_by_the_callers_closure() {
         assert!(mc.handle(i).unwrap().tls_negotiated().unwrap());
     }
     let data = pattern(7 * MIB + 512, 4096, 21);
-    mc.pwrite(&data, 4096, 0).unwrap();
-    mc.flush(0).unwrap();
+    mc.pwrite(&data, 4096, nbd::CmdFlag::empty()).unwrap();
+    mc.flush(nbd::CmdFlag::empty()).unwrap();
     let mut back = vec![0; data.len()];
-    mc.pread(&mut back, 4096, 0).unwrap();
+    mc.pread(&mut back, 4096, nbd::CmdFlag::empty()).unwrap();
     assert!(back == data);
 }
 
@@ -546,9 +573,9 @@ fn chunks_respect_the_servers_maximum_block_size() {
     assert_eq!(mc.max_chunk(), 64 * 1024);
     for len in [100 * 1024, 3 * MIB] {
         let data = pattern(len, 8192, 5);
-        mc.pwrite(&data, 8192, 0).unwrap();
+        mc.pwrite(&data, 8192, nbd::CmdFlag::empty()).unwrap();
         let mut back = vec![0; len];
-        mc.pread(&mut back, 8192, 0).unwrap();
+        mc.pread(&mut back, 8192, nbd::CmdFlag::empty()).unwrap();
         assert!(back == data, "{len} bytes differ");
     }
 }
@@ -583,7 +610,16 @@ fn asynchronous_commands_spread_over_connections() {
             1
         });
         // SAFETY: data outlives the commands: we wait for all below.
-        let c = unsafe { mc.aio_pwrite(d.as_ptr(), LEN, (i * LEN) as u64, Some(done), 0) }.unwrap();
+        let c = unsafe {
+            mc.aio_pwrite(
+                d.as_ptr(),
+                LEN,
+                (i * LEN) as u64,
+                Some(done),
+                nbd::CmdFlag::empty(),
+            )
+        }
+        .unwrap();
         used[c.connection] = true;
     }
     assert_eq!(used, [true; 3], "not every connection was used");
@@ -591,7 +627,7 @@ fn asynchronous_commands_spread_over_connections() {
         mc.poll(-1).unwrap();
     }
     assert_eq!(ok.load(Ordering::Relaxed), N);
-    let flush = mc.aio_flush(None, 0).unwrap();
+    let flush = mc.aio_flush(None, nbd::CmdFlag::empty()).unwrap();
     while !mc.aio_command_completed(flush).unwrap() {
         mc.poll(-1).unwrap();
     }
@@ -602,7 +638,16 @@ fn asynchronous_commands_spread_over_connections() {
         .enumerate()
         .map(|(i, b)| {
             // SAFETY: back outlives the commands: we wait for all below.
-            unsafe { mc.aio_pread(b.as_mut_ptr(), LEN, (i * LEN) as u64, None, 0) }.unwrap()
+            unsafe {
+                mc.aio_pread(
+                    b.as_mut_ptr(),
+                    LEN,
+                    (i * LEN) as u64,
+                    None,
+                    nbd::CmdFlag::empty(),
+                )
+            }
+            .unwrap()
         })
         .collect();
     let mut pending = cookies.clone();

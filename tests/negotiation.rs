@@ -27,7 +27,8 @@ fn extents64(h: &Handle, count: u64) -> Extents {
         v.extend(entries.iter().map(|e| (e.length, e.flags)));
         0
     });
-    h.block_status_64(count, 0, cb, 0).expect("block_status_64");
+    h.block_status_64(count, 0, cb, nbd::CmdFlag::empty())
+        .expect("block_status_64");
     let out = seen.lock().unwrap().clone();
     out
 }
@@ -43,7 +44,8 @@ fn extents32(h: &Handle, count: u64) -> Extents {
         v.extend(entries.chunks(2).map(|p| (p[0] as u64, p[1] as u64)));
         0
     });
-    h.block_status(count, 0, cb, 0).expect("block_status");
+    h.block_status(count, 0, cb, nbd::CmdFlag::empty())
+        .expect("block_status");
     let out = seen.lock().unwrap().clone();
     out
 }
@@ -152,14 +154,26 @@ fn qemu_nbd_extended_headers_block_status() {
         v.extend(entries.iter().map(|e| (e.length, e.flags)));
         0
     });
-    h.block_status_filter(8 * MIB, 0, &["qemu:dirty-bitmap:b0"], cb, 0)
-        .unwrap();
+    h.block_status_filter(
+        8 * MIB,
+        0,
+        &["qemu:dirty-bitmap:b0"],
+        cb,
+        nbd::CmdFlag::empty(),
+    )
+    .unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["qemu:dirty-bitmap:b0"]);
     assert_eq!(seen["qemu:dirty-bitmap:b0"][1], (64 * 1024, 1));
     let cb = Extent64Cb::new(|_, _, _, _| panic!("not sent"));
     let err = h
-        .block_status_filter(MIB, 0, &["qemu:dirty-bitmap:nope"], cb, 0)
+        .block_status_filter(
+            MIB,
+            0,
+            &["qemu:dirty-bitmap:nope"],
+            cb,
+            nbd::CmdFlag::empty(),
+        )
         .unwrap_err();
     assert_eq!(err.errno(), libc::EINVAL);
     assert_eq!(
@@ -168,10 +182,10 @@ fn qemu_nbd_extended_headers_block_status() {
     );
 
     let mut buf = vec![0u8; 256 * 1024];
-    h.pread(&mut buf, MIB, 0).unwrap();
+    h.pread(&mut buf, MIB, nbd::CmdFlag::empty()).unwrap();
     assert!(buf[..128 * 1024].iter().all(|&b| b == 0x11));
     assert!(buf[128 * 1024..].iter().all(|&b| b == 0));
-    h.shutdown(0).unwrap();
+    h.shutdown(nbd::Shutdown::empty()).unwrap();
     drop(h);
 
     // Without extended headers: structured replies, 32-bit block status.
@@ -182,7 +196,7 @@ fn qemu_nbd_extended_headers_block_status() {
     check_qcow2_extents(&extents32(&h, 8 * MIB));
     let cb = Extent64Cb::new(|_, _, _, _| panic!("not sent"));
     let err = h
-        .block_status_filter(MIB, 0, &["base:allocation"], cb, 0)
+        .block_status_filter(MIB, 0, &["base:allocation"], cb, nbd::CmdFlag::empty())
         .unwrap_err();
     assert_eq!(err.errno(), libc::ENOTSUP);
     assert_eq!(err.message(), "server does not support extended headers");
@@ -197,10 +211,12 @@ fn qemu_nbd_extended_headers_block_status() {
     assert!(!h.structured_replies_negotiated().unwrap());
     assert!(!h.extended_headers_negotiated().unwrap());
     let cb = Extent::new(|_, _, _, _| panic!("no block status without structured replies"));
-    let err = h.block_status(MIB, 0, cb, 0).unwrap_err();
+    let err = h
+        .block_status(MIB, 0, cb, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(err.errno(), libc::ENOTSUP);
     assert_eq!(err.message(), "server does not support structured replies");
-    h.pread(&mut buf, 4 * MIB, 0).unwrap();
+    h.pread(&mut buf, 4 * MIB, nbd::CmdFlag::empty()).unwrap();
     assert!(buf[..64 * 1024].iter().all(|&b| b == 0x22));
 }
 
@@ -320,7 +336,7 @@ fn nbd_server_lists_several_exports() {
     h.opt_go().unwrap();
     assert_eq!(h.size().unwrap(), 131072);
     let mut buf = [1u8; 512];
-    h.pread(&mut buf, 0, 0).unwrap();
+    h.pread(&mut buf, 0, nbd::CmdFlag::empty()).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
 }
 
@@ -350,15 +366,23 @@ fn nbdkit_filters_change_advertised_flags() {
     assert!(!h.can_zero().unwrap());
     assert!(!h.can_fua().unwrap());
     // Refused on our side, with nothing sent to the server.
-    let e = h.zero(4096, 0, 0).unwrap_err();
+    let e = h.zero(4096, 0, nbd::CmdFlag::empty()).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert_eq!(e.message(), "server does not support zero operations");
-    let e = h.pwrite(&[0u8; 512], 0, nbd_flags::FUA).unwrap_err();
+    let e = h
+        .pwrite(
+            &[0u8; 512],
+            0,
+            nbd::CmdFlag::from_bits_retain(nbd_flags::FUA),
+        )
+        .unwrap_err();
     assert_eq!(e.message(), "server does not support the FUA flag");
-    let e = h.pread(&mut [0u8; 512], 1024 * 1024, 0).unwrap_err();
+    let e = h
+        .pread(&mut [0u8; 512], 1024 * 1024, nbd::CmdFlag::empty())
+        .unwrap_err();
     assert_eq!(e.message(), "request out of bounds");
-    h.flush(0).unwrap();
-    h.shutdown(0).unwrap();
+    h.flush(nbd::CmdFlag::empty()).unwrap();
+    h.shutdown(nbd::Shutdown::empty()).unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.contains(" Flush id="),
@@ -395,9 +419,9 @@ fn protocol_and_reply_style_in_each_combination() {
     let h = nbdkit(&["--no-sr", "memory", "1M"]);
     assert_eq!(h.protocol().unwrap(), "newstyle-fixed");
     assert!(!h.structured_replies_negotiated().unwrap());
-    h.pwrite(&[7u8; 4096], 0, 0).unwrap();
+    h.pwrite(&[7u8; 4096], 0, nbd::CmdFlag::empty()).unwrap();
     let mut b = [0u8; 4096];
-    h.pread(&mut b, 0, 0).unwrap();
+    h.pread(&mut b, 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(b, [7u8; 4096]);
 
     // We do not ask for them.
@@ -417,7 +441,7 @@ fn protocol_and_reply_style_in_each_combination() {
     let h = nbdkit(&["--mask-handshake=0", "memory", "1M"]);
     assert_eq!(h.protocol().unwrap(), "newstyle");
     assert!(!h.structured_replies_negotiated().unwrap());
-    h.pread(&mut b, 0, 0).unwrap();
+    h.pread(&mut b, 0, nbd::CmdFlag::empty()).unwrap();
 
     // Option mode against a server without fixed newstyle: the handle
     // stops negotiating (as libnbd 1.22), where only opt_go (sending

@@ -140,7 +140,7 @@ fn drive(h: &Handle) {
     let Ok(fd) = h.aio_get_fd() else { return };
     let dir = h.aio_get_direction();
     let mut events = libc::POLLIN;
-    if dir & 2 != 0 {
+    if dir.contains(nbd::Direction::WRITE) {
         events |= libc::POLLOUT;
     }
     let mut pfd = libc::pollfd {
@@ -206,7 +206,7 @@ fn worker(h: &Handle, t: usize, tally: &Arc<Tally>) -> (Vec<u8>, Mix) {
         let range = b * BS..(b + 1) * BS;
         match r {
             0..=29 => {
-                h.pread(&mut scratch, off, 0).unwrap();
+                h.pread(&mut scratch, off, nbd::CmdFlag::empty()).unwrap();
                 assert!(
                     scratch[..] == model[range],
                     "thread {t}: block {b} read back wrong"
@@ -216,11 +216,11 @@ fn worker(h: &Handle, t: usize, tally: &Arc<Tally>) -> (Vec<u8>, Mix) {
             30..=54 => {
                 version += 1;
                 fill(&mut model[range.clone()], t, b, version);
-                h.pwrite(&model[range], off, 0).unwrap();
+                h.pwrite(&model[range], off, nbd::CmdFlag::empty()).unwrap();
                 mix.pwrite += 1;
             }
             55..=57 => {
-                h.flush(0).unwrap();
+                h.flush(nbd::CmdFlag::empty()).unwrap();
                 mix.flush += 1;
             }
             _ => {
@@ -243,7 +243,7 @@ fn worker(h: &Handle, t: usize, tally: &Arc<Tally>) -> (Vec<u8>, Mix) {
                     mix.aio_pwrite += 1;
                     // SAFETY: the buffer lives until the callback is dropped,
                     // which happens only once the command is over.
-                    unsafe { h.aio_pwrite(p, BS, off, Some(cb), 0) }.unwrap()
+                    unsafe { h.aio_pwrite(p, BS, off, Some(cb), nbd::CmdFlag::empty()) }.unwrap()
                 } else {
                     let buf = Owned::new(vec![0u8; BS].into_boxed_slice());
                     let p = buf.ptr();
@@ -251,7 +251,7 @@ fn worker(h: &Handle, t: usize, tally: &Arc<Tally>) -> (Vec<u8>, Mix) {
                     let cb = completion(free, buf, Some(expect), retire);
                     mix.aio_pread += 1;
                     // SAFETY: as above.
-                    unsafe { h.aio_pread(p, BS, off, Some(cb), 0) }.unwrap()
+                    unsafe { h.aio_pread(p, BS, off, Some(cb), nbd::CmdFlag::empty()) }.unwrap()
                 };
                 if retire == 0 {
                     manual.push(cookie);
@@ -332,7 +332,8 @@ fn eight_threads_one_handle_mixed_commands() {
     // The server holds exactly what each thread last wrote.
     let mut back = vec![0u8; REGION];
     for (t, (model, _)) in results.iter().enumerate() {
-        h.pread(&mut back, (t * REGION) as u64, 0).unwrap();
+        h.pread(&mut back, (t * REGION) as u64, nbd::CmdFlag::empty())
+            .unwrap();
         for b in 0..BLOCKS {
             let r = b * BS..(b + 1) * BS;
             assert!(
@@ -396,11 +397,11 @@ fn handles_created_and_closed_concurrently() {
                     // --log=null: closing with a read in flight makes nbdkit complain.
                     common::nbdkit_on(&h, &["--log=null", "memory", "1M"]);
                     let data = vec![(t * HANDLES + i) as u8; 8192];
-                    h.pwrite(&data, 4096, 0).unwrap();
+                    h.pwrite(&data, 4096, nbd::CmdFlag::empty()).unwrap();
                     let mut back = vec![0u8; 8192];
-                    h.pread(&mut back, 4096, 0).unwrap();
+                    h.pread(&mut back, 4096, nbd::CmdFlag::empty()).unwrap();
                     assert_eq!(back, data);
-                    h.flush(0).unwrap();
+                    h.flush(nbd::CmdFlag::empty()).unwrap();
                     // Every other handle is closed with commands in flight.
                     let guard = Counted(frees.clone());
                     let buf = Owned::new(vec![0u8; 4096].into_boxed_slice());
@@ -411,7 +412,7 @@ fn handles_created_and_closed_concurrently() {
                     });
                     issued.fetch_add(1, Ordering::SeqCst);
                     // SAFETY: the buffer belongs to the callback.
-                    unsafe { h.aio_pread(p, 4096, 0, Some(cb), 0) }.unwrap();
+                    unsafe { h.aio_pread(p, 4096, 0, Some(cb), nbd::CmdFlag::empty()) }.unwrap();
                     if i % 2 == 0 {
                         while h.aio_in_flight().unwrap() > 0 {
                             h.poll(10_000).unwrap();
@@ -473,7 +474,7 @@ fn sync_commands_from_threads_overlap() {
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; BS];
                 let offset = (t * BS) as u64;
-                h.pread(&mut buf, offset, 0).unwrap();
+                h.pread(&mut buf, offset, nbd::CmdFlag::empty()).unwrap();
                 // nbdkit's pattern: each 8-byte word holds its offset.
                 assert_eq!(&buf[..8], &offset.to_be_bytes());
             })

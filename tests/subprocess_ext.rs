@@ -31,7 +31,7 @@ fn environment_is_exactly_the_one_given() {
     .unwrap();
     assert_eq!(h.size().unwrap(), 2 << 20);
     assert!(h.subprocess_pid().unwrap() > 0);
-    h.shutdown(0).unwrap();
+    h.shutdown(nbd::Shutdown::empty()).unwrap();
 
     // Without the variable the server fails to start.
     let h = Handle::new().unwrap();
@@ -57,14 +57,15 @@ fn std_process_command() {
     assert_eq!(h.size().unwrap(), 3 << 20);
     let pid = h.subprocess_pid().unwrap();
     assert!(pid > 0);
-    h.pwrite(b"through a Command", 0, 0).unwrap();
+    h.pwrite(b"through a Command", 0, nbd::CmdFlag::empty())
+        .unwrap();
     let mut back = [0u8; 17];
-    h.pread(&mut back, 0, 0).unwrap();
+    h.pread(&mut back, 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(&back, b"through a Command");
     // nbd_kill_subprocess works on it as on nbd_connect_command's (SIGKILL:
     // nbdkit may serve one more request after SIGTERM).
     h.kill_subprocess(libc::SIGKILL).unwrap();
-    assert!(h.pread(&mut back, 0, 0).is_err());
+    assert!(h.pread(&mut back, 0, nbd::CmdFlag::empty()).is_err());
 
     // A program that cannot be run is an error at once.
     let h = Handle::new().unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{have, nbdkit, Server, TempDir};
-use nbd::Handle;
+use nbd::{CmdFlag, Handle};
 
 const SHORT: Duration = Duration::from_millis(200);
 
@@ -95,7 +95,7 @@ fn timed_out_read_is_abandoned_and_connection_reused() {
     let mut sentinel = vec![0xa5u8; 65536];
     let start = Instant::now();
     let err = h
-        .with_timeout(SHORT, |h| h.pread(&mut sentinel, 0, 0))
+        .with_timeout(SHORT, |h| h.pread(&mut sentinel, 0, nbd::CmdFlag::empty()))
         .unwrap_err();
     assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
     assert!(
@@ -109,7 +109,7 @@ fn timed_out_read_is_abandoned_and_connection_reused() {
     sentinel.fill(0xa5);
     // A new read (no timeout) waits behind the late reply and is right.
     let mut buf = vec![0u8; 4096];
-    h.pread(&mut buf, 8192, 0).unwrap();
+    h.pread(&mut buf, 8192, nbd::CmdFlag::empty()).unwrap();
     check_pattern(&buf, 8192);
     // The first reply has come and gone by now (sent before the second).
     std::thread::sleep(Duration::from_millis(500));
@@ -117,7 +117,7 @@ fn timed_out_read_is_abandoned_and_connection_reused() {
         sentinel.iter().all(|&b| b == 0xa5),
         "late reply wrote to buffer"
     );
-    h.pread(&mut sentinel, 0, 0).unwrap();
+    h.pread(&mut sentinel, 0, nbd::CmdFlag::empty()).unwrap();
     check_pattern(&sentinel, 0);
 }
 
@@ -131,18 +131,18 @@ fn default_timeout_applies_to_writes() {
     assert_eq!(h.timeout(), Some(SHORT));
     let data = vec![0x5au8; 4096];
     let start = Instant::now();
-    let err = h.pwrite(&data, 4096, 0).unwrap_err();
+    let err = h.pwrite(&data, 4096, nbd::CmdFlag::empty()).unwrap_err();
     assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
     assert!(start.elapsed() < Duration::from_secs(1));
     // Reads are not delayed and still work; the write went out whole, so
     // the server applies it late.
     std::thread::sleep(Duration::from_millis(2500));
     let mut buf = vec![0u8; 4096];
-    h.pread(&mut buf, 4096, 0).unwrap();
+    h.pread(&mut buf, 4096, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(buf, data);
     h.set_timeout(None);
     assert_eq!(h.timeout(), None);
-    h.pwrite(&[1; 512], 0, 0).unwrap();
+    h.pwrite(&[1; 512], 0, nbd::CmdFlag::empty()).unwrap();
 }
 
 #[test]
@@ -154,13 +154,13 @@ fn stopped_server_times_out_then_resumes() {
     let h = Handle::new().unwrap();
     h.connect_unix(&srv.sock).unwrap();
     let data: Vec<u8> = (0..65536u32).map(|i| (i * 7) as u8).collect();
-    h.pwrite(&data, 0, 0).unwrap();
+    h.pwrite(&data, 0, nbd::CmdFlag::empty()).unwrap();
     srv.signal(libc::SIGSTOP);
     h.set_timeout(Some(SHORT));
     let mut a = vec![0xeeu8; 65536];
     let mut b = vec![0xeeu8; 4096];
     for buf in [&mut a[..], &mut b[..]] {
-        let err = h.pread(buf, 0, 0).unwrap_err();
+        let err = h.pread(buf, 0, nbd::CmdFlag::empty()).unwrap_err();
         assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
         assert!(buf.iter().all(|&x| x == 0));
         buf.fill(0xee);
@@ -168,10 +168,10 @@ fn stopped_server_times_out_then_resumes() {
     srv.signal(libc::SIGCONT);
     h.set_timeout(Some(Duration::from_secs(10)));
     let mut c = vec![0u8; 65536];
-    h.pread(&mut c, 0, 0).unwrap();
+    h.pread(&mut c, 0, nbd::CmdFlag::empty()).unwrap();
     assert_eq!(c, data);
     assert!(a.iter().chain(&b).all(|&x| x == 0xee));
-    h.flush(0).unwrap();
+    h.flush(nbd::CmdFlag::empty()).unwrap();
 }
 
 fn cancel_threads(n: usize) {
@@ -184,7 +184,7 @@ fn cancel_threads(n: usize) {
             let h = h.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0x11u8; 4096];
-                let r = h.pread(&mut buf, 4096 * i as u64, 0);
+                let r = h.pread(&mut buf, 4096 * i as u64, nbd::CmdFlag::empty());
                 (r, buf)
             })
         })
@@ -202,7 +202,7 @@ fn cancel_threads(n: usize) {
     srv.signal(libc::SIGCONT);
     // A call after the cancellation is not cancelled.
     let mut buf = vec![0u8; 4096];
-    h.pread(&mut buf, 12288, 0).unwrap();
+    h.pread(&mut buf, 12288, nbd::CmdFlag::empty()).unwrap();
     check_pattern(&buf, 12288);
 }
 
@@ -235,7 +235,7 @@ fn handshake_timeout_kills_the_handle() {
     assert!(start.elapsed() < Duration::from_secs(2));
     assert!(h.aio_is_dead());
     let mut buf = [0u8; 512];
-    assert!(h.pread(&mut buf, 0, 0).is_err());
+    assert!(h.pread(&mut buf, 0, nbd::CmdFlag::empty()).is_err());
     let (_conn, _) = listener.accept().unwrap();
 }
 
@@ -264,12 +264,14 @@ fn timed_out_chunk_callback_never_runs() {
     });
     let mut buf = vec![0u8; 8192];
     let err = h
-        .with_timeout(SHORT, |h| h.pread_structured(&mut buf, 0, chunk, 0))
+        .with_timeout(SHORT, |h| {
+            h.pread_structured(&mut buf, 0, chunk, nbd::CmdFlag::empty())
+        })
         .unwrap_err();
     assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     // The next read waits behind the late reply.
-    h.pread(&mut buf, 4096, 0).unwrap();
+    h.pread(&mut buf, 4096, nbd::CmdFlag::empty()).unwrap();
     check_pattern(&buf, 4096);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
@@ -316,7 +318,7 @@ fn stopped_server_handshake_and_option_call_time_out() {
 
     srv.signal(libc::SIGCONT);
     let mut buf = [1u8; 512];
-    live.pread(&mut buf, 0, 0).unwrap();
+    live.pread(&mut buf, 0, CmdFlag::empty()).unwrap();
     assert_eq!(buf, [0u8; 512]);
 }
 
@@ -385,10 +387,10 @@ fn cancel_reaches_connect_option_call_and_shutdown() {
         h.connect_uri(&uri)
     });
     cancel_locked_wait(opt, |h| h.opt_info());
-    cancel_locked_wait(closing, |h| h.shutdown(0));
+    cancel_locked_wait(closing, |h| h.shutdown(nbd::Shutdown::empty()));
 
     srv.signal(libc::SIGCONT);
     let mut buf = [1u8; 512];
-    live.pread(&mut buf, 0, 0).unwrap();
+    live.pread(&mut buf, 0, CmdFlag::empty()).unwrap();
     assert_eq!(buf, [0u8; 512]);
 }

@@ -18,7 +18,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
-use nbd::{Chunk, Handle};
+use nbd::{Chunk, CmdFlag, Handle};
 
 /// Flag values of the C API, repeated here to keep the harness standalone.
 const CMD_FLAG_FUA: u32 = 1;
@@ -259,24 +259,42 @@ impl Client {
                     // not otherwise touched) until the handle is dropped.
                     unsafe {
                         match chunk() {
-                            Some(c) => self.h.aio_pread_structured(p, len, offset, c, None, flags),
-                            None => self.h.aio_pread(p, len, offset, None, flags),
+                            Some(c) => self.h.aio_pread_structured(
+                                p,
+                                len,
+                                offset,
+                                c,
+                                None,
+                                CmdFlag::from_bits_retain(flags),
+                            ),
+                            None => self.h.aio_pread(
+                                p,
+                                len,
+                                offset,
+                                None,
+                                CmdFlag::from_bits_retain(flags),
+                            ),
                         }
                     }
                 }
                 Cmd::Write { len, offset, flags } => {
                     // SAFETY: as above, for reading.
                     unsafe {
-                        self.h
-                            .aio_pwrite(self.bufs.write.as_ptr(), len, offset, None, flags)
+                        self.h.aio_pwrite(
+                            self.bufs.write.as_ptr(),
+                            len,
+                            offset,
+                            None,
+                            CmdFlag::from_bits_retain(flags),
+                        )
                     }
                 }
-                Cmd::Flush => self.h.aio_flush(None, 0),
-                Cmd::Trim { len, offset } => self.h.aio_trim(len, offset, None, 0),
-                Cmd::Zero { len, offset } => self.h.aio_zero(len, offset, None, 0),
-                Cmd::Cache { len, offset } => self.h.aio_cache(len, offset, None, 0),
+                Cmd::Flush => self.h.aio_flush(None, CmdFlag::empty()),
+                Cmd::Trim { len, offset } => self.h.aio_trim(len, offset, None, CmdFlag::empty()),
+                Cmd::Zero { len, offset } => self.h.aio_zero(len, offset, None, CmdFlag::empty()),
+                Cmd::Cache { len, offset } => self.h.aio_cache(len, offset, None, CmdFlag::empty()),
                 Cmd::Disconnect => {
-                    let _ = self.h.aio_disconnect(0);
+                    let _ = self.h.aio_disconnect(CmdFlag::empty());
                     continue;
                 }
             };

@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_uint, c_void};
 
 use super::types::{nbd_chunk_callback, nbd_completion_callback};
 use super::{check_nonnull, entry, nbd_handle, null_error};
-use crate::{Chunk, Completion, Result};
+use crate::{Chunk, CmdFlag, Completion, Result};
 
 /// Takes ownership of a C completion callback (NULL callback and free: none).
 pub(super) fn completion(cb: nbd_completion_callback) -> Option<Completion> {
@@ -64,7 +64,15 @@ pub unsafe extern "C" fn nbd_aio_pread(
     entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
-        cookie(unsafe { h.aio_pread(buf.cast(), count, offset, completion, flags) })
+        cookie(unsafe {
+            h.aio_pread(
+                buf.cast(),
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        })
     })
 }
 
@@ -104,7 +112,14 @@ pub unsafe extern "C" fn nbd_aio_pread_structured(
         check_nonnull(buf, "buf")?;
         // SAFETY: as in nbd_aio_pread.
         cookie(unsafe {
-            h.aio_pread_structured(buf.cast(), count, offset, chunk, completion, flags)
+            h.aio_pread_structured(
+                buf.cast(),
+                count,
+                offset,
+                chunk,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
         })
     })
 }
@@ -145,7 +160,8 @@ pub unsafe extern "C" fn nbd_pread_structured(
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` writable bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
-        h.pread_structured(buf, offset, chunk, flags).map(|()| 0)
+        h.pread_structured(buf, offset, chunk, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -181,7 +197,15 @@ pub unsafe extern "C" fn nbd_aio_pwrite(
     entry!(h, |h| {
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
-        cookie(unsafe { h.aio_pwrite(buf.cast(), count, offset, completion, flags) })
+        cookie(unsafe {
+            h.aio_pwrite(
+                buf.cast(),
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        })
     })
 }
 
@@ -209,7 +233,9 @@ pub unsafe extern "C" fn nbd_aio_flush(
     flags: u32,
 ) -> i64 {
     let completion = completion(completion_callback);
-    entry!(h, |h| { cookie(h.aio_flush(completion, flags)) })
+    entry!(h, |h| {
+        cookie(h.aio_flush(completion, CmdFlag::from_bits_retain(flags)))
+    })
 }
 
 /// Starts a trim.
@@ -239,7 +265,7 @@ pub unsafe extern "C" fn nbd_aio_trim(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_trim(count, offset, completion, flags))
+        cookie(h.aio_trim(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -270,7 +296,7 @@ pub unsafe extern "C" fn nbd_aio_cache(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_cache(count, offset, completion, flags))
+        cookie(h.aio_cache(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -301,7 +327,7 @@ pub unsafe extern "C" fn nbd_aio_zero(
 ) -> i64 {
     let completion = completion(completion_callback);
     entry!(h, |h| {
-        cookie(h.aio_zero(count, offset, completion, flags))
+        cookie(h.aio_zero(count, offset, completion, CmdFlag::from_bits_retain(flags)))
     })
 }
 
@@ -323,7 +349,10 @@ pub unsafe extern "C" fn nbd_aio_zero(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_disconnect(h: *mut nbd_handle, flags: u32) -> c_int {
-    entry!(h, |h| { h.aio_disconnect(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.aio_disconnect(CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the file descriptor of the connection.
@@ -355,7 +384,7 @@ pub unsafe extern "C" fn nbd_aio_get_fd(h: *mut nbd_handle) -> c_int {
 /// returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_get_direction(h: *mut nbd_handle) -> c_uint {
-    entry!(h, |h| Ok(h.aio_get_direction()))
+    entry!(h, |h| Ok(h.aio_get_direction().bits()))
 }
 
 /// Tells the handle its file descriptor is readable.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use super::{c_str_arg, c_str_list_arg, check_nonnull, entry, malloc_c_string, nbd_handle};
-use crate::{Error, Handle, Result, ServerAddr};
+use crate::{Error, Handle, Result, ServerAddr, Tls};
 
 /// A C caller's `struct sockaddr` as the address of a server.
 ///
@@ -273,7 +273,10 @@ pub unsafe extern "C" fn nbd_supports_vsock(h: *mut nbd_handle) -> c_int {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: u32) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_transports(mask).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_uri_allow_transports(crate::AllowTransport::from_bits_retain(mask))
+            .map(|()| 0)
+    })
 }
 
 /// Limits the TLS use `nbd_connect_uri` accepts.
@@ -293,7 +296,19 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: *mut nbd_handle, mask: 
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_tls(tls).map(|()| 0) })
+    entry!(h, |h| {
+        match Tls::from_raw(tls) {
+            Some(tls) => h.set_uri_allow_tls(tls),
+            // libnbd checks the state first: on a new handle the value is
+            // wrong; on another the typed call fails as it should.
+            None if h.aio_is_created() => Err(Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            )),
+            None => h.set_uri_allow_tls(Tls::Allow),
+        }
+        .map(|()| 0)
+    })
 }
 
 /// Sets whether `nbd_connect_uri` may read local files.
@@ -715,7 +730,11 @@ pub unsafe extern "C" fn nbd_get_socket_activation_name(h: *mut nbd_handle) -> *
 /// - `ESRCH`: the handle has no subprocess.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_subprocess_pid(h: *mut nbd_handle) -> i64 {
-    entry!(h, |h| { h.subprocess_pid().map(i64::from) })
+    entry!(h, |h| {
+        h.subprocess_pid()
+            .map(i64::from)
+            .ok_or_else(|| crate::Error::new(libc::ESRCH, "no subprocess exists"))
+    })
 }
 
 /// Sends a signal to the server subprocess.

@@ -201,7 +201,7 @@ pub unsafe extern "C" fn nbd_set_export_name(
 /// calls the export may differ: see `nbd_get_canonical_export_name`.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_export_name(h: *mut nbd_handle) -> *mut c_char {
-    entry!(h, |h| { malloc_c_string(&h.export_name()?) })
+    entry!(h, |h| { malloc_c_string(&h.export_name()) })
 }
 
 /// Sets whether to ask the server for structured replies.

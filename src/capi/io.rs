@@ -3,6 +3,7 @@
 use std::ffi::{c_int, c_void};
 
 use super::{check_nonnull, entry, nbd_handle};
+use crate::{CmdFlag, Shutdown};
 
 /// Reads from the export.
 ///
@@ -49,7 +50,8 @@ pub unsafe extern "C" fn nbd_pread(
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` writable bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
-        h.pread(buf, offset, flags).map(|()| 0)
+        h.pread(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -88,7 +90,8 @@ pub unsafe extern "C" fn nbd_pwrite(
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller gives a buffer of `count` readable bytes.
         let buf = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
-        h.pwrite(buf, offset, flags).map(|()| 0)
+        h.pwrite(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -112,7 +115,7 @@ pub unsafe extern "C" fn nbd_pwrite(
 /// connection is up (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_flush(h: *mut nbd_handle, flags: u32) -> c_int {
-    entry!(h, |h| h.flush(flags).map(|()| 0))
+    entry!(h, |h| h.flush(CmdFlag::from_bits_retain(flags)).map(|()| 0))
 }
 
 /// Discards a range of the export.
@@ -140,7 +143,10 @@ pub unsafe extern "C" fn nbd_trim(
     offset: u64,
     flags: u32,
 ) -> c_int {
-    entry!(h, |h| { h.trim(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.trim(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Asks the server to prefetch a range of the export.
@@ -168,7 +174,10 @@ pub unsafe extern "C" fn nbd_cache(
     offset: u64,
     flags: u32,
 ) -> c_int {
-    entry!(h, |h| { h.cache(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.cache(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Writes zeroes to a range of the export.
@@ -199,7 +208,10 @@ pub unsafe extern "C" fn nbd_zero(
     offset: u64,
     flags: u32,
 ) -> c_int {
-    entry!(h, |h| { h.zero(count, offset, flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.zero(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Disconnects from the server cleanly.
@@ -222,5 +234,7 @@ pub unsafe extern "C" fn nbd_zero(
 /// connected with the server (`nbd_aio_is_ready` or `nbd_aio_is_processing`).
 #[no_mangle]
 pub unsafe extern "C" fn nbd_shutdown(h: *mut nbd_handle, flags: u32) -> c_int {
-    entry!(h, |h| h.shutdown(flags).map(|()| 0))
+    entry!(h, |h| h
+        .shutdown(Shutdown::from_bits_retain(flags))
+        .map(|()| 0))
 }

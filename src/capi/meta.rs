@@ -7,7 +7,7 @@ use super::opt::{as_strs, queries};
 use super::types::{nbd_completion_callback, nbd_extent64_callback, nbd_extent_callback};
 use super::{c_str_arg, entry, malloc_c_string, nbd_handle, null_error};
 use crate::callback::{Extent, Extent64, Extent64Cb};
-use crate::Result;
+use crate::{CmdFlag, Result};
 
 /// Takes ownership of a required extent callback; only a closure with
 /// neither function nor free function is NULL (as in libnbd).
@@ -190,7 +190,8 @@ pub unsafe extern "C" fn nbd_block_status(
 ) -> c_int {
     let extent = extent(extent_callback);
     entry!(h, |h| {
-        h.block_status(count, offset, extent?, flags).map(|()| 0)
+        h.block_status(count, offset, extent?, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -222,7 +223,8 @@ pub unsafe extern "C" fn nbd_block_status_64(
 ) -> c_int {
     let extent = extent64(extent64_callback);
     entry!(h, |h| {
-        h.block_status_64(count, offset, extent?, flags).map(|()| 0)
+        h.block_status_64(count, offset, extent?, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -255,7 +257,13 @@ pub unsafe extern "C" fn nbd_aio_block_status(
     let completion = completion(completion_callback);
     let extent = extent(extent_callback);
     entry!(h, |h| {
-        cookie(h.aio_block_status(count, offset, extent?, completion, flags))
+        cookie(h.aio_block_status(
+            count,
+            offset,
+            extent?,
+            completion,
+            CmdFlag::from_bits_retain(flags),
+        ))
     })
 }
 
@@ -288,7 +296,13 @@ pub unsafe extern "C" fn nbd_aio_block_status_64(
     let completion = completion(completion_callback);
     let extent = extent64(extent64_callback);
     entry!(h, |h| {
-        cookie(h.aio_block_status_64(count, offset, extent?, completion, flags))
+        cookie(h.aio_block_status_64(
+            count,
+            offset,
+            extent?,
+            completion,
+            CmdFlag::from_bits_retain(flags),
+        ))
     })
 }
 
@@ -325,8 +339,14 @@ pub unsafe extern "C" fn nbd_block_status_filter(
     entry!(h, |h| {
         let extent = extent?;
         let names = context_list(contexts)?;
-        h.block_status_filter(count, offset, &as_strs(&names), extent, flags)
-            .map(|()| 0)
+        h.block_status_filter(
+            count,
+            offset,
+            &as_strs(&names),
+            extent,
+            CmdFlag::from_bits_retain(flags),
+        )
+        .map(|()| 0)
     })
 }
 
@@ -368,7 +388,7 @@ pub unsafe extern "C" fn nbd_aio_block_status_filter(
             &as_strs(&names),
             extent,
             completion,
-            flags,
+            CmdFlag::from_bits_retain(flags),
         ))
     })
 }

@@ -4,10 +4,23 @@
 use std::ffi::{c_char, c_int};
 
 use super::{entry, malloc_c_string, nbd_handle};
-use crate::{Handle, Result};
+use crate::{Error, Handle, Result, Size};
 
-fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
-    malloc_c_string(&s?)
+/// Whether the handle is in a state where it can tell what the server
+/// said (negotiating, connected, or shut down).
+fn can_answer(h: &Handle) -> bool {
+    h.aio_is_negotiating() || h.aio_is_ready() || h.aio_is_processing() || h.aio_is_closed()
+}
+
+/// libnbd's ENOTSUP error when the server did not send `what`.
+fn string_result(s: Result<Option<Vec<u8>>>, what: &str) -> Result<*mut c_char> {
+    match s? {
+        Some(s) => malloc_c_string(&s),
+        None => Err(Error::new(
+            libc::ENOTSUP,
+            format!("server did not advertise {what}"),
+        )),
+    }
 }
 
 /// Limits the handshake flags the client uses.
@@ -28,7 +41,10 @@ fn string_result(s: Result<Vec<u8>>) -> Result<*mut c_char> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32) -> c_int {
-    entry!(h, |h| { h.set_handshake_flags(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_handshake_flags(crate::HandshakeFlag::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the handshake flags.
@@ -42,7 +58,7 @@ pub unsafe extern "C" fn nbd_set_handshake_flags(h: *mut nbd_handle, flags: u32)
 /// handle; with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
-    entry!(h, |h| Ok(h.handshake_flags()))
+    entry!(h, |h| Ok(h.handshake_flags().bits()))
 }
 
 /// Chooses which checks the client makes before sending a command.
@@ -60,7 +76,10 @@ pub unsafe extern "C" fn nbd_get_handshake_flags(h: *mut nbd_handle) -> u32 {
 /// - `EINVAL`: `flags` has bits outside `LIBNBD_STRICT_MASK`.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> c_int {
-    entry!(h, |h| { h.set_strict_mode(flags).map(|()| 0) })
+    entry!(h, |h| {
+        h.set_strict_mode(crate::Strict::from_bits_retain(flags))
+            .map(|()| 0)
+    })
 }
 
 /// Returns the checks the client makes before sending a command.
@@ -72,7 +91,7 @@ pub unsafe extern "C" fn nbd_set_strict_mode(h: *mut nbd_handle, flags: u32) -> 
 /// with NULL `h`, it returns 0 and records an error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_strict_mode(h: *mut nbd_handle) -> u32 {
-    entry!(h, |h| Ok(h.strict_mode()))
+    entry!(h, |h| Ok(h.strict_mode().bits()))
 }
 
 /// Sets whether read buffers are zeroed before each read.
@@ -185,7 +204,16 @@ pub unsafe extern "C" fn nbd_get_full_info(h: *mut nbd_handle) -> c_int {
 /// answer comes from the handshake.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int) -> i64 {
-    entry!(h, |h| h.block_size_c(size_type))
+    entry!(h, |h| match Size::from_raw(size_type) {
+        Some(which) => h.block_size(which).map(|v| v.map_or(0, |v| v as i64)),
+        // libnbd checks the state first: in a state that can answer, the
+        // value is wrong; in another, the typed call fails as it should.
+        None if can_answer(h) => Err(Error::new(
+            libc::EINVAL,
+            format!("size_type: invalid value for parameter: {size_type}"),
+        )),
+        None => h.block_size(Size::Minimum).map(|_| 0),
+    })
 }
 
 /// Returns the export's canonical name, as the server calls it.
@@ -200,7 +228,10 @@ pub unsafe extern "C" fn nbd_get_block_size(h: *mut nbd_handle, size_type: c_int
 /// answer comes from the handshake.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *mut c_char {
-    entry!(h, |h| string_result(h.canonical_export_name()),)
+    entry!(h, |h| string_result(
+        h.canonical_export_name(),
+        "a canonical name"
+    ),)
 }
 
 /// Returns the description of the export the server sent.
@@ -215,7 +246,9 @@ pub unsafe extern "C" fn nbd_get_canonical_export_name(h: *mut nbd_handle) -> *m
 /// answer comes from the handshake.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_export_description(h: *mut nbd_handle) -> *mut c_char {
-    entry!(h, |h| { string_result(h.export_description()) })
+    entry!(h, |h| {
+        string_result(h.export_description(), "a description")
+    })
 }
 
 /// Returns whether the export is on a rotational medium.

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::aio::completion;
 use super::types::nbd_completion_callback;
 use super::{c_str_arg, entry, malloc_c_string, nbd_handle};
-use crate::{Error, Result};
+use crate::{Error, Result, Tls};
 
 /// Borrows a C string argument as text.
 ///
@@ -42,7 +42,16 @@ unsafe fn str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
-    entry!(h, |h| h.set_tls(tls).map(|()| 0))
+    entry!(h, |h| {
+        // libnbd checks the value before the handle's state.
+        let tls = Tls::from_raw(tls).ok_or_else(|| {
+            Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            )
+        })?;
+        h.set_tls(tls).map(|()| 0)
+    })
 }
 
 /// Returns the TLS setting.
@@ -51,7 +60,7 @@ pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
 /// The `LIBNBD_TLS_*` value set with `nbd_set_tls`, or -1 on error.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_tls(h: *mut nbd_handle) -> c_int {
-    entry!(h, |h| Ok(h.tls()))
+    entry!(h, |h| Ok(h.tls() as c_int))
 }
 
 /// Returns whether the connection uses TLS.
@@ -212,7 +221,9 @@ pub unsafe extern "C" fn nbd_set_tls_hostname(
 /// connection, else the empty string.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_get_tls_hostname(h: *mut nbd_handle) -> *mut c_char {
-    entry!(h, |h| { malloc_c_string(h.tls_hostname().as_bytes()) })
+    entry!(h, |h| {
+        malloc_c_string(h.tls_hostname().unwrap_or_default().as_bytes())
+    })
 }
 
 /// Returns whether the library supports TLS.

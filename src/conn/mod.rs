@@ -669,14 +669,23 @@ impl Conn {
             libc::EINVAL
         };
         let wanted: Vec<&str> = allowed.iter().map(|p| p.text()).collect();
-        Err(Error::new(
+        Err(self.mark_if_dead(Error::new(
             errno,
             format!(
                 "invalid state: {}: the handle must be {}",
                 self.state_name(),
                 wanted.join(", or ")
             ),
-        ))
+        )))
+    }
+
+    /// `err`, marked fatal ([`Error::is_fatal`]) when the machine is dead.
+    pub(crate) fn mark_if_dead(&self, err: Error) -> Error {
+        if self.is_dead() {
+            err.into_fatal()
+        } else {
+            err
+        }
     }
 
     /// Received bytes are waiting to be handled (in our buffer or inside TLS).
@@ -778,6 +787,7 @@ impl Conn {
     }
 
     fn die(&mut self, err: Error) -> Error {
+        let err = err.into_fatal();
         if self.phase != Phase::Dead {
             self.phase = Phase::Dead;
             self.fatal = Some(err.clone());

@@ -6,10 +6,12 @@ use std::os::fd::RawFd;
 use super::commands::command_result;
 use super::{poll_with, Handle};
 use crate::conn::{Perm, DIRECTION_READ, DIRECTION_WRITE};
-use crate::{Error, Result};
+use crate::{Direction, Error, Result};
 
 impl Handle {
     /// The socket to poll, for callers with their own event loop.
+    ///
+    /// libnbd: `nbd_aio_get_fd`.
     pub fn aio_get_fd(&self) -> Result<RawFd> {
         self.lock()
             .fd()
@@ -18,12 +20,16 @@ impl Handle {
 
     /// What the machine waits for: a mask of `LIBNBD_AIO_DIRECTION_READ`
     /// and `LIBNBD_AIO_DIRECTION_WRITE`.
-    pub fn aio_get_direction(&self) -> u32 {
-        self.lock().direction()
+    ///
+    /// libnbd: `nbd_aio_get_direction`.
+    pub fn aio_get_direction(&self) -> Direction {
+        Direction::from_bits_retain(self.lock().direction())
     }
 
     /// Tells the machine the socket is readable; it handles at most one
     /// reply. Fails with EINVAL if the machine is not waiting to read.
+    ///
+    /// libnbd: `nbd_aio_notify_read`.
     pub fn aio_notify_read(&self) -> Result<()> {
         let mut c = self.lock();
         c.check_notify(DIRECTION_READ)?;
@@ -32,6 +38,8 @@ impl Handle {
 
     /// Tells the machine the socket is writable; it does what it can.
     /// Fails with EINVAL if the machine has nothing to write.
+    ///
+    /// libnbd: `nbd_aio_notify_write`.
     pub fn aio_notify_write(&self) -> Result<()> {
         let mut c = self.lock();
         c.check_notify(DIRECTION_WRITE)?;
@@ -45,6 +53,8 @@ impl Handle {
     /// since the direction was read). Unlike the notify calls it never
     /// fails for being called at the wrong moment; it fails with the
     /// connection's error once the connection has died.
+    ///
+    /// Beyond libnbd; in C: `rnbd_aio_run`.
     pub fn aio_run(&self) -> Result<()> {
         self.lock().progress()
     }
@@ -58,11 +68,15 @@ impl Handle {
     /// Waits up to `timeout_ms` (-1: forever) for the socket, then runs the
     /// machine, handling at most one reply. Returns 1 if it ran, 0 on
     /// timeout.
+    ///
+    /// libnbd: `nbd_poll`.
     pub fn poll(&self, timeout_ms: i32) -> Result<i32> {
         self.poll_inner(None, timeout_ms)
     }
 
     /// As [`Handle::poll`], also waking when `fd` becomes readable.
+    ///
+    /// libnbd: `nbd_poll2`.
     pub fn poll2(&self, fd: RawFd, timeout_ms: i32) -> Result<i32> {
         self.poll_inner(Some(fd), timeout_ms)
     }
@@ -87,6 +101,8 @@ impl Handle {
 
     /// Retires command `cookie` if it has finished: `Ok(true)` if it
     /// succeeded, its error if it failed, `Ok(false)` if it is still running.
+    ///
+    /// libnbd: `nbd_aio_command_completed`.
     pub fn aio_command_completed(&self, cookie: i64) -> Result<bool> {
         if cookie < 1 {
             return Err(Error::new(
@@ -106,6 +122,8 @@ impl Handle {
 
     /// The cookie of a finished command not yet retired; 0 if commands are
     /// still running but none has finished.
+    ///
+    /// libnbd: `nbd_aio_peek_command_completed`.
     pub fn aio_peek_command_completed(&self) -> Result<i64> {
         let c = self.lock();
         if let Some(id) = c.first_done() {
@@ -118,6 +136,8 @@ impl Handle {
     }
 
     /// How many commands are queued or awaiting replies.
+    ///
+    /// libnbd: `nbd_aio_in_flight`.
     pub fn aio_in_flight(&self) -> Result<i32> {
         let c = self.lock();
         c.check_state(&[Perm::Connected, Perm::Closed, Perm::Dead])?;

@@ -17,12 +17,14 @@ use crate::flags::raw::{
     LIBNBD_STRICT_PAYLOAD,
 };
 use crate::proto;
-use crate::{Error, Result};
+use crate::{CmdFlag, Error, Result, Shutdown};
 use std::sync::MutexGuard;
 
 impl Handle {
     /// Reads `buf.len()` bytes at `offset`. No flags are defined (0).
-    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_pread`.
+    pub fn pread(&self, buf: &mut [u8], offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         // SAFETY: buf outlives the command: we wait for it below.
         let id = unsafe {
@@ -31,7 +33,7 @@ impl Handle {
                 buf.as_mut_ptr(),
                 buf.len(),
                 offset,
-                flags,
+                flags.bits(),
                 None,
                 None,
             )
@@ -41,12 +43,14 @@ impl Handle {
 
     /// Reads `buf.len()` bytes at `offset`, calling `chunk` for each piece
     /// of the server's reply. Flags: `LIBNBD_CMD_FLAG_DF`.
+    ///
+    /// libnbd: `nbd_pread_structured`.
     pub fn pread_structured(
         &self,
         buf: &mut [u8],
         offset: u64,
         chunk: Chunk,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<()> {
         let mut c = self.lock();
         // SAFETY: as in pread.
@@ -56,7 +60,7 @@ impl Handle {
                 buf.as_mut_ptr(),
                 buf.len(),
                 offset,
-                flags,
+                flags.bits(),
                 Some(chunk),
                 None,
             )
@@ -70,17 +74,19 @@ impl Handle {
     /// `buf` must stay valid for writes of `count` bytes until the command
     /// is retired (completion callback returning 1, or
     /// [`Handle::aio_command_completed`]), or the handle is closed.
+    ///
+    /// libnbd: `nbd_aio_pread`.
     pub unsafe fn aio_pread(
         &self,
         buf: *mut u8,
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
         // SAFETY: the caller keeps buf valid until the command retires.
-        let id = unsafe { start_read(&mut c, buf, count, offset, flags, None, completion) }?;
+        let id = unsafe { start_read(&mut c, buf, count, offset, flags.bits(), None, completion) }?;
         Ok(c.cookie(id))
     }
 
@@ -88,6 +94,8 @@ impl Handle {
     ///
     /// # Safety
     /// As for [`Handle::aio_pread`].
+    ///
+    /// libnbd: `nbd_aio_pread_structured`.
     pub unsafe fn aio_pread_structured(
         &self,
         buf: *mut u8,
@@ -95,22 +103,44 @@ impl Handle {
         offset: u64,
         chunk: Chunk,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
         // SAFETY: the caller keeps buf valid until the command retires.
-        let id = unsafe { start_read(&mut c, buf, count, offset, flags, Some(chunk), completion) }?;
+        let id = unsafe {
+            start_read(
+                &mut c,
+                buf,
+                count,
+                offset,
+                flags.bits(),
+                Some(chunk),
+                completion,
+            )
+        }?;
         Ok(c.cookie(id))
     }
 
     /// Writes `buf` at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_PAYLOAD_LEN` (under `LIBNBD_STRICT_AUTO_FLAG` it is
     /// sent exactly when extended headers are in use, whatever is passed).
-    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_pwrite`.
+    pub fn pwrite(&self, buf: &[u8], offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         let len = buf.len() as u64;
         // SAFETY: buf outlives the command: we wait for it below.
-        let id = unsafe { start(&mut c, &WRITE, len, offset, flags, buf.as_ptr(), None) }?;
+        let id = unsafe {
+            start(
+                &mut c,
+                &WRITE,
+                len,
+                offset,
+                flags.bits(),
+                buf.as_ptr(),
+                None,
+            )
+        }?;
         self.wait_for_command(c, id)
     }
 
@@ -119,93 +149,121 @@ impl Handle {
     /// # Safety
     /// `buf` must stay valid for reads of `count` bytes until the command
     /// is retired or the handle is closed.
+    ///
+    /// libnbd: `nbd_aio_pwrite`.
     pub unsafe fn aio_pwrite(
         &self,
         buf: *const u8,
         count: usize,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
         // SAFETY: the caller keeps buf valid until the command retires.
-        let id = unsafe { start(&mut c, &WRITE, count as u64, offset, flags, buf, completion) }?;
+        let id = unsafe {
+            start(
+                &mut c,
+                &WRITE,
+                count as u64,
+                offset,
+                flags.bits(),
+                buf,
+                completion,
+            )
+        }?;
         Ok(c.cookie(id))
     }
 
     /// Asks the server to make written data durable.
-    pub fn flush(&self, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_flush`.
+    pub fn flush(&self, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags, None)?;
+        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags.bits(), None)?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a flush; returns the cookie.
-    pub fn aio_flush(&self, completion: Option<Completion>, flags: u32) -> Result<u64> {
+    ///
+    /// libnbd: `nbd_aio_flush`.
+    pub fn aio_flush(&self, completion: Option<Completion>, flags: CmdFlag) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags, completion)?;
+        let id = start_no_data(&mut c, &FLUSH, 0, 0, flags.bits(), completion)?;
         Ok(c.cookie(id))
     }
 
     /// Tells the server `count` bytes at `offset` are no longer needed.
     /// Flags: `LIBNBD_CMD_FLAG_FUA`.
-    pub fn trim(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_trim`.
+    pub fn trim(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &TRIM, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &TRIM, count, offset, flags.bits(), None)?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a trim; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_trim`.
     pub fn aio_trim(
         &self,
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &TRIM, count, offset, flags, completion)?;
+        let id = start_no_data(&mut c, &TRIM, count, offset, flags.bits(), completion)?;
         Ok(c.cookie(id))
     }
 
     /// Asks the server to prefetch `count` bytes at `offset`.
-    pub fn cache(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_cache`.
+    pub fn cache(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &CACHE, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &CACHE, count, offset, flags.bits(), None)?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a cache (prefetch) request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_cache`.
     pub fn aio_cache(
         &self,
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &CACHE, count, offset, flags, completion)?;
+        let id = start_no_data(&mut c, &CACHE, count, offset, flags.bits(), completion)?;
         Ok(c.cookie(id))
     }
 
     /// Writes `count` zero bytes at `offset`. Flags: `LIBNBD_CMD_FLAG_FUA`,
     /// `LIBNBD_CMD_FLAG_NO_HOLE`, `LIBNBD_CMD_FLAG_FAST_ZERO`.
-    pub fn zero(&self, count: u64, offset: u64, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_zero`.
+    pub fn zero(&self, count: u64, offset: u64, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &ZERO, count, offset, flags, None)?;
+        let id = start_no_data(&mut c, &ZERO, count, offset, flags.bits(), None)?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a write-zeroes request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_zero`.
     pub fn aio_zero(
         &self,
         count: u64,
         offset: u64,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id = start_no_data(&mut c, &ZERO, count, offset, flags, completion)?;
+        let id = start_no_data(&mut c, &ZERO, count, offset, flags.bits(), completion)?;
         Ok(c.cookie(id))
     }
 
@@ -213,54 +271,68 @@ impl Handle {
     /// `offset` in each negotiated meta context; `extent` gets each
     /// context's extents as (length, flags) pairs.
     /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`.
-    pub fn block_status(&self, count: u64, offset: u64, extent: Extent, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_block_status`.
+    pub fn block_status(
+        &self,
+        count: u64,
+        offset: u64,
+        extent: Extent,
+        flags: CmdFlag,
+    ) -> Result<()> {
         let mut c = self.lock();
         let extent = ExtentCallback::Narrow(extent);
-        let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
+        let id = start_block_status(&mut c, count, offset, flags.bits(), extent, None)?;
         self.wait_for_command(c, id)
     }
 
     /// As [`Handle::block_status`], with 64-bit extents.
+    ///
+    /// libnbd: `nbd_block_status_64`.
     pub fn block_status_64(
         &self,
         count: u64,
         offset: u64,
         extent: Extent64Cb,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<()> {
         let mut c = self.lock();
         let extent = ExtentCallback::Wide(extent);
-        let id = start_block_status(&mut c, count, offset, flags, extent, None)?;
+        let id = start_block_status(&mut c, count, offset, flags.bits(), extent, None)?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status`.
     pub fn aio_block_status(
         &self,
         count: u64,
         offset: u64,
         extent: Extent,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let extent = ExtentCallback::Narrow(extent);
         let mut c = self.lock();
-        let id = start_block_status(&mut c, count, offset, flags, extent, completion)?;
+        let id = start_block_status(&mut c, count, offset, flags.bits(), extent, completion)?;
         Ok(c.cookie(id))
     }
 
     /// Starts a 64-bit block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status_64`.
     pub fn aio_block_status_64(
         &self,
         count: u64,
         offset: u64,
         extent: Extent64Cb,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let extent = ExtentCallback::Wide(extent);
         let mut c = self.lock();
-        let id = start_block_status(&mut c, count, offset, flags, extent, completion)?;
+        let id = start_block_status(&mut c, count, offset, flags.bits(), extent, completion)?;
         Ok(c.cookie(id))
     }
 
@@ -268,20 +340,25 @@ impl Handle {
     /// meta contexts named in `contexts` (needs extended headers and a
     /// server that accepts a block status payload).
     /// Flags: `LIBNBD_CMD_FLAG_REQ_ONE`, `LIBNBD_CMD_FLAG_PAYLOAD_LEN`.
+    ///
+    /// libnbd: `nbd_block_status_filter`.
     pub fn block_status_filter(
         &self,
         count: u64,
         offset: u64,
         contexts: &[&str],
         extent: Extent64Cb,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<()> {
         let mut c = self.lock();
-        let id = start_block_status_filter(&mut c, count, offset, contexts, extent, None, flags)?;
+        let id =
+            start_block_status_filter(&mut c, count, offset, contexts, extent, None, flags.bits())?;
         self.wait_for_command(c, id)
     }
 
     /// Starts a filtered block status request; returns the cookie.
+    ///
+    /// libnbd: `nbd_aio_block_status_filter`.
     pub fn aio_block_status_filter(
         &self,
         count: u64,
@@ -289,20 +366,29 @@ impl Handle {
         contexts: &[&str],
         extent: Extent64Cb,
         completion: Option<Completion>,
-        flags: u32,
+        flags: CmdFlag,
     ) -> Result<u64> {
         let mut c = self.lock();
-        let id =
-            start_block_status_filter(&mut c, count, offset, contexts, extent, completion, flags)?;
+        let id = start_block_status_filter(
+            &mut c,
+            count,
+            offset,
+            contexts,
+            extent,
+            completion,
+            flags.bits(),
+        )?;
         Ok(c.cookie(id))
     }
 
     /// Queues `NBD_CMD_DISC`; no further commands may be issued. The server
     /// then closes the connection ([`Handle::aio_is_closed`]).
-    pub fn aio_disconnect(&self, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_aio_disconnect`.
+    pub fn aio_disconnect(&self, flags: CmdFlag) -> Result<()> {
         let mut c = self.lock();
         c.check_state(CONNECTED)?;
-        check_flags(&c, flags, 0)?;
+        check_flags(&c, flags.bits(), 0)?;
         if c.disconnect_requested() {
             return Err(Error::new(
                 libc::EINVAL,
@@ -324,7 +410,10 @@ impl Handle {
     /// issued (or, with `LIBNBD_SHUTDOWN_ABANDON_PENDING`, failing those not
     /// yet sent), and waits until the server has closed the connection.
     /// In option mode it ends negotiation with `NBD_OPT_ABORT` instead.
-    pub fn shutdown(&self, flags: u32) -> Result<()> {
+    ///
+    /// libnbd: `nbd_shutdown`.
+    pub fn shutdown(&self, flags: Shutdown) -> Result<()> {
+        let flags = flags.bits();
         let mut c = self.lock();
         let limits = self.limits();
         c.check_state(&[Perm::Negotiating, Perm::Connected])?;
@@ -853,10 +942,10 @@ impl Handle {
             }
         }
         let retired = c.retire(id);
-        driven?;
-        match retired {
+        let result = driven.and_then(|()| match retired {
             Some((kind, errno)) => command_result(kind, errno),
             None => Err(Error::new(libc::EIO, "command did not complete")),
-        }
+        });
+        result.map_err(|e| c.mark_if_dead(e))
     }
 }

@@ -19,6 +19,7 @@ use crate::{Error, Result};
 mod aio;
 mod commands;
 mod connect;
+mod lists;
 mod opt;
 mod settings;
 mod tls;
@@ -26,7 +27,7 @@ mod tls;
 /// The C call being run, named in debug messages (for the C layer).
 pub(crate) use crate::conn::ApiContext;
 pub use crate::conn::ServerAddr;
-pub use settings::BlockSize;
+pub use lists::{ContextExtents, Export};
 
 /// The libnbd release whose behaviour this library matches and is tested
 /// against (the oracle); `nbd_get_version` and `libnbd.pc` report it.
@@ -186,6 +187,8 @@ static HANDLE_NUMBER: AtomicU64 = AtomicU64::new(1);
 impl Handle {
     /// Creates a handle, not yet connected. `LIBNBD_DEBUG=1` in the
     /// environment turns debugging on.
+    ///
+    /// libnbd: `nbd_create`.
     pub fn new() -> Result<Handle> {
         let n = HANDLE_NUMBER.fetch_add(1, Ordering::Relaxed);
         let debug = std::env::var_os("LIBNBD_DEBUG").is_some_and(|v| v == "1");
@@ -236,6 +239,8 @@ impl Handle {
     /// a binding that catches panics at its boundary, such as the C ABI):
     /// later calls fail, and no command keeps a pointer into memory the
     /// unwound call owned.
+    ///
+    /// Rust only, beyond libnbd.
     pub fn kill_after_panic(&self) {
         self.lock().kill_after_panic(dead_after_panic());
     }
@@ -250,12 +255,16 @@ impl Handle {
     /// late reply is read and discarded, and the handle stays usable. A
     /// handshake (connect, option calls) that runs out leaves the handle
     /// dead. A zero duration counts as `None`.
+    ///
+    /// Rust only, beyond libnbd.
     pub fn set_timeout(&self, timeout: Option<Duration>) {
         let ns = timeout.map_or(0, |t| t.as_nanos().min(u64::MAX as u128) as u64);
         self.timeout_ns.store(ns, Ordering::Relaxed);
     }
 
     /// The default timeout of synchronous calls (see [`Handle::set_timeout`]).
+    ///
+    /// Rust only, beyond libnbd.
     pub fn timeout(&self) -> Option<Duration> {
         match self.timeout_ns.load(Ordering::Relaxed) {
             0 => None,
@@ -267,6 +276,8 @@ impl Handle {
     /// calls it makes on this thread (on any handle), instead of their
     /// handles' default timeouts; they fail with `ETIMEDOUT` past it, as
     /// with [`Handle::set_timeout`]. Nested calls keep the earlier deadline.
+    ///
+    /// Rust only, beyond libnbd.
     pub fn with_timeout<R>(&self, timeout: Duration, f: impl FnOnce(&Handle) -> R) -> R {
         let deadline = Instant::now().checked_add(timeout);
         let outer = CALL_DEADLINE.with(|d| d.get());
@@ -300,6 +311,8 @@ impl Handle {
     /// `shutdown` leaves the handle dead, as a timed-out one does: a
     /// handshake cut short cannot be resumed. This never waits for the
     /// handle's lock, so a watchdog thread can always call it.
+    ///
+    /// Rust only, beyond libnbd.
     pub fn cancel_waits(&self) {
         // The eventfd wakes the thread polling the socket (with the handle
         // locked or not); it wakes the threads waiting for their turn.
@@ -326,17 +339,23 @@ impl Handle {
     // ---- settings -----------------------------------------------------------
 
     /// Sets the handle's name, used in debug messages.
+    ///
+    /// libnbd: `nbd_set_handle_name`.
     pub fn set_handle_name(&self, name: &str) -> Result<()> {
         self.lock().set_handle_name(name);
         Ok(())
     }
 
     /// The handle's name (`nbd1`, `nbd2`, ... unless set).
+    ///
+    /// libnbd: `nbd_get_handle_name`.
     pub fn handle_name(&self) -> String {
         self.lock().handle_name().to_string()
     }
 
     /// Turns debug messages on or off.
+    ///
+    /// libnbd: `nbd_set_debug`.
     pub fn set_debug(&self, debug: bool) -> Result<()> {
         let mut c = self.lock();
         c.set_debug(debug);
@@ -345,41 +364,57 @@ impl Handle {
     }
 
     /// Whether debug messages are on.
+    ///
+    /// libnbd: `nbd_get_debug`.
     pub fn debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
     }
 
     /// Stores a value for the caller; returns the previous one.
+    ///
+    /// libnbd: `nbd_set_private_data`.
     pub fn set_private_data(&self, data: usize) -> usize {
         self.private_data.swap(data, Ordering::Relaxed)
     }
 
     /// The value stored with [`Handle::set_private_data`] (0 by default).
+    ///
+    /// libnbd: `nbd_get_private_data`.
     pub fn private_data(&self) -> usize {
         self.private_data.load(Ordering::Relaxed)
     }
 
     /// Sets the export name to ask the server for (default `""`).
+    ///
+    /// libnbd: `nbd_set_export_name`.
     pub fn set_export_name(&self, name: &[u8]) -> Result<()> {
         self.lock().set_export_name(name)
     }
 
     /// The export name that will be (or was) asked for.
-    pub fn export_name(&self) -> Result<Vec<u8>> {
-        Ok(self.lock().export_name().to_vec())
+    ///
+    /// libnbd: `nbd_get_export_name`.
+    pub fn export_name(&self) -> Vec<u8> {
+        self.lock().export_name().to_vec()
     }
 
     /// Whether to ask the server for structured replies (default true).
+    ///
+    /// libnbd: `nbd_set_request_structured_replies`.
     pub fn set_request_structured_replies(&self, request: bool) -> Result<()> {
         self.lock().set_request_structured_replies(request)
     }
 
     /// Whether structured replies will be asked for.
+    ///
+    /// libnbd: `nbd_get_request_structured_replies`.
     pub fn request_structured_replies(&self) -> bool {
         self.lock().request_structured_replies()
     }
 
     /// Whether the server agreed to structured replies.
+    ///
+    /// libnbd: `nbd_get_structured_replies_negotiated`.
     pub fn structured_replies_negotiated(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
@@ -387,6 +422,8 @@ impl Handle {
     }
 
     /// The handshake style used: `"newstyle-fixed"`, `"newstyle"` or `"oldstyle"`.
+    ///
+    /// libnbd: `nbd_get_protocol`.
     pub fn protocol(&self) -> Result<&'static str> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
@@ -396,35 +433,51 @@ impl Handle {
     // ---- state ----------------------------------------------------------------
 
     /// The handle is newly created, not yet connecting.
+    ///
+    /// libnbd: `nbd_aio_is_created`.
     pub fn aio_is_created(&self) -> bool {
         self.lock().is_created()
     }
     /// The handle is connecting or doing the handshake.
+    ///
+    /// libnbd: `nbd_aio_is_connecting`.
     pub fn aio_is_connecting(&self) -> bool {
         self.lock().is_connecting()
     }
     /// The handle is waiting for the caller to negotiate options.
+    ///
+    /// libnbd: `nbd_aio_is_negotiating`.
     pub fn aio_is_negotiating(&self) -> bool {
         self.lock().is_negotiating()
     }
     /// The handle is connected and idle, ready for commands.
+    ///
+    /// libnbd: `nbd_aio_is_ready`.
     pub fn aio_is_ready(&self) -> bool {
         self.lock().is_ready()
     }
     /// The handle is in the middle of sending a request or receiving a reply.
+    ///
+    /// libnbd: `nbd_aio_is_processing`.
     pub fn aio_is_processing(&self) -> bool {
         self.lock().is_processing()
     }
     /// The connection failed; the handle can only be closed.
+    ///
+    /// libnbd: `nbd_aio_is_dead`.
     pub fn aio_is_dead(&self) -> bool {
         self.lock().is_dead()
     }
     /// The connection was shut down.
+    ///
+    /// libnbd: `nbd_aio_is_closed`.
     pub fn aio_is_closed(&self) -> bool {
         self.lock().is_closed()
     }
 
     /// The state's name and description, e.g. `"READY: Connection is ready ..."`.
+    ///
+    /// libnbd: `nbd_connection_state`.
     pub fn connection_state(&self) -> &'static str {
         self.lock().state_description()
     }
@@ -433,6 +486,8 @@ impl Handle {
 
     /// The export's size in bytes: EINVAL until the server has sent it,
     /// EOVERFLOW if it claimed more than `i64::MAX`.
+    ///
+    /// libnbd: `nbd_get_size`.
     pub fn size(&self) -> Result<u64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
@@ -460,30 +515,44 @@ impl Handle {
     }
 
     /// The export is read-only.
+    ///
+    /// libnbd: `nbd_is_read_only`.
     pub fn is_read_only(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_READ_ONLY)
     }
     /// The server supports flush.
+    ///
+    /// libnbd: `nbd_can_flush`.
     pub fn can_flush(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_FLUSH)
     }
     /// The server supports the FUA flag.
+    ///
+    /// libnbd: `nbd_can_fua`.
     pub fn can_fua(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_FUA)
     }
     /// The server supports trim.
+    ///
+    /// libnbd: `nbd_can_trim`.
     pub fn can_trim(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_TRIM)
     }
     /// The server supports write-zeroes.
+    ///
+    /// libnbd: `nbd_can_zero`.
     pub fn can_zero(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_WRITE_ZEROES)
     }
     /// The server supports cache (prefetch).
+    ///
+    /// libnbd: `nbd_can_cache`.
     pub fn can_cache(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_SEND_CACHE)
     }
     /// Several connections to this export see consistent data.
+    ///
+    /// libnbd: `nbd_can_multi_conn`.
     pub fn can_multi_conn(&self) -> Result<bool> {
         self.export_flag(proto::NBD_FLAG_CAN_MULTI_CONN)
     }
@@ -492,6 +561,8 @@ impl Handle {
     /// handle does the same. Commands still waiting to be sent or for a
     /// reply fail: their completion callbacks run with `ENOTCONN` (as if
     /// the connection had died), then every callback is dropped.
+    ///
+    /// libnbd: `nbd_close`.
     pub fn close(self) {}
 }
 impl Drop for Handle {

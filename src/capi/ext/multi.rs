@@ -12,7 +12,7 @@ use super::super::aio::completion;
 use super::super::types::nbd_completion_callback;
 use super::super::{c_str_arg, check_nonnull, entry, nbd_get_errno, nbd_get_error, nbd_handle};
 use crate::multiconn::MAX_CONNECTIONS;
-use crate::{Error, Handle, MultiConn, MultiCookie, Result};
+use crate::{CmdFlag, Error, Handle, MultiConn, MultiCookie, Result, Shutdown};
 
 /// Several connections to one export used as one handle: opaque to C,
 /// made by `rnbd_multi_conn_connect_uri` or `rnbd_multi_conn_connect`,
@@ -316,7 +316,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_pread(
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller passes `count` writable bytes at buf.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
-        mc.pread(buf, offset, flags).map(|()| 0)
+        mc.pread(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -340,7 +341,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_pwrite(
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller passes `count` readable bytes at buf.
         let buf = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
-        mc.pwrite(buf, offset, flags).map(|()| 0)
+        mc.pwrite(buf, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -356,7 +358,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_flush(mc: *mut rnbd_multi_conn, flags: 
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        mc.flush(flags).map(|()| 0)
+        mc.flush(CmdFlag::from_bits_retain(flags)).map(|()| 0)
     })
 }
 
@@ -374,7 +376,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_trim(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        mc.trim(count, offset, flags).map(|()| 0)
+        mc.trim(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -393,7 +396,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_zero(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        mc.zero(count, offset, flags).map(|()| 0)
+        mc.zero(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -412,7 +416,8 @@ pub unsafe extern "C" fn rnbd_multi_conn_cache(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        mc.cache(count, offset, flags).map(|()| 0)
+        mc.cache(count, offset, CmdFlag::from_bits_retain(flags))
+            .map(|()| 0)
     })
 }
 
@@ -427,7 +432,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_shutdown(mc: *mut rnbd_multi_conn, flag
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        mc.shutdown(flags).map(|()| 0)
+        mc.shutdown(Shutdown::from_bits_retain(flags)).map(|()| 0)
     })
 }
 
@@ -455,7 +460,15 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pread(
         let mc = unsafe { pool(mc) }?;
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
-        let c = unsafe { mc.aio_pread(buf.cast(), count, offset, completion, flags) }?;
+        let c = unsafe {
+            mc.aio_pread(
+                buf.cast(),
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        }?;
         to_c_cookie(c)
     })
 }
@@ -481,7 +494,15 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_pwrite(
         let mc = unsafe { pool(mc) }?;
         check_nonnull(buf, "buf")?;
         // SAFETY: the caller keeps buf valid until the command retires.
-        let c = unsafe { mc.aio_pwrite(buf.cast(), count, offset, completion, flags) }?;
+        let c = unsafe {
+            mc.aio_pwrite(
+                buf.cast(),
+                count,
+                offset,
+                completion,
+                CmdFlag::from_bits_retain(flags),
+            )
+        }?;
         to_c_cookie(c)
     })
 }
@@ -502,7 +523,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_flush(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        to_c_cookie(mc.aio_flush(completion, flags)?)
+        to_c_cookie(mc.aio_flush(completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
@@ -523,7 +544,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_trim(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        to_c_cookie(mc.aio_trim(count, offset, completion, flags)?)
+        to_c_cookie(mc.aio_trim(count, offset, completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
@@ -544,7 +565,7 @@ pub unsafe extern "C" fn rnbd_multi_conn_aio_zero(
     entry!(|| {
         // SAFETY: mc is NULL or a live pool (the caller's promise).
         let mc = unsafe { pool(mc) }?;
-        to_c_cookie(mc.aio_zero(count, offset, completion, flags)?)
+        to_c_cookie(mc.aio_zero(count, offset, completion, CmdFlag::from_bits_retain(flags))?)
     })
 }
 
