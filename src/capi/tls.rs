@@ -43,14 +43,17 @@ unsafe fn str_arg<'a>(ptr: *const c_char, param: &str) -> Result<&'a str> {
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_tls(h: *mut nbd_handle, tls: c_int) -> c_int {
     entry!(h, |h| {
-        // libnbd checks the value before the handle's state.
-        let tls = Tls::from_raw(tls).ok_or_else(|| {
-            Error::new(
+        match Tls::from_raw(tls) {
+            Some(tls) => h.set_tls(tls),
+            // libnbd checks the state first: on a new handle the value is
+            // wrong; on another the typed call fails as it should.
+            None if h.aio_is_created() => Err(Error::new(
                 libc::EINVAL,
                 format!("tls: invalid value for parameter: {tls}"),
-            )
-        })?;
-        h.set_tls(tls).map(|()| 0)
+            )),
+            None => h.set_tls(Tls::Disable),
+        }
+        .map(|()| 0)
     })
 }
 
