@@ -450,8 +450,6 @@ pub(crate) struct Conn {
     option_result: Option<Result<i32>>,
     tried_extended_headers: bool,
     tried_structured_replies: bool,
-    /// The caller ran `NBD_OPT_SET_META_CONTEXT` itself; GO need not.
-    meta_set_by_caller: bool,
     /// The last receive found the socket empty; reading waits for the next
     /// readiness (the next `progress`).
     drained: bool,
@@ -531,7 +529,6 @@ impl Conn {
             option_result: None,
             tried_extended_headers: false,
             tried_structured_replies: false,
-            meta_set_by_caller: false,
             rbuf: Vec::new(),
             rpos: 0,
             rend: 0,

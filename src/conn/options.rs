@@ -125,12 +125,12 @@ impl Conn {
     }
 
     /// GO or INFO, preceded by `NBD_OPT_SET_META_CONTEXT` when contexts
-    /// were requested and not already set by the caller.
+    /// are requested, even if the caller already set them (the export
+    /// name may have changed since), as libnbd does.
     fn start_go(&mut self, option: u32, mut run: OptionRun) {
         let want_meta = self.settings.request_meta_context
             && !self.settings.meta_requests.is_empty()
-            && self.negotiated.structured_replies
-            && !self.meta_set_by_caller;
+            && self.negotiated.structured_replies;
         if want_meta {
             run.then = Some(option);
             let payload = meta_payload(&self.settings.export_name, &self.settings.meta_requests);
@@ -410,9 +410,6 @@ impl Conn {
                 if option == proto::NBD_OPT_SET_META_CONTEXT {
                     self.negotiated.meta_contexts = contexts;
                     self.negotiated.meta_valid = true;
-                    if then.is_none() {
-                        self.meta_set_by_caller = true;
-                    }
                 }
                 match then {
                     Some(next) => {

@@ -264,6 +264,11 @@ main (void)
   CHECK (memcmp (buf, data, sizeof data) == 0);
   for (i = 0; i < 3; ++i)
     CHECK (all_bytes (rd[i].buf, sizeof rd[i].buf, 0));
+  /* nbdkit may answer the new read before the cancelled ones: those
+   * still count as in flight until their replies are read.
+   */
+  for (i = 0; i < 200 && nbd_aio_in_flight (h) > 0; ++i)
+    CHECK (nbd_poll (h, 10) >= 0);
   CHECK_INT (nbd_aio_in_flight (h), 0);
 
   /* 6. An option call (option mode) to a server that stops. */
