@@ -3,51 +3,21 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{have, Server, TempDir};
+use common::runtime;
+use common::{have, nbdkit_unix, seeded_pattern, Server, TempDir};
 use nbd::{AsyncHandle, CmdFlag, Handle};
 
 const MIB: u64 = 1024 * 1024;
-
-/// nbdkit serving `args` on a Unix socket in `dir`, stopped on drop.
-fn nbdkit_unix(dir: &TempDir, args: &[&str]) -> (Server, PathBuf) {
-    let sock = dir.path("nbd.sock");
-    let s = sock.to_str().unwrap().to_string();
-    let mut argv = vec!["-U", &s, "-f", "--exit-with-parent"];
-    argv.extend_from_slice(args);
-    // Ready once it accepts: the socket file exists from bind, before listen.
-    let server = Server::start("nbdkit", &argv, || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    (server, sock)
-}
-
-fn pattern(len: usize, offset: u64, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            let x = offset + i as u64;
-            (x ^ (x >> 8) ^ (x >> 16)) as u8 ^ seed
-        })
-        .collect()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn concurrent_tasks_read_and_write_with_data_checks() {
     if !have("nbdkit", "concurrent_tasks") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = Arc::new(AsyncHandle::new().unwrap());
         nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "64M"])
             .await
@@ -61,7 +31,7 @@ fn concurrent_tasks_read_and_write_with_data_checks() {
                 for round in 0..20u64 {
                     let len = 4096 * (1 + (round as usize * 7 + t as usize) % 32);
                     let off = t * 2 * MIB + (round * 12288) % MIB;
-                    let data = pattern(len, off, (t + round) as u8);
+                    let data = seeded_pattern(len, off, (t + round) as u8);
                     let back = nbd
                         .pwrite(data.clone(), off, CmdFlag::empty())
                         .await
@@ -80,7 +50,13 @@ fn concurrent_tasks_read_and_write_with_data_checks() {
         }
         // Many commands in flight at once from one task as well.
         let futs: Vec<_> = (0..64u64)
-            .map(|i| Box::pin(nbd.pwrite(pattern(4096, i * 4096, 5), i * 4096, CmdFlag::empty())))
+            .map(|i| {
+                Box::pin(nbd.pwrite(
+                    seeded_pattern(4096, i * 4096, 5),
+                    i * 4096,
+                    CmdFlag::empty(),
+                ))
+            })
             .collect();
         for r in futures_join(futs).await {
             r.unwrap();
@@ -89,7 +65,10 @@ fn concurrent_tasks_read_and_write_with_data_checks() {
             .map(|i| Box::pin(nbd.pread(vec![0; 4096], i * 4096, CmdFlag::empty())))
             .collect();
         for (i, r) in futures_join(futs).await.into_iter().enumerate() {
-            assert!(r.unwrap() == pattern(4096, i as u64 * 4096, 5), "read {i}");
+            assert!(
+                r.unwrap() == seeded_pattern(4096, i as u64 * 4096, 5),
+                "read {i}"
+            );
         }
         nbd.flush(CmdFlag::empty()).await.unwrap();
         nbd.zero(MIB, 0, CmdFlag::empty()).await.unwrap();
@@ -140,7 +119,7 @@ fn connect_variants() {
     }
     let dir = TempDir::new("async-connect");
     let (_server, sock) = nbdkit_unix(&dir, &["memory", "1M"]);
-    rt().block_on(async {
+    runtime().block_on(async {
         let a = AsyncHandle::new().unwrap();
         a.connect_unix(&sock).await.unwrap();
         assert_eq!(a.size().unwrap(), MIB);
@@ -206,7 +185,7 @@ fn connect_tcp_and_opt_abort() {
         ],
         || pidfile.exists(),
     );
-    rt().block_on(async {
+    runtime().block_on(async {
         let t = AsyncHandle::new().unwrap();
         t.connect_tcp("127.0.0.1", &port).await.unwrap();
         assert_eq!(t.size().unwrap(), MIB);
@@ -238,7 +217,7 @@ fn block_status_extents() {
     if !have("nbdkit", "block_status") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let h = Handle::new().unwrap();
         h.add_meta_context("base:allocation").unwrap();
         let nbd = AsyncHandle::from_handle(h);
@@ -275,7 +254,7 @@ fn dropped_futures_leave_the_handle_usable() {
     if !have("nbdkit", "dropped_futures") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = Arc::new(AsyncHandle::new().unwrap());
         nbd.connect_command(&[
             "nbdkit",
@@ -288,7 +267,7 @@ fn dropped_futures_leave_the_handle_usable() {
         ])
         .await
         .unwrap();
-        nbd.pwrite(pattern(65536, 0, 9), 0, CmdFlag::empty())
+        nbd.pwrite(seeded_pattern(65536, 0, 9), 0, CmdFlag::empty())
             .await
             .unwrap();
         // Timeouts: the reads are cancelled while in flight.
@@ -313,7 +292,7 @@ fn dropped_futures_leave_the_handle_usable() {
         // Writes are not delayed; they complete while the reads are pending.
         for i in 0..8u64 {
             nbd.pwrite(
-                pattern(4096, MIB + i * 4096, 1),
+                seeded_pattern(4096, MIB + i * 4096, 1),
                 MIB + i * 4096,
                 CmdFlag::empty(),
             )
@@ -326,7 +305,7 @@ fn dropped_futures_leave_the_handle_usable() {
             .pread(vec![0; 65536], 0, CmdFlag::empty())
             .await
             .unwrap();
-        assert!(got == pattern(65536, 0, 9));
+        assert!(got == seeded_pattern(65536, 0, 9));
         assert!(t.elapsed() < Duration::from_secs(10));
         // Allocate and fill a lot to disturb any freed buffer; then wait
         // for the replies to the dropped reads to be discarded.
@@ -352,7 +331,7 @@ fn killed_server_fails_pending_futures() {
     }
     let dir = TempDir::new("async-kill");
     let (mut server, sock) = nbdkit_unix(&dir, &["--filter=delay", "memory", "16M", "rdelay=3"]);
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = Arc::new(AsyncHandle::new().unwrap());
         nbd.connect_unix(&sock).await.unwrap();
         let mut tasks = Vec::new();
@@ -435,7 +414,7 @@ fn owned_sync_aio_commands() {
     }
     let h = common::nbdkit(&["memory", "1M"]);
     let w = h
-        .aio_pwrite_owned(pattern(8192, 4096, 3), 4096, CmdFlag::empty())
+        .aio_pwrite_owned(seeded_pattern(8192, 4096, 3), 4096, CmdFlag::empty())
         .unwrap();
     let mut r = h
         .aio_pread_owned(vec![0; 8192], 4096, CmdFlag::empty())
@@ -448,9 +427,9 @@ fn owned_sync_aio_commands() {
         }
         h.poll(-1).unwrap();
     };
-    assert!(got == pattern(8192, 4096, 3));
+    assert!(got == seeded_pattern(8192, 4096, 3));
     assert!(w.is_done());
-    assert_eq!(w.take().unwrap().unwrap(), pattern(8192, 4096, 3));
+    assert_eq!(w.take().unwrap().unwrap(), seeded_pattern(8192, 4096, 3));
     // Dropped while in flight: freed when the reply comes.
     drop(
         h.aio_pread_owned(vec![0; 4096], 0, CmdFlag::empty())
@@ -489,7 +468,7 @@ fn debug_messages_go_to_the_log_crate() {
     }
     log::set_logger(&Capture).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = AsyncHandle::new().unwrap();
         assert!(nbd.handle().debug(), "debug is on when the logger wants it");
         nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "null", "1M"])
@@ -511,7 +490,7 @@ fn large_concurrent_writes_and_reads() {
     if !have("nbdkit", "large_writes") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = Arc::new(AsyncHandle::new().unwrap());
         nbd.connect_command(&["nbdkit", "-s", "--exit-with-parent", "memory", "64M"])
             .await
@@ -521,7 +500,7 @@ fn large_concurrent_writes_and_reads() {
             let nbd = Arc::clone(&nbd);
             tasks.push(tokio::spawn(async move {
                 let off = t * 4 * MIB;
-                let data = pattern(4 * MIB as usize, off, t as u8);
+                let data = seeded_pattern(4 * MIB as usize, off, t as u8);
                 nbd.pwrite(data.clone(), off, CmdFlag::empty())
                     .await
                     .unwrap();
@@ -547,7 +526,7 @@ fn wrap_a_connected_handle() {
     }
     let h = common::nbdkit(&["memory", "1M"]);
     h.pwrite(&[5; 512], 0, nbd::CmdFlag::empty()).unwrap();
-    rt().block_on(async {
+    runtime().block_on(async {
         let nbd = AsyncHandle::from_handle(h);
         let got = nbd.pread(vec![0; 512], 0, CmdFlag::empty()).await.unwrap();
         assert_eq!(got, vec![5; 512]);

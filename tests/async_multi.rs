@@ -6,42 +6,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{have, Server, TempDir};
+use common::runtime;
+use common::{have, nbdkit_unix, seeded_pattern, TempDir};
 use nbd::{AsyncHandle, AsyncMultiConn, CmdFlag, Handle};
 
 const MIB: u64 = 1024 * 1024;
-
-/// nbdkit serving `args` on a Unix socket in `dir`, stopped on drop.
-fn nbdkit_unix(dir: &TempDir, args: &[&str]) -> (Server, PathBuf) {
-    let sock = dir.path("nbd.sock");
-    let s = sock.to_str().unwrap().to_string();
-    let mut argv = vec!["-U", &s, "-f", "--exit-with-parent"];
-    argv.extend_from_slice(args);
-    let server = Server::start("nbdkit", &argv, || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    (server, sock)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn data(len: usize, offset: u64, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            let x = offset + i as u64;
-            (x ^ (x >> 9) ^ (x >> 17)) as u8 ^ seed
-        })
-        .collect()
-}
 
 #[test]
 fn tasks_spread_over_connections_and_flush_covers_them() {
@@ -51,7 +22,7 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
     let dir = TempDir::new("async-multi");
     let (_server, sock) = nbdkit_unix(&dir, &["--filter=multi-conn", "memory", "16M"]);
     let uri = format!("nbd+unix:///?socket={}", sock.display());
-    rt().block_on(async {
+    runtime().block_on(async {
         let pool = Arc::new(AsyncMultiConn::connect_uri(4, &uri).await.unwrap());
         assert_eq!(pool.connections(), 4);
         assert_eq!(pool.size(), 16 * MIB);
@@ -65,7 +36,7 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
             tasks.push(tokio::spawn(async move {
                 for round in 0..8u64 {
                     let off = t * 2 * MIB + round * 65536;
-                    let d = data(65536, off, t as u8);
+                    let d = seeded_pattern(65536, off, t as u8);
                     let back = pool.pwrite(d.clone(), off, CmdFlag::empty()).await.unwrap();
                     assert_eq!(back, d);
                 }
@@ -87,7 +58,10 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
             let off = t * 2 * MIB;
             let mut buf = vec![0u8; 8 * 65536];
             other.pread(&mut buf, off, CmdFlag::empty()).unwrap();
-            assert!(buf == data(8 * 65536, off, t as u8), "task {t}'s region");
+            assert!(
+                buf == seeded_pattern(8 * 65536, off, t as u8),
+                "task {t}'s region"
+            );
         }
         // And the other way round, read concurrently through the pool.
         other
@@ -99,7 +73,7 @@ fn tasks_spread_over_connections_and_flush_covers_them() {
             pool.pread(vec![0; 65536], 2 * MIB, CmdFlag::empty()),
         );
         assert_eq!(a.unwrap(), vec![0x77; 4096]);
-        assert_eq!(b.unwrap(), data(65536, 2 * MIB, 1));
+        assert_eq!(b.unwrap(), seeded_pattern(65536, 2 * MIB, 1));
         // Zero and trim go through too.
         pool.zero(4096, 2 * MIB, CmdFlag::empty()).await.unwrap();
         pool.trim(4096, 0, CmdFlag::empty()).await.unwrap();
@@ -135,7 +109,7 @@ fn one_connection_without_multi_conn_and_bad_counts() {
         ],
     );
     let uri = format!("nbd+unix:///?socket={}", sock.display());
-    rt().block_on(async {
+    runtime().block_on(async {
         for bad in [0, 17] {
             let err = AsyncMultiConn::connect_uri(bad, &uri).await.unwrap_err();
             assert_eq!(err.errno(), libc::EINVAL, "{err}");
@@ -157,7 +131,7 @@ fn one_connection_without_multi_conn_and_bad_counts() {
         assert_eq!(calls, vec![0]);
         assert_eq!(pool.connections(), 1);
         assert!(!pool.can_multi_conn().unwrap());
-        let d = data(MIB as usize, 0, 9);
+        let d = seeded_pattern(MIB as usize, 0, 9);
         pool.pwrite(d.clone(), MIB, CmdFlag::empty()).await.unwrap();
         pool.flush(CmdFlag::empty()).await.unwrap();
         let back = pool

@@ -3,43 +3,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{have, Server, TempDir};
+use common::{have, nbdkit_unix, seeded_pattern, TempDir};
 use nbd::{Handle, MultiConn};
 
 const MIB: usize = 1024 * 1024;
-
-/// nbdkit serving `args` on a Unix socket in `dir`, stopped on drop.
-fn nbdkit_unix(dir: &TempDir, args: &[&str]) -> (Server, PathBuf) {
-    let sock = dir.path("nbd.sock");
-    let s = sock.to_str().unwrap().to_string();
-    let mut argv = vec!["-U", &s, "-f", "--exit-with-parent"];
-    argv.extend_from_slice(args);
-    // Ready once it accepts: the socket file exists from bind, before listen.
-    let server = Server::start("nbdkit", &argv, || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    (server, sock)
-}
 
 fn fresh_handle(sock: &Path) -> Handle {
     let h = Handle::new().unwrap();
     h.connect_unix(sock).unwrap();
     h
-}
-
-/// Bytes that differ with offset and `seed`, so misplaced chunks show.
-fn pattern(len: usize, offset: u64, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            let x = offset + i as u64;
-            (x ^ (x >> 8) ^ (x >> 16)) as u8 ^ seed
-        })
-        .collect()
 }
 
 #[test]
@@ -100,7 +77,7 @@ fn opens_one_connection_without_multi_conn() {
     assert_eq!(mc.connections(), 1);
     assert!(!mc.can_multi_conn().unwrap());
     // A large write is still split (pipelined on the one connection).
-    let data = pattern(5 * MIB + 4096, 8192, 7);
+    let data = seeded_pattern(5 * MIB + 4096, 8192, 7);
     mc.pwrite(&data, 8192, nbd::CmdFlag::empty()).unwrap();
     mc.flush(nbd::CmdFlag::empty()).unwrap();
     let mut back = vec![0; data.len()];
@@ -140,20 +117,20 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
 
     // Large writes (split into 256 KiB chunks over 4 connections), one
     // with a length that is not a multiple of anything.
-    let big = pattern(20 * MIB, 0, 1);
+    let big = seeded_pattern(20 * MIB, 0, 1);
     mc.pwrite(&big, 0, nbd::CmdFlag::empty()).unwrap();
     let odd_off = 30 * MIB as u64 + 123;
-    let odd = pattern(3 * MIB + 4321, odd_off, 2);
+    let odd = seeded_pattern(3 * MIB + 4321, odd_off, 2);
     mc.pwrite(&odd, odd_off, nbd::CmdFlag::empty()).unwrap();
     // Small writes, one connection each, some over the big one.
     for k in 0..64u64 {
         let off = k * 300_007 % (20 * MIB as u64 - 512);
-        mc.pwrite(&pattern(512, off, 3), off, nbd::CmdFlag::empty())
+        mc.pwrite(&seeded_pattern(512, off, 3), off, nbd::CmdFlag::empty())
             .unwrap();
     }
     // FUA writes, split and not.
     let fua_off = 40 * MIB as u64;
-    let fua = pattern(2 * MIB, fua_off, 4);
+    let fua = seeded_pattern(2 * MIB, fua_off, 4);
     mc.pwrite(&fua, fua_off, nbd::CmdFlag::FUA).unwrap();
     mc.zero(MIB as u64, 50 * MIB as u64, nbd::CmdFlag::empty())
         .unwrap();
@@ -165,7 +142,7 @@ fn large_and_small_writes_read_back_through_pool_and_fresh_handle() {
     let mut expect = big.clone();
     for k in 0..64u64 {
         let off = k * 300_007 % (20 * MIB as u64 - 512);
-        expect[off as usize..off as usize + 512].copy_from_slice(&pattern(512, off, 3));
+        expect[off as usize..off as usize + 512].copy_from_slice(&seeded_pattern(512, off, 3));
     }
 
     // Through the pool: one large read, and small ones.
@@ -269,12 +246,12 @@ fn many_threads_share_one_pool() {
                 for round in 0..4u64 {
                     // One big split write over the region, then small writes
                     // and reads mixed with big reads, all verified.
-                    let data = pattern(REGION, base, seed ^ round as u8);
+                    let data = seeded_pattern(REGION, base, seed ^ round as u8);
                     mc.pwrite(&data, base, nbd::CmdFlag::empty()).unwrap();
                     let mut want = data;
                     for k in 0..40u64 {
                         let off = (k * 65_537 + round * 4096) % (REGION as u64 - 8192);
-                        let small = pattern(8192, base + off, seed ^ 0x55);
+                        let small = seeded_pattern(8192, base + off, seed ^ 0x55);
                         mc.pwrite(&small, base + off, nbd::CmdFlag::empty())
                             .unwrap();
                         want[off as usize..off as usize + 8192].copy_from_slice(&small);
@@ -326,7 +303,7 @@ fn flush_waits_for_writes_in_flight() {
     let writer = {
         let mc = Arc::clone(&mc);
         std::thread::spawn(move || {
-            mc.pwrite(&pattern(4 * MIB, 0, 9), 0, nbd::CmdFlag::empty())
+            mc.pwrite(&seeded_pattern(4 * MIB, 0, 9), 0, nbd::CmdFlag::empty())
                 .unwrap()
         })
     };
@@ -345,7 +322,7 @@ fn flush_waits_for_writes_in_flight() {
     fresh_handle(&sock)
         .pread(&mut back, 0, nbd::CmdFlag::empty())
         .unwrap();
-    assert!(back == pattern(4 * MIB, 0, 9));
+    assert!(back == seeded_pattern(4 * MIB, 0, 9));
 }
 
 #[test]
@@ -538,7 +515,7 @@ fn tls_connections_made_by_the_callers_closure() {
     for i in 0..3 {
         assert!(mc.handle(i).unwrap().tls_negotiated().unwrap());
     }
-    let data = pattern(7 * MIB + 512, 4096, 21);
+    let data = seeded_pattern(7 * MIB + 512, 4096, 21);
     mc.pwrite(&data, 4096, nbd::CmdFlag::empty()).unwrap();
     mc.flush(nbd::CmdFlag::empty()).unwrap();
     let mut back = vec![0; data.len()];
@@ -572,7 +549,7 @@ fn chunks_respect_the_servers_maximum_block_size() {
         .unwrap();
     assert_eq!(mc.max_chunk(), 64 * 1024);
     for len in [100 * 1024, 3 * MIB] {
-        let data = pattern(len, 8192, 5);
+        let data = seeded_pattern(len, 8192, 5);
         mc.pwrite(&data, 8192, nbd::CmdFlag::empty()).unwrap();
         let mut back = vec![0; len];
         mc.pread(&mut back, 8192, nbd::CmdFlag::empty()).unwrap();
@@ -598,7 +575,9 @@ fn asynchronous_commands_spread_over_connections() {
     assert_eq!(mc.poll(0).unwrap(), 0);
     assert_eq!(mc.aio_in_flight().unwrap(), 0);
 
-    let data: Vec<Vec<u8>> = (0..N).map(|i| pattern(LEN, (i * LEN) as u64, 33)).collect();
+    let data: Vec<Vec<u8>> = (0..N)
+        .map(|i| seeded_pattern(LEN, (i * LEN) as u64, 33))
+        .collect();
     let ok = Arc::new(AtomicUsize::new(0));
     let mut used = [false; 3];
     for (i, d) in data.iter().enumerate() {

@@ -131,3 +131,38 @@ pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// nbdkit serving `args` on a Unix socket `nbd.sock` in `dir`, started in
+/// the foreground and stopped (by pid) on drop. Ready once it accepts:
+/// the socket file exists from bind, before listen.
+pub fn nbdkit_unix(dir: &TempDir, args: &[&str]) -> (Server, PathBuf) {
+    let sock = dir.path("nbd.sock");
+    let s = sock.to_str().unwrap().to_string();
+    let mut argv = vec!["-U", &s, "-f", "--exit-with-parent"];
+    argv.extend_from_slice(args);
+    let server = Server::start("nbdkit", &argv, || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    (server, sock)
+}
+
+/// `len` bytes that differ with their offset and with `seed`, so data
+/// landing in the wrong place, or from the wrong write, shows.
+pub fn seeded_pattern(len: usize, offset: u64, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let x = offset + i as u64;
+            (x ^ (x >> 8) ^ (x >> 16)) as u8 ^ seed
+        })
+        .collect()
+}
+
+/// A multi-threaded tokio runtime with two workers, timers and I/O on.
+#[cfg(feature = "tokio")]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
