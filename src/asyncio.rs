@@ -224,8 +224,10 @@ impl AsyncHandle {
         self.finish_connect().await
     }
 
-    /// Connects to a socket address (`nbd_aio_connect`).
-    pub async fn connect(&self, addr: std::net::SocketAddr) -> Result<()> {
+    /// Connects to a server's address (`nbd_aio_connect`): an IP address
+    /// and port (a [`std::net::SocketAddr`] converts), a Unix domain
+    /// socket or a vsock address ([`crate::ServerAddr`]).
+    pub async fn connect(&self, addr: impl Into<crate::ServerAddr>) -> Result<()> {
         self.handle.aio_connect(addr)?;
         self.finish_connect().await
     }

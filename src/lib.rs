@@ -96,7 +96,7 @@ pub use flags::{
     AllowTransport, CmdFlag, Direction, HandshakeFlag, IpFamily, ReadStatus, Shutdown, Size,
     Strict, Tls,
 };
-pub use handle::{ContextExtents, Export, Handle};
+pub use handle::{ContextExtents, Export, Handle, ServerAddr};
 #[cfg(feature = "log")]
 pub use logging::log_to_log_crate;
 pub use multiconn::{MultiConn, MultiConnBuilder, MultiCookie};

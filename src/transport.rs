@@ -93,21 +93,6 @@ impl Socket {
     pub(crate) fn from_nonblocking(fd: OwnedFd) -> Socket {
         Socket { fd }
     }
-
-    /// Takes ownership of a caller's connected socket, after checking the
-    /// fd is open (a bad fd is refused, not adopted).
-    pub(crate) fn from_raw(fd: RawFd) -> io::Result<Socket> {
-        // SAFETY: F_GETFD reads the fd's flags and touches no memory; it
-        // fails with EBADF unless fd is open. An open fd the caller hands
-        // to us (and never uses again) is ours to own.
-        let owned = unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            OwnedFd::from_raw_fd(fd)
-        };
-        Socket::new(owned)
-    }
 }
 
 /// Send buffer asked for on the Unix sockets we create; the kernel doubles

@@ -783,3 +783,49 @@ fn states_and_settings() {
         "missing command name in argv list",
     );
 }
+
+/// `aio_connect` takes any `ServerAddr`: a Unix socket by path or by a
+/// name in the abstract namespace (a leading NUL byte) reaches the
+/// listener; a path too long for a socket address is refused.
+#[test]
+fn aio_connect_unix_path_and_abstract_name() {
+    use std::ffi::OsString;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
+    use std::path::PathBuf;
+
+    let dir = TempDir::new("aio-connect-unix");
+    let path = dir.path("sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let h = Handle::new().unwrap();
+    h.aio_connect(nbd::ServerAddr::Unix(path.clone()))
+        .expect("aio_connect to a path");
+    // A Unix connect completes at once: the listener has it.
+    let (_peer, _) = listener.accept().unwrap();
+    assert!(h.aio_is_connecting());
+    assert!(
+        h.get_uri().unwrap().contains("socket="),
+        "{:?}",
+        h.get_uri()
+    );
+
+    let name = format!("rust-libnbd-test-{}", std::process::id());
+    let abstract_addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixListener::bind_addr(&abstract_addr).unwrap();
+    let mut bytes = vec![0u8];
+    bytes.extend_from_slice(name.as_bytes());
+    let h = Handle::new().unwrap();
+    h.aio_connect(nbd::ServerAddr::Unix(PathBuf::from(OsString::from_vec(
+        bytes,
+    ))))
+    .expect("aio_connect to an abstract name");
+    let (_peer, _) = listener.accept().unwrap();
+    assert!(h.aio_is_connecting());
+
+    let h = Handle::new().unwrap();
+    let long = PathBuf::from("/tmp/".to_string() + &"x".repeat(200));
+    let err = h.aio_connect(nbd::ServerAddr::Unix(long)).unwrap_err();
+    assert_eq!(err.errno(), libc::ENAMETOOLONG, "{err}");
+    assert!(h.aio_is_created());
+}

@@ -321,3 +321,76 @@ fn stopped_server_handshake_and_option_call_time_out() {
     live.pread(&mut buf, 0, CmdFlag::empty()).unwrap();
     assert_eq!(buf, [0u8; 512]);
 }
+
+/// Runs `call` on `h` in another thread and cancels it from this one
+/// until it returns (a cancellation that comes before the call waits does
+/// not count, and `cancel_waits` never waits for the handle): the call
+/// fails with ECANCELED within a second of the first cancellation that
+/// reaches it, and leaves the handle dead.
+fn cancel_locked_wait(
+    h: Arc<Handle>,
+    call: impl FnOnce(&Handle) -> nbd::Result<()> + Send + 'static,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let r = call(&h);
+            tx.send(()).unwrap();
+            r
+        })
+    };
+    // Let the call start waiting, then cancel.
+    std::thread::sleep(SHORT);
+    let start = Instant::now();
+    loop {
+        h.cancel_waits();
+        if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the call was not cancelled"
+        );
+    }
+    let err = waiter.join().unwrap().unwrap_err();
+    assert_eq!(err.errno(), libc::ECANCELED, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(h.aio_is_dead());
+}
+
+/// A connect, an option call and a shutdown wait for a stopped server with
+/// the handle locked; `cancel_waits` from another thread still reaches
+/// them: each fails with ECANCELED and leaves its handle dead, while an
+/// established connection is unharmed.
+#[test]
+fn cancel_reaches_connect_option_call_and_shutdown() {
+    if !have("nbdkit", "cancel_reaches_connect_option_call_and_shutdown") {
+        return;
+    }
+    let srv = StoppableServer::start(&["memory", "size=1M"]);
+    let live = Handle::new().unwrap();
+    live.connect_unix(&srv.sock).unwrap();
+    let opt = Arc::new(Handle::new().unwrap());
+    opt.set_opt_mode(true).unwrap();
+    opt.connect_unix(&srv.sock).unwrap();
+    let closing = Arc::new(Handle::new().unwrap());
+    closing.connect_unix(&srv.sock).unwrap();
+    srv.signal(libc::SIGSTOP);
+
+    let sock = srv.sock.clone();
+    cancel_locked_wait(Arc::new(Handle::new().unwrap()), move |h| {
+        h.connect_unix(&sock)
+    });
+    let uri = format!("nbd+unix:///?socket={}", srv.sock.display());
+    cancel_locked_wait(Arc::new(Handle::new().unwrap()), move |h| {
+        h.connect_uri(&uri)
+    });
+    cancel_locked_wait(opt, |h| h.opt_info());
+    cancel_locked_wait(closing, |h| h.shutdown(nbd::Shutdown::empty()));
+
+    srv.signal(libc::SIGCONT);
+    let mut buf = [1u8; 512];
+    live.pread(&mut buf, 0, CmdFlag::empty()).unwrap();
+    assert_eq!(buf, [0u8; 512]);
+}

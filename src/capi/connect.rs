@@ -1,11 +1,108 @@
 //! Connecting: every transport, NBD URIs, and the subprocess.
 
-use std::ffi::{c_int, CStr};
-use std::path::Path;
+use std::ffi::{c_int, CStr, OsStr};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use super::{check_nonnull, entry, malloc_c_string, CStrArg, CStrList, HandleArg, MallocStr};
-use crate::transport::SockAddr;
-use crate::{Error, Result};
+use crate::{Error, Handle, Result, ServerAddr, Tls};
+
+/// A C caller's `struct sockaddr` as the address of a server.
+///
+/// # Safety
+/// `addr` must point to `len` readable bytes.
+unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<ServerAddr> {
+    let short = || Error::new(libc::EINVAL, "addrlen: Invalid argument");
+    // SAFETY: our caller's promise; nix checks len against the size of
+    // sockaddr_storage before copying.
+    let Some(storage) = (unsafe { SockaddrStorage::from_raw(addr, Some(len)) }) else {
+        return Err(short());
+    };
+    // SAFETY: from_raw succeeded, so addr holds at least a sockaddr's
+    // family field.
+    let family = unsafe { (*addr).sa_family };
+    // The kernel wants the whole structure of these families (connect(2)
+    // fails with EINVAL otherwise).
+    let least = match i32::from(family) {
+        libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+        libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
+        libc::AF_VSOCK => std::mem::size_of::<libc::sockaddr_vm>(),
+        _ => 0,
+    };
+    if (len as usize) < least {
+        return Err(short());
+    }
+    if let Some(sin) = storage.as_sockaddr_in() {
+        return Ok(ServerAddr::Inet(SocketAddr::V4(SocketAddrV4::new(
+            sin.ip(),
+            sin.port(),
+        ))));
+    }
+    if let Some(sin6) = storage.as_sockaddr_in6() {
+        return Ok(ServerAddr::Inet(SocketAddr::V6(SocketAddrV6::new(
+            sin6.ip(),
+            sin6.port(),
+            sin6.flowinfo(),
+            sin6.scope_id(),
+        ))));
+    }
+    if let Some(vm) = storage.as_vsock_addr() {
+        return Ok(ServerAddr::Vsock {
+            cid: vm.cid(),
+            port: vm.port(),
+        });
+    }
+    if let Some(un) = storage.as_unix_addr() {
+        if let Some(path) = un.path() {
+            return Ok(ServerAddr::Unix(path.to_path_buf()));
+        }
+        if let Some(name) = un.as_abstract() {
+            // A leading NUL names the abstract namespace.
+            let mut bytes = vec![0];
+            bytes.extend_from_slice(name);
+            return Ok(ServerAddr::Unix(PathBuf::from(
+                std::ffi::OsString::from_vec(bytes),
+            )));
+        }
+        return Err(Error::new(
+            libc::EINVAL,
+            "addr: an unnamed Unix domain socket address",
+        ));
+    }
+    Err(Error::new(
+        libc::EAFNOSUPPORT,
+        format!("addr: address family {family} is not supported"),
+    ))
+}
+
+/// Takes over a C caller's socket for `nbd_connect_socket`. A handle that
+/// cannot connect leaves the socket to the caller (libnbd neither closes
+/// nor uses it then); a bad fd is refused, not adopted.
+///
+/// # Safety
+/// Once this returns it, the caller no longer uses `sock`.
+unsafe fn adopt_fd(h: &Handle, sock: c_int) -> Result<OwnedFd> {
+    if !h.aio_is_created() {
+        let state = h.connection_state();
+        let name = state.split(':').next().unwrap_or(state);
+        return Err(Error::new(
+            libc::EINVAL,
+            format!("invalid state: {name}: the handle must be newly created"),
+        ));
+    }
+    // SAFETY: F_GETFD reads the fd's flags and touches no memory; it fails
+    // with EBADF unless sock is open.
+    if unsafe { libc::fcntl(sock, libc::F_GETFD) } < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(Error::io("fcntl: set O_NONBLOCK", &err));
+    }
+    // SAFETY: sock is open, and the caller hands it over (our contract).
+    Ok(unsafe { OwnedFd::from_raw_fd(sock) })
+}
 
 /// A C string argument as UTF-8 text (host names, ports).
 fn text_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
@@ -17,9 +114,7 @@ fn text_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
 /// A C string argument as a path.
 fn path_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a Path> {
     let s = arg.get(param)?;
-    Ok(Path::new(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s.to_bytes()),
-    ))
+    Ok(Path::new(OsStr::from_bytes(s.to_bytes())))
 }
 
 /// A C `argv` as byte strings.
@@ -185,7 +280,19 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: HandleArg, mask: u32) -
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: HandleArg, tls: c_int) -> c_int {
-    entry!(h, |h| { h.set_uri_allow_tls_c(tls).map(|()| 0) })
+    entry!(h, |h| {
+        match Tls::from_raw(tls) {
+            Some(tls) => h.set_uri_allow_tls(tls),
+            // libnbd checks the state first: on a new handle the value is
+            // wrong; on another the typed call fails as it should.
+            None if h.aio_is_created() => Err(Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            )),
+            None => h.set_uri_allow_tls(Tls::Allow),
+        }
+        .map(|()| 0)
+    })
 }
 
 /// Sets whether `nbd_connect_uri` may read local files.
@@ -367,9 +474,8 @@ pub unsafe extern "C" fn nbd_aio_connect(
     entry!(h, |h| {
         check_nonnull(addr, "addr")?;
         // SAFETY: the caller promises addrlen readable bytes at addr.
-        let addr =
-            unsafe { SockAddr::from_raw(addr, addrlen) }.map_err(|e| Error::io("addrlen", &e))?;
-        h.aio_connect_sockaddr(addr).map(|()| 0)
+        let addr = unsafe { server_addr(addr, addrlen) }?;
+        h.aio_connect(addr).map(|()| 0)
     })
 }
 
@@ -392,7 +498,11 @@ pub unsafe extern "C" fn nbd_aio_connect(
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: c_int) -> c_int {
-    entry!(h, |h| { h.connect_socket_fd(sock, true).map(|()| 0) })
+    entry!(h, |h| {
+        // SAFETY: the caller hands sock over (libnbd's contract).
+        let sock = unsafe { adopt_fd(h, sock) }?;
+        h.connect_socket(sock).map(|()| 0)
+    })
 }
 
 /// Starts a connection over a socket the program has already connected.
@@ -411,7 +521,11 @@ pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: c_int) -> c_int 
 /// once; to connect again, create a new handle.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect_socket(h: HandleArg, sock: c_int) -> c_int {
-    entry!(h, |h| { h.connect_socket_fd(sock, false).map(|()| 0) })
+    entry!(h, |h| {
+        // SAFETY: the caller hands sock over (libnbd's contract).
+        let sock = unsafe { adopt_fd(h, sock) }?;
+        h.aio_connect_socket(sock).map(|()| 0)
+    })
 }
 
 // ---- subprocesses -------------------------------------------------------------------

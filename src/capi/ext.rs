@@ -432,18 +432,20 @@ pub unsafe extern "C" fn rnbd_clear_thread_deadline() {
     })
 }
 
-/// Cancels the synchronous commands waiting on the handle.
+/// Cancels the synchronous calls waiting on the handle.
 ///
-/// Every synchronous command now waiting on the handle, in any thread,
+/// Every synchronous call now waiting on the handle, in any thread,
 /// fails with `ECANCELED` (its message starting with the call's
 /// name, "nbd_pread: operation cancelled"); calls that start later are not
 /// affected. Meant to be called from another thread than the waiting
 /// ones. A cancelled command is abandoned as one that timed out (see
 /// `rnbd_set_timeout`), and the handle stays usable.
 ///
-/// A connect, option call or `nbd_shutdown` keeps the handle locked while
-/// it waits and is not cancelled: this call then waits until it is over.
-/// Bound those with `rnbd_set_timeout` instead.
+/// A cancelled connect (`nbd_connect_*`), option call (`nbd_opt_*`) or
+/// `nbd_shutdown` leaves the handle dead, as a timed-out one does: a
+/// handshake cut short cannot be resumed. This call never waits for the
+/// handle, so a watchdog thread can interrupt a connect to a server that
+/// hangs.
 ///
 /// # Return value
 /// 0 on success, -1 on error.

@@ -232,7 +232,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// error recorded. Use it through [`entry!`].
 pub(crate) fn ffi_call<T: ErrorValue>(api: &'static str, f: impl FnOnce() -> Result<T>) -> T {
     // Debug messages emitted during the call name it as their context.
-    let _context = crate::conn::ApiContext::enter(api);
+    let _context = crate::handle::ApiContext::enter(api);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => value,
         Ok(Err(err)) => {

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::aio::completion;
 use super::types::nbd_completion_callback;
 use super::{entry, malloc_c_string, CStrArg, HandleArg, MallocStr};
-use crate::{Error, Result};
+use crate::{Error, Result, Tls};
 
 /// A C string argument as text.
 fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
@@ -38,7 +38,19 @@ fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_tls(h: HandleArg, tls: c_int) -> c_int {
-    entry!(h, |h| h.set_tls_c(tls).map(|()| 0))
+    entry!(h, |h| {
+        match Tls::from_raw(tls) {
+            Some(tls) => h.set_tls(tls),
+            // libnbd checks the state first: on a new handle the value is
+            // wrong; on another the typed call fails as it should.
+            None if h.aio_is_created() => Err(Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            )),
+            None => h.set_tls(Tls::Disable),
+        }
+        .map(|()| 0)
+    })
 }
 
 /// Returns the TLS setting.

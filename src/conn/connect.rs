@@ -18,33 +18,33 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub(crate) struct Net {
     /// `LIBNBD_ALLOW_TRANSPORT_*` mask for URIs.
-    pub uri_allow_transports: u32,
+    pub(super) uri_allow_transports: u32,
     /// `LIBNBD_TLS_*`: which URI schemes (nbd or nbds) are allowed.
-    pub uri_allow_tls: i32,
+    pub(super) uri_allow_tls: i32,
     /// Whether URIs may name local files.
-    pub uri_allow_local_file: bool,
+    pub(super) uri_allow_local_file: bool,
     /// `LISTEN_FDNAMES` for socket activation; empty for none.
-    pub socket_activation_name: String,
+    pub(super) socket_activation_name: String,
     /// The user name a URI gave (`nbd://user@host/`), kept for `get_uri`.
-    pub uri_username: Option<Vec<u8>>,
+    pub(super) uri_username: Option<Vec<u8>>,
     /// Host and port as `connect_tcp` was given them.
-    pub hostname: Option<String>,
-    pub port: Option<String>,
+    pub(super) hostname: Option<String>,
+    pub(super) port: Option<String>,
     /// The address connected to (or being connected to) for the other
     /// transports.
-    pub connaddr: Option<SockAddr>,
+    pub(super) connaddr: Option<SockAddr>,
     /// The directory of a socket-activation listening socket.
-    pub socket_dir: Option<SocketDir>,
+    pub(super) socket_dir: Option<SocketDir>,
     /// Which addresses a TCP connect tries (beyond libnbd).
-    pub ip_family: IpFamily,
+    pub(super) ip_family: IpFamily,
     /// Capture a subprocess's stderr (beyond libnbd; always for ssh).
-    pub capture_stderr: bool,
+    pub(super) capture_stderr: bool,
     /// Closing the handle reaps the subprocess on a thread of its own
     /// instead of waiting for it (beyond libnbd).
-    pub detach_subprocess: bool,
+    pub(super) detach_subprocess: bool,
     /// The Secure Shell tunnel (a [`crate::uri::Target::Ssh`]) an
     /// `nbd+ssh` URI named, kept for `get_uri`.
-    pub ssh: Option<crate::uri::Target>,
+    pub(super) ssh: Option<crate::uri::Target>,
 
     /// Addresses still to try, and which is being tried.
     addrs: Vec<SockAddr>,
@@ -142,12 +142,12 @@ impl Conn {
         Ok(())
     }
 
-    /// `"NAME: description"` of the connect phase, NUL-terminated.
-    pub(super) fn connect_state_description_nul(&self) -> &'static str {
+    /// `"NAME: description"` of the connect phase.
+    pub(super) fn connect_state_description(&self) -> &'static str {
         if self.net.tcp {
-            "CONNECT_TCP.CONNECTING: Connecting to the remote server\0"
+            "CONNECT_TCP.CONNECTING: Connecting to the remote server"
         } else {
-            "CONNECT.CONNECTING: Connecting to the remote server\0"
+            "CONNECT.CONNECTING: Connecting to the remote server"
         }
     }
 

@@ -37,9 +37,9 @@ impl DebugCallback {
 /// A handle's debug settings, kept where the state machine can reach them.
 pub(crate) struct Debug {
     /// Whether messages are emitted at all.
-    pub on: bool,
+    pub(super) on: bool,
     /// The handle's name, shown in each message.
-    pub name: String,
+    pub(super) name: String,
     callback: Option<DebugCallback>,
     /// The state last reported by [`Conn::trace_state`], and its name.
     traced: Phase,

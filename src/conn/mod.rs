@@ -24,14 +24,19 @@ mod callerbuf;
 mod connect;
 mod debug;
 mod handshake;
+mod net;
 mod options;
+mod settings;
 #[cfg(test)]
 mod testwire;
 mod tls;
 
 pub(crate) use block_status::ExtentCallback;
 pub(crate) use debug::{ApiContext, Debug, DebugCallback, Stats};
+pub(crate) use net::c_strings;
+pub use net::ServerAddr;
 pub(crate) use options::UserOption;
+pub(crate) use settings::invalid_flags;
 mod reply;
 
 /// How long a broken connection waits for its subprocess to finish
@@ -326,20 +331,20 @@ enum Reading {
 /// What the handshake has learned about the export.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Negotiated {
-    pub export: ExportInfo,
-    pub protocol: &'static str,
-    pub structured_replies: bool,
-    pub block_minimum: u32,
-    pub block_preferred: u32,
-    pub block_maximum: u32,
-    pub canonical_name: Option<Vec<u8>>,
-    pub description: Option<Vec<u8>>,
+    export: ExportInfo,
+    protocol: &'static str,
+    structured_replies: bool,
+    block_minimum: u32,
+    block_preferred: u32,
+    block_maximum: u32,
+    canonical_name: Option<Vec<u8>>,
+    description: Option<Vec<u8>>,
     /// 64-bit request and reply headers are in use.
-    pub extended_headers: bool,
+    extended_headers: bool,
     /// The meta contexts the server agreed to: id and name.
-    pub meta_contexts: Vec<(u32, std::ffi::CString)>,
+    meta_contexts: Vec<(u32, std::ffi::CString)>,
     /// `NBD_OPT_SET_META_CONTEXT` has been answered (contexts may be none).
-    pub meta_valid: bool,
+    meta_valid: bool,
 }
 
 impl Negotiated {
@@ -359,21 +364,21 @@ impl Negotiated {
 /// Settings the user chooses before connecting.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub export_name: Vec<u8>,
-    pub request_structured_replies: bool,
-    pub request_block_size: bool,
-    pub full_info: bool,
-    pub pread_initialize: bool,
-    pub strict: u32,
+    export_name: Vec<u8>,
+    request_structured_replies: bool,
+    request_block_size: bool,
+    full_info: bool,
+    pread_initialize: bool,
+    strict: u32,
     /// `LIBNBD_HANDSHAKE_FLAG_*` the client is willing to use.
-    pub handshake_flags: u32,
+    handshake_flags: u32,
     /// Stop after the handshake's first options for the caller to negotiate.
-    pub opt_mode: bool,
+    opt_mode: bool,
     /// Ask for the meta contexts in `meta_requests` before GO/INFO.
-    pub request_meta_context: bool,
-    pub request_extended_headers: bool,
+    request_meta_context: bool,
+    request_extended_headers: bool,
     /// Meta contexts to ask for (`nbd_add_meta_context`).
-    pub meta_requests: Vec<String>,
+    meta_requests: Vec<String>,
 }
 
 impl Default for Settings {
@@ -399,17 +404,17 @@ impl Default for Settings {
 pub(crate) struct Conn {
     phase: Phase,
     transport: Option<Box<dyn Transport>>,
-    pub subprocess: Option<Subprocess>,
+    subprocess: Option<Subprocess>,
     /// Where and how to connect, and the URI settings.
-    pub net: connect::Net,
-    pub settings: Settings,
+    net: connect::Net,
+    settings: Settings,
     /// TLS settings, and whether TLS was negotiated.
-    pub tls: tls::Tls,
-    pub negotiated: Negotiated,
+    tls: tls::Tls,
+    negotiated: Negotiated,
     /// Debug messages: on/off, handle name, callback.
-    pub debug: Debug,
+    debug: Debug,
     /// How synchronous calls wait for the server.
-    pub spin: crate::spin::SpinPolicy,
+    spin: crate::spin::SpinPolicy,
     /// A thread is polling the fd with the handle unlocked: the fd must
     /// stay open (not be reused) until it is back, so a transport dropped
     /// meanwhile is shut down and parked here instead of closed.
@@ -422,12 +427,12 @@ pub(crate) struct Conn {
     /// The waker has been written to since it was last drained.
     waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
-    pub stats: Stats,
+    stats: Stats,
     /// Why the machine died, returned to whoever drives it next.
     fatal: Option<Error>,
     /// Called once when the connection reaches READY (error 0), or fails
     /// before it (beyond libnbd).
-    pub on_ready: Option<crate::callback::Completion>,
+    on_ready: Option<crate::callback::Completion>,
 
     /// Handshake bytes still to send.
     hs_out: Vec<u8>,
@@ -477,7 +482,7 @@ pub(crate) struct Conn {
     in_flight: usize,
     reading: Reading,
     /// `NBD_CMD_DISC` has been queued; no more commands.
-    pub disconnect_requested: bool,
+    disconnect_requested: bool,
     /// Scratch space for decoding block status extents.
     extents64: Vec<crate::callback::Extent64>,
     extents32: Vec<u32>,
@@ -579,16 +584,16 @@ impl Conn {
         &full[..full.find(':').unwrap_or(full.len())]
     }
 
-    /// `"NAME: description"` of the current state, NUL-terminated for C.
-    pub(crate) fn state_description_nul(&self) -> &'static str {
+    /// `"NAME: description"` of the current state.
+    pub(crate) fn state_description(&self) -> &'static str {
         macro_rules! st {
             ($name:literal, $comment:literal) => {
-                concat!($name, ": ", $comment, "\0")
+                concat!($name, ": ", $comment)
             };
         }
         match self.phase {
             Phase::Created => st!("START", "Handle after being initially created"),
-            Phase::Connecting => self.connect_state_description_nul(),
+            Phase::Connecting => self.connect_state_description(),
             Phase::Handshake(Step::Greeting) => st!(
                 "MAGIC.RECV_MAGIC",
                 "Receive initial magic identification from remote"
@@ -640,12 +645,6 @@ impl Conn {
                 "Connection is in an unrecoverable error state, can only be closed"
             ),
         }
-    }
-
-    /// `"NAME: description"` of the current state.
-    pub(crate) fn state_description(&self) -> &'static str {
-        let s = self.state_description_nul();
-        &s[..s.len() - 1]
     }
 
     /// Fails unless the handle is in one of the `allowed` states.

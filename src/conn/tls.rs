@@ -17,21 +17,21 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub(crate) struct Tls {
     /// `LIBNBD_TLS_DISABLE`, `_ALLOW` or `_REQUIRE`.
-    pub mode: i32,
-    pub certificates: Option<PathBuf>,
-    pub verify_peer: bool,
-    pub username: Option<String>,
-    pub psk_file: Option<PathBuf>,
+    pub(super) mode: i32,
+    pub(super) certificates: Option<PathBuf>,
+    pub(super) verify_peer: bool,
+    pub(super) username: Option<String>,
+    pub(super) psk_file: Option<PathBuf>,
     /// A pre-shared key given from memory; wins over `psk_file`.
-    pub psk_key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub(super) psk_key: Option<zeroize::Zeroizing<Vec<u8>>>,
     /// X.509 credentials given from memory; win over `certificates`.
-    pub credentials: Option<TlsCredentials>,
+    pub(super) credentials: Option<TlsCredentials>,
     /// The password of an encrypted client key.
-    pub key_password: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub(super) key_password: Option<zeroize::Zeroizing<Vec<u8>>>,
     /// `nbd_set_tls_hostname`: checked instead of the host connected to.
-    pub hostname: Option<String>,
+    pub(super) hostname: Option<String>,
     /// The connection is encrypted.
-    pub negotiated: bool,
+    pub(super) negotiated: bool,
     /// The automatic `NBD_OPT_STARTTLS` has been sent.
     pub(super) tried: bool,
 }
@@ -222,5 +222,131 @@ impl Conn {
     /// Whether the connection is using TLS.
     pub(crate) fn tls_negotiated(&self) -> bool {
         self.tls.negotiated
+    }
+}
+
+/// States in which the TLS settings may change: before connecting.
+const CREATED: &[super::Perm] = &[super::Perm::Created];
+
+/// The TLS settings as the handle layer sets them: each only on a new
+/// handle, since the handshake uses them.
+impl Conn {
+    /// `LIBNBD_TLS_DISABLE`, `_ALLOW` or `_REQUIRE`.
+    pub(crate) fn tls_mode(&self) -> i32 {
+        self.tls.mode
+    }
+
+    /// Disables, allows or requires TLS (a `LIBNBD_TLS_*` already checked).
+    pub(crate) fn set_tls_mode(&mut self, mode: i32) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.mode = mode;
+        Ok(())
+    }
+
+    /// The directory of the X.509 certificates.
+    pub(crate) fn set_tls_certificates(&mut self, dir: PathBuf) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.certificates = Some(dir);
+        Ok(())
+    }
+
+    /// Whether the server's certificate is verified.
+    pub(crate) fn tls_verify_peer(&self) -> bool {
+        self.tls.verify_peer
+    }
+
+    /// Verifies the server's certificate, or not.
+    pub(crate) fn set_tls_verify_peer(&mut self, verify: bool) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.verify_peer = verify;
+        Ok(())
+    }
+
+    /// The user name for pre-shared keys: the one set, else the login name.
+    pub(crate) fn tls_username(&self) -> Result<String> {
+        self.tls.effective_username()
+    }
+
+    /// Sets the user name for pre-shared keys.
+    pub(crate) fn set_tls_username(&mut self, username: &str) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.username = Some(username.to_string());
+        Ok(())
+    }
+
+    /// The file of pre-shared keys.
+    pub(crate) fn set_tls_psk_file(&mut self, file: PathBuf) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.psk_file = Some(file);
+        Ok(())
+    }
+
+    /// Changes the X.509 credentials from memory, starting from those set
+    /// (or none).
+    pub(crate) fn update_tls_credentials(
+        &mut self,
+        f: impl FnOnce(TlsCredentials) -> TlsCredentials,
+    ) -> Result<()> {
+        self.check_state(CREATED)?;
+        let old = self.tls.credentials.take().unwrap_or_default();
+        self.tls.credentials = Some(f(old));
+        Ok(())
+    }
+
+    /// A pre-shared key from memory, with its user name.
+    pub(crate) fn set_tls_psk(&mut self, username: &str, key: &[u8]) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.username = Some(username.to_string());
+        self.tls.psk_key = Some(zeroize::Zeroizing::new(key.to_vec()));
+        Ok(())
+    }
+
+    /// The password of an encrypted client key.
+    pub(crate) fn set_tls_key_password(&mut self, password: &[u8]) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.key_password = Some(zeroize::Zeroizing::new(password.to_vec()));
+        Ok(())
+    }
+
+    /// The name the server's certificate is checked against.
+    pub(crate) fn set_tls_hostname(&mut self, hostname: &str) -> Result<()> {
+        self.check_state(CREATED)?;
+        self.tls.hostname = Some(hostname.to_string());
+        Ok(())
+    }
+
+    /// The TLS host name in effect: the one set, else the host connected
+    /// to by name; `""` when there is none.
+    pub(crate) fn tls_hostname(&self) -> &str {
+        self.tls
+            .effective_hostname(self.net.hostname.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Applies what a URI says about TLS: `nbds` requires it; the `tls-*`
+    /// parameters and the user name (`nbds://user@host/`) set the rest.
+    pub(super) fn apply_uri_tls(&mut self, t: &crate::uri::UriTls, user: Option<&[u8]>) {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if t.require {
+            self.tls.mode = LIBNBD_TLS_REQUIRE;
+        }
+        if let Some(dir) = &t.certificates {
+            self.tls.certificates = Some(PathBuf::from(OsStr::from_bytes(dir)));
+        }
+        if let Some(file) = &t.psk_file {
+            self.tls.psk_file = Some(PathBuf::from(OsStr::from_bytes(file)));
+        }
+        if let Some(h) = &t.hostname {
+            self.tls.hostname = Some(text(h));
+        }
+        if let Some(v) = t.verify_peer {
+            self.tls.verify_peer = v;
+        }
+        // The user name of the authority, as libnbd, is the TLS user name.
+        if let Some(u) = user {
+            self.tls.username = Some(text(u));
+        }
     }
 }

@@ -4,7 +4,8 @@
 use super::{run_until, Handle, CONNECTED};
 use crate::callback::{Chunk, Completion, Extent, Extent64Cb};
 use crate::conn::{
-    CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption, MAX_REQUEST_SIZE,
+    invalid_flags, CommandCallbacks, CommandId, Conn, ExtentCallback, Perm, UserOption,
+    MAX_REQUEST_SIZE,
 };
 use crate::flags::raw::{
     LIBNBD_CMD_FLAG_DF, LIBNBD_CMD_FLAG_FAST_ZERO, LIBNBD_CMD_FLAG_FUA, LIBNBD_CMD_FLAG_NO_HOLE,
@@ -388,7 +389,7 @@ impl Handle {
         let mut c = self.lock();
         c.check_state(CONNECTED)?;
         check_flags(&c, flags.bits(), 0)?;
-        if c.disconnect_requested {
+        if c.disconnect_requested() {
             return Err(Error::new(
                 libc::EINVAL,
                 "cannot request more commands after NBD_CMD_DISC",
@@ -414,20 +415,19 @@ impl Handle {
     pub fn shutdown(&self, flags: Shutdown) -> Result<()> {
         let flags = flags.bits();
         let mut c = self.lock();
+        let limits = self.limits();
         c.check_state(&[Perm::Negotiating, Perm::Connected])?;
         if flags & !LIBNBD_SHUTDOWN_MASK != 0 {
             return Err(invalid_flags("flags", flags));
         }
         if c.is_negotiating() {
             c.start_user_option(UserOption::Abort, None, None, None)?;
-            return run_until(&mut c, self.limits().deadline, |c| {
-                c.is_closed() || c.is_dead()
-            });
+            return run_until(&mut c, limits, |c| c.is_closed() || c.is_dead());
         }
         if flags & LIBNBD_SHUTDOWN_ABANDON_PENDING != 0 {
             c.abandon_unsent();
         }
-        if !c.disconnect_requested {
+        if !c.disconnect_requested() {
             c.issue(
                 proto::NBD_CMD_DISC,
                 0,
@@ -437,31 +437,14 @@ impl Handle {
                 Default::default(),
             )?;
         }
-        run_until(&mut c, self.limits().deadline, |c| {
-            c.is_closed() || c.is_dead()
-        })
+        run_until(&mut c, limits, |c| c.is_closed() || c.is_dead())
     }
-}
-
-fn strict(c: &Conn, bit: u32) -> bool {
-    c.settings.strict & bit != 0
-}
-
-fn export_has(c: &Conn, flag: u16) -> bool {
-    c.negotiated.export.flags & flag != 0
-}
-
-fn invalid_flags(name: &str, flags: u32) -> Error {
-    Error::new(
-        libc::EINVAL,
-        format!("{name}: invalid value for flag: 0x{flags:x}"),
-    )
 }
 
 /// libnbd's flag check: bits outside `allowed` are refused in strict-flags
 /// mode, and bits that cannot go on the wire are always refused.
 fn check_flags(c: &Conn, flags: u32, allowed: u32) -> Result<()> {
-    if flags & !allowed != 0 && (strict(c, LIBNBD_STRICT_FLAGS) || flags > u16::MAX as u32) {
+    if flags & !allowed != 0 && (c.strict(LIBNBD_STRICT_FLAGS) || flags > u16::MAX as u32) {
         return Err(invalid_flags("flags", flags));
     }
     Ok(())
@@ -475,7 +458,7 @@ fn unsupported(what: &str) -> Error {
 }
 
 fn check_writable(c: &Conn) -> Result<()> {
-    if export_has(c, proto::NBD_FLAG_READ_ONLY) {
+    if c.can(proto::NBD_FLAG_READ_ONLY) {
         return Err(Error::new(
             libc::EPERM,
             "server does not support write operations",
@@ -485,7 +468,7 @@ fn check_writable(c: &Conn) -> Result<()> {
 }
 
 fn check_fua(c: &Conn, flags: u32) -> Result<()> {
-    if flags & LIBNBD_CMD_FLAG_FUA != 0 && !export_has(c, proto::NBD_FLAG_SEND_FUA) {
+    if flags & LIBNBD_CMD_FLAG_FUA != 0 && !c.can(proto::NBD_FLAG_SEND_FUA) {
         return Err(Error::new(
             libc::EINVAL,
             "server does not support the FUA flag",
@@ -498,34 +481,34 @@ fn check_fua(c: &Conn, flags: u32) -> Result<()> {
 /// `bounds_errno` is what an out-of-range request reports (ENOSPC for
 /// commands that write, EINVAL for the others).
 fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32) -> Result<()> {
-    if c.disconnect_requested {
+    if c.disconnect_requested() {
         return Err(Error::new(
             libc::EINVAL,
             "cannot request more commands after NBD_CMD_DISC",
         ));
     }
     if kind != proto::NBD_CMD_FLUSH {
-        if strict(c, LIBNBD_STRICT_ZERO_SIZE) && count == 0 {
+        if c.strict(LIBNBD_STRICT_ZERO_SIZE) && count == 0 {
             return Err(Error::new(libc::EINVAL, "count cannot be 0"));
         }
-        let size = c.negotiated.export.size;
-        if strict(c, LIBNBD_STRICT_BOUNDS) && (offset > size || count > size - offset) {
+        let size = c.export_size();
+        if c.strict(LIBNBD_STRICT_BOUNDS) && (offset > size || count > size - offset) {
             return Err(Error::new(bounds_errno, "request out of bounds"));
         }
-        let min = c.negotiated.block_minimum as u64;
-        if min > 1 && strict(c, LIBNBD_STRICT_ALIGN) && (offset | count) & (min - 1) != 0 {
+        let min = c.block_minimum() as u64;
+        if min > 1 && c.strict(LIBNBD_STRICT_ALIGN) && (offset | count) & (min - 1) != 0 {
             return Err(Error::new(libc::EINVAL, "request is unaligned"));
         }
     }
     if kind == proto::NBD_CMD_WRITE
-        && strict(c, LIBNBD_STRICT_PAYLOAD)
-        && count > c.negotiated.payload_maximum()
+        && c.strict(LIBNBD_STRICT_PAYLOAD)
+        && count > c.payload_maximum()
     {
         return Err(Error::new(
             libc::ERANGE,
             format!(
                 "request too large: maximum payload size is {}",
-                c.negotiated.payload_maximum()
+                c.payload_maximum()
             ),
         ));
     }
@@ -536,7 +519,7 @@ fn check_command(c: &Conn, kind: u16, offset: u64, count: u64, bounds_errno: i32
         )),
         // Other commands fit the 32-bit length field, unless the
         // headers are extended.
-        _ if count > u32::MAX as u64 && !c.negotiated.extended_headers => Err(Error::new(
+        _ if count > u32::MAX as u64 && !c.extended_headers() => Err(Error::new(
             libc::ERANGE,
             format!("request too large: maximum request size is {}", u32::MAX),
         )),
@@ -572,8 +555,8 @@ unsafe fn start_read(
     // and leaves it warm for the kernel's copy (64 KiB aio reads were
     // about 8% faster with it against nbdkit memory; nbdcopy's 256 KiB
     // reads used about 14% more CPU with it).
-    let eager = c.settings.pread_initialize && (chunk.is_some() || count <= EAGER_ZERO_MAX);
-    let zero_unfilled = c.settings.pread_initialize && !eager;
+    let eager = c.pread_initialize() && (chunk.is_some() || count <= EAGER_ZERO_MAX);
+    let zero_unfilled = c.pread_initialize() && !eager;
     // SAFETY: buf is valid for writes of count bytes until the command
     // retires (our contract): we may zero it before and after issuing,
     // and the command may write into it.
@@ -622,8 +605,8 @@ unsafe fn issue_read(
     };
     check_flags(c, flags, allowed)?;
     if flags & LIBNBD_CMD_FLAG_DF != 0
-        && strict(c, LIBNBD_STRICT_COMMANDS)
-        && (!export_has(c, proto::NBD_FLAG_SEND_DF) || !c.negotiated.structured_replies)
+        && c.strict(LIBNBD_STRICT_COMMANDS)
+        && (!c.can(proto::NBD_FLAG_SEND_DF) || !c.structured_replies())
     {
         return Err(Error::new(
             libc::EINVAL,
@@ -725,8 +708,8 @@ fn check(c: &Conn, spec: &Spec, count: u64, offset: u64, flags: u32) -> Result<u
     c.check_state(CONNECTED)?;
     check_flags(c, flags, spec.allowed)?;
     let mut flags = flags;
-    let extended = c.negotiated.extended_headers;
-    if spec.kind == proto::NBD_CMD_WRITE && strict(c, LIBNBD_STRICT_AUTO_FLAG) {
+    let extended = c.extended_headers();
+    if spec.kind == proto::NBD_CMD_WRITE && c.strict(LIBNBD_STRICT_AUTO_FLAG) {
         // The flag follows the headers in use, whatever the caller said.
         if extended {
             flags |= LIBNBD_CMD_FLAG_PAYLOAD_LEN;
@@ -734,9 +717,9 @@ fn check(c: &Conn, spec: &Spec, count: u64, offset: u64, flags: u32) -> Result<u
             flags &= !LIBNBD_CMD_FLAG_PAYLOAD_LEN;
         }
     }
-    if strict(c, LIBNBD_STRICT_COMMANDS) {
+    if c.strict(LIBNBD_STRICT_COMMANDS) {
         if let Some((flag, what)) = spec.needs {
-            if !export_has(c, flag) {
+            if !c.can(flag) {
                 return Err(unsupported(what));
             }
         }
@@ -752,8 +735,7 @@ fn check(c: &Conn, spec: &Spec, count: u64, offset: u64, flags: u32) -> Result<u
                 "incorrect setting for PAYLOAD_LEN flag",
             ));
         }
-        if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0 && !export_has(c, proto::NBD_FLAG_SEND_FAST_ZERO)
-        {
+        if flags & LIBNBD_CMD_FLAG_FAST_ZERO != 0 && !c.can(proto::NBD_FLAG_SEND_FAST_ZERO) {
             return Err(Error::new(
                 libc::EINVAL,
                 "server does not support the fast zero flag",
@@ -806,9 +788,9 @@ fn start_block_status_filter(
         flags,
         LIBNBD_CMD_FLAG_REQ_ONE | LIBNBD_CMD_FLAG_PAYLOAD_LEN,
     )?;
-    let extended = c.negotiated.extended_headers;
+    let extended = c.extended_headers();
     let mut flags = flags;
-    if strict(c, LIBNBD_STRICT_AUTO_FLAG) {
+    if c.strict(LIBNBD_STRICT_AUTO_FLAG) {
         if !extended {
             return Err(Error::new(
                 libc::ENOTSUP,
@@ -817,8 +799,8 @@ fn start_block_status_filter(
         }
         flags |= LIBNBD_CMD_FLAG_PAYLOAD_LEN;
     }
-    if strict(c, LIBNBD_STRICT_COMMANDS) {
-        if !extended || !export_has(c, proto::NBD_FLAG_BLOCK_STAT_PAYLOAD) {
+    if c.strict(LIBNBD_STRICT_COMMANDS) {
+        if !extended || !c.can(proto::NBD_FLAG_BLOCK_STAT_PAYLOAD) {
             return Err(Error::new(
                 libc::EINVAL,
                 "server does not support the block status payload flag",
@@ -842,12 +824,7 @@ fn start_block_status_filter(
     payload.extend_from_slice(&count.to_be_bytes());
     for name in contexts {
         let id = c
-            .negotiated
-            .meta_contexts
-            .iter()
-            .find(|(_, n)| n.as_bytes() == name.as_bytes())
-            .map(|(id, _)| *id)
-            .filter(|_| c.negotiated.meta_valid)
+            .meta_context_id(name)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("context {name} not negotiated")))?;
         payload.extend_from_slice(&id.to_be_bytes());
     }
@@ -885,14 +862,14 @@ fn start_block_status_with(
     completion: Option<Completion>,
     payload: Vec<u8>,
 ) -> Result<CommandId> {
-    if strict(c, LIBNBD_STRICT_COMMANDS) {
-        if !c.negotiated.structured_replies {
+    if c.strict(LIBNBD_STRICT_COMMANDS) {
+        if !c.structured_replies() {
             return Err(Error::new(
                 libc::ENOTSUP,
                 "server does not support structured replies",
             ));
         }
-        if !c.negotiated.meta_valid || c.negotiated.meta_contexts.is_empty() {
+        if !c.has_meta_contexts() {
             return Err(Error::new(
                 libc::ENOTSUP,
                 "did not negotiate any metadata contexts, either you did not call \

@@ -95,7 +95,7 @@ impl Handle {
     /// The meta contexts requested with [`Handle::add_meta_context`]
     /// (`nbd_get_nr_meta_contexts` and `nbd_get_meta_context`).
     pub fn meta_contexts(&self) -> Vec<String> {
-        self.lock().settings.meta_requests.clone()
+        self.lock().requested_meta_contexts().to_vec()
     }
 
     /// The status of `count` bytes at `offset` in each negotiated meta

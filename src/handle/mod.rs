@@ -6,12 +6,14 @@
 //! socket). Errors carry libnbd's errno and message.
 
 use std::cell::Cell;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
 use crate::proto;
+use crate::transport::Waker;
 use crate::{Error, Result};
 
 mod aio;
@@ -22,6 +24,9 @@ mod opt;
 mod settings;
 mod tls;
 
+/// The C call being run, named in debug messages (for the C layer).
+pub(crate) use crate::conn::ApiContext;
+pub use crate::conn::ServerAddr;
 pub use lists::{ContextExtents, Export};
 
 /// The libnbd release whose behaviour this library matches and is tested
@@ -47,14 +52,74 @@ pub struct Handle {
     /// locked. std's `Condvar::notify_all` makes a futex call even when
     /// nobody waits, one system call per operation that this spares.
     turn_waiters: AtomicUsize,
-    /// A copy of `conn.debug.on`, readable without the lock.
+    /// A copy of the connection's debug switch, readable without the lock.
     debug: AtomicBool,
     private_data: AtomicUsize,
     /// The default timeout of synchronous calls in nanoseconds, 0 for none.
     timeout_ns: AtomicU64,
-    /// Bumped by [`Handle::cancel_waits`] (with `conn` locked); a waiting
-    /// call fails once it differs from the value it started with.
-    cancel_gen: AtomicU64,
+    /// What [`Handle::cancel_waits`] signals, outside the lock.
+    cancel: Cancel,
+}
+
+/// The cancellation of waiting calls, reachable without the handle's lock
+/// (a handshake, option call or shutdown keeps it while it waits).
+struct Cancel {
+    /// Bumped by [`Handle::cancel_waits`]; a waiting call fails once it
+    /// differs from the value it started with.
+    generation: AtomicU64,
+    /// An eventfd made readable by each cancellation, which every wait
+    /// for the socket polls along with it (with the handle locked or not);
+    /// made when a call first waits (`None` if no eventfd could be made:
+    /// a wait with the handle locked is then not cancellable, only bounded
+    /// by its timeout).
+    waker: OnceLock<Option<Waker>>,
+}
+
+impl Cancel {
+    fn new() -> Cancel {
+        Cancel {
+            generation: AtomicU64::new(0),
+            waker: OnceLock::new(),
+        }
+    }
+
+    /// The eventfd to poll, made at the first call.
+    fn fd(&self) -> Option<RawFd> {
+        self.waker
+            .get_or_init(|| Waker::new().ok())
+            .as_ref()
+            .map(|w| w.as_raw_fd())
+    }
+
+    /// Cancels the waits in progress: a new generation, then the signal.
+    fn cancel(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.signal();
+    }
+
+    /// Makes the eventfd readable.
+    fn signal(&self) {
+        if let Some(Some(w)) = self.waker.get() {
+            w.wake();
+        }
+    }
+
+    /// After the eventfd woke a call of generation `generation`: the
+    /// signal of a cancellation since then is left for every waiter to
+    /// see; an older one is drained, so later waits sleep again. A
+    /// cancellation that comes meanwhile may be drained with it, so it is
+    /// signalled again.
+    fn settle(&self, generation: u64) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if let Some(Some(w)) = self.waker.get() {
+            w.drain();
+        }
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.signal();
+        }
+    }
 }
 
 thread_local! {
@@ -65,15 +130,16 @@ thread_local! {
 /// When a synchronous call must give up: its deadline, and the cancel
 /// generation it started in.
 #[derive(Clone, Copy)]
-struct Limits {
+struct Limits<'h> {
     deadline: Option<Instant>,
     cancel_gen: u64,
+    cancel: &'h Cancel,
 }
 
-impl Limits {
+impl Limits<'_> {
     /// The error to give up with, if the call must give up now.
-    fn check(&self, h: &Handle) -> Result<()> {
-        if h.cancel_gen.load(Ordering::Relaxed) != self.cancel_gen {
+    fn check(&self) -> Result<()> {
+        if self.cancel.generation.load(Ordering::SeqCst) != self.cancel_gen {
             return Err(Error::new(libc::ECANCELED, "operation cancelled"));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -127,9 +193,9 @@ impl Handle {
         let n = HANDLE_NUMBER.fetch_add(1, Ordering::Relaxed);
         let debug = std::env::var_os("LIBNBD_DEBUG").is_some_and(|v| v == "1");
         let mut conn = Conn::new();
-        conn.debug.on = debug;
-        conn.debug.name = format!("nbd{n}");
-        conn.debug.log(|| "opening handle".into());
+        conn.set_debug(debug);
+        conn.set_handle_name(&format!("nbd{n}"));
+        conn.log(|| "opening handle".into());
         Ok(Handle {
             conn: Mutex::new(conn),
             turn: Condvar::new(),
@@ -137,7 +203,7 @@ impl Handle {
             debug: AtomicBool::new(debug),
             private_data: AtomicUsize::new(0),
             timeout_ns: AtomicU64::new(0),
-            cancel_gen: AtomicU64::new(0),
+            cancel: Cancel::new(),
         })
     }
 
@@ -241,23 +307,22 @@ impl Handle {
     /// Makes every synchronous call now waiting on this handle fail with
     /// `ECANCELED` (calls that start later are not affected). A cancelled
     /// command is abandoned as one that timed out (see
-    /// [`Handle::set_timeout`]). A handshake, option call or `shutdown`
-    /// keeps the handle locked while it waits, is not cancelled, and this
-    /// returns once it is over; bound those with a timeout instead.
+    /// [`Handle::set_timeout`]). A cancelled connect, option call or
+    /// `shutdown` leaves the handle dead, as a timed-out one does: a
+    /// handshake cut short cannot be resumed. This never waits for the
+    /// handle's lock, so a watchdog thread can always call it.
     ///
     /// Rust only, beyond libnbd.
     pub fn cancel_waits(&self) {
-        let mut c = self.lock();
-        self.cancel_gen.fetch_add(1, Ordering::Relaxed);
-        c.wake_unlocked_poller();
-        if self.turn_waiters.load(Ordering::Relaxed) > 0 {
-            self.turn.notify_all();
-        }
+        // The eventfd wakes the thread polling the socket (with the handle
+        // locked or not); it wakes the threads waiting for their turn.
+        self.cancel.cancel();
+        self.turn.notify_all();
     }
 
     /// The limits of a synchronous call starting now; call with `conn`
     /// locked. Without timeouts, costs two loads and no clock read.
-    fn limits(&self) -> Limits {
+    fn limits(&self) -> Limits<'_> {
         let deadline = CALL_DEADLINE.with(|d| d.get()).or_else(|| {
             match self.timeout_ns.load(Ordering::Relaxed) {
                 0 => None,
@@ -266,7 +331,8 @@ impl Handle {
         });
         Limits {
             deadline,
-            cancel_gen: self.cancel_gen.load(Ordering::Relaxed),
+            cancel_gen: self.cancel.generation.load(Ordering::SeqCst),
+            cancel: &self.cancel,
         }
     }
 
@@ -276,7 +342,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_handle_name`.
     pub fn set_handle_name(&self, name: &str) -> Result<()> {
-        self.lock().debug.name = name.to_string();
+        self.lock().set_handle_name(name);
         Ok(())
     }
 
@@ -284,7 +350,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_get_handle_name`.
     pub fn handle_name(&self) -> String {
-        self.lock().debug.name.clone()
+        self.lock().handle_name().to_string()
     }
 
     /// Turns debug messages on or off.
@@ -292,7 +358,7 @@ impl Handle {
     /// libnbd: `nbd_set_debug`.
     pub fn set_debug(&self, debug: bool) -> Result<()> {
         let mut c = self.lock();
-        c.debug.on = debug;
+        c.set_debug(debug);
         self.debug.store(debug, Ordering::Relaxed);
         Ok(())
     }
@@ -322,43 +388,28 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_export_name`.
     pub fn set_export_name(&self, name: &[u8]) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created, Perm::Negotiating])?;
-        if name.len() > proto::MAX_STRING_LEN {
-            return Err(Error::new(
-                libc::ENAMETOOLONG,
-                "export name too long for NBD protocol",
-            ));
-        }
-        c.settings.export_name = name.to_vec();
-        // What the server said was about the old name.
-        c.reset_export_info();
-        c.negotiated.meta_valid = false;
-        Ok(())
+        self.lock().set_export_name(name)
     }
 
     /// The export name that will be (or was) asked for.
     ///
     /// libnbd: `nbd_get_export_name`.
     pub fn export_name(&self) -> Vec<u8> {
-        self.lock().settings.export_name.clone()
+        self.lock().export_name().to_vec()
     }
 
     /// Whether to ask the server for structured replies (default true).
     ///
     /// libnbd: `nbd_set_request_structured_replies`.
     pub fn set_request_structured_replies(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.request_structured_replies = request;
-        Ok(())
+        self.lock().set_request_structured_replies(request)
     }
 
     /// Whether structured replies will be asked for.
     ///
     /// libnbd: `nbd_get_request_structured_replies`.
     pub fn request_structured_replies(&self) -> bool {
-        self.lock().settings.request_structured_replies
+        self.lock().request_structured_replies()
     }
 
     /// Whether the server agreed to structured replies.
@@ -367,7 +418,7 @@ impl Handle {
     pub fn structured_replies_negotiated(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.structured_replies)
+        Ok(c.structured_replies())
     }
 
     /// The handshake style used: `"newstyle-fixed"`, `"newstyle"` or `"oldstyle"`.
@@ -376,7 +427,7 @@ impl Handle {
     pub fn protocol(&self) -> Result<&'static str> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.protocol)
+        Ok(c.negotiated_protocol())
     }
 
     // ---- state ----------------------------------------------------------------
@@ -440,13 +491,13 @@ impl Handle {
     pub fn size(&self) -> Result<u64> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        if c.negotiated.export.flags == 0 {
+        if !c.export_known() {
             return Err(Error::new(
                 libc::EINVAL,
                 "server has not returned export size, you need to connect to the server first",
             ));
         }
-        let size = c.negotiated.export.size;
+        let size = c.export_size();
         if size > i64::MAX as u64 {
             return Err(Error::new(
                 libc::EOVERFLOW,
@@ -459,8 +510,8 @@ impl Handle {
     fn export_flag(&self, flag: u16) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        settings::check_export_known(&c)?;
-        Ok(c.negotiated.export.flags & flag != 0)
+        c.check_export_known()?;
+        Ok(c.can(flag))
     }
 
     /// The export is read-only.
@@ -517,34 +568,45 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         let mut c = self.lock();
-        c.debug.log(|| "closing handle".into());
+        c.log(|| "closing handle".into());
         c.close();
     }
 }
 /// Alternates `progress` and `poll` until `done` holds, with the handle
 /// locked throughout (the handshake, options, shutdown).
-/// Past `deadline` the connection is killed: a handshake cut short
-/// cannot be resumed.
-fn run_until(c: &mut Conn, deadline: Option<Instant>, done: impl Fn(&Conn) -> bool) -> Result<()> {
+/// Past the deadline, or once cancelled ([`Handle::cancel_waits`], which
+/// reaches the poll through the cancel eventfd), the connection is
+/// killed: a handshake cut short cannot be resumed.
+fn run_until(c: &mut Conn, limits: Limits<'_>, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
-    let limits = Limits {
-        deadline,
-        cancel_gen: 0,
-    };
+    let cancel_fd = limits.cancel.fd();
     loop {
         if done(c) {
             return Ok(());
         }
         if wait {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let err = Error::new(libc::ETIMEDOUT, "operation timed out");
+            if let Err(err) = limits.check() {
                 c.kill(err.clone());
                 return Err(err);
             }
-            if !poll_once(c, limits.poll_ms())? {
+            let Some(mut fds) = PollFds::for_conn(c, None, cancel_fd)? else {
+                // TLS holds data: no wait needed.
+                c.progress()?;
+                continue;
+            };
+            fds.log_start(c);
+            let ready = fds.poll(limits.poll_ms())?;
+            fds.log_end(c);
+            if !ready {
+                continue;
+            }
+            if fds.cancel_ready() {
+                // A cancellation, of this call (seen at the top of the
+                // loop) or of an earlier one.
+                limits.cancel.settle(limits.cancel_gen);
                 continue;
             }
         }
@@ -572,11 +634,11 @@ impl Handle {
             if done(&c) {
                 return (c, Ok(()));
             }
-            if let Err(e) = limits.check(self) {
+            if let Err(e) = limits.check() {
                 return (c, Err(e));
             }
             if c.has_unlocked_poller() {
-                c.spin.note_contention();
+                c.note_contention();
                 self.turn_waiters.fetch_add(1, Ordering::Relaxed);
                 c = match limits.deadline {
                     None => self.turn.wait(c).unwrap_or_else(|p| self.recover(p)),
@@ -634,9 +696,9 @@ impl Handle {
         mut c: MutexGuard<'h, Conn>,
         waker: i32,
         first: bool,
-        limits: &Limits,
+        limits: &Limits<'_>,
     ) -> (MutexGuard<'h, Conn>, Result<()>) {
-        let mut fds = match PollFds::for_conn(&c, Some(waker)) {
+        let mut fds = match PollFds::for_conn(&c, Some(waker), limits.cancel.fd()) {
             Ok(Some(fds)) => fds,
             other => {
                 // TLS holds data (no wait needed), or nothing to poll for.
@@ -645,12 +707,12 @@ impl Handle {
             }
         };
         fds.log_start(&c);
-        let mut spin = c.spin;
+        let mut spin = c.spin();
         // With others in flight, or other threads using the handle, the
         // CPU is better left to them and to the server.
         // A call with a deadline does not spin: its poll is bounded.
         let spinning =
-            first && c.pending() <= 1 && !c.spin.contended() && limits.deadline.is_none();
+            first && c.pending() <= 1 && !c.spin().contended() && limits.deadline.is_none();
         drop(c);
         let polled = if spinning {
             spin.wait(|timeout| fds.poll(timeout))
@@ -660,10 +722,14 @@ impl Handle {
         let mut c = self.lock();
         c.end_unlocked_poll();
         if spinning {
-            c.spin.learn(&spin);
+            c.learn_spin(&spin);
         }
         if polled.is_ok() {
             fds.log_end(&c);
+        }
+        if fds.cancel_ready() {
+            // The caller checks its limits next.
+            limits.cancel.settle(limits.cancel_gen);
         }
         (c, polled)
     }
@@ -677,7 +743,7 @@ fn poll_once(c: &Conn, timeout_ms: i32) -> Result<bool> {
 }
 
 fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
-    let Some(mut fds) = PollFds::for_conn(c, extra)? else {
+    let Some(mut fds) = PollFds::for_conn(c, extra, None)? else {
         return Ok(true);
     };
     fds.log_start(c);
@@ -687,17 +753,20 @@ fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
 }
 
 /// What one wait polls: the connection's fd in the direction the machine
-/// wants, and optionally a caller's fd. Worked out with the handle locked;
-/// the poll itself needs no lock.
+/// wants, and optionally another fd (a caller's, or the unlocked poller's
+/// waker) and the handle's cancel eventfd. Worked out with the handle
+/// locked; the poll itself needs no lock.
 struct PollFds {
-    fds: [libc::pollfd; 2],
+    /// The connection's fd, the extra fd and the cancel fd; poll skips a
+    /// negative fd.
+    fds: [libc::pollfd; 3],
     nfds: libc::nfds_t,
     rc: i32,
 }
 
 impl PollFds {
     /// `None` if the machine can go on without waiting (TLS holds data).
-    fn for_conn(c: &Conn, extra: Option<i32>) -> Result<Option<PollFds>> {
+    fn for_conn(c: &Conn, extra: Option<RawFd>, cancel: Option<RawFd>) -> Result<Option<PollFds>> {
         let dir = c.direction();
         let mut events = 0;
         if dir & DIRECTION_READ != 0 {
@@ -725,21 +794,30 @@ impl PollFds {
             fds: [
                 pollfd(fd, events),
                 pollfd(extra.unwrap_or(-1), libc::POLLIN),
+                pollfd(cancel.unwrap_or(-1), libc::POLLIN),
             ],
-            nfds: if extra.is_some() { 2 } else { 1 },
+            nfds: match (extra, cancel) {
+                (_, Some(_)) => 3,
+                (Some(_), None) => 2,
+                (None, None) => 1,
+            },
             rc: 0,
         }))
     }
 
     fn log_start(&self, c: &Conn) {
         let events = self.fds[0].events;
-        c.debug.log(|| format!("poll start: events={events}"));
+        c.log(|| format!("poll start: events={events}"));
     }
 
     fn log_end(&self, c: &Conn) {
         let (rc, revents) = (self.rc, self.fds[0].revents);
-        c.debug
-            .log(|| format!("poll end: r={rc} revents={revents}"));
+        c.log(|| format!("poll end: r={rc} revents={revents}"));
+    }
+
+    /// Whether the cancel eventfd is readable (after [`PollFds::poll`]).
+    fn cancel_ready(&self) -> bool {
+        self.nfds > 2 && self.fds[2].revents != 0
     }
 
     /// Polls; false on timeout.

@@ -1,25 +1,24 @@
 //! Option mode (negotiating by hand before transmission), meta contexts,
 //! and the header style requested from the server.
 
-use super::{run_until, Handle, INFO_STATES};
+use super::{run_until, Handle, Limits, INFO_STATES};
 use crate::callback::{Completion, Context, List};
 use crate::conn::{Conn, Perm, UserOption};
 use crate::{Error, Result};
 
 const NEGOTIATING: &[Perm] = &[Perm::Negotiating];
-const BEFORE_GO: &[Perm] = &[Perm::Created, Perm::Negotiating];
 
 /// Runs a caller's option to its end and returns how it ended.
 pub(super) fn run_option(
     c: &mut Conn,
-    deadline: Option<std::time::Instant>,
+    limits: Limits<'_>,
     option: UserOption,
     list: Option<List>,
     context: Option<Context>,
 ) -> Result<i32> {
     c.check_state(NEGOTIATING)?;
     c.start_user_option(option, None, list, context)?;
-    run_until(c, deadline, |c| !c.is_connecting())?;
+    run_until(c, limits, |c| !c.is_connecting())?;
     c.take_option_result()
         .unwrap_or_else(|| Err(Error::new(libc::EIO, "option did not complete")))
 }
@@ -42,17 +41,14 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_opt_mode`.
     pub fn set_opt_mode(&self, enable: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.opt_mode = enable;
-        Ok(())
+        self.lock().set_opt_mode(enable)
     }
 
     /// Whether option mode is on.
     ///
     /// libnbd: `nbd_get_opt_mode`.
     pub fn opt_mode(&self) -> bool {
-        self.lock().settings.opt_mode
+        self.lock().opt_mode()
     }
 
     /// Ends negotiation: asks for the export (`NBD_OPT_GO`) and enters
@@ -60,14 +56,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_opt_go`.
     pub fn opt_go(&self) -> Result<()> {
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            UserOption::Go,
-            None,
-            None,
-        )
-        .map(drop)
+        run_option(&mut self.lock(), self.limits(), UserOption::Go, None, None).map(drop)
     }
 
     /// Asks about the export (`NBD_OPT_INFO`) without entering transmission.
@@ -76,7 +65,7 @@ impl Handle {
     pub fn opt_info(&self) -> Result<()> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::Info,
             None,
             None,
@@ -90,7 +79,7 @@ impl Handle {
     pub fn opt_abort(&self) -> Result<()> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::Abort,
             None,
             None,
@@ -104,7 +93,7 @@ impl Handle {
     pub fn opt_list(&self, list: List) -> Result<i32> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::List,
             Some(list),
             None,
@@ -116,13 +105,7 @@ impl Handle {
     /// libnbd: `nbd_opt_list_meta_context`.
     pub fn opt_list_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::ListMetaContext(None);
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Lists the meta contexts matching `queries`; returns how many.
@@ -131,13 +114,7 @@ impl Handle {
     pub fn opt_list_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::ListMetaContext(Some(q));
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Selects the requested meta contexts for transmission; returns how
@@ -146,13 +123,7 @@ impl Handle {
     /// libnbd: `nbd_opt_set_meta_context`.
     pub fn opt_set_meta_context(&self, context: Context) -> Result<i32> {
         let option = UserOption::SetMetaContext(None);
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Selects the meta contexts matching `queries`; returns how many.
@@ -161,13 +132,7 @@ impl Handle {
     pub fn opt_set_meta_context_queries(&self, queries: &[&str], context: Context) -> Result<i32> {
         let q = queries.iter().map(|s| s.to_string()).collect();
         let option = UserOption::SetMetaContext(Some(q));
-        run_option(
-            &mut self.lock(),
-            self.limits().deadline,
-            option,
-            None,
-            Some(context),
-        )
+        run_option(&mut self.lock(), self.limits(), option, None, Some(context))
     }
 
     /// Asks for structured replies; true if the server agreed.
@@ -176,7 +141,7 @@ impl Handle {
     pub fn opt_structured_reply(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::StructuredReply,
             None,
             None,
@@ -190,7 +155,7 @@ impl Handle {
     pub fn opt_extended_headers(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::ExtendedHeaders,
             None,
             None,
@@ -282,26 +247,22 @@ impl Handle {
     ///
     /// libnbd: `nbd_add_meta_context`.
     pub fn add_meta_context(&self, name: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.meta_requests.push(name.to_string());
-        Ok(())
+        self.lock().add_meta_context(name)
     }
 
     /// How many meta contexts are requested.
     ///
     /// libnbd: `nbd_get_nr_meta_contexts`.
     pub fn nr_meta_contexts(&self) -> usize {
-        self.lock().settings.meta_requests.len()
+        self.lock().requested_meta_contexts().len()
     }
 
     /// The `i`th requested meta context.
     ///
     /// libnbd: `nbd_get_meta_context`.
     pub fn meta_context(&self, i: usize) -> Result<String> {
-        let c = self.lock();
-        c.settings
-            .meta_requests
+        self.lock()
+            .requested_meta_contexts()
             .get(i)
             .cloned()
             .ok_or_else(|| Error::new(libc::EINVAL, "meta context request out of range"))
@@ -311,10 +272,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_clear_meta_contexts`.
     pub fn clear_meta_contexts(&self) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.meta_requests.clear();
-        Ok(())
+        self.lock().clear_meta_contexts()
     }
 
     /// Whether the server agreed to meta context `name`.
@@ -323,33 +281,21 @@ impl Handle {
     pub fn can_meta_context(&self, name: &str) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        if !c.settings.meta_requests.is_empty() && !c.negotiated.meta_valid {
-            return Err(Error::new(
-                libc::EINVAL,
-                "need a successful server meta context request first",
-            ));
-        }
-        Ok(c.negotiated
-            .meta_contexts
-            .iter()
-            .any(|(_, n)| n.as_bytes() == name.as_bytes()))
+        c.can_meta_context(name)
     }
 
     /// Whether GO/INFO ask for the requested meta contexts first (default true).
     ///
     /// libnbd: `nbd_set_request_meta_context`.
     pub fn set_request_meta_context(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(BEFORE_GO)?;
-        c.settings.request_meta_context = request;
-        Ok(())
+        self.lock().set_request_meta_context(request)
     }
 
     /// See [`Handle::set_request_meta_context`].
     ///
     /// libnbd: `nbd_get_request_meta_context`.
     pub fn request_meta_context(&self) -> bool {
-        self.lock().settings.request_meta_context
+        self.lock().request_meta_context()
     }
 
     // ---- header style ---------------------------------------------------------
@@ -358,17 +304,14 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_request_extended_headers`.
     pub fn set_request_extended_headers(&self, request: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(&[Perm::Created])?;
-        c.settings.request_extended_headers = request;
-        Ok(())
+        self.lock().set_request_extended_headers(request)
     }
 
     /// See [`Handle::set_request_extended_headers`].
     ///
     /// libnbd: `nbd_get_request_extended_headers`.
     pub fn request_extended_headers(&self) -> bool {
-        self.lock().settings.request_extended_headers
+        self.lock().request_extended_headers()
     }
 
     /// Whether the server agreed to extended headers.
@@ -377,6 +320,6 @@ impl Handle {
     pub fn extended_headers_negotiated(&self) -> Result<bool> {
         let c = self.lock();
         c.check_state(INFO_STATES)?;
-        Ok(c.negotiated.extended_headers)
+        Ok(c.extended_headers())
     }
 }

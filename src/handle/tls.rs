@@ -9,14 +9,9 @@ use std::path::{Path, PathBuf};
 use super::opt::{run_option, start_option};
 use super::{Handle, INFO_STATES};
 use crate::callback::Completion;
-use crate::conn::{Conn, Perm, UserOption};
-use crate::flags::raw::{LIBNBD_TLS_DISABLE, LIBNBD_TLS_REQUIRE};
+use crate::conn::UserOption;
 use crate::transport::TlsCredentials;
-use crate::uri::UriTls;
 use crate::{Error, Result, Tls};
-use zeroize::Zeroizing;
-
-const CREATED: &[Perm] = &[Perm::Created];
 
 impl Handle {
     /// Disables, allows or requires TLS (`LIBNBD_TLS_DISABLE`, `_ALLOW`,
@@ -24,29 +19,14 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_tls`.
     pub fn set_tls(&self, tls: Tls) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.mode = tls as i32;
-        Ok(())
-    }
-
-    /// [`Handle::set_tls`] with a `LIBNBD_TLS_*` value, checked before the
-    /// handle's state as libnbd does.
-    pub(crate) fn set_tls_c(&self, tls: i32) -> Result<()> {
-        if !(LIBNBD_TLS_DISABLE..=LIBNBD_TLS_REQUIRE).contains(&tls) {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!("tls: invalid value for parameter: {tls}"),
-            ));
-        }
-        self.set_tls(Tls::from_raw(tls).unwrap_or_default())
+        self.lock().set_tls_mode(tls as i32)
     }
 
     /// The TLS setting (`LIBNBD_TLS_*`).
     ///
     /// libnbd: `nbd_get_tls`.
     pub fn tls(&self) -> Tls {
-        Tls::from_raw(self.lock().tls.mode).unwrap_or_default()
+        Tls::from_raw(self.lock().tls_mode()).unwrap_or_default()
     }
 
     /// Whether the connection is encrypted.
@@ -65,10 +45,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_tls_certificates`.
     pub fn set_tls_certificates<P: AsRef<Path>>(&self, dir: P) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.certificates = Some(dir.as_ref().to_path_buf());
-        Ok(())
+        self.lock().set_tls_certificates(dir.as_ref().to_path_buf())
     }
 
     /// Whether to verify the server's certificate (default true): its
@@ -78,27 +55,21 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_tls_verify_peer`.
     pub fn set_tls_verify_peer(&self, verify: bool) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.verify_peer = verify;
-        Ok(())
+        self.lock().set_tls_verify_peer(verify)
     }
 
     /// See [`Handle::set_tls_verify_peer`].
     ///
     /// libnbd: `nbd_get_tls_verify_peer`.
     pub fn tls_verify_peer(&self) -> bool {
-        self.lock().tls.verify_peer
+        self.lock().tls_verify_peer()
     }
 
     /// The user name for pre-shared keys (default: the login name).
     ///
     /// libnbd: `nbd_set_tls_username`.
     pub fn set_tls_username(&self, username: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.username = Some(username.to_string());
-        Ok(())
+        self.lock().set_tls_username(username)
     }
 
     /// The user name for pre-shared keys: the one set, else `$LOGNAME`,
@@ -106,7 +77,7 @@ impl Handle {
     ///
     /// libnbd: `nbd_get_tls_username`.
     pub fn tls_username(&self) -> Result<String> {
-        self.lock().tls.effective_username()
+        self.lock().tls_username()
     }
 
     /// The file of pre-shared keys, `username:hexkey` per line. Setting it
@@ -114,20 +85,14 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_tls_psk_file`.
     pub fn set_tls_psk_file<P: AsRef<Path>>(&self, file: P) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.psk_file = Some(PathBuf::from(file.as_ref()));
-        Ok(())
+        self.lock().set_tls_psk_file(PathBuf::from(file.as_ref()))
     }
 
     /// X.509 credentials from memory instead of a certificates directory
     /// (beyond libnbd): the same checks apply as to the files of
     /// [`Handle::set_tls_certificates`], which these replace.
     pub fn set_tls_credentials(&self, credentials: TlsCredentials) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.credentials = Some(credentials);
-        Ok(())
+        self.lock().update_tls_credentials(|_| credentials)
     }
 
     /// Changes the X.509 credentials from memory in place (starting from
@@ -136,11 +101,7 @@ impl Handle {
         &self,
         f: impl FnOnce(TlsCredentials) -> TlsCredentials,
     ) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        let old = c.tls.credentials.take().unwrap_or_default();
-        c.tls.credentials = Some(f(old));
-        Ok(())
+        self.lock().update_tls_credentials(f)
     }
 
     /// A pre-shared key from memory instead of a PSK file (beyond
@@ -153,11 +114,7 @@ impl Handle {
         if key.is_empty() {
             return Err(Error::new(libc::EINVAL, "key: the key is empty"));
         }
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.username = Some(username.to_string());
-        c.tls.psk_key = Some(Zeroizing::new(key.to_vec()));
-        Ok(())
+        self.lock().set_tls_psk(username, key)
     }
 
     /// The password of an encrypted client key, from a certificates
@@ -166,10 +123,7 @@ impl Handle {
     ///
     /// Beyond libnbd; in C: `rnbd_set_tls_key_password`.
     pub fn set_tls_key_password(&self, password: &[u8]) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.key_password = Some(Zeroizing::new(password.to_vec()));
-        Ok(())
+        self.lock().set_tls_key_password(password)
     }
 
     /// The name the server's certificate is checked against, instead of
@@ -177,20 +131,15 @@ impl Handle {
     ///
     /// libnbd: `nbd_set_tls_hostname`.
     pub fn set_tls_hostname(&self, hostname: &str) -> Result<()> {
-        let mut c = self.lock();
-        c.check_state(CREATED)?;
-        c.tls.hostname = Some(hostname.to_string());
-        Ok(())
+        self.lock().set_tls_hostname(hostname)
     }
 
     /// The TLS host name in effect (`nbd_get_tls_hostname`): the one set
     /// with [`Handle::set_tls_hostname`], else the host connected to;
     /// `None` when there is neither (libnbd's C call gives `""`).
     pub fn tls_hostname(&self) -> Option<String> {
-        let c = self.lock();
-        c.tls
-            .effective_hostname(c.net.hostname.as_deref())
-            .map(str::to_string)
+        let name = self.lock().tls_hostname().to_string();
+        (!name.is_empty()).then_some(name)
     }
 
     /// Whether this library supports TLS: always.
@@ -207,7 +156,7 @@ impl Handle {
     pub fn opt_starttls(&self) -> Result<bool> {
         run_option(
             &mut self.lock(),
-            self.limits().deadline,
+            self.limits(),
             UserOption::StartTls,
             None,
             None,
@@ -227,32 +176,5 @@ impl Handle {
             None,
             None,
         )
-    }
-}
-
-/// Applies what a URI says about TLS: `nbds` requires it; the `tls-*`
-/// parameters and the user name (`nbds://user@host/`) set the rest.
-pub(super) fn apply_uri_tls(c: &mut Conn, t: &UriTls, user: Option<&[u8]>) {
-    use std::ffi::OsStr;
-    use std::os::unix::ffi::OsStrExt;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if t.require {
-        c.tls.mode = LIBNBD_TLS_REQUIRE;
-    }
-    if let Some(dir) = &t.certificates {
-        c.tls.certificates = Some(PathBuf::from(OsStr::from_bytes(dir)));
-    }
-    if let Some(file) = &t.psk_file {
-        c.tls.psk_file = Some(PathBuf::from(OsStr::from_bytes(file)));
-    }
-    if let Some(h) = &t.hostname {
-        c.tls.hostname = Some(text(h));
-    }
-    if let Some(v) = t.verify_peer {
-        c.tls.verify_peer = v;
-    }
-    // The user name of the authority, as libnbd, is the TLS user name.
-    if let Some(u) = user {
-        c.tls.username = Some(text(u));
     }
 }

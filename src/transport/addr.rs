@@ -19,9 +19,7 @@ use nix::sys::socket::{
 pub(crate) enum SockAddr {
     Unix(UnixAddr),
     Vsock(VsockAddr),
-    /// An IP address, or whatever a C caller passed to `nbd_connect`,
-    /// with its family (`AF_*`) as given (nix names only the families it
-    /// knows).
+    /// An IP address, with its family (`AF_*`).
     Any(SockaddrStorage, i32),
 }
 
@@ -36,6 +34,12 @@ impl SockAddr {
         Ok(SockAddr::Unix(UnixAddr::new(path)?))
     }
 
+    /// A Unix domain socket address in Linux's abstract namespace, named
+    /// by the bytes of `name` (ENAMETOOLONG if they do not fit).
+    pub(crate) fn unix_abstract(name: &[u8]) -> io::Result<SockAddr> {
+        Ok(SockAddr::Unix(UnixAddr::new_abstract(name)?))
+    }
+
     /// An `AF_VSOCK` address.
     pub(crate) fn vsock(cid: u32, port: u32) -> SockAddr {
         SockAddr::Vsock(VsockAddr::new(cid, port))
@@ -48,27 +52,6 @@ impl SockAddr {
             SocketAddr::V6(_) => libc::AF_INET6,
         };
         SockAddr::Any(SockaddrStorage::from(addr), family)
-    }
-
-    /// Copies a caller's `struct sockaddr` (EINVAL if `len` cannot hold
-    /// one).
-    ///
-    /// # Safety
-    /// `addr` must be valid for reads of `len` bytes.
-    pub(crate) unsafe fn from_raw(
-        addr: *const libc::sockaddr,
-        len: libc::socklen_t,
-    ) -> io::Result<SockAddr> {
-        // SAFETY: the caller promises len readable bytes at addr; nix
-        // checks addr is not NULL and len lies between the end of the
-        // family field and the size of sockaddr_storage before copying, so
-        // once it has accepted the address the family can be read too.
-        unsafe {
-            match SockaddrStorage::from_raw(addr, Some(len)) {
-                Some(storage) => Ok(SockAddr::Any(storage, i32::from((*addr).sa_family))),
-                None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
-            }
-        }
     }
 
     fn like(&self) -> &dyn SockaddrLike {

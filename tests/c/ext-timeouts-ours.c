@@ -3,11 +3,13 @@
  * with ETIMEDOUT and the connection is reused; a per-thread deadline
  * bounds the calls it brackets; another thread cancels the reads waiting
  * on a SIGSTOP'd nbdkit (ECANCELED); a connect or option call to a
- * stopped server times out and leaves the handle dead.
+ * stopped server times out and leaves the handle dead, and a connect to
+ * it is cancelled from another thread (ECANCELED, handle dead).
  */
 #include "test-util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <libnbd-ext.h>
 
@@ -77,12 +79,36 @@ read_thread (void *arg)
   return NULL;
 }
 
+struct connector {
+  pthread_t thread;
+  struct nbd_handle *h;
+  const char *sock;
+  int r, err;
+  char msg[256];
+  atomic_int done;
+};
+
+static void *
+connect_thread (void *arg)
+{
+  struct connector *cn = arg;
+  const char *m;
+
+  cn->r = nbd_connect_unix (cn->h, cn->sock);
+  cn->err = nbd_get_errno ();
+  m = nbd_get_error ();
+  snprintf (cn->msg, sizeof cn->msg, "%s", m ? m : "");
+  atomic_store (&cn->done, 1);
+  return NULL;
+}
+
 int
 main (void)
 {
   struct nbd_handle *h, *h2;
   static unsigned char buf[65536], data[65536];
   struct reader rd[3];
+  struct connector cn;
   char sock[128], uri[256];
   struct nbd_handle *volatile null_h = NULL; /* hidden from -Wnonnull */
   double start;
@@ -205,6 +231,29 @@ main (void)
   rnbd_clear_thread_deadline ();
   CHECK_INT (nbd_aio_is_dead (h2), 1);
   nbd_close (h2);
+  /* A connect waiting for the stopped server is cancelled from another
+   * thread, cancelling until it returns (rnbd_cancel_waits never waits
+   * for the handle, and a cancellation before the wait does not count).
+   */
+  memset (&cn, 0, sizeof cn);
+  cn.h = tu_create ();
+  cn.sock = sock;
+  CHECK (pthread_create (&cn.thread, NULL, connect_thread, &cn) == 0);
+  tu_msleep (200);
+  start = now ();
+  for (i = 0; !atomic_load (&cn.done); ++i) {
+    CHECK_OK (rnbd_cancel_waits (cn.h));
+    if (i > 100)
+      FAIL ("the connect was not cancelled");
+    tu_msleep (50);
+  }
+  CHECK (pthread_join (cn.thread, NULL) == 0);
+  CHECK_QUICK (start, 1);
+  CHECK_INT (cn.r, -1);
+  CHECK_INT (cn.err, ECANCELED);
+  CHECK_STR (cn.msg, "nbd_connect_unix: operation cancelled: Operation canceled");
+  CHECK_INT (nbd_aio_is_dead (cn.h), 1);
+  nbd_close (cn.h);
 
   /* The server resumes: the cancelled reads' replies are discarded, the
    * first handle reads right.
