@@ -425,6 +425,8 @@ const ARG_TYPES: &[(&str, &str)] = &[
     ("HandleOwned", "struct nbd_handle *"),
     ("MallocStr", "char *"),
     ("StaticStr", "const char *"),
+    ("SockAddrArg", "const struct sockaddr *"),
+    ("FdArg", "int "),
     ("MultiConnArg", "struct rnbd_multi_conn *"),
     ("MultiConnOwned", "struct rnbd_multi_conn *"),
 ];

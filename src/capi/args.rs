@@ -307,3 +307,57 @@ impl StaticStr {
         Some(unsafe { CStr::from_ptr(self.0) })
     }
 }
+
+/// A `const struct sockaddr *` parameter: NULL, or readable for the number
+/// of bytes the call's length parameter says, until the call returns.
+/// As for [`BufIn`], the length is given to [`SockAddrArg::get`].
+#[repr(transparent)]
+pub struct SockAddrArg(*const libc::sockaddr);
+
+impl SockAddrArg {
+    /// A copy of the address and its family; EFAULT naming `param` when
+    /// NULL, None when `len` is too short for a `struct sockaddr` or
+    /// longer than a `struct sockaddr_storage`. `len` is the length
+    /// parameter of the same call.
+    pub(crate) fn get(
+        &self,
+        len: libc::socklen_t,
+        param: &str,
+    ) -> Result<Option<(nix::sys::socket::SockaddrStorage, libc::sa_family_t)>> {
+        if self.0.is_null() {
+            return Err(null_error(param));
+        }
+        // SAFETY: not NULL, so `len` readable bytes (the type's invariant:
+        // the C caller's promise for this length); nix checks len against
+        // the sizes before copying, and once it has accepted the address
+        // the family field lies within the `len` bytes.
+        Ok(unsafe {
+            nix::sys::socket::SockaddrLike::from_raw(self.0, Some(len))
+                .map(|storage| (storage, (*self.0).sa_family))
+        })
+    }
+}
+
+/// An `int` file descriptor parameter that the call takes over (as
+/// `nbd_connect_socket` does): the C caller uses it no more once the call
+/// has adopted it.
+#[repr(transparent)]
+pub struct FdArg(std::ffi::c_int);
+
+impl FdArg {
+    /// The descriptor, adopted; fails (EBADF, with `what` as the message)
+    /// and leaves it alone when it is not open.
+    pub(crate) fn adopt(self, what: &str) -> Result<std::os::fd::OwnedFd> {
+        // SAFETY: F_GETFD reads the descriptor's flags and touches no
+        // memory; it fails with EBADF unless the descriptor is open, and
+        // an open one the C caller hands over (the type's invariant) is
+        // ours to own; `self` is consumed, so it is adopted once.
+        unsafe {
+            if libc::fcntl(self.0, libc::F_GETFD) < 0 {
+                let err = std::io::Error::last_os_error();
+                return Err(Error::io(what, &err));
+            }
+            Ok(std::os::fd::FromRawFd::from_raw_fd(self.0))
+        }
+    }
+}

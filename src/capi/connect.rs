@@ -2,29 +2,21 @@
 
 use std::ffi::{c_int, CStr, OsStr};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{SockaddrLike, SockaddrStorage};
-
-use super::{check_nonnull, entry, malloc_c_string, CStrArg, CStrList, HandleArg, MallocStr};
+use super::args::{FdArg, SockAddrArg};
+use super::{entry, malloc_c_string, CStrArg, CStrList, HandleArg, MallocStr};
 use crate::{Error, Handle, Result, ServerAddr, Tls};
 
-/// A C caller's `struct sockaddr` as the address of a server.
-///
-/// # Safety
-/// `addr` must point to `len` readable bytes.
-unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<ServerAddr> {
+/// A C caller's `struct sockaddr` (`len` bytes) as the address of a
+/// server.
+fn server_addr(addr: &SockAddrArg, len: libc::socklen_t) -> Result<ServerAddr> {
     let short = || Error::new(libc::EINVAL, "addrlen: Invalid argument");
-    // SAFETY: our caller's promise; nix checks len against the size of
-    // sockaddr_storage before copying.
-    let Some(storage) = (unsafe { SockaddrStorage::from_raw(addr, Some(len)) }) else {
+    let Some((storage, family)) = addr.get(len, "addr")? else {
         return Err(short());
     };
-    // SAFETY: from_raw succeeded, so addr holds at least a sockaddr's
-    // family field.
-    let family = unsafe { (*addr).sa_family };
     // The kernel wants the whole structure of these families (connect(2)
     // fails with EINVAL otherwise).
     let least = match i32::from(family) {
@@ -82,10 +74,7 @@ unsafe fn server_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Resu
 /// Takes over a C caller's socket for `nbd_connect_socket`. A handle that
 /// cannot connect leaves the socket to the caller (libnbd neither closes
 /// nor uses it then); a bad fd is refused, not adopted.
-///
-/// # Safety
-/// Once this returns it, the caller no longer uses `sock`.
-unsafe fn adopt_fd(h: &Handle, sock: c_int) -> Result<OwnedFd> {
+fn adopt_fd(h: &Handle, sock: FdArg) -> Result<OwnedFd> {
     if !h.aio_is_created() {
         let state = h.connection_state();
         let name = state.split(':').next().unwrap_or(state);
@@ -94,14 +83,7 @@ unsafe fn adopt_fd(h: &Handle, sock: c_int) -> Result<OwnedFd> {
             format!("invalid state: {name}: the handle must be newly created"),
         ));
     }
-    // SAFETY: F_GETFD reads the fd's flags and touches no memory; it fails
-    // with EBADF unless sock is open.
-    if unsafe { libc::fcntl(sock, libc::F_GETFD) } < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(Error::io("fcntl: set O_NONBLOCK", &err));
-    }
-    // SAFETY: sock is open, and the caller hands it over (our contract).
-    Ok(unsafe { OwnedFd::from_raw_fd(sock) })
+    sock.adopt("fcntl: set O_NONBLOCK")
 }
 
 /// A C string argument as UTF-8 text (host names, ports).
@@ -468,13 +450,11 @@ pub unsafe extern "C" fn nbd_aio_connect_vsock(h: HandleArg, cid: u32, port: u32
 #[no_mangle]
 pub unsafe extern "C" fn nbd_aio_connect(
     h: HandleArg,
-    addr: *const libc::sockaddr,
+    addr: SockAddrArg,
     addrlen: libc::socklen_t,
 ) -> c_int {
     entry!(h, |h| {
-        check_nonnull(addr, "addr")?;
-        // SAFETY: the caller promises addrlen readable bytes at addr.
-        let addr = unsafe { server_addr(addr, addrlen) }?;
+        let addr = server_addr(&addr, addrlen)?;
         h.aio_connect(addr).map(|()| 0)
     })
 }
@@ -497,10 +477,9 @@ pub unsafe extern "C" fn nbd_aio_connect(
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: FdArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller hands sock over (libnbd's contract).
-        let sock = unsafe { adopt_fd(h, sock) }?;
+        let sock = adopt_fd(h, sock)?;
         h.connect_socket(sock).map(|()| 0)
     })
 }
@@ -520,10 +499,9 @@ pub unsafe extern "C" fn nbd_connect_socket(h: HandleArg, sock: c_int) -> c_int 
 /// The handle must be newly created (`nbd_aio_is_created`). A handle connects
 /// once; to connect again, create a new handle.
 #[no_mangle]
-pub unsafe extern "C" fn nbd_aio_connect_socket(h: HandleArg, sock: c_int) -> c_int {
+pub unsafe extern "C" fn nbd_aio_connect_socket(h: HandleArg, sock: FdArg) -> c_int {
     entry!(h, |h| {
-        // SAFETY: the caller hands sock over (libnbd's contract).
-        let sock = unsafe { adopt_fd(h, sock) }?;
+        let sock = adopt_fd(h, sock)?;
         h.aio_connect_socket(sock).map(|()| 0)
     })
 }

@@ -96,15 +96,6 @@ pub(crate) fn null_error(param: &str) -> Error {
     Error::new(libc::EFAULT, format!("{param} cannot be NULL"))
 }
 
-/// Fails with EFAULT naming `param` when `ptr` is NULL.
-pub(crate) fn check_nonnull<T>(ptr: *const T, param: &str) -> Result<()> {
-    if ptr.is_null() {
-        Err(null_error(param))
-    } else {
-        Ok(())
-    }
-}
-
 /// The value a C call returns when it fails, given by its return type.
 ///
 /// Calls returning `int` or `int64_t` fail with -1, calls returning a
