@@ -75,14 +75,7 @@ fn server_addr(addr: &SockAddrArg, len: libc::socklen_t) -> Result<ServerAddr> {
 /// cannot connect leaves the socket to the caller (libnbd neither closes
 /// nor uses it then); a bad fd is refused, not adopted.
 fn adopt_fd(h: &Handle, sock: FdArg) -> Result<OwnedFd> {
-    if !h.aio_is_created() {
-        let state = h.connection_state();
-        let name = state.split(':').next().unwrap_or(state);
-        return Err(Error::new(
-            libc::EINVAL,
-            format!("invalid state: {name}: the handle must be newly created"),
-        ));
-    }
+    h.check_created()?;
     sock.adopt("fcntl: set O_NONBLOCK")
 }
 

@@ -438,6 +438,13 @@ impl Handle {
     pub fn aio_is_created(&self) -> bool {
         self.lock().is_created()
     }
+    /// Fails with libnbd's state error unless the handle is newly created:
+    /// the check a connect makes first, for a caller (the C layer's
+    /// `nbd_connect_socket`) that must make it before giving up something
+    /// it owns.
+    pub(crate) fn check_created(&self) -> Result<()> {
+        self.lock().check_state(&[Perm::Created])
+    }
     /// The handle is connecting or doing the handshake.
     ///
     /// libnbd: `nbd_aio_is_connecting`.
