@@ -359,15 +359,13 @@ mod tests {
         let (mut c, wire) = ready(true);
         let (id, cookie, seen) = issue(&mut c, 0, false);
         let p = encode_block_status_ext(9, &[(1 << 12, 1 << 40)]);
-        let mut r = encode_extended_chunk_header(
+        let r = super::super::testwire::extended_chunk(
             NBD_REPLY_FLAG_DONE,
             NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
             cookie,
             0,
-            p.len() as u64,
-        )
-        .to_vec();
-        r.extend(p);
+            &p,
+        );
         wire.push(&r);
         c.progress().unwrap();
         assert_eq!(c.command_result(id), Some(0));
@@ -378,15 +376,13 @@ mod tests {
         let (id, cookie, seen) = issue(&mut c, 0, false);
         let mut p = encode_block_status_ext(9, &[(512, 0)]);
         p[7] = 2;
-        let mut r = encode_extended_chunk_header(
+        let r = super::super::testwire::extended_chunk(
             NBD_REPLY_FLAG_DONE,
             NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
             cookie,
             0,
-            p.len() as u64,
-        )
-        .to_vec();
-        r.extend(p);
+            &p,
+        );
         wire.push(&r);
         c.progress().unwrap();
         assert_eq!(c.command_result(id), Some(libc::EPROTO));

@@ -930,15 +930,8 @@ mod tests {
         let (id, cookie) = c.test_read(512, &mut buf, CommandCallbacks::default());
         let mut p = 512u64.to_be_bytes().to_vec();
         p.push(b'a');
-        let mut r = encode_extended_chunk_header(
-            DONE,
-            NBD_REPLY_TYPE_OFFSET_DATA,
-            cookie,
-            0,
-            p.len() as u64,
-        )
-        .to_vec();
-        r.extend(p);
+        let r =
+            super::super::testwire::extended_chunk(DONE, NBD_REPLY_TYPE_OFFSET_DATA, cookie, 0, &p);
         assert!(feed(&mut c, &wire, &r).is_none());
         assert_eq!(c.command_result(id), Some(libc::EPROTO));
         assert_eq!(buf, [0]);
@@ -951,15 +944,13 @@ mod tests {
         let (id, cookie) = c.test_read(512, &mut buf, CommandCallbacks::default());
         let mut p = 512u64.to_be_bytes().to_vec();
         p.extend_from_slice(b"abc");
-        let mut r = encode_extended_chunk_header(
+        let r = super::super::testwire::extended_chunk(
             DONE,
             NBD_REPLY_TYPE_OFFSET_DATA,
             cookie,
             512,
-            p.len() as u64,
-        )
-        .to_vec();
-        r.extend(p);
+            &p,
+        );
         // Byte by byte: every partial state is resumed.
         for b in &r {
             assert!(feed(&mut c, &wire, &[*b]).is_none());

@@ -12,6 +12,22 @@ use super::{CommandCallbacks, CommandId, Conn, Phase};
 use crate::proto;
 use crate::transport::Transport;
 
+/// One extended-header reply chunk (header and payload) as a server
+/// sends it, the payload's length in the header.
+pub(super) fn extended_chunk(
+    flags: u16,
+    kind: u16,
+    cookie: u64,
+    offset: u64,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut chunk =
+        proto::encode_extended_chunk_header(flags, kind, cookie, offset, payload.len() as u64)
+            .to_vec();
+    chunk.extend_from_slice(payload);
+    chunk
+}
+
 #[derive(Default)]
 struct WireState {
     /// What the server has sent and the client not yet received.
