@@ -13,7 +13,12 @@ use crate::{Error, Handle, Result, ServerAddr, Tls};
 /// A C caller's `struct sockaddr` (`len` bytes) as the address of a
 /// server.
 fn server_addr(addr: &SockAddrArg, len: libc::socklen_t) -> Result<ServerAddr> {
-    let short = || Error::new(libc::EINVAL, "addrlen: Invalid argument");
+    let short = || {
+        Error::new(
+            libc::EINVAL,
+            format!("addrlen: {len} is too short for the address"),
+        )
+    };
     let Some((storage, family)) = addr.get(len, "addr")? else {
         return Err(short());
     };

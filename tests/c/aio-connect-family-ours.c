@@ -34,7 +34,8 @@ main (void)
   memset (&sin, 0, sizeof sin);
   sin.sin_family = AF_INET;
   CHECK_ERR (nbd_aio_connect (h, (struct sockaddr *) &sin, 4), EINVAL,
-             "nbd_aio_connect: addrlen: Invalid argument: Invalid argument");
+             "nbd_aio_connect: addrlen: 4 is too short for the address: "
+             "Invalid argument");
   CHECK_INT (nbd_aio_is_created (h), 1);
 
   /* IPv4: a listener on the loopback has the connection. */
