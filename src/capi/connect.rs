@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::args::{FdArg, SockAddrArg};
 use super::{entry, malloc_c_string, CStrArg, CStrList, HandleArg, MallocStr};
-use crate::{Error, Handle, Result, ServerAddr, Tls};
+use crate::{Error, Handle, Result, ServerAddr};
 
 /// A C caller's `struct sockaddr` (`len` bytes) as the address of a
 /// server.
@@ -261,17 +261,8 @@ pub unsafe extern "C" fn nbd_set_uri_allow_transports(h: HandleArg, mask: u32) -
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_uri_allow_tls(h: HandleArg, tls: c_int) -> c_int {
     entry!(h, |h| {
-        match Tls::from_raw(tls) {
-            Some(tls) => h.set_uri_allow_tls(tls),
-            // libnbd checks the state first: on a new handle the value is
-            // wrong; on another the typed call fails as it should.
-            None if h.aio_is_created() => Err(Error::new(
-                libc::EINVAL,
-                format!("tls: invalid value for parameter: {tls}"),
-            )),
-            None => h.set_uri_allow_tls(Tls::Allow),
-        }
-        .map(|()| 0)
+        h.set_uri_allow_tls(super::tls::tls_arg(h, tls)?)
+            .map(|()| 0)
     })
 }
 

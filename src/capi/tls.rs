@@ -6,8 +6,21 @@ use std::os::unix::ffi::OsStrExt;
 use super::aio::completion;
 use super::types::nbd_completion_callback;
 use super::{entry, malloc_c_string, CStrArg, HandleArg, MallocStr};
-use crate::{Error, Result, Tls};
+use crate::{Error, Handle, Result, Tls};
 
+/// A C `LIBNBD_TLS_*` value as [`Tls`], for the calls that set one on a
+/// newly created handle. libnbd checks the state before the value, so a
+/// handle in another state gets the state error whatever the value.
+pub(super) fn tls_arg(h: &Handle, tls: c_int) -> Result<Tls> {
+    Tls::from_raw(tls).ok_or_else(|| {
+        h.check_created().err().unwrap_or_else(|| {
+            Error::new(
+                libc::EINVAL,
+                format!("tls: invalid value for parameter: {tls}"),
+            )
+        })
+    })
+}
 /// A C string argument as text.
 fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
     arg.get(param)?
@@ -38,19 +51,7 @@ fn str_arg<'a>(arg: &'a CStrArg, param: &str) -> Result<&'a str> {
 /// for the connection still to be made.
 #[no_mangle]
 pub unsafe extern "C" fn nbd_set_tls(h: HandleArg, tls: c_int) -> c_int {
-    entry!(h, |h| {
-        match Tls::from_raw(tls) {
-            Some(tls) => h.set_tls(tls),
-            // libnbd checks the state first: on a new handle the value is
-            // wrong; on another the typed call fails as it should.
-            None if h.aio_is_created() => Err(Error::new(
-                libc::EINVAL,
-                format!("tls: invalid value for parameter: {tls}"),
-            )),
-            None => h.set_tls(Tls::Disable),
-        }
-        .map(|()| 0)
-    })
+    entry!(h, |h| { h.set_tls(tls_arg(h, tls)?).map(|()| 0) })
 }
 
 /// Returns the TLS setting.
