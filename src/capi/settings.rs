@@ -6,12 +6,6 @@ use std::ffi::c_int;
 use super::{entry, malloc_c_string, HandleArg, MallocStr};
 use crate::{Error, Handle, Result, Size};
 
-/// Whether the handle is in a state where it can tell what the server
-/// said (negotiating, connected, or shut down).
-fn can_answer(h: &Handle) -> bool {
-    h.aio_is_negotiating() || h.aio_is_ready() || h.aio_is_processing() || h.aio_is_closed()
-}
-
 /// libnbd's ENOTSUP error when the server did not send `what`.
 fn string_result(s: Result<Option<Vec<u8>>>, what: &str) -> Result<MallocStr> {
     match s? {
@@ -206,13 +200,14 @@ pub unsafe extern "C" fn nbd_get_full_info(h: HandleArg) -> c_int {
 pub unsafe extern "C" fn nbd_get_block_size(h: HandleArg, size_type: c_int) -> i64 {
     entry!(h, |h| match Size::from_raw(size_type) {
         Some(which) => h.block_size(which).map(|v| v.map_or(0, |v| v as i64)),
-        // libnbd checks the state first: in a state that can answer, the
-        // value is wrong; in another, the typed call fails as it should.
-        None if can_answer(h) => Err(Error::new(
-            libc::EINVAL,
-            format!("size_type: invalid value for parameter: {size_type}"),
-        )),
-        None => h.block_size(Size::Minimum).map(|_| 0),
+        // libnbd checks the state first, then the value.
+        None => {
+            h.check_info_state()?;
+            Err(Error::new(
+                libc::EINVAL,
+                format!("size_type: invalid value for parameter: {size_type}"),
+            ))
+        }
     })
 }
 

@@ -445,6 +445,12 @@ impl Handle {
     pub(crate) fn check_created(&self) -> Result<()> {
         self.lock().check_state(&[Perm::Created])
     }
+    /// Fails with libnbd's state error unless the handle can tell what the
+    /// server said (negotiating, connected or shut down): the check the
+    /// export information calls make first.
+    pub(crate) fn check_info_state(&self) -> Result<()> {
+        self.lock().check_state(INFO_STATES)
+    }
     /// The handle is connecting or doing the handshake.
     ///
     /// libnbd: `nbd_aio_is_connecting`.
