@@ -86,14 +86,13 @@ pub(crate) struct UriTls {
     pub verify_peer: Option<bool>,
 }
 
-/// A URI boolean: libnbd's spellings of true and false.
+/// A URI boolean: libnbd's spellings of true and false (in any case).
 fn parse_bool(name: &str, value: &[u8]) -> Result<bool> {
     match value.to_ascii_lowercase().as_slice() {
-        b"1" | b"true" | b"yes" | b"on" => Ok(true),
-        b"0" | b"false" | b"no" | b"off" => Ok(false),
+        b"1" | b"true" | b"t" | b"yes" | b"y" | b"on" => Ok(true),
+        b"0" | b"false" | b"f" | b"no" | b"n" | b"off" => Ok(false),
         _ => Err(einval(format!(
-            "{name}: could not parse boolean: {}",
-            String::from_utf8_lossy(value)
+            "could not parse {name} parameter, expecting {name}=true|false"
         ))),
     }
 }
@@ -914,7 +913,9 @@ mod tests {
             msg("nbds://h/?tls-verify-peer=maybe", &ANY),
             (
                 libc::EINVAL,
-                "tls-verify-peer: could not parse boolean: maybe".into()
+                "could not parse tls-verify-peer parameter, \
+                 expecting tls-verify-peer=true|false"
+                    .into()
             )
         );
         // An export name with a NUL, a host that is not UTF-8.
@@ -977,5 +978,24 @@ mod tests {
             e.message(),
             "cannot construct a URI for this connection type"
         );
+    }
+
+    #[test]
+    fn booleans() {
+        for (v, b) in [
+            ("1", true),
+            ("T", true),
+            ("y", true),
+            ("On", true),
+            ("N", false),
+            ("f", false),
+            ("OFF", false),
+        ] {
+            assert_eq!(
+                ok(&format!("nbd://h/?tls-verify-peer={v}")).tls.verify_peer,
+                Some(b),
+                "{v}"
+            );
+        }
     }
 }

@@ -578,7 +578,8 @@ fn bad_uris() {
         (
             "nbds://localhost/?tls-verify-peer=perhaps",
             libc::EINVAL,
-            "tls-verify-peer: could not parse boolean: perhaps",
+            "could not parse tls-verify-peer parameter, \
+             expecting tls-verify-peer=true|false",
         ),
     ];
     for &(uri, errno, message) in cases {
