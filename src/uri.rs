@@ -1,7 +1,9 @@
 //! NBD URIs: parsing for `nbd_connect_uri` and building for `nbd_get_uri`.
 //!
-//! The syntax (authority, IPv6 literals, ports, user info) is parsed by the
-//! `url` crate; this module applies the NBD URI rules on top: the schemes,
+//! The syntax is RFC 3986's, cut into parts here the way libnbd 1.22's
+//! parser (libxml2's `xmlParseURI`) does it: strictly, with no
+//! normalisation (no IDNA, no case folding, no `..` removal, nothing
+//! escaped for the caller). On top come the NBD URI rules: the schemes,
 //! the query parameters, the percent-decoding of each part, and libnbd's
 //! policy settings and error messages.
 
@@ -39,7 +41,7 @@ pub(crate) enum Target {
     /// of the NBD server, or `None` for its TCP port 10809.
     Ssh {
         host: String,
-        port: u16,
+        port: u32,
         socket: Option<Vec<u8>>,
     },
 }
@@ -129,71 +131,212 @@ fn einval(message: String) -> Error {
     Error::new(libc::EINVAL, message)
 }
 
-/// The scheme at the start of `raw` (RFC 3986: a letter, then letters,
-/// digits, `+`, `-` or `.`, then `:`), exactly as written.
-fn raw_scheme(raw: &str) -> Option<&str> {
-    let colon = raw.find(':')?;
-    let scheme = &raw[..colon];
-    let mut chars = scheme.chars();
-    let first = chars.next()?;
-    if !first.is_ascii_alphabetic() {
-        return None;
-    }
-    chars
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        .then_some(scheme)
+/// An RFC 3986 URI reference cut into the parts `nbd_connect_uri` uses,
+/// each as written (still percent-encoded).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parts<'a> {
+    /// The scheme in the case written; `None` for a relative reference.
+    scheme: Option<&'a [u8]>,
+    /// What comes before `@` in the authority: user name and password.
+    userinfo: Option<&'a [u8]>,
+    /// The host, an IP literal with its brackets; `None` when there is no
+    /// authority or its host is empty.
+    host: Option<&'a [u8]>,
+    /// The port, at most `i32::MAX`. Like libnbd's parser (libxml2), a
+    /// port after an empty host is dropped.
+    port: Option<u32>,
+    path: &'a [u8],
+    query: Option<&'a [u8]>,
 }
 
-/// Percent-decodes `s`, refusing a `%` not followed by two hex digits.
-fn decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let ok =
-                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
-            if !ok {
-                return None;
+/// RFC 3986 `unreserved` characters.
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `sub-delims`.
+fn is_sub_delim(c: u8) -> bool {
+    matches!(
+        c,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// Where the run starting at `s[at]` of unreserved characters,
+/// sub-delimiters, `%XX` escapes and characters `more` accepts ends.
+fn scan(s: &[u8], mut at: usize, more: fn(u8) -> bool) -> usize {
+    while let Some(&c) = s.get(at) {
+        if c == b'%' {
+            match s.get(at + 1..at + 3) {
+                Some([hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => at += 3,
+                _ => break,
             }
-            i += 3;
+        } else if is_unreserved(c) || is_sub_delim(c) || more(c) {
+            at += 1;
         } else {
-            i += 1;
+            break;
         }
     }
-    Some(percent_decode(b).collect())
+    at
+}
+
+/// What a path segment allows besides unreserved, sub-delims and escapes.
+fn pchar_more(c: u8) -> bool {
+    matches!(c, b':' | b'@')
+}
+
+/// The same in the first segment of a relative path, where `:` would
+/// make it a scheme.
+fn noscheme_more(c: u8) -> bool {
+    c == b'@'
+}
+
+fn userinfo_more(c: u8) -> bool {
+    c == b':'
+}
+
+fn nothing_more(_: u8) -> bool {
+    false
+}
+
+fn query_more(c: u8) -> bool {
+    matches!(c, b':' | b'@' | b'/' | b'?')
+}
+
+/// A fragment also takes brackets, as libnbd's parser accepts them there.
+fn fragment_more(c: u8) -> bool {
+    query_more(c) || matches!(c, b'[' | b']')
+}
+
+/// The length of the scheme at the start of `s` (a letter, then letters,
+/// digits, `+`, `-` or `.`, then `:`).
+fn scheme_len(s: &[u8]) -> Option<usize> {
+    if !s.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let n = s
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')))?;
+    (s[n] == b':').then_some(n)
+}
+
+/// The decimal port starting at `s[at]` and where it ends: at least one
+/// digit, at most `i32::MAX`.
+fn port_at(s: &[u8], at: usize) -> Option<(u32, usize)> {
+    let digits = s[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut port: u64 = 0;
+    for &d in &s[at..at + digits] {
+        port = port * 10 + u64::from(d - b'0');
+        if port > i32::MAX as u64 {
+            return None;
+        }
+    }
+    Some((port as u32, at + digits))
+}
+
+/// Cuts `s` into its parts as an RFC 3986 URI, or else a relative
+/// reference; `None` if it is neither. Nothing is normalised: no case
+/// folding of the host, no removal of `.` or `..` segments, and
+/// characters RFC 3986 does not allow (space, `|`, non-ASCII...) are
+/// refused, not escaped.
+fn split(s: &[u8]) -> Option<Parts<'_>> {
+    let mut parts = Parts::default();
+    let mut at = 0;
+    if let Some(n) = scheme_len(s) {
+        parts.scheme = Some(&s[..n]);
+        at = n + 1;
+    }
+    let path_start;
+    if s[at..].starts_with(b"//") {
+        at += 2;
+        let end = scan(s, at, userinfo_more);
+        if s.get(end) == Some(&b'@') {
+            parts.userinfo = Some(&s[at..end]);
+            at = end + 1;
+        }
+        // An IP literal is whatever lies between the brackets.
+        let host_end = if s.get(at) == Some(&b'[') {
+            at + s[at..].iter().position(|&c| c == b']')? + 1
+        } else {
+            scan(s, at, nothing_more)
+        };
+        parts.host = (host_end > at).then(|| &s[at..host_end]);
+        at = host_end;
+        if s.get(at) == Some(&b':') {
+            let (port, end) = port_at(s, at + 1)?;
+            parts.port = parts.host.and(Some(port));
+            at = end;
+        }
+        path_start = at;
+    } else {
+        path_start = at;
+        let first = if parts.scheme.is_some() {
+            pchar_more
+        } else {
+            noscheme_more
+        };
+        at = scan(s, at, first);
+    }
+    while s.get(at) == Some(&b'/') {
+        at = scan(s, at + 1, pchar_more);
+    }
+    parts.path = &s[path_start..at];
+    if s.get(at) == Some(&b'?') {
+        let end = scan(s, at + 1, query_more);
+        parts.query = Some(&s[at + 1..end]);
+        at = end;
+    }
+    // The fragment means nothing to NBD: checked, then ignored.
+    if s.get(at) == Some(&b'#') {
+        at = scan(s, at + 1, fragment_more);
+    }
+    (at == s.len()).then_some(parts)
+}
+
+/// Percent-decodes `s` (which [`split`] has checked).
+fn decode(s: &[u8]) -> Vec<u8> {
+    percent_decode(s).collect()
 }
 
 /// Splits a raw query into decoded `(name, value)` pairs the way libnbd
 /// does: sections end at the next `&` (or, when there is none, the next
 /// `;`); an empty section or one starting with `=` is skipped; `name`
 /// alone has the value `""`.
-fn parse_query(query: &str) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+fn parse_query(query: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut rest = query;
     while !rest.is_empty() {
         let end = rest
-            .find('&')
-            .or_else(|| rest.find(';'))
+            .iter()
+            .position(|&c| c == b'&')
+            .or_else(|| rest.iter().position(|&c| c == b';'))
             .unwrap_or(rest.len());
         let section = &rest[..end];
-        rest = rest.get(end + 1..).unwrap_or("");
-        if section.is_empty() || section.starts_with('=') {
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if section.is_empty() || section[0] == b'=' {
             continue;
         }
-        let (name, value) = section.split_once('=').unwrap_or((section, ""));
-        out.push((decode(name)?, decode(value)?));
+        let (name, value) = match section.iter().position(|&c| c == b'=') {
+            Some(eq) => (&section[..eq], &section[eq + 1..]),
+            None => (section, &[][..]),
+        };
+        out.push((decode(name), decode(value)));
     }
-    Some(out)
+    out
 }
 
 /// The error for a string that has no scheme, with a hint when it looks
 /// like a socket path or a host name.
-fn no_scheme_error(raw: &str, policy: &Policy) -> Error {
-    let hint = if raw.starts_with('/') && policy.allow_transports & LIBNBD_ALLOW_TRANSPORT_UNIX != 0
+fn no_scheme_error(raw: &[u8], policy: &Policy) -> Error {
+    let hint = if raw.first() == Some(&b'/')
+        && policy.allow_transports & LIBNBD_ALLOW_TRANSPORT_UNIX != 0
     {
         ": to open a local socket use \"nbd+unix://?socket=PATH\""
     } else if raw.len() >= 9
-        && raw.as_bytes()[..9].eq_ignore_ascii_case(b"localhost")
+        && raw[..9].eq_ignore_ascii_case(b"localhost")
         && policy.allow_transports & LIBNBD_ALLOW_TRANSPORT_TCP != 0
     {
         ": to open a local port use \"nbd://localhost\" or \"nbd://localhost:PORT\""
@@ -206,58 +349,37 @@ fn no_scheme_error(raw: &str, policy: &Policy) -> Error {
     ))
 }
 
-/// For `scheme://user[:password]@` followed by no host: the user name
-/// (still percent-encoded) and the URI without the user info.
-fn hostless_userinfo<'a>(raw: &'a str, scheme: &str) -> Option<(&'a str, String)> {
-    let start = scheme.len() + 3;
-    let rest = raw.get(start..)?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (userinfo, host) = rest[..end].rsplit_once('@')?;
-    if !host.is_empty() {
-        return None;
-    }
-    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-    Some((user, format!("{}{}", &raw[..start], &rest[end..])))
-}
-
 /// Parses `raw` as an NBD URI and checks it against `policy`.
 pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
-    let lossy = String::from_utf8_lossy(raw);
-    let Ok(raw) = std::str::from_utf8(raw) else {
-        return Err(einval(format!("unable to parse URI: {lossy}")));
+    let unparsable = || {
+        einval(format!(
+            "unable to parse URI: {}",
+            String::from_utf8_lossy(raw)
+        ))
     };
-    let unparsable = || einval(format!("unable to parse URI: {raw}"));
-
-    let Some(scheme) = raw_scheme(raw) else {
+    let parts = split(raw).ok_or_else(unparsable)?;
+    let Some(scheme) = parts.scheme else {
         return Err(no_scheme_error(raw, policy));
     };
-    // `user@` with no host (`nbds+unix://alice@/?socket=...`, libnbd's own
-    // example) is valid RFC 3986 that the url crate refuses: parse it
-    // without the user info.
-    let (url, hostless_user) = match hostless_userinfo(raw, scheme) {
-        Some((user, rest)) => (url::Url::parse(&rest), Some(user)),
-        None => (url::Url::parse(raw), None),
-    };
-    let url = url.map_err(|_| unparsable())?;
-
+    // A scheme is ASCII.
+    let scheme = std::str::from_utf8(scheme).map_err(|_| unparsable())?;
     let (kind, tls) = lookup_scheme(raw, scheme)?;
     check_policy(kind, tls, scheme, policy)?;
 
-    let queries = match url.query() {
-        Some(q) => parse_query(q).ok_or_else(unparsable)?,
-        None => Vec::new(),
-    };
+    let queries = parts.query.map(parse_query).unwrap_or_default();
     let socket = socket_param(&queries, kind, tls, scheme)?;
     let uri_tls = tls_params(&queries, tls, policy)?;
 
-    let username = match hostless_user.unwrap_or(url.username()) {
-        "" => None,
-        user => Some(decode(user).ok_or_else(unparsable)?),
+    // The whole user info, a password too, is the TLS user name, as in
+    // libnbd; an empty one is none.
+    let username = parts.userinfo.filter(|u| !u.is_empty()).map(decode);
+    let export_name = export_name(parts.path).ok_or_else(unparsable)?;
+    let host = match parts.host {
+        Some(h) => Some(String::from_utf8(decode(h)).map_err(|_| unparsable())?),
+        None => None,
     };
-    let export_name = export_name(&url).ok_or_else(unparsable)?;
-    let host = host(&url).ok_or_else(unparsable)?;
     Ok(NbdUri {
-        target: target(kind, host, url.port(), socket)?,
+        target: target(kind, host, parts.port, socket)?,
         export_name,
         username,
         tls: uri_tls,
@@ -266,14 +388,14 @@ pub(crate) fn parse(raw: &[u8], policy: &Policy) -> Result<NbdUri> {
 
 /// The transport and TLS of a known scheme (in any case, as RFC 3986
 /// says), which must be followed by `//`.
-fn lookup_scheme(raw: &str, scheme: &str) -> Result<(Kind, bool)> {
+fn lookup_scheme(raw: &[u8], scheme: &str) -> Result<(Kind, bool)> {
     let Some(&(_, kind, tls)) = SCHEMES
         .iter()
         .find(|(name, _, _)| name.eq_ignore_ascii_case(scheme))
     else {
         return Err(einval(format!("unknown NBD URI scheme: {scheme}")));
     };
-    if !raw[scheme.len()..].starts_with("://") {
+    if !raw[scheme.len()..].starts_with(b"://") {
         return Err(einval(format!("URI must begin with '{scheme}://'")));
     }
     Ok((kind, tls))
@@ -363,65 +485,94 @@ fn tls_params(queries: &[(Vec<u8>, Vec<u8>)], require: bool, policy: &Policy) ->
 }
 
 /// The export name: the decoded path without its first `/` (no NUL).
-fn export_name(url: &url::Url) -> Option<Vec<u8>> {
-    let path = decode(url.path())?;
+fn export_name(path: &[u8]) -> Option<Vec<u8>> {
+    let path = decode(path);
     let name = path.strip_prefix(b"/").unwrap_or(&path).to_vec();
     (!name.contains(&0)).then_some(name)
 }
 
-/// The decoded host, without an IPv6 literal's brackets ("" for none).
-fn host(url: &url::Url) -> Option<String> {
-    let Some(h) = url.host_str() else {
-        return Some(String::new());
-    };
-    let h = h
-        .strip_prefix('[')
+/// `host` without the brackets of an IP literal.
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(h);
-    String::from_utf8(decode(h)?).ok()
+        .unwrap_or(host)
 }
 
-/// Where to connect, from the transport, host, port and socket.
-fn target(kind: Kind, host: String, port: Option<u16>, socket: Option<Vec<u8>>) -> Result<Target> {
+/// A port that is there and not 0, or else `default` (as libnbd, which
+/// takes port 0 for none).
+fn port_or(port: Option<u32>, default: u16) -> u32 {
+    port.filter(|&p| p > 0).unwrap_or(u32::from(default))
+}
+
+/// Where to connect, from the transport, the decoded host (IP literals
+/// still in brackets; `None` for none), port and socket.
+fn target(
+    kind: Kind,
+    host: Option<String>,
+    port: Option<u32>,
+    socket: Option<Vec<u8>>,
+) -> Result<Target> {
     Ok(match kind {
         Kind::Tcp => Target::Tcp {
-            host: if host.is_empty() {
-                "localhost".to_string()
-            } else {
-                host
-            },
-            port: port.unwrap_or(DEFAULT_PORT).to_string(),
+            host: host
+                .as_deref()
+                .map_or("localhost", strip_brackets)
+                .to_string(),
+            port: port_or(port, DEFAULT_PORT).to_string(),
         },
         Kind::Unix => Target::Unix {
             path: socket.unwrap_or_default(),
         },
         Kind::Vsock => Target::Vsock {
-            cid: vsock_cid(&host)?,
-            port: port.map_or(u32::from(DEFAULT_PORT), u32::from),
+            cid: vsock_cid(host.as_deref().unwrap_or(""))?,
+            port: port_or(port, DEFAULT_PORT),
         },
         Kind::Ssh => {
+            // Unlike libnbd 1.22, which hands ssh "[::1]", an IP literal
+            // loses its brackets: ssh takes the bare address.
+            let host = host.as_deref().map_or("", strip_brackets);
             if host.is_empty() {
                 return Err(einval("SSH transport requires a server name".into()));
             }
             Target::Ssh {
-                host,
-                port: port.unwrap_or(SSH_PORT),
+                host: host.to_string(),
+                port: port_or(port, SSH_PORT),
                 socket,
             }
         }
     })
 }
 
-/// A vsock URI's host is the CID: its leading decimal digits, as
-/// sscanf("%u") reads them; the host's CID when there is none.
+/// A vsock URI's host is the CID, read the way sscanf("%u") reads it in
+/// libnbd: leading white space, a sign, decimal digits up to the first
+/// other character; too large saturates, a minus sign negates, and the
+/// result keeps its low 32 bits. No host is the host's CID.
 fn vsock_cid(host: &str) -> Result<u32> {
     if host.is_empty() {
         return Ok(VSOCK_HOST_CID);
     }
-    let digits: String = host.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits
-        .parse::<u32>()
-        .map_err(|_| einval(format!("cannot parse vsock CID from NBD URI: {host}")))
+    let s = host.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (negative, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(einval(format!(
+            "cannot parse vsock CID from NBD URI: {host}"
+        )));
+    }
+    let value = s[..digits].bytes().try_fold(0u64, |v, d| {
+        v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    let value = match value {
+        Some(v) if negative => v.wrapping_neg(),
+        Some(v) => v,
+        None => u64::MAX,
+    };
+    // Truncation to 32 bits is what the C conversion does.
+    Ok(value as u32)
 }
 
 /// Whether `s` could be an NBD URI: it starts with an NBD scheme (in any
@@ -452,10 +603,12 @@ const PATH: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
-/// Characters escaped in user info: as a path, plus `/`, `:` and `@`.
-const USERINFO: &AsciiSet = &PATH.add(b'/').add(b':').add(b'@');
-/// Characters escaped in a query value: as a path, plus the separators.
-const QUERY_VALUE: &AsciiSet = &PATH.add(b'&').add(b';').add(b'=').add(b'+');
+/// Characters escaped in user info: as a path, plus `/` and `@` (a `:`
+/// stays, as libnbd writes it: the whole user info is the user name).
+const USERINFO: &AsciiSet = &PATH.add(b'/').add(b'@');
+/// Characters escaped in a query value: as a path, plus the separators
+/// of sections (`=` needs none: a section splits at its first `=`).
+const QUERY_VALUE: &AsciiSet = &PATH.add(b'&').add(b';');
 
 fn encode(bytes: &[u8], set: &'static AsciiSet) -> String {
     // Non-UTF-8 bytes are escaped byte by byte.
@@ -748,7 +901,7 @@ mod tests {
 
     #[test]
     fn query_sections() {
-        let q = parse_query("a=1&&=x&b&c=%41").unwrap();
+        let q = parse_query(b"a=1&&=x&b&c=%41");
         assert_eq!(
             q,
             vec![
@@ -837,6 +990,21 @@ mod tests {
         assert!(back.tls.require);
         assert_eq!(back.tls.psk_file.as_deref(), Some(&b"/k.psk"[..]));
         assert_eq!(back.username.as_deref(), Some(&b"alice"[..]));
+        // As libnbd writes them: `:` in the user name and `=` in a
+        // query value stay, and read back the same.
+        let c = Connection {
+            username: Some(b"al:ice"),
+            tls_hostname: Some(b"a=b"),
+            ..c
+        };
+        let s = build(&c).unwrap();
+        assert_eq!(
+            s,
+            "nbds+unix://al:ice@/e?socket=/tmp/s%20o&tls-psk-file=/k.psk&tls-hostname=a=b"
+        );
+        let back = parse(s.as_bytes(), &local).unwrap();
+        assert_eq!(back.username.as_deref(), Some(&b"al:ice"[..]));
+        assert_eq!(back.tls.hostname.as_deref(), Some(&b"a=b"[..]));
     }
 
     #[test]
@@ -935,7 +1103,15 @@ mod tests {
         let e = vsock_cid("abc").unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
         assert_eq!(e.message(), "cannot parse vsock CID from NBD URI: abc");
-        assert!(vsock_cid("99999999999").is_err());
+        // As sscanf("%u") reads them: white space and a sign first; too
+        // large saturates; the low 32 bits are kept.
+        assert_eq!(vsock_cid(" \t+7x").unwrap(), 7);
+        assert_eq!(vsock_cid("-1").unwrap(), u32::MAX);
+        assert_eq!(vsock_cid("4294967298").unwrap(), 2);
+        assert_eq!(vsock_cid("99999999999").unwrap(), 1_215_752_191);
+        assert_eq!(vsock_cid("99999999999999999999999").unwrap(), u32::MAX);
+        assert!(vsock_cid("-x").is_err());
+        assert!(vsock_cid("[::1]").is_err());
     }
 
     #[test]
@@ -980,6 +1156,218 @@ mod tests {
         );
     }
 
+    /// The error for a URI RFC 3986 (as libnbd reads it) refuses.
+    fn unparsable(s: &str) {
+        let e = parse(s.as_bytes(), &ANY).expect_err(s);
+        assert_eq!(e.errno(), libc::EINVAL, "{s}");
+        assert_eq!(e.message(), format!("unable to parse URI: {s}"), "{s}");
+    }
+
+    fn tcp(s: &str) -> (String, String) {
+        match ok(s).target {
+            Target::Tcp { host, port } => (host, port),
+            t => panic!("{s}: {t:?}"),
+        }
+    }
+
+    #[test]
+    fn split_into_parts() {
+        let p = split(b"NBD+Unix://u%40s:pw@[::1]:0123/a%2Fb/?q=1&r#f").unwrap();
+        assert_eq!(
+            p,
+            Parts {
+                scheme: Some(b"NBD+Unix"),
+                userinfo: Some(b"u%40s:pw"),
+                host: Some(b"[::1]"),
+                port: Some(123),
+                path: b"/a%2Fb/",
+                query: Some(b"q=1&r"),
+            }
+        );
+        // No authority, an empty one, an empty host with a port.
+        let p = split(b"nbd:e").unwrap();
+        assert_eq!((p.host, p.path), (None, &b"e"[..]));
+        let p = split(b"nbd:///e?").unwrap();
+        assert_eq!(
+            (p.host, p.path, p.query),
+            (None, &b"/e"[..], Some(&b""[..]))
+        );
+        let p = split(b"nbd://alice@:99/").unwrap();
+        assert_eq!(
+            (p.userinfo, p.host, p.port),
+            (Some(&b"alice"[..]), None, None)
+        );
+        // Relative references.
+        assert_eq!(split(b"//h/e").unwrap().scheme, None);
+        assert_eq!(split(b"").unwrap(), Parts::default());
+        assert!(split(b"1abc:x").is_none());
+    }
+
+    #[test]
+    fn what_rfc3986_refuses() {
+        for s in [
+            "nbd://[::1",
+            "nbd://[::1]x/",
+            "nbd://::1/",
+            "nbd://h:/e",
+            "nbd://h:12a/e",
+            "nbd://h:-1/e",
+            "nbd://h:+1/e",
+            "nbd://h:1:2/e",
+            "nbd://h:2147483648/e",
+            "nbd://h:4294967296/e",
+            "nbd://h:4294977105/e",
+            "nbd://h:9999999999/e",
+            "nbd://h:99999999999999999999/e",
+            "nbd://a@b@h/",
+            "nbd://us er@h/",
+            "nbd://user%zz@h/",
+            "nbd://h/%zz",
+            "nbd://h/e%2",
+            "nbd://h/a b",
+            "nbd://h/a|b",
+            "nbd://h/a\\b",
+            "nbd://h/a[b",
+            "nbd://h/\u{e9}",
+            "nbd://h/a\tb",
+            " nbd://h/e",
+            "nbd://h/e ",
+            "nbd://h/e?a=%zz",
+            "nbd://h/e?a b",
+            "nbd://h/e?a=[b]",
+            "nbd://h/e?tls-hostname=%",
+            "nbd://h/e#fr#ag",
+            "nbd://h/e#a b",
+            "nbd://%5B::1%5D:10/",
+            "1abc:x",
+            "a:b c",
+            "/tmp/a b",
+        ] {
+            unparsable(s);
+        }
+        // Bytes that are not UTF-8 are refused too.
+        let e = parse(b"nbd://h/\xff", &ANY).unwrap_err();
+        assert_eq!(e.message(), "unable to parse URI: nbd://h/\u{fffd}");
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(tcp("nbd://h:99/").1, "99");
+        assert_eq!(tcp("nbd://h:0099/").1, "99");
+        // Port 0 is no port.
+        assert_eq!(tcp("nbd://h:0/").1, "10809");
+        assert_eq!(tcp("nbd://h/").1, "10809");
+        // Too large for TCP, but getaddrinfo decides, as in libnbd.
+        assert_eq!(tcp("nbd://h:65536/").1, "65536");
+        assert_eq!(tcp("nbd://h:2147483647/").1, "2147483647");
+        // A port after an empty host is dropped (libnbd's parser).
+        assert_eq!(tcp("nbd://:99/e"), ("localhost".into(), "10809".into()));
+        let u = ok("nbd+vsock://5:2147483647/");
+        assert_eq!(
+            u.target,
+            Target::Vsock {
+                cid: 5,
+                port: 2147483647
+            }
+        );
+        assert_eq!(
+            ok("nbd+vsock://5:0/").target,
+            Target::Vsock {
+                cid: 5,
+                port: 10809
+            }
+        );
+        // An IP literal reaches ssh without its brackets (libnbd keeps them).
+        let u = ok("nbd+ssh://[::1]:2222/");
+        assert_eq!(u.target.ssh_command().unwrap()[3], b"::1");
+        let u = ok("nbd+ssh://h:70000/");
+        assert_eq!(u.target.ssh_command().unwrap()[2], b"70000");
+    }
+
+    #[test]
+    fn user_info() {
+        // The whole user info, password and all, is the user name.
+        let u = ok("nbd://alice:secret@h/e");
+        assert_eq!(u.username.as_deref(), Some(&b"alice:secret"[..]));
+        let u = ok("nbd://a%40b%3Ac@[::1]:5/");
+        assert_eq!(u.username.as_deref(), Some(&b"a@b:c"[..]));
+        assert_eq!(tcp("nbd://a%40b%3Ac@[::1]:5/"), ("::1".into(), "5".into()));
+        // Without a host.
+        let u = ok("nbd+unix://alice:pw@/?socket=/s");
+        assert_eq!(u.username.as_deref(), Some(&b"alice:pw"[..]));
+        // An empty user info is no user name.
+        let u = ok("nbd://@h/");
+        assert_eq!(u.username, None);
+        assert_eq!(tcp("nbd://@h/").0, "h");
+    }
+
+    #[test]
+    fn hosts_as_written() {
+        // Percent-decoded, nothing else: no case folding, no IP address
+        // normalisation, IP literals of any content.
+        assert_eq!(tcp("nbd://%31%32%37.0.0.1/").0, "127.0.0.1");
+        assert_eq!(tcp("nbd://LOCALHOST/").0, "LOCALHOST");
+        assert_eq!(tcp("nbd://[::ffff:127.0.0.1]/").0, "::ffff:127.0.0.1");
+        assert_eq!(tcp("nbd://[%3A%3A1]/").0, "::1");
+        assert_eq!(tcp("nbd://[v1.x]:7/").0, "v1.x");
+        assert_eq!(tcp("nbd://[fe80::1%25lo]/").0, "fe80::1%lo");
+        assert_eq!(tcp("nbd://[]/").0, "");
+        assert_eq!(tcp("nbd://h_x~!$&'()*+,;=/").0, "h_x~!$&'()*+,;=");
+        assert_eq!(tcp("nbd:///").0, "localhost");
+        // A vsock CID keeps the brackets, in its error too.
+        assert_eq!(
+            err("nbd+vsock://[::1]/").message(),
+            "cannot parse vsock CID from NBD URI: [::1]"
+        );
+        assert_eq!(
+            ok("nbd+vsock://-1/").target,
+            Target::Vsock {
+                cid: u32::MAX,
+                port: 10809
+            }
+        );
+        // A Unix socket URI ignores its host.
+        assert_eq!(
+            ok("nbd+unix://localhost:99/e?socket=/s").target,
+            Target::Unix {
+                path: b"/s".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn paths_queries_fragments() {
+        // No dot-segment removal.
+        assert_eq!(ok("nbd://h/a/../b/./c").export_name, b"a/../b/./c");
+        assert_eq!(ok("nbd://h/%2e%2e/x").export_name, b"../x");
+        assert_eq!(ok("nbd://h/a%20b%2Fc%7e").export_name, b"a b/c~");
+        assert_eq!(ok("nbd://h/e/?/x").export_name, b"e/");
+        assert_eq!(ok("nbd://h").export_name, b"");
+        assert_eq!(
+            ok("nbd://h?tls-hostname=x").tls.hostname.as_deref(),
+            Some(&b"x"[..])
+        );
+        // Fragments are checked, then ignored.
+        let u = ok("nbd://h/e?tls-hostname=x#a?b/c:@[]");
+        assert_eq!(u.export_name, b"e");
+        assert_eq!(u.tls.hostname.as_deref(), Some(&b"x"[..]));
+        assert_eq!(ok("nbd://h/e#").export_name, b"e");
+        // Query sections: `&`, else `;`; a value keeps later `=`.
+        let h = |s: &str| ok(s).tls.hostname;
+        assert_eq!(
+            h("nbd://h/?a=b;tls-hostname=g;c=d").as_deref(),
+            Some(&b"g"[..])
+        );
+        assert_eq!(h("nbd://h/?a=b;tls-hostname=g&c=d"), None);
+        assert_eq!(h("nbd://h/?tls-hostname=a=b").as_deref(), Some(&b"a=b"[..]));
+        assert_eq!(
+            h("nbd://h/?tls-hostname=%41%2fb&&=x").as_deref(),
+            Some(&b"A/b"[..])
+        );
+        assert_eq!(h("nbd://h/?tls-hostname").as_deref(), Some(&b""[..]));
+        assert_eq!(h("nbd://h/?a=/?:@").as_deref(), None);
+    }
+
     #[test]
     fn booleans() {
         for (v, b) in [
@@ -997,5 +1385,23 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[test]
+    fn unparsable_before_no_scheme() {
+        let base = "NBD URI does not have a scheme: valid NBD URIs should start with a \
+                    scheme like nbd://, nbds:// or nbd+unix://";
+        assert_eq!(err("").message(), base);
+        assert!(err("//h/e")
+            .message()
+            .ends_with("\"nbd+unix://?socket=PATH\""));
+        assert_eq!(
+            err("localhost:10809").message(),
+            "unknown NBD URI scheme: localhost"
+        );
+        assert_eq!(
+            err("nbd+unix:?socket=/s").message(),
+            "URI must begin with 'nbd+unix://'"
+        );
     }
 }
