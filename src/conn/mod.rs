@@ -423,7 +423,7 @@ pub(crate) struct Conn {
     /// An eventfd the unlocked poller also polls: another thread that runs
     /// the machine (and may read its reply) or leaves a request half
     /// written (the poller must also wait for POLLOUT) signals it.
-    waker: Option<crate::transport::Waker>,
+    waker: Option<std::sync::Arc<crate::transport::Waker>>,
     /// The waker has been written to since it was last drained.
     waker_signalled: bool,
     /// Traffic counters (`nbd_stats_*`).
@@ -1552,22 +1552,32 @@ impl Conn {
     }
 
     /// A thread is about to poll the fd with the handle unlocked: returns
-    /// the waker fd it must poll as well.
-    pub(crate) fn start_unlocked_poll(&mut self) -> Result<i32> {
-        use std::os::fd::AsRawFd;
-        if self.waker.is_none() {
-            self.waker = Some(crate::transport::Waker::new()?);
-        }
+    /// the waker it must poll as well (made at the first call, kept for
+    /// the connection's life; others may signal it too).
+    pub(crate) fn start_unlocked_poll(
+        &mut self,
+    ) -> Result<&std::sync::Arc<crate::transport::Waker>> {
         self.unlocked_poller = true;
-        Ok(self.waker.as_ref().map_or(-1, |w| w.as_raw_fd()))
+        let waker = match self.waker.take() {
+            Some(w) => w,
+            None => match crate::transport::Waker::new() {
+                Ok(w) => std::sync::Arc::new(w),
+                Err(e) => {
+                    self.unlocked_poller = false;
+                    return Err(e);
+                }
+            },
+        };
+        Ok(self.waker.insert(waker))
     }
 
-    /// The unlocked poller is back: clears its waker and closes a
-    /// transport dropped while it polled.
-    pub(crate) fn end_unlocked_poll(&mut self) {
+    /// The unlocked poller is back: drains its waker if it was signalled
+    /// (by this machine, or `waker_ready`: seen readable by the poller)
+    /// and closes a transport dropped while it polled.
+    pub(crate) fn end_unlocked_poll(&mut self, waker_ready: bool) {
         self.unlocked_poller = false;
         self.parked_transport = None;
-        if let (true, Some(w)) = (self.waker_signalled, &self.waker) {
+        if let (true, Some(w)) = (self.waker_signalled || waker_ready, &self.waker) {
             w.drain();
             self.waker_signalled = false;
         }

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Perm, DIRECTION_READ, DIRECTION_WRITE};
@@ -62,63 +62,70 @@ pub struct Handle {
 }
 
 /// The cancellation of waiting calls, reachable without the handle's lock
-/// (a handshake, option call or shutdown keeps it while it waits).
+/// (a handshake, option call or shutdown keeps it while it waits). It
+/// makes no file descriptor of its own: a cancellation wakes the waiting
+/// thread through what that thread polls anyway.
 struct Cancel {
     /// Bumped by [`Handle::cancel_waits`]; a waiting call fails once it
     /// differs from the value it started with.
     generation: AtomicU64,
-    /// An eventfd made readable by each cancellation, which every wait
-    /// for the socket polls along with it (with the handle locked or not);
-    /// made when a call first waits (`None` if no eventfd could be made:
-    /// a wait with the handle locked is then not cancellable, only bounded
-    /// by its timeout).
-    waker: OnceLock<Option<Waker>>,
+    /// The connection's eventfd that wakes the thread polling with the
+    /// handle unlocked (see [`Conn::start_unlocked_poll`]), once a command
+    /// has waited; it lives as long as the handle.
+    unlocked_waker: OnceLock<Arc<Waker>>,
+    /// The socket a wait with the handle locked polls, for that poll's
+    /// duration. Such a wait kills the connection when cancelled, so the
+    /// cancellation shuts the socket down, which wakes the poll. The fd
+    /// cannot be closed while it is here: closing it needs the handle's
+    /// lock, which the registered wait holds.
+    locked_socket: Mutex<Option<RawFd>>,
 }
 
 impl Cancel {
     fn new() -> Cancel {
         Cancel {
             generation: AtomicU64::new(0),
-            waker: OnceLock::new(),
+            unlocked_waker: OnceLock::new(),
+            locked_socket: Mutex::new(None),
         }
     }
 
-    /// The eventfd to poll, made at the first call.
-    fn fd(&self) -> Option<RawFd> {
-        self.waker
-            .get_or_init(|| Waker::new().ok())
-            .as_ref()
-            .map(|w| w.as_raw_fd())
-    }
-
-    /// Cancels the waits in progress: a new generation, then the signal.
+    /// Cancels the waits in progress: a new generation, then a wake-up for
+    /// the thread polling, whichever way it polls.
     fn cancel(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.signal();
-    }
-
-    /// Makes the eventfd readable.
-    fn signal(&self) {
-        if let Some(Some(w)) = self.waker.get() {
+        // Pairs with the fence after a waiter registers the waker: either
+        // the waiter sees the new generation or this sees the waker.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(w) = self.unlocked_waker.get() {
             w.wake();
         }
+        let socket = self.locked_socket.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = *socket {
+            // Failure (not a socket, already shut) leaves the wait to its
+            // timeout, as before it registered.
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+        }
     }
 
-    /// After the eventfd woke a call of generation `generation`: the
-    /// signal of a cancellation since then is left for every waiter to
-    /// see; an older one is drained, so later waits sleep again. A
-    /// cancellation that comes meanwhile may be drained with it, so it is
-    /// signalled again.
-    fn settle(&self, generation: u64) {
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return;
-        }
-        if let Some(Some(w)) = self.waker.get() {
-            w.drain();
-        }
-        if self.generation.load(Ordering::SeqCst) != generation {
-            self.signal();
-        }
+    /// Registers `fd` as the socket a locked wait polls, until the guard
+    /// is dropped.
+    fn register_locked_socket(&self, fd: RawFd) -> LockedSocket<'_> {
+        *self.locked_socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd);
+        LockedSocket(self)
+    }
+}
+
+/// A registration made by [`Cancel::register_locked_socket`].
+struct LockedSocket<'c>(&'c Cancel);
+
+impl Drop for LockedSocket<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .locked_socket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -139,11 +146,17 @@ struct Limits<'h> {
 impl Limits<'_> {
     /// The error to give up with, if the call must give up now.
     fn check(&self) -> Result<()> {
-        if self.cancel.generation.load(Ordering::SeqCst) != self.cancel_gen {
-            return Err(Error::new(libc::ECANCELED, "operation cancelled"));
-        }
+        self.check_cancel()?;
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::new(libc::ETIMEDOUT, "operation timed out"));
+        }
+        Ok(())
+    }
+
+    /// `ECANCELED` if the call has been cancelled since it started.
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.generation.load(Ordering::SeqCst) != self.cancel_gen {
+            return Err(Error::new(libc::ECANCELED, "operation cancelled"));
         }
         Ok(())
     }
@@ -588,38 +601,39 @@ impl Drop for Handle {
 /// Alternates `progress` and `poll` until `done` holds, with the handle
 /// locked throughout (the handshake, options, shutdown).
 /// Past the deadline, or once cancelled ([`Handle::cancel_waits`], which
-/// reaches the poll through the cancel eventfd), the connection is
+/// reaches the poll by shutting the socket down), the connection is
 /// killed: a handshake cut short cannot be resumed.
 fn run_until(c: &mut Conn, limits: Limits<'_>, done: impl Fn(&Conn) -> bool) -> Result<()> {
     // Whatever could be done without waiting has been done (a request is
     // written as it is issued), so wait for the socket first, unless input
     // is already buffered or the machine has an error to report.
     let mut wait = !c.input_buffered() && !c.is_dead();
-    let cancel_fd = limits.cancel.fd();
     loop {
         if done(c) {
             return Ok(());
         }
         if wait {
-            if let Err(err) = limits.check() {
-                c.kill(err.clone());
-                return Err(err);
-            }
-            let Some(mut fds) = PollFds::for_conn(c, None, cancel_fd)? else {
+            let Some(mut fds) = PollFds::for_conn(c, None)? else {
                 // TLS holds data: no wait needed.
                 c.progress()?;
                 continue;
             };
+            let registered = limits.cancel.register_locked_socket(fds.fds[0].fd);
+            // Checked once registered: a cancellation from now on shuts
+            // the socket down and so ends the poll.
+            if let Err(err) = limits.check() {
+                c.kill(err.clone());
+                return Err(err);
+            }
             fds.log_start(c);
             let ready = fds.poll(limits.poll_ms())?;
+            drop(registered);
             fds.log_end(c);
-            if !ready {
-                continue;
+            if let Err(err) = limits.check() {
+                c.kill(err.clone());
+                return Err(err);
             }
-            if fds.cancel_ready() {
-                // A cancellation, of this call (seen at the top of the
-                // loop) or of an earlier one.
-                limits.cancel.settle(limits.cancel_gen);
+            if !ready {
                 continue;
             }
         }
@@ -671,7 +685,14 @@ impl Handle {
             if wait {
                 let waited = match c.start_unlocked_poll() {
                     Ok(waker) => {
-                        let (guard, waited) = self.wait_unlocked(c, waker, first, &limits);
+                        let waker_fd = waker.as_raw_fd();
+                        if self.cancel.unlocked_waker.get().is_none() {
+                            let _ = self.cancel.unlocked_waker.set(Arc::clone(waker));
+                            // Ordered before the check of the generation
+                            // in wait_unlocked (see Cancel::cancel).
+                            std::sync::atomic::fence(Ordering::SeqCst);
+                        }
+                        let (guard, waited) = self.wait_unlocked(c, waker_fd, first, &limits);
                         c = guard;
                         waited
                     }
@@ -711,14 +732,20 @@ impl Handle {
         first: bool,
         limits: &Limits<'_>,
     ) -> (MutexGuard<'h, Conn>, Result<()>) {
-        let mut fds = match PollFds::for_conn(&c, Some(waker), limits.cancel.fd()) {
+        let mut fds = match PollFds::for_conn(&c, Some(waker)) {
             Ok(Some(fds)) => fds,
             other => {
                 // TLS holds data (no wait needed), or nothing to poll for.
-                c.end_unlocked_poll();
+                c.end_unlocked_poll(false);
                 return (c, other.map(drop));
             }
         };
+        // A cancellation from now on signals the waker; one before, this
+        // sees (the waker may have been registered just now).
+        if let Err(e) = limits.check_cancel() {
+            c.end_unlocked_poll(false);
+            return (c, Err(e));
+        }
         fds.log_start(&c);
         let mut spin = c.spin();
         // With others in flight, or other threads using the handle, the
@@ -733,16 +760,14 @@ impl Handle {
             fds.poll(limits.poll_ms()).map(drop)
         };
         let mut c = self.lock();
-        c.end_unlocked_poll();
+        // Woken by another thread's request, by a cancellation (the caller
+        // checks its limits next), or by the server.
+        c.end_unlocked_poll(fds.extra_ready());
         if spinning {
             c.learn_spin(&spin);
         }
         if polled.is_ok() {
             fds.log_end(&c);
-        }
-        if fds.cancel_ready() {
-            // The caller checks its limits next.
-            limits.cancel.settle(limits.cancel_gen);
         }
         (c, polled)
     }
@@ -756,7 +781,7 @@ fn poll_once(c: &Conn, timeout_ms: i32) -> Result<bool> {
 }
 
 fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
-    let Some(mut fds) = PollFds::for_conn(c, extra, None)? else {
+    let Some(mut fds) = PollFds::for_conn(c, extra)? else {
         return Ok(true);
     };
     fds.log_start(c);
@@ -767,19 +792,18 @@ fn poll_with(c: &Conn, extra: Option<i32>, timeout_ms: i32) -> Result<bool> {
 
 /// What one wait polls: the connection's fd in the direction the machine
 /// wants, and optionally another fd (a caller's, or the unlocked poller's
-/// waker) and the handle's cancel eventfd. Worked out with the handle
-/// locked; the poll itself needs no lock.
+/// waker). Worked out with the handle locked; the poll itself needs no
+/// lock.
 struct PollFds {
-    /// The connection's fd, the extra fd and the cancel fd; poll skips a
-    /// negative fd.
-    fds: [libc::pollfd; 3],
+    /// The connection's fd and the extra fd.
+    fds: [libc::pollfd; 2],
     nfds: libc::nfds_t,
     rc: i32,
 }
 
 impl PollFds {
     /// `None` if the machine can go on without waiting (TLS holds data).
-    fn for_conn(c: &Conn, extra: Option<RawFd>, cancel: Option<RawFd>) -> Result<Option<PollFds>> {
+    fn for_conn(c: &Conn, extra: Option<RawFd>) -> Result<Option<PollFds>> {
         let dir = c.direction();
         let mut events = 0;
         if dir & DIRECTION_READ != 0 {
@@ -807,13 +831,8 @@ impl PollFds {
             fds: [
                 pollfd(fd, events),
                 pollfd(extra.unwrap_or(-1), libc::POLLIN),
-                pollfd(cancel.unwrap_or(-1), libc::POLLIN),
             ],
-            nfds: match (extra, cancel) {
-                (_, Some(_)) => 3,
-                (Some(_), None) => 2,
-                (None, None) => 1,
-            },
+            nfds: if extra.is_some() { 2 } else { 1 },
             rc: 0,
         }))
     }
@@ -828,9 +847,9 @@ impl PollFds {
         c.log(|| format!("poll end: r={rc} revents={revents}"));
     }
 
-    /// Whether the cancel eventfd is readable (after [`PollFds::poll`]).
-    fn cancel_ready(&self) -> bool {
-        self.nfds > 2 && self.fds[2].revents != 0
+    /// Whether the extra fd is readable (after [`PollFds::poll`]).
+    fn extra_ready(&self) -> bool {
+        self.nfds > 1 && self.fds[1].revents != 0
     }
 
     /// Polls; false on timeout.
