@@ -14,11 +14,13 @@
 //! than the round trip of a 4 KiB read to a local nbdkit, suits a server
 //! on the same machine).
 //!
-//! The policy adapts, so slow servers cost no spinning: a spin that ends
-//! empty-handed turns spinning off; while off, each wait is timed, and a
-//! wait that turned out shorter than the budget turns it back on. Spinning
-//! at most wastes one budget per slow reply. With one CPU online there is
-//! nobody to spin for: the environment's budget is ignored there.
+//! The policy adapts, so slow servers cost little spinning: two spins in a
+//! row that end empty-handed turn spinning off (one slow reply among quick
+//! ones does not); while off, each wait is timed, and a wait that turned
+//! out shorter than the budget turns it back on. A server that is always
+//! slow costs two budgets, then one per reply that comes back quick. With
+//! one CPU online there is nobody to spin for: the environment's budget is
+//! ignored there.
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +30,16 @@ pub(crate) struct SpinPolicy {
     budget: Duration,
     /// Whether the next wait starts with a spin.
     spin_next: bool,
+    /// Spins in a row that ended empty-handed.
+    misses: u8,
     /// When a thread last had to wait for another one polling the handle.
     contended_at: Option<Instant>,
 }
+
+/// Empty-handed spins in a row that turn spinning off: one reply slower
+/// than the budget among quick ones (the server was descheduled, say) does
+/// not cost the next, quick one its spin.
+const MISSES_TO_STOP: u8 = 2;
 
 /// How long after threads last contended for a handle it does not spin.
 const CONTENTION_MEMORY: Duration = Duration::from_millis(100);
@@ -51,6 +60,7 @@ impl SpinPolicy {
         SpinPolicy {
             budget: Duration::from_micros(usec as u64),
             spin_next: usec > 0,
+            misses: 0,
             contended_at: None,
         }
     }
@@ -72,6 +82,7 @@ impl SpinPolicy {
     pub(crate) fn learn(&mut self, copy: &SpinPolicy) {
         if copy.budget == self.budget {
             self.spin_next = copy.spin_next;
+            self.misses = copy.misses;
         }
     }
 
@@ -94,6 +105,7 @@ impl SpinPolicy {
         if self.spin_next {
             loop {
                 if poll(0)? {
+                    self.misses = 0;
                     return Ok(());
                 }
                 std::hint::spin_loop();
@@ -101,11 +113,15 @@ impl SpinPolicy {
                     break;
                 }
             }
-            self.spin_next = false;
+            self.misses += 1;
+            self.spin_next = self.misses < MISSES_TO_STOP;
             return poll(-1).map(drop);
         }
         poll(-1)?;
-        self.spin_next = start.elapsed() < self.budget;
+        if start.elapsed() < self.budget {
+            self.spin_next = true;
+            self.misses = 0;
+        }
         Ok(())
     }
 }
@@ -149,12 +165,24 @@ mod tests {
     }
 
     #[test]
-    fn slow_reply_turns_spinning_off_and_a_quick_wait_back_on() {
+    fn slow_replies_turn_spinning_off_and_a_quick_wait_back_on() {
         let mut p = SpinPolicy::new(200);
         let calls = record(&mut p, |timeout, _| timeout == -1);
         assert!(calls.len() > 1 && calls[..calls.len() - 1].iter().all(|&t| t == 0));
         assert_eq!(calls.last(), Some(&-1));
-        assert!(!p.spin_next, "an empty spin must turn spinning off");
+        assert!(p.spin_next, "one empty spin must not turn spinning off");
+        // A quick reply after it clears the count of misses...
+        assert_eq!(record(&mut p, |_, _| true), [0]);
+        let calls = record(&mut p, |timeout, _| timeout == -1);
+        assert_eq!(calls.first(), Some(&0));
+        assert!(p.spin_next, "a miss after a hit is the first in a row");
+        // ...and a second empty spin in a row turns it off.
+        let calls = record(&mut p, |timeout, _| timeout == -1);
+        assert_eq!(calls.first(), Some(&0));
+        assert!(
+            !p.spin_next,
+            "two empty spins in a row must turn spinning off"
+        );
         // While off, nothing spins; a slow sleep keeps it off...
         let calls = record(&mut p, |_, _| {
             std::thread::sleep(Duration::from_millis(2));
