@@ -6,13 +6,13 @@
 //! a trip through the hypervisor). So a wait first checks the socket
 //! without blocking for up to a budget, and sleeps only if nothing came.
 //!
-//! Spinning buys latency with CPU (about 1.7x the client CPU per 4 KiB
-//! operation for 1.1-1.2x the rate, BENCHMARKS.md), the wrong default on a
-//! host running many handles or on a laptop, so it is OPT-IN: the budget
-//! is 0 (always sleep, as libnbd does) unless `LIBNBD_SPIN_USEC` in the
-//! environment or `Handle::set_spin_usec` sets one (50 us, a little more
-//! than the round trip of a 4 KiB read to a local nbdkit, suits a server
-//! on the same machine).
+//! Spinning buys latency with CPU (1.35-2.2x libnbd's client CPU per
+//! 4 KiB operation for 1.22-1.36x its rate, BENCHMARKS.md), the wrong
+//! default on a host running many handles or on a laptop, so it is
+//! OPT-IN: the budget is 0 (always sleep, as libnbd does) unless
+//! `LIBNBD_SPIN_USEC` in the environment or `Handle::set_spin_usec` sets
+//! one (50 us, a little more than the round trip of a 4 KiB read to a
+//! local nbdkit, suits a server on the same machine).
 //!
 //! The policy adapts, so slow servers cost little spinning: two spins in a
 //! row that end empty-handed turn spinning off (one slow reply among quick
