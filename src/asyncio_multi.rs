@@ -3,31 +3,18 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::OnceLock;
 
 use crate::flags::CmdFlag;
-use crate::multiconn::MAX_CONNECTIONS;
-use crate::{AsyncHandle, Error, Handle, Result};
-
-/// One connection and how many of the pool's commands it has in flight.
-struct Member {
-    handle: AsyncHandle,
-    load: AtomicUsize,
-}
-
-/// Counts a command against its connection while its future lives.
-struct Load<'a>(&'a AtomicUsize);
-
-impl Drop for Load<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use crate::multiconn::{
+    check_connections, check_ready, check_same_export, least_loaded, pool_failure, Load, Member,
+};
+use crate::{AsyncHandle, Error, Result};
 
 /// Several asynchronous connections to one export, used as one handle.
 ///
-/// It holds up to [`MAX_CONNECTIONS`] [`AsyncHandle`]s to one export: as
+/// It holds up to [`MAX_CONNECTIONS`](crate::multiconn::MAX_CONNECTIONS) [`AsyncHandle`]s to one export: as
 /// many as asked for when the server advertises multi-conn, else one.
 /// Each command goes, whole, to the least-loaded connection (searched from
 /// a round-robin start), so the commands of concurrent tasks spread over
@@ -58,7 +45,7 @@ impl Drop for Load<'_> {
 /// Like [`AsyncHandle`], use it inside the tokio runtime that connected it;
 /// share it between tasks with an `Arc`.
 pub struct AsyncMultiConn {
-    members: Box<[Member]>,
+    members: Box<[Member<AsyncHandle>]>,
     size: u64,
     /// Round-robin start for choosing among equally loaded connections.
     next: AtomicUsize,
@@ -75,27 +62,8 @@ impl std::fmt::Debug for AsyncMultiConn {
     }
 }
 
-/// Whether a connection can serve no more commands.
-fn gone(h: &Handle) -> bool {
-    h.aio_is_dead() || h.aio_is_closed()
-}
-
-fn check_ready(h: &AsyncHandle, i: usize) -> Result<()> {
-    if h.handle().aio_is_ready() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            libc::EINVAL,
-            format!(
-                "connection {i} is not ready for commands: {}",
-                h.handle().connection_state()
-            ),
-        ))
-    }
-}
-
 impl AsyncMultiConn {
-    /// Opens up to `connections` connections (1 to [`MAX_CONNECTIONS`]):
+    /// Opens up to `connections` connections (1 to [`MAX_CONNECTIONS`](crate::multiconn::MAX_CONNECTIONS)):
     /// `connect(i)` must give an [`AsyncHandle`] connected to the export,
     /// for `i` = 0, 1, ... It is called once; then, if that connection's
     /// server advertises multi-conn, once for each further connection
@@ -109,16 +77,9 @@ impl AsyncMultiConn {
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<AsyncHandle>>,
     {
-        if connections == 0 || connections > MAX_CONNECTIONS {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!(
-                    "connections: invalid value for parameter: {connections} (must be 1 to {MAX_CONNECTIONS})"
-                ),
-            ));
-        }
+        check_connections(connections)?;
         let first = connect(0).await?;
-        check_ready(&first, 0)?;
+        check_ready(first.handle(), 0)?;
         let want = if first.can_multi_conn()? {
             connections
         } else {
@@ -130,23 +91,11 @@ impl AsyncMultiConn {
         members.push(first);
         for i in 1..want {
             let h = connect(i).await?;
-            check_ready(&h, i)?;
-            if h.size()? != size || h.is_read_only()? != read_only || !h.can_multi_conn()? {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    format!("connection {i} does not reach the same export as connection 0"),
-                ));
-            }
+            check_same_export(h.handle(), i, size, read_only)?;
             members.push(h);
         }
         Ok(AsyncMultiConn {
-            members: members
-                .into_iter()
-                .map(|handle| Member {
-                    handle,
-                    load: AtomicUsize::new(0),
-                })
-                .collect(),
+            members: members.into_iter().map(Member::new).collect(),
             size,
             next: AtomicUsize::new(0),
             fatal: OnceLock::new(),
@@ -209,33 +158,14 @@ impl AsyncMultiConn {
         if let Some(e) = self.fatal.get() {
             return Err(e.clone());
         }
-        let n = self.members.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = &self.members[start];
-        let mut best_load = best.load.load(Ordering::Relaxed);
-        for k in 1..n {
-            if best_load == 0 {
-                break;
-            }
-            let m = &self.members[(start + k) % n];
-            let load = m.load.load(Ordering::Relaxed);
-            if load < best_load {
-                best = m;
-                best_load = load;
-            }
-        }
-        best.load.fetch_add(1, Ordering::Relaxed);
-        Ok((&best.handle, Load(&best.load)))
+        let m = least_loaded(&self.members, &self.next);
+        Ok((&m.handle, m.count()))
     }
 
     /// After a command on `h` failed with `e`: if `h` is dead, its error
     /// becomes the pool's and is returned; else `e` is.
     fn note_failure(&self, h: &AsyncHandle, e: Error) -> Error {
-        if !gone(h.handle()) {
-            return e;
-        }
-        let why = h.handle().fatal_error().unwrap_or(e);
-        self.fatal.get_or_init(|| why).clone()
+        pool_failure(&self.fatal, h.handle(), e)
     }
 
     /// Reads `buf.len()` bytes at `offset` into `buf` on one connection and

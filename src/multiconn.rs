@@ -121,15 +121,7 @@ impl MultiConnBuilder {
     where
         F: FnMut(usize) -> Result<Handle>,
     {
-        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!(
-                    "connections: invalid value for parameter: {} (must be 1 to {MAX_CONNECTIONS})",
-                    self.connections
-                ),
-            ));
-        }
+        check_connections(self.connections)?;
         let first = connect(0)?;
         check_ready(&first, 0)?;
         let want = if first.can_multi_conn()? {
@@ -145,13 +137,7 @@ impl MultiConnBuilder {
         handles.push(first);
         for i in 1..want {
             let h = connect(i)?;
-            check_ready(&h, i)?;
-            if h.size()? != size || h.is_read_only()? != read_only || !h.can_multi_conn()? {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    format!("connection {i} does not reach the same export as connection 0"),
-                ));
-            }
+            check_same_export(&h, i, size, read_only)?;
             payload = payload.min(largest_payload(&h)?);
             minimum = minimum.max(h.block_size(crate::Size::Minimum)?.unwrap_or(0));
             handles.push(h);
@@ -160,13 +146,7 @@ impl MultiConnBuilder {
         // At least one aligned unit, at most the payload, else aligned down.
         let max_chunk = self.max_chunk.min(payload).max(align);
         let max_chunk = max_chunk / align * align;
-        let members = handles
-            .into_iter()
-            .map(|h| Member {
-                handle: h,
-                load: AtomicUsize::new(0),
-            })
-            .collect();
+        let members = handles.into_iter().map(Member::new).collect();
         Ok(MultiConn {
             members,
             size,
@@ -210,7 +190,23 @@ fn largest_payload(h: &Handle) -> Result<u64> {
     })
 }
 
-fn check_ready(h: &Handle, i: usize) -> Result<()> {
+// ---- what MultiConn and AsyncMultiConn share ----------------------------------
+
+/// EINVAL unless 1 to [`MAX_CONNECTIONS`] connections are asked for.
+pub(crate) fn check_connections(connections: usize) -> Result<()> {
+    if connections == 0 || connections > MAX_CONNECTIONS {
+        return Err(Error::new(
+            libc::EINVAL,
+            format!(
+                "connections: invalid value for parameter: {connections} (must be 1 to {MAX_CONNECTIONS})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// EINVAL unless connection `i` is ready for commands.
+pub(crate) fn check_ready(h: &Handle, i: usize) -> Result<()> {
     if h.aio_is_ready() {
         Ok(())
     } else {
@@ -224,10 +220,89 @@ fn check_ready(h: &Handle, i: usize) -> Result<()> {
     }
 }
 
-/// One connection and how many of the pool's requests it has in flight.
-struct Member {
-    handle: Handle,
+/// EINVAL unless connection `i` (after the first) is ready and reaches the
+/// export connection 0 reaches (`size`, `read_only`), with multi-conn.
+pub(crate) fn check_same_export(h: &Handle, i: usize, size: u64, read_only: bool) -> Result<()> {
+    check_ready(h, i)?;
+    if h.size()? != size || h.is_read_only()? != read_only || !h.can_multi_conn()? {
+        return Err(Error::new(
+            libc::EINVAL,
+            format!("connection {i} does not reach the same export as connection 0"),
+        ));
+    }
+    Ok(())
+}
+
+/// One connection of a pool and how many of the pool's commands it has
+/// in flight.
+pub(crate) struct Member<H> {
+    pub(crate) handle: H,
     load: AtomicUsize,
+}
+
+impl<H> Member<H> {
+    pub(crate) fn new(handle: H) -> Member<H> {
+        Member {
+            handle,
+            load: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a command against this connection until the guard is dropped.
+    pub(crate) fn count(&self) -> Load<'_> {
+        self.load.fetch_add(1, Ordering::Relaxed);
+        Load(&self.load)
+    }
+}
+
+/// A command counted against its connection (see [`Member::count`]).
+pub(crate) struct Load<'a>(&'a AtomicUsize);
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The least-loaded of `members`, searched from the round-robin start
+/// `next` (which it advances), so equally loaded connections take turns.
+pub(crate) fn least_loaded<'m, H>(members: &'m [Member<H>], next: &AtomicUsize) -> &'m Member<H> {
+    let n = members.len();
+    if n == 1 {
+        return &members[0];
+    }
+    let start = next.fetch_add(1, Ordering::Relaxed) % n;
+    let mut best = &members[start];
+    let mut best_load = best.load.load(Ordering::Relaxed);
+    for k in 1..n {
+        if best_load == 0 {
+            break;
+        }
+        let m = &members[(start + k) % n];
+        let load = m.load.load(Ordering::Relaxed);
+        if load < best_load {
+            best = m;
+            best_load = load;
+        }
+    }
+    best
+}
+
+/// Whether a connection can serve no more commands: dead (a protocol or
+/// I/O error), or closed (the server went away between replies).
+pub(crate) fn gone(h: &Handle) -> bool {
+    h.aio_is_dead() || h.aio_is_closed()
+}
+
+/// After a call on `h` failed with `e`: if `h` is gone, its error becomes
+/// the pool's (`fatal`, kept from the first connection that died) and is
+/// returned; else `e` is.
+pub(crate) fn pool_failure(fatal: &OnceLock<Error>, h: &Handle, e: Error) -> Error {
+    if !gone(h) {
+        return e;
+    }
+    let why = h.fatal_error().unwrap_or(e);
+    fatal.get_or_init(|| why).clone()
 }
 
 /// Writes (write, trim, zero) in flight, counted in two alternating epochs
@@ -245,7 +320,7 @@ struct WriteEpochs {
 /// once; each call is synchronous for its caller.
 pub struct MultiConn {
     // First, so the handles close before the wakers their callbacks use.
-    members: Box<[Member]>,
+    members: Box<[Member<Handle>]>,
     size: u64,
     max_chunk: u64,
     align: u64,
@@ -596,36 +671,13 @@ impl MultiConn {
         }
     }
 
-    /// The least-loaded connection, starting the search round-robin.
-    fn pick(&self) -> &Member {
-        let n = self.members.len();
-        if n == 1 {
-            return &self.members[0];
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = &self.members[start];
-        let mut best_load = best.load.load(Ordering::Relaxed);
-        for k in 1..n {
-            if best_load == 0 {
-                break;
-            }
-            let m = &self.members[(start + k) % n];
-            let load = m.load.load(Ordering::Relaxed);
-            if load < best_load {
-                best = m;
-                best_load = load;
-            }
-        }
-        best
-    }
-
     /// Runs one synchronous call on one connection.
     fn on_one<T>(&self, f: impl FnOnce(&Handle) -> Result<T>) -> Result<T> {
         self.check_fatal()?;
-        let m = self.pick();
-        m.load.fetch_add(1, Ordering::Relaxed);
+        let m = least_loaded(&self.members, &self.next);
+        let load = m.count();
         let r = f(&m.handle);
-        m.load.fetch_sub(1, Ordering::Relaxed);
+        drop(load);
         r.map_err(|e| self.note_failure(&m.handle, e))
     }
 
@@ -657,11 +709,7 @@ impl MultiConn {
     /// After a call on `h` failed with `e`: if `h` is dead, its error
     /// becomes the pool's and is returned; else `e` is.
     fn note_failure(&self, h: &Handle, e: Error) -> Error {
-        if !gone(h) {
-            return e;
-        }
-        let why = h.fatal_error().unwrap_or(e);
-        self.fatal.get_or_init(|| why).clone()
+        pool_failure(&self.fatal, h, e)
     }
 
     /// If a connection died, that error; else the first command error.
@@ -919,12 +967,6 @@ impl MultiConn {
     }
 }
 
-/// Whether a connection can serve no more commands: dead (a protocol or
-/// I/O error), or closed (the server went away between replies).
-fn gone(h: &Handle) -> bool {
-    h.aio_is_dead() || h.aio_is_closed()
-}
-
 /// Aborts the process if dropped while unwinding (see [`MultiConn::split`]).
 struct AbortOnUnwind;
 
@@ -1002,10 +1044,7 @@ mod tests {
     /// A pool over one handle that is not connected.
     fn unconnected_pool() -> MultiConn {
         MultiConn {
-            members: Box::new([Member {
-                handle: Handle::new().unwrap(),
-                load: AtomicUsize::new(0),
-            }]),
+            members: Box::new([Member::new(Handle::new().unwrap())]),
             size: 1 << 20,
             max_chunk: DEFAULT_MAX_CHUNK,
             align: CHUNK_ALIGN,
