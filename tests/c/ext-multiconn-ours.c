@@ -11,43 +11,6 @@
 
 #define SIZE (8 << 20)
 
-/* nbdkit -f --exit-with-parent -U PATH ARGS...; waits until it accepts.
- * Returns its pid.
- */
-static pid_t
-start_nbdkit (const char *tag, char *path, size_t len, char **args)
-{
-  struct sockaddr_un sun = { .sun_family = AF_UNIX };
-  char *argv[16] = { "nbdkit", "-f", "--exit-with-parent", "-U", path };
-  int i, n = 5, fd, ok = 0;
-  pid_t pid;
-
-  snprintf (path, len, "/tmp/%s-%d.sock", tag, (int) getpid ());
-  CHECK (strlen (path) < sizeof sun.sun_path);
-  strcpy (sun.sun_path, path);
-  unlink (path);
-  for (i = 0; args[i] != NULL; ++i)
-    argv[n++] = args[i];
-  argv[n] = NULL;
-  pid = fork ();
-  CHECK (pid >= 0);
-  if (pid == 0) {
-    execvp ("nbdkit", argv);
-    _exit (127);
-  }
-  for (i = 0; i < 1000 && !ok; ++i) {
-    fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK (fd >= 0);
-    ok = connect (fd, (struct sockaddr *) &sun, sizeof sun) == 0;
-    close (fd);
-    if (!ok)
-      tu_msleep (10);
-  }
-  if (!ok)
-    FAIL ("nbdkit did not start listening on %s", path);
-  return pid;
-}
-
 static void
 stop_nbdkit (pid_t pid, const char *path)
 {
@@ -146,7 +109,7 @@ main (void)
 
   {
     char *args[] = { "--filter=multi-conn", "memory", "size=8M", NULL };
-    pid = start_nbdkit ("ext-multiconn", sock, sizeof sock, args);
+    pid = tu_start_nbdkit_unix_args ("ext-multiconn", sock, sizeof sock, args);
   }
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
   CHECK_ERR_NULL (rnbd_multi_conn_connect_uri (0, uri), EINVAL,
@@ -314,7 +277,7 @@ main (void)
   {
     char *args[] = { "--filter=multi-conn", "memory", "size=8M",
                      "multi-conn-mode=disable", NULL };
-    pid = start_nbdkit ("ext-multiconn", sock, sizeof sock, args);
+    pid = tu_start_nbdkit_unix_args ("ext-multiconn", sock, sizeof sock, args);
   }
   mc = rnbd_multi_conn_connect_uri (4, uri);
   if (mc == NULL)
@@ -334,7 +297,7 @@ main (void)
   {
     char *args[] = { "--filter=multi-conn", "--filter=delay", "memory",
                      "size=8M", "rdelay=2", NULL };
-    pid = start_nbdkit ("ext-multiconn", sock, sizeof sock, args);
+    pid = tu_start_nbdkit_unix_args ("ext-multiconn", sock, sizeof sock, args);
   }
   mc = rnbd_multi_conn_connect_uri (2, uri);
   if (mc == NULL)

@@ -245,29 +245,37 @@ tu_msleep (long ms)
   nanosleep (&ts, NULL);
 }
 
-/* Start "nbdkit -f --exit-with-parent -U PATH memory 1M" (PATH is
- * /tmp/TAG-PID.sock, written to PATH, of LEN bytes) and wait until it
- * accepts connections: the socket file exists from bind, before listen.
- * Returns its pid; the caller stops it by that pid.
+/* Start "nbdkit -f --exit-with-parent -U PATH ARGS..." (ARGS ends with
+ * NULL, at most 10 of them; PATH is /tmp/TAG-PID.sock, written to PATH,
+ * of LEN bytes) and wait until it accepts connections: the socket file
+ * exists from bind, before listen.  Returns its pid; the caller stops it
+ * by that pid.
  */
 static inline pid_t
-tu_start_nbdkit_unix (const char *tag, char *path, size_t len)
+tu_start_nbdkit_unix_args (const char *tag, char *path, size_t len,
+                           char **args)
 {
   struct sockaddr_un sun = { .sun_family = AF_UNIX };
+  char *argv[16] = { "nbdkit", "-f", "--exit-with-parent", "-U", path };
   pid_t pid;
-  int i, fd, ok = 0;
+  int i, n = 5, fd, ok = 0;
 
   snprintf (path, len, "/tmp/%s-%d.sock", tag, (int) getpid ());
   if (strlen (path) >= sizeof sun.sun_path)
     FAIL ("socket path too long: %s", path);
   strcpy (sun.sun_path, path);
   unlink (path);
+  for (i = 0; args[i] != NULL; ++i) {
+    if (n >= 15)
+      FAIL ("too many nbdkit arguments");
+    argv[n++] = args[i];
+  }
+  argv[n] = NULL;
   pid = fork ();
   if (pid == -1)
     FAIL ("fork: %s", strerror (errno));
   if (pid == 0) {
-    execlp ("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", path,
-            "memory", "1M", NULL);
+    execvp ("nbdkit", argv);
     _exit (127);
   }
   for (i = 0; i < 1000 && !ok; ++i) {
@@ -282,6 +290,14 @@ tu_start_nbdkit_unix (const char *tag, char *path, size_t len)
   if (!ok)
     FAIL ("nbdkit did not start listening on %s", path);
   return pid;
+}
+
+/* tu_start_nbdkit_unix_args with "memory 1M". */
+static inline pid_t
+tu_start_nbdkit_unix (const char *tag, char *path, size_t len)
+{
+  char *args[] = { "memory", "1M", NULL };
+  return tu_start_nbdkit_unix_args (tag, path, len, args);
 }
 
 /* Number of threads listed in /proc/PID/task (0 if unreadable). */
